@@ -1,0 +1,129 @@
+"""The training text each run sees: the train split after one defense.
+
+`none` is the split as is; `dedup` takes the deduplication stage's output; `rmft` and `scrub`
+rewrite PII spans (see piimem.masking). RMFT that re-draws surrogates per epoch yields one text per
+epoch; every other defense yields epoch 0 only, which the trainer reuses for every epoch.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import polars as pl
+
+from piimem.masking import RmftConfig, apply_rmft, apply_scrub
+
+log = logging.getLogger("piimem")
+
+DEFENSES = ("none", "dedup", "rmft", "scrub")
+
+REPLACEMENT_SCHEMA = {
+    "epoch": pl.Int64,
+    "doc_id": pl.Int64,
+    "start": pl.Int64,
+    "end": pl.Int64,
+    "entity_type": pl.Utf8,
+    "original": pl.Utf8,
+    "replacement": pl.Utf8,
+}
+
+
+@dataclass
+class TrainingText:
+    texts: pl.DataFrame  # epoch, doc_id, text
+    replacements: pl.DataFrame  # REPLACEMENT_SCHEMA: what was rewritten where (raw PII: private)
+    summary: pl.DataFrame  # public: counts per entity type
+
+
+def _spans_of(texts: pl.DataFrame, spans: pl.DataFrame, entity_types) -> pl.DataFrame:
+    return spans.join(texts.select("doc_id"), on="doc_id", how="semi").filter(
+        pl.col("entity_type").is_in(list(entity_types))
+    )
+
+
+def _summary(defense: str, spans: pl.DataFrame | None, replacements: pl.DataFrame) -> pl.DataFrame:
+    """Per type: occurrences before, distinct strings, how many were rewritten, most repeats left."""
+    if spans is None or spans.is_empty():
+        return pl.DataFrame(
+            schema={"defense": pl.Utf8, "entity_type": pl.Utf8, "occurrences": pl.Int64,
+                    "unique_strings": pl.Int64, "replaced": pl.Int64, "max_repeats_after": pl.Int64}
+        )
+    first_epoch = replacements.filter(pl.col("epoch") == 0)
+    replaced = spans.join(first_epoch.select("doc_id", "start"), on=["doc_id", "start"], how="semi")
+    remaining = spans.join(first_epoch.select("doc_id", "start"), on=["doc_id", "start"], how="anti")
+    before = spans.group_by("entity_type").agg(
+        occurrences=pl.len(), unique_strings=pl.col("normalized").n_unique()
+    )
+    after = (
+        remaining.group_by("entity_type", "normalized").len()
+        .group_by("entity_type").agg(max_repeats_after=pl.col("len").max())
+    )
+    n_replaced = replaced.group_by("entity_type").agg(replaced=pl.len())
+    return (
+        before.join(n_replaced, on="entity_type", how="left")
+        .join(after, on="entity_type", how="left")
+        .with_columns(
+            pl.lit(defense).alias("defense"),
+            pl.col("replaced").fill_null(0).cast(pl.Int64),
+            pl.col("max_repeats_after").fill_null(0).cast(pl.Int64),
+            pl.col("occurrences").cast(pl.Int64),
+            pl.col("unique_strings").cast(pl.Int64),
+        )
+        .select("defense", "entity_type", "occurrences", "unique_strings", "replaced", "max_repeats_after")
+        .sort("entity_type")
+    )
+
+
+def build_training_text(
+    defense: str,
+    train: pl.DataFrame,
+    *,
+    spans: pl.DataFrame | None = None,
+    dedup_texts: pl.DataFrame | None = None,
+    options: dict | None = None,
+) -> TrainingText:
+    """`train` holds (doc_id, text) of the train split; `options` is config[defense] (rmft: plus `epochs`)."""
+    options = dict(options or {})
+    no_replacements = pl.DataFrame(schema=REPLACEMENT_SCHEMA)
+    epoch0 = pl.lit(0, dtype=pl.Int64).alias("epoch")
+    if defense == "none":
+        texts, replacements, targeted = train.select(epoch0, "doc_id", "text"), no_replacements, None
+    elif defense == "dedup":
+        if dedup_texts is None:
+            raise ValueError("defense 'dedup' needs the deduplication stage's texts")
+        texts, replacements, targeted = dedup_texts.select(epoch0, "doc_id", "text"), no_replacements, None
+    elif defense == "rmft":
+        epochs = options.pop("epochs", 1)
+        cfg = RmftConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in options.items()})
+        targeted = _spans_of(train, spans, cfg.entity_types)
+        texts_by_epoch, maps = [], []
+        for epoch in range(epochs if cfg.redraw_per_epoch else 1):
+            masked, mapping = apply_rmft(train.select("doc_id", "text"), targeted, cfg, epoch=epoch)
+            texts_by_epoch.append(masked.select(pl.lit(epoch, dtype=pl.Int64).alias("epoch"), "doc_id", "text"))
+            maps.append(
+                mapping.select(
+                    pl.lit(epoch, dtype=pl.Int64).alias("epoch"), "doc_id", "start", "end", "entity_type",
+                    "original", pl.col("surrogate").alias("replacement"),
+                )
+            )
+        texts = pl.concat(texts_by_epoch)
+        replacements = pl.concat(maps).cast(REPLACEMENT_SCHEMA)
+    elif defense == "scrub":
+        targeted = _spans_of(train, spans, options["entity_types"])
+        texts = apply_scrub(train.select("doc_id", "text"), targeted, options["entity_types"]).select(
+            epoch0, "doc_id", "text"
+        )
+        replacements = targeted.select(
+            epoch0, "doc_id", "start", "end", "entity_type", pl.col("value").alias("original"),
+            pl.format("<{}>", "entity_type").alias("replacement"),
+        ).cast(REPLACEMENT_SCHEMA)
+    else:
+        raise ValueError(f"defenses: unknown defense {defense!r} (expected one of {', '.join(DEFENSES)})")
+    summary = _summary(defense, targeted, replacements)
+    log.info(
+        "defense %s: %d documents, %d characters, %d PII occurrences rewritten",
+        defense, texts.filter(pl.col("epoch") == 0).height,
+        texts.filter(pl.col("epoch") == 0)["text"].str.len_chars().sum(), replacements.filter(pl.col("epoch") == 0).height,
+    )
+    return TrainingText(texts=texts.sort("epoch", "doc_id"), replacements=replacements, summary=summary)

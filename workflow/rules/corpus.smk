@@ -1,0 +1,76 @@
+rule synthetic_corpus:
+    output:
+        maildir=directory("resources/synthetic/maildir"),
+        truth="resources/synthetic/ground_truth.parquet",
+    params:
+        synthetic=config["corpus"]["synthetic"],
+    log:
+        "logs/corpus/synthetic.log",
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/synthetic_corpus.py"
+
+
+rule download_cmu:
+    output:
+        tarball="resources/cmu/enron_mail_20150507.tar.gz",
+    params:
+        url=config["corpus"]["cmu"]["url"],
+        sha256=config["corpus"]["cmu"]["sha256"],
+    log:
+        "logs/corpus/download_cmu.log",
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/download_cmu.py"
+
+
+rule extract_cmu:
+    input:
+        tarball="resources/cmu/enron_mail_20150507.tar.gz",
+    output:
+        maildir=directory("resources/cmu/maildir"),
+    log:
+        "logs/corpus/extract_cmu.log",
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/extract_cmu.py"
+
+
+rule parse_corpus:
+    input:
+        maildir=maildir_root(),
+    output:
+        messages="results/private/corpus/messages.parquet",
+        quarantine="results/corpus/quarantine.tsv",
+    params:
+        text_headers=config["corpus"]["text_headers"],
+        max_file_bytes=config["corpus"]["max_file_bytes"],
+        mailboxes=config["corpus"]["cmu"]["mailboxes"] if config["corpus"]["source"] == "cmu" else None,
+    log:
+        "logs/corpus/parse.log",
+    benchmark:
+        "benchmarks/corpus/parse.tsv"
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/parse_corpus.py"
+
+
+rule split_corpus:
+    input:
+        messages="results/private/corpus/messages.parquet",
+        quarantine="results/corpus/quarantine.tsv",
+    output:
+        splits="results/corpus/splits.parquet",
+        summary="results/corpus/summary.tsv",
+    params:
+        split=config["corpus"]["split"],
+    log:
+        "logs/corpus/split.log",
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/split_corpus.py"

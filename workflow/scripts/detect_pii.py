@@ -1,0 +1,22 @@
+from piimem.logs import log_to_file
+
+log = log_to_file(snakemake.log[0])
+
+import polars as pl
+
+from piimem.io import write_private_parquet, write_table
+from piimem.pii.detect import detect_spans, summarize_spans
+
+pii = snakemake.params.pii
+messages = pl.read_parquet(snakemake.input.messages)
+spans = detect_spans(
+    messages,
+    entity_types=pii["entity_types"],
+    score_threshold=pii["score_threshold"],
+    batch_size=pii["batch_size"],
+    n_process=min(pii["processes"], snakemake.threads),
+    header_pii=pii["header_pii"],
+    spacy_model=pii["spacy_model"],
+)
+write_private_parquet(spans, snakemake.output.spans)
+write_table(summarize_spans(spans, messages), snakemake.output.summary)
