@@ -1,16 +1,15 @@
 import os
+import sys
 from pathlib import Path
 
 from snakemake.utils import validate
 
 # Scripts import the library from src/ whether or not it is pip-installed (e.g. in --sdm conda envs).
 _SRC = str(Path(workflow.basedir) / "src")
-os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_SRC, os.environ.get("PYTHONPATH")) if p)
+os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, (_SRC, os.getenv("PYTHONPATH")))))
 # Offline by default: no job may reach a model hub or the public-suffix list.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
-
-import sys
 
 sys.path.insert(0, _SRC)
 from piimem.config import check_config, corpus_name

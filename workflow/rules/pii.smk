@@ -25,6 +25,8 @@ rule evaluate_pii:
         truth="resources/synthetic/ground_truth.parquet",
     output:
         evaluation="results/pii/evaluation.tsv",
+    params:
+        entity_types=config["pii"]["entity_types"],
     log:
         "logs/pii/evaluate.log",
     conda:

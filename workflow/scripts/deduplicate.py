@@ -5,14 +5,11 @@ log = log_to_file(snakemake.log[0])
 import polars as pl
 
 from piimem.corpus.splits import split_texts
-from piimem.dedup import DedupConfig, deduplicate, dedup_summary
+from piimem.dedup import DedupConfig, dedup_summary, deduplicate
 from piimem.io import write_private_parquet, write_table
 
-options = dict(snakemake.params.dedup)
-substring = options.pop("substring")
-cfg = DedupConfig(**options, substring_enabled=substring["enabled"], substring_min_bytes=substring["min_bytes"])
 train = split_texts(pl.read_parquet(snakemake.input.messages), pl.read_parquet(snakemake.input.splits), "train")
-result = deduplicate(train["doc_id"].to_list(), train["text"].to_list(), cfg)
+result = deduplicate(train["doc_id"].to_list(), train["text"].to_list(), DedupConfig.from_config(snakemake.params.dedup))
 write_table(result.clusters, snakemake.output.clusters)
 write_private_parquet(result.texts, snakemake.output.texts)
 write_table(dedup_summary(result), snakemake.output.summary)

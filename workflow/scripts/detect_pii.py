@@ -16,7 +16,8 @@ spans = detect_spans(
     batch_size=pii["batch_size"],
     n_process=min(pii["processes"], snakemake.threads),
     header_pii=pii["header_pii"],
+    text_headers=snakemake.params.text_headers,
     spacy_model=pii["spacy_model"],
 )
 write_private_parquet(spans, snakemake.output.spans)
-write_table(summarize_spans(spans, messages), snakemake.output.summary)
+write_table(summarize_spans(spans, messages, pii["entity_types"]), snakemake.output.summary)

@@ -4,6 +4,10 @@ log_to_file(snakemake.log[0])
 
 from pathlib import Path
 
-from piimem.corpus.download import extract_maildir
+from piimem.corpus.download import extract
 
-extract_maildir(Path(snakemake.input.tarball), Path(snakemake.output.maildir))
+maildir = Path(snakemake.output.maildir)
+# The tarball holds a top-level maildir/ folder, so it unpacks into the output's parent.
+extract(snakemake.input.tarball, maildir.parent)
+if not maildir.is_dir():
+    raise FileNotFoundError(f"{snakemake.input.tarball}: expected a top-level 'maildir/' folder in the tarball")

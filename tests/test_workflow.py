@@ -1,0 +1,147 @@
+"""The data half of the DAG, run for real by Snakemake on small inputs."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from workflow_helpers import ENRON_MINI, ROOT, planned_jobs, snakemake, write_config
+
+SMALL = {"corpus": {"synthetic": {"n_mailboxes": 4, "messages_per_mailbox": 30}}}
+
+
+def test_lint_is_clean(tmp_path):
+    write_config(tmp_path)
+    proc = snakemake(tmp_path, "--lint", check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_dry_run_plans_every_stage_once_and_each_defense(tmp_path):
+    write_config(tmp_path)
+    assert planned_jobs(tmp_path) == {
+        "synthetic_corpus": 1, "parse_corpus": 1, "split_corpus": 1, "detect_pii": 1, "evaluate_pii": 1,
+        "deduplicate": 1, "defense_text": 4, "all": 1,
+    }
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"corpus": {"sourse": "cmu"}}, ["'sourse' was unexpected", "instance['corpus']"]),
+        ({"dedup": {"threshold": 1.5}}, ["1.5 is greater than the maximum of 1", "instance['dedup']['threshold']"]),
+        ({"pii": {"entity_types": ["PERSON", "IBAN"]}}, ["'IBAN' is not one of", "instance['pii']['entity_types'][1]"]),
+        ({"corpus": {"split": {"fractions": {"train": 0.7, "test": 0.2, "public": 0.2}}}},
+         ["corpus.split.fractions: must sum to 1"]),
+        ({"corpus": {"source": "maildir"}}, ["corpus.path: required when corpus.source is 'maildir'"]),
+    ],
+)
+def test_bad_config_stops_before_any_job(tmp_path, overrides, expected):
+    write_config(tmp_path, overrides)
+    proc = snakemake(tmp_path, check=False)
+    assert proc.returncode != 0
+    for text in expected:
+        assert text in proc.stderr
+    assert not (tmp_path / "results").exists() and not (tmp_path / "resources").exists()
+
+
+@pytest.fixture(scope="module")
+def synthetic_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("synthetic")
+    write_config(workdir, SMALL)
+    snakemake(workdir)
+    return workdir
+
+
+def test_synthetic_run_writes_every_output(synthetic_run):
+    results = synthetic_run / "results"
+    messages = pl.read_parquet(results / "private/corpus/messages.parquet")
+    truth = pl.read_parquet(synthetic_run / "resources/synthetic/ground_truth.parquet")
+    # Snakemake marks directory outputs with a dotfile, which the parser skips like any hidden file.
+    n_files = sum(1 for p in (synthetic_run / "resources/synthetic/maildir").rglob("*")
+                  if p.is_file() and not p.name.startswith("."))
+    quarantine = pl.read_csv(results / "corpus/quarantine.tsv", separator="\t")
+    assert messages.height + quarantine.height == n_files and quarantine.height == 0
+    splits = pl.read_parquet(results / "corpus/splits.parquet")
+    assert splits.height == messages.height
+    assert set(splits["split"]) == {"train", "test", "public"}
+    assert truth.height > 0
+    for defense in ("none", "dedup", "rmft", "scrub"):
+        texts = pl.read_parquet(results / f"private/defense/{defense}/train.parquet")
+        assert texts.height > 0 and set(texts["epoch"]) == {0}
+    train_ids = set(splits.filter(pl.col("split") == "train")["doc_id"])
+    assert set(pl.read_parquet(results / "private/defense/none/train.parquet")["doc_id"]) == train_ids
+    dedup_ids = set(pl.read_parquet(results / "private/defense/dedup/train.parquet")["doc_id"])
+    assert dedup_ids < train_ids  # copies and quoted threads make some messages near duplicates
+
+
+def test_files_holding_pii_are_private(synthetic_run):
+    private = synthetic_run / "results/private"
+    files = [p for p in private.rglob("*") if p.is_file()]
+    assert len(files) >= 8
+    for path in files:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    assert stat.S_IMODE(private.stat().st_mode) == 0o700
+
+
+def test_detection_quality_on_synthetic_ground_truth(synthetic_run):
+    evaluation = pl.read_csv(synthetic_run / "results/pii/evaluation.tsv", separator="\t")
+    by_type = {row["entity_type"]: row for row in evaluation.iter_rows(named=True)}
+    for entity_type in ("EMAIL_ADDRESS", "US_SSN", "CREDIT_CARD", "PHONE_NUMBER"):
+        assert by_type[entity_type]["recall"] >= 0.9, by_type[entity_type]
+    assert by_type["EMAIL_ADDRESS"]["precision"] >= 0.9
+
+
+def test_rmft_leaves_each_pii_string_once_in_training_text(synthetic_run):
+    summary = pl.read_csv(synthetic_run / "results/defense/rmft/summary.tsv", separator="\t")
+    assert summary.height == 6
+    assert summary["max_repeats_after"].to_list() == [1] * 6
+    assert (summary["replaced"] == summary["occurrences"] - summary["unique_strings"]).all()
+    none = pl.read_csv(synthetic_run / "results/defense/none/summary.tsv", separator="\t")
+    assert none.is_empty()
+
+
+def test_no_ground_truth_pii_in_logs_or_public_outputs(synthetic_run):
+    truth = pl.read_parquet(synthetic_run / "resources/synthetic/ground_truth.parquet")
+    secrets = {v for v in truth["value"].unique().to_list() if len(v) >= 6}
+    assert len(secrets) > 50
+    checked = 0
+    for folder in ("logs", "benchmarks", ".snakemake/log", "results"):
+        for path in (synthetic_run / folder).rglob("*"):
+            if not path.is_file() or "private" in path.relative_to(synthetic_run).parts:
+                continue
+            text = path.read_bytes().decode("utf-8", "ignore")
+            leaked = sum(1 for s in secrets if s in text)
+            assert leaked == 0, f"{path.relative_to(synthetic_run)} holds {leaked} ground-truth PII strings"
+            checked += 1
+    assert checked >= 15
+
+
+def test_second_run_plans_nothing_and_an_edit_reruns_only_its_dependants(synthetic_run, tmp_path):
+    assert planned_jobs(synthetic_run) == {}
+    config = synthetic_run / "config/config.yaml"
+    original = config.read_text()
+    try:
+        write_config(synthetic_run, {**SMALL, "rmft": {"p": 0.5}})
+        assert planned_jobs(synthetic_run) == {"defense_text": 1, "all": 1}
+        write_config(synthetic_run, {**SMALL, "dedup": {"threshold": 0.7}})
+        assert planned_jobs(synthetic_run) == {"deduplicate": 1, "defense_text": 1, "all": 1}
+    finally:
+        config.write_text(original)
+
+
+@pytest.mark.skipif(not ENRON_MINI.is_dir(), reason="../shared/data/enron-mini is not beside the project")
+def test_real_enron_sample_through_the_data_stages(tmp_path):
+    write_config(tmp_path, {"corpus": {"source": "maildir", "path": str(ENRON_MINI)}, "defenses": ["rmft"]})
+    snakemake(tmp_path, "results/pii/summary.tsv", "results/defense/rmft/summary.tsv", "results/dedup/summary.tsv")
+    messages = pl.read_parquet(tmp_path / "results/private/corpus/messages.parquet", columns=["doc_id"])
+    quarantine = pl.read_csv(tmp_path / "results/corpus/quarantine.tsv", separator="\t")
+    assert messages.height + quarantine.height == 1041
+    assert quarantine["reason"].null_count() == 0
+    pii = pl.read_csv(tmp_path / "results/pii/summary.tsv", separator="\t")
+    counts = dict(zip(pii["entity_type"], pii["n_spans"]))
+    assert counts.get("EMAIL_ADDRESS", 0) > 500 and counts.get("PERSON", 0) > 100
+    rmft = pl.read_csv(tmp_path / "results/defense/rmft/summary.tsv", separator="\t")
+    assert rmft["max_repeats_after"].max() == 1 and rmft["replaced"].sum() > 0
