@@ -250,6 +250,21 @@ def test_two_processes_give_the_same_spans(analyzer):
     assert one.equals(two)
 
 
+def test_a_body_shared_by_messages_with_different_headers_gets_the_same_body_spans(analyzer):
+    short_head = "From: jane.doe@example.com\n\n"
+    messages = pl.concat([one_message(HEAD, BODY, doc_id=1), one_message(short_head, BODY, doc_id=2)])
+    spans = detect_spans(messages, analyzer=analyzer, header_pii=False)
+    by_doc = {
+        doc_id: {(t, s - len(head), e - len(head)) for t, s, e in
+                 spans.filter(pl.col("doc_id") == doc_id).select("entity_type", "start", "end").iter_rows()}
+        for doc_id, head in ((1, HEAD), (2, short_head))
+    }
+    assert len(by_doc[1]) == len(EXPECTED_BODY_PII) and by_doc[1] == by_doc[2]
+    for row in spans.iter_rows(named=True):
+        text = messages.filter(pl.col("doc_id") == row["doc_id"])["text"][0]
+        assert text[row["start"]:row["end"]] == row["value"]
+
+
 def test_summary_counts_without_raw_values(spans_all):
     messages, spans = spans_all
     summary = summarize_spans(spans, messages)
