@@ -14,6 +14,7 @@ include: "workflow/rules/corpus.smk"
 include: "workflow/rules/pii.smk"
 include: "workflow/rules/dedup.smk"
 include: "workflow/rules/defense.smk"
+include: "workflow/rules/train.smk"
 
 
 rule all:

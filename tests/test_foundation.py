@@ -6,17 +6,19 @@ import stat
 import polars as pl
 import pytest
 
-from piimem.config import ConfigError, check_config, corpus_name
-from piimem.io import write_private_parquet, write_table
+from piimem.config import ConfigError, check_config, checkpoint_ids, corpus_name
+from piimem.io import fingerprint, write_private_parquet, write_table
 from piimem.pii import normalize
 from piimem.progress import Progress, track
 
 
-def _config(**corpus):
+def _config(base_models=("tiny-gpt2",), block_size=128, n_positions=256, n_embd=128, n_head=4, **corpus):
     base = {"source": "synthetic", "path": None, "name": None,
             "split": {"fractions": {"train": 0.6, "test": 0.2, "public": 0.2}}}
     base.update(corpus)
-    return {"corpus": base}
+    return {"corpus": base, "base_models": list(base_models), "train": {"block_size": block_size},
+            "tuning_methods": ["full", "prompt"], "tuning": {"prompt": {"num_virtual_tokens": 100}},
+            "tiny_gpt2": {"n_positions": n_positions, "n_embd": n_embd, "n_head": n_head}}
 
 
 def test_fractions_must_sum_to_one():
@@ -38,6 +40,41 @@ def test_maildir_source_needs_an_existing_path(tmp_path):
     assert corpus_name(_config(source="maildir", path=str(tmp_path))) == tmp_path.name
     assert corpus_name(_config(source="maildir", path=str(tmp_path), name="mine")) == "mine"
     assert corpus_name(_config()) == "synthetic"
+
+
+def test_tiny_gpt2_settings_must_fit_together():
+    with pytest.raises(ConfigError, match=r"train\.block_size: 512 exceeds tiny_gpt2\.n_positions \(256\)"):
+        check_config(_config(block_size=512))
+    with pytest.raises(ConfigError, match=r"tuning\.prompt\.num_virtual_tokens: train\.block_size \(200\) \+ 100"):
+        check_config(_config(block_size=200))
+    with pytest.raises(ConfigError, match=r"tiny_gpt2\.n_embd: 130 is not a multiple of tiny_gpt2\.n_head \(4\)"):
+        check_config(_config(n_embd=130))
+    with pytest.raises(ConfigError, match=r"corpus\.split\.fractions\.public: must be above 0 when base_models"):
+        check_config(_config(split={"fractions": {"train": 0.8, "test": 0.2, "public": 0.0}}))
+    check_config(_config(base_models=["gpt2"], block_size=512,
+                         split={"fractions": {"train": 0.8, "test": 0.2, "public": 0.0}}))
+
+
+def test_checkpoint_ids():
+    assert checkpoint_ids(3, 10) == [f"c{k:02d}" for k in range(1, 31)]
+    assert checkpoint_ids(1, 1) == ["c01"]
+    assert checkpoint_ids(20, 10)[:2] == ["c001", "c002"] and len(checkpoint_ids(20, 10)) == 200
+
+
+def test_fingerprint_follows_settings_and_file_contents(tmp_path):
+    data = tmp_path / "texts.parquet"
+    data.write_bytes(b"one")
+    first = fingerprint({"lr": 1e-3}, [data])
+    assert fingerprint({"lr": 1e-3}, [data]) == first
+    assert fingerprint({"lr": 2e-3}, [data]) != first
+    data.write_bytes(b"two")
+    assert fingerprint({"lr": 1e-3}, [data]) != first
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    with_dir = fingerprint({}, [folder])
+    (folder / "config.json").write_text('{"n_layer": 2}')
+    assert fingerprint({}, [folder]) != with_dir
 
 
 def test_private_files_are_0600_in_0700_directory_even_when_overwritten(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import stat
 from pathlib import Path
 
@@ -10,7 +11,8 @@ import pytest
 
 from workflow_helpers import ENRON_MINI, ROOT, planned_jobs, snakemake, write_config
 
-SMALL = {"corpus": {"synthetic": {"n_mailboxes": 4, "messages_per_mailbox": 30}}}
+SMALL = {"corpus": {"synthetic": {"n_mailboxes": 4, "messages_per_mailbox": 30}},
+         "train": {"epochs": 2, "checkpoints_per_epoch": 2}}
 
 
 def test_lint_is_clean(tmp_path):
@@ -23,8 +25,17 @@ def test_dry_run_plans_every_stage_once_and_each_defense(tmp_path):
     write_config(tmp_path)
     assert planned_jobs(tmp_path) == {
         "synthetic_corpus": 1, "parse_corpus": 1, "split_corpus": 1, "detect_pii": 1, "evaluate_pii": 1,
-        "deduplicate": 1, "defense_text": 4, "all": 1,
+        "deduplicate": 1, "defense_text": 4, "pretrain_tiny_gpt2": 1, "finetune": 4, "perplexity": 4, "all": 1,
     }
+
+
+def test_dry_run_crosses_models_defenses_methods_and_seeds(tmp_path):
+    write_config(tmp_path, {"defenses": ["none", "rmft"], "tuning_methods": ["full", "lora", "prefix"],
+                            "seeds": [1, 2], "train": {"epochs": 2, "checkpoints_per_epoch": 3}})
+    jobs = planned_jobs(tmp_path)
+    assert jobs["finetune"] == 2 * 3 * 2 and jobs["perplexity"] == 12 and jobs["defense_text"] == 2
+    out = snakemake(tmp_path, "-n", "--quiet", "all").stdout
+    assert "rmft-prefix-s2" in out or jobs["finetune"] == 12
 
 
 @pytest.mark.parametrize(
@@ -81,8 +92,10 @@ def test_files_holding_pii_are_private(synthetic_run):
     private = synthetic_run / "results/private"
     files = [p for p in private.rglob("*") if p.is_file()]
     assert len(files) >= 8
+    assert any(p.suffix == ".safetensors" for p in files) and any(p.name == "tokenizer.json" for p in files)
     for path in files:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    # Snakemake creates the sub-folders (0755); the 0700 top folder keeps others from reaching them.
     assert stat.S_IMODE(private.stat().st_mode) == 0o700
 
 
@@ -125,9 +138,51 @@ def test_second_run_plans_nothing_and_an_edit_reruns_only_its_dependants(synthet
     original = config.read_text()
     try:
         write_config(synthetic_run, {**SMALL, "rmft": {"p": 0.5}})
-        assert planned_jobs(synthetic_run) == {"defense_text": 1, "all": 1}
+        assert planned_jobs(synthetic_run) == {"defense_text": 1, "finetune": 1, "perplexity": 1, "all": 1}
         write_config(synthetic_run, {**SMALL, "dedup": {"threshold": 0.7}})
-        assert planned_jobs(synthetic_run) == {"deduplicate": 1, "defense_text": 1, "all": 1}
+        assert planned_jobs(synthetic_run) == {
+            "deduplicate": 1, "defense_text": 1, "finetune": 1, "perplexity": 1, "all": 1}
+        write_config(synthetic_run, {**SMALL, "train": {**SMALL["train"], "lr": 1e-4}})
+        assert planned_jobs(synthetic_run) == {"finetune": 4, "perplexity": 4, "all": 1}
+        write_config(synthetic_run, {**SMALL, "utility": {"batch_size": 4}})
+        assert planned_jobs(synthetic_run) == {"perplexity": 4, "all": 1}
+    finally:
+        config.write_text(original)
+
+
+def test_training_outputs_checkpoints_and_perplexity(synthetic_run):
+    run = synthetic_run / "results/private/runs/tiny-gpt2/none-full-s42"
+    utility = synthetic_run / "results/runs/tiny-gpt2/none-full-s42/utility"
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert [c["id"] for c in manifest["checkpoints"]] == ["c01", "c02", "c03", "c04"]
+    assert [c["epoch"] for c in manifest["checkpoints"]] == [0.5, 1.0, 1.5, 2.0]
+    assert manifest["complete"] and not (run / "state").exists()
+    losses = [c["train_loss"] for c in manifest["checkpoints"]]
+    assert losses[-1] < losses[0]
+    train_ids = set(pl.read_parquet(synthetic_run / "results/private/defense/none/train.parquet")["doc_id"])
+    consumed = [set(pl.read_parquet(run / c["path"] / "consumed.parquet")["doc_id"]) for c in manifest["checkpoints"]]
+    assert consumed[0] < consumed[1] == train_ids and consumed[-1] == train_ids
+    ppl = {c: pl.read_csv(utility / f"{c}.tsv", separator="\t") for c in ("c01", "c04")}
+    first, last = (dict(zip(ppl[c]["metric"], ppl[c]["value"])) for c in ("c01", "c04"))
+    assert last["ppl_mean"] < first["ppl_mean"] and last["ppl_corpus"] <= last["ppl_mean"] * 1.5
+    assert first["n_examples"] == pl.read_parquet(synthetic_run / "results/corpus/splits.parquet").filter(
+        pl.col("split") == "test").height
+
+
+def test_every_tuning_method_runs_through_the_workflow(synthetic_run):
+    config = synthetic_run / "config/config.yaml"
+    original = config.read_text()
+    methods = ["head", "lora", "prefix", "prompt", "ptuning"]
+    try:
+        write_config(synthetic_run, {**SMALL, "defenses": ["none"], "tuning_methods": methods,
+                                     "tuning": {"prompt": {"num_virtual_tokens": 20}}})
+        assert planned_jobs(synthetic_run) == {"finetune": 5, "perplexity": 5, "all": 1}
+        snakemake(synthetic_run)
+        for method in methods:
+            manifest = json.loads(
+                (synthetic_run / f"results/private/runs/tiny-gpt2/none-{method}-s42/manifest.json").read_text())
+            assert 0 < manifest["trainable_parameters"] < manifest["parameters"], method
+            assert (synthetic_run / f"results/runs/tiny-gpt2/none-{method}-s42/utility/c04.tsv").is_file()
     finally:
         config.write_text(original)
 

@@ -50,3 +50,35 @@ def write_table(df: pl.DataFrame, path: str | os.PathLike) -> None:
         df.write_csv(path)
     else:
         raise ValueError(f"{path}: unknown table format {path.suffix!r} (expected .parquet, .tsv or .csv)")
+
+
+def fingerprint(settings: dict, files: list[str | os.PathLike] = ()) -> str:
+    """A digest of what a resumable job depends on: its settings and its input files.
+
+    Files are identified by content hash when small and by (size, mtime) when large (model weights),
+    so a resumed job never continues from state that was made for other inputs.
+    """
+    import hashlib
+    import json
+
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+    for root in sorted(map(Path, files)):
+        for path in sorted(root.rglob("*")) if root.is_dir() else [root]:
+            if not path.is_file():
+                continue
+            info = path.stat()
+            digest.update(str(path.relative_to(root) if root.is_dir() else path.name).encode())
+            if info.st_size <= 64 << 20:
+                digest.update(hashlib.sha256(path.read_bytes()).digest())
+            else:
+                digest.update(f"{info.st_size}:{info.st_mtime_ns}".encode())
+    return digest.hexdigest()
+
+
+def create_private_files() -> None:
+    """From now on this process creates files 0600 and folders 0700.
+
+    For jobs whose every output is private, such as model weights and tokenizers trained on the corpus:
+    libraries that write those files (transformers, safetensors) take no mode argument.
+    """
+    os.umask(0o077)

@@ -1,0 +1,87 @@
+rule pretrain_tiny_gpt2:
+    input:
+        messages="results/private/corpus/messages.parquet",
+        splits="results/corpus/splits.parquet",
+    output:
+        model="results/private/models/tiny-gpt2/config.json",
+    params:
+        options=config["tiny_gpt2"],
+        work_dir="results/private/work/pretrain-tiny-gpt2",
+        block_size=config["train"]["block_size"],
+        device=config["train"]["device"],
+    threads: 2
+    resources:
+        gpu=config["train"]["gpus"],
+    log:
+        "logs/train/pretrain_tiny_gpt2.log",
+    benchmark:
+        "benchmarks/train/pretrain_tiny_gpt2.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/pretrain_tiny_gpt2.py"
+
+
+rule export_smollm2:
+    output:
+        model="results/models/smollm2-135m/config.json",
+    log:
+        "logs/train/export_smollm2.log",
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/export_smollm2.py"
+
+
+rule finetune:
+    input:
+        unpack(finetune_inputs),
+    output:
+        manifest="results/private/runs/{base}/{defense}-{tuning}-s{seed}/manifest.json",
+    params:
+        base_model=lambda wildcards: BASE_MODELS[wildcards.base],
+        train=config["train"],
+        tuning=lambda wildcards: config["tuning"].get(wildcards.tuning, {}),
+    threads: 2
+    resources:
+        gpu=config["train"]["gpus"],
+    log:
+        "logs/train/{base}/{defense}-{tuning}-s{seed}.log",
+    benchmark:
+        "benchmarks/train/{base}/{defense}-{tuning}-s{seed}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/finetune.py"
+
+
+rule perplexity:
+    input:
+        unpack(base_model_inputs),
+        manifest="results/private/runs/{base}/{defense}-{tuning}-s{seed}/manifest.json",
+        messages="results/private/corpus/messages.parquet",
+        splits="results/corpus/splits.parquet",
+    output:
+        # One job scores every checkpoint of a run (the base model loads once); each checkpoint's file is
+        # still a target of its own, named from the config before training starts.
+        utility=expand(
+            "results/runs/{{base}}/{{defense}}-{{tuning}}-s{{seed}}/utility/{checkpoint}.tsv",
+            checkpoint=CHECKPOINTS,
+        ),
+    params:
+        base_model=lambda wildcards: BASE_MODELS[wildcards.base],
+        utility=config["utility"],
+        max_length=config["train"]["block_size"],
+        device=config["train"]["device"],
+        seed=config["corpus"]["split"]["seed"],
+    threads: 2
+    resources:
+        gpu=config["train"]["gpus"],
+    log:
+        "logs/utility/{base}/{defense}-{tuning}-s{seed}.log",
+    benchmark:
+        "benchmarks/utility/{base}/{defense}-{tuning}-s{seed}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/perplexity.py"
