@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import copy
 import math
-import random
 
 import pytest
 import torch
 
 from piimem.metrics import perplexity
+from made_up_text import made_up_docs
 from piimem.models import init_tiny_gpt2, train_tokenizer
 from piimem.scoring import token_nll
 
 
 def _made_up_docs(n: int, seed: int) -> list[str]:
-    rng = random.Random(seed)
-    words = ["".join(rng.choice("klmnopqrst") for _ in range(rng.randint(2, 6))) for _ in range(60)]
-    return [" ".join(rng.choice(words) for _ in range(rng.randint(3, 40))) + "." for _ in range(n)]
+    return made_up_docs(n, seed, letters="klmnopqrst", vocabulary=60, words=(3, 40))
 
 
 @pytest.fixture(scope="module")

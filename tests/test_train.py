@@ -11,6 +11,7 @@ import polars as pl
 import pytest
 import torch
 
+from made_up_text import made_up_docs
 from piimem.models import init_tiny_gpt2, train_tokenizer
 from piimem.scoring import shifted_token_nll
 from piimem.train import (
@@ -30,10 +31,7 @@ SMALL = dict(block_size=32, batch_size=4, lr=3e-3, warmup_steps=2, device="cpu",
 
 
 def _made_up_docs(n: int, seed: int) -> list[str]:
-    """Sentences of made-up words (no PII), seeded."""
-    rng = random.Random(seed)
-    words = ["".join(rng.choice("abcdefghij") for _ in range(rng.randint(2, 6))) for _ in range(80)]
-    return [" ".join(rng.choice(words) for _ in range(rng.randint(8, 50))) + "." for _ in range(n)]
+    return made_up_docs(n, seed, letters="abcdefghij", vocabulary=80, words=(8, 50))
 
 
 @pytest.fixture(scope="module")
