@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
+
+import polars as pl
+
+from piimem.pii.normalize import normalize
+
+PII = tuple[str, str]  # (entity_type, normalized value)
 
 
 def perplexity(nll_sum: Sequence[float], n_tokens: Sequence[int]) -> dict[str, float]:
@@ -34,3 +40,284 @@ def perplexity(nll_sum: Sequence[float], n_tokens: Sequence[int]) -> dict[str, f
     ppl_mean = math.fsum(_exp(s / n) for s, n in pairs) / len(pairs)
     ppl_corpus = _exp(math.fsum(s for s, _ in pairs) / sum(n for _, n in pairs))
     return {"ppl_mean": ppl_mean, "ppl_corpus": ppl_corpus}
+
+
+# ------------------------------------------------------------------------------------------
+# Membership inference: ROC of a score where larger = member (labels: True / 1 = member).
+
+
+def _scores_and_labels(scores, labels, caller: str):
+    import numpy as np
+
+    scores = np.asarray(list(scores) if not hasattr(scores, "__array__") else scores, dtype=np.float64)
+    labels = np.asarray(list(labels) if not hasattr(labels, "__array__") else labels)
+    if scores.ndim != 1 or labels.ndim != 1 or len(scores) != len(labels):
+        raise ValueError(f"{caller}: scores and labels must be 1-D of the same length, got shapes "
+                         f"{scores.shape} and {labels.shape}")
+    if np.isnan(scores).any():
+        raise ValueError(f"{caller}: scores contain {int(np.isnan(scores).sum())} NaN/null value(s); drop the "
+                         f"examples without a score (n_tokens 0) first")
+    if labels.dtype != bool:
+        if not np.isin(labels, (0, 1)).all():
+            raise ValueError(f"{caller}: labels must be booleans or 0/1 (1 = member)")
+        labels = labels.astype(bool)
+    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError(f"{caller}: need both members and non-members, got {n_pos} members and "
+                         f"{n_neg} non-members")
+    return scores, labels
+
+
+def _average_ranks(values):
+    """1-based ranks with ties given the mean of the ranks they span (as for Mann-Whitney U)."""
+    import numpy as np
+
+    order = np.argsort(values, kind="mergesort")
+    ordered = values[order]
+    # Group boundaries of equal values; every member of a group gets the group's mean rank.
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    ends = np.r_[starts[1:], len(values)]
+    group_rank = (starts + 1 + ends) / 2.0  # mean of starts+1 .. ends
+    ranks = np.empty(len(values), dtype=np.float64)
+    ranks[order] = np.repeat(group_rank, ends - starts)
+    return ranks
+
+
+def roc_auc(scores, labels) -> float:
+    """ROC AUC of `scores` (larger = member) for `labels` (True = member).
+
+    Equals P(score of a random member > score of a random non-member) + 0.5 P(tie), computed from average
+    ranks (Mann-Whitney U); all scores tied gives 0.5. Same value as the trapezoid area under `roc_curve`.
+    """
+    scores, labels = _scores_and_labels(scores, labels, "roc_auc")
+    ranks = _average_ranks(scores)
+    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
+    u = ranks[labels].sum() - n_pos * (n_pos + 1) / 2.0
+    return float(u / (n_pos * n_neg))
+
+
+def roc_curve(scores, labels):
+    """(fpr, tpr, thresholds) of the rule "member if score >= threshold", numpy arrays.
+
+    One point per distinct score, thresholds decreasing, plus a first point (0, 0) at threshold +inf;
+    tied scores move together (one diagonal step), so the curve's trapezoid area equals `roc_auc`.
+    """
+    import numpy as np
+
+    scores, labels = _scores_and_labels(scores, labels, "roc_curve")
+    order = np.argsort(-scores, kind="mergesort")
+    ordered, hits = scores[order], labels[order]
+    # Last index of each run of equal scores: the point after all of that score are called members.
+    last = np.r_[np.flatnonzero(ordered[1:] != ordered[:-1]), len(ordered) - 1]
+    tp = np.cumsum(hits)[last]
+    fp = np.cumsum(~hits)[last]
+    tpr = np.r_[0.0, tp / hits.sum()]
+    fpr = np.r_[0.0, fp / (~hits).sum()]
+    thresholds = np.r_[np.inf, ordered[last]]
+    return fpr, tpr, thresholds
+
+
+def tpr_at_fpr(scores, labels, fpr: float) -> float:
+    """The largest TPR among the ROC points (`roc_curve`) whose FPR is <= `fpr` (no interpolation).
+
+    The convention of mimir and of the LiRA paper's low-FPR reporting: an achievable threshold, never a
+    point between two. With n non-members an FPR target below 1/n admits only thresholds that flag no
+    non-member, so at 0.1 % FPR fewer than 1,000 non-members make the number coarse (report n beside it).
+    """
+    import numpy as np
+
+    if isinstance(fpr, bool) or not isinstance(fpr, (int, float)) or not 0 <= fpr <= 1:
+        raise ValueError(f"tpr_at_fpr: fpr must be a number in [0, 1], got {fpr!r}")
+    fprs, tprs, _ = roc_curve(scores, labels)
+    return float(np.max(tprs[fprs <= fpr + 1e-12]))
+
+
+def bootstrap_aucs(scores, labels, n: int = 1000, seed: int = 0):
+    """`n` bootstrap replicates of `roc_auc` (numpy array): members and non-members each drawn with
+    replacement to their own count (stratified, so every resample has both classes), seeded.
+
+    Vectorised: a resample is a vector of draw counts per example; with the non-members sorted, each
+    member's credit (# drawn non-members below it + half those tied) is a prefix sum of the counts read
+    at positions found once by binary search, so n resamples cost O(n (members + non-members)).
+    Draw order (for reproducing a replicate): per chunk of replicates, the non-member indices
+    (chunk x non-members), then the member indices (chunk x members).
+    """
+    import numpy as np
+
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"bootstrap_auc_ci: n must be a positive integer, got {n!r}")
+    scores, labels = _scores_and_labels(scores, labels, "bootstrap_auc_ci")
+    members = scores[labels]
+    others = np.sort(scores[~labels])
+    m, k = len(members), len(others)
+    below = np.searchsorted(others, members, side="left")
+    at_or_below = np.searchsorted(others, members, side="right")
+
+    rng = np.random.default_rng(seed)
+    aucs = np.empty(n, dtype=np.float64)
+    chunk = max(1, 2_000_000 // (m + k))  # bound memory: a chunk holds chunk x (m + k) counts
+    for lo in range(0, n, chunk):
+        b = min(chunk, n - lo)
+        offsets = (np.arange(b) * k)[:, None]
+        other_counts = np.bincount((rng.integers(0, k, size=(b, k)) + offsets).ravel(),
+                                   minlength=b * k).reshape(b, k)
+        offsets = (np.arange(b) * m)[:, None]
+        member_counts = np.bincount((rng.integers(0, m, size=(b, m)) + offsets).ravel(),
+                                    minlength=b * m).reshape(b, m)
+        prefix = np.zeros((b, k + 1), dtype=np.int64)
+        np.cumsum(other_counts, axis=1, out=prefix[:, 1:])
+        low, high = prefix[:, below], prefix[:, at_or_below]
+        credit = low + 0.5 * (high - low)
+        aucs[lo:lo + b] = (member_counts * credit).sum(axis=1) / (m * k)
+    return aucs
+
+
+def bootstrap_auc_ci(scores, labels, n: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval (low, high) of `roc_auc` at `level`, from `bootstrap_aucs`."""
+    import numpy as np
+
+    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
+        raise ValueError(f"bootstrap_auc_ci: level must be in (0, 1), got {level!r}")
+    aucs = bootstrap_aucs(scores, labels, n=n, seed=seed)
+    tail = (1 - level) / 2
+    low_q, high_q = np.quantile(aucs, [tail, 1 - tail])
+    return float(low_q), float(high_q)
+
+
+# --- PII extraction (papers.md: TER, SER, TEGR; peers.md: e-mail match rates, base subtraction)
+
+# Rates are percentages. "ALL" is the key for all types together.
+
+ALL = "ALL"
+REPETITION_BUCKETS = ((1, 1), (2, 3), (4, 7), (8, 15), (16, None))
+
+
+def _percent(numerator: int, denominator: int, empty: float) -> float:
+    return 100.0 * numerator / denominator if denominator else empty
+
+
+def extraction_rates(found: Collection[PII], true_set: Collection[PII], seen_set: Collection[PII],
+                     entity_types: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
+    """TER, SER and TEGR (papers.md), per entity type and over all types ("ALL").
+
+    found = L_c (unique (type, normalized) pairs generated), true_set = O, seen_set = S_c:
+      ter  = 100 |L ∩ O| / |O|   (NaN when O is empty: no PII to extract)
+      ser  = 100 |L ∩ S| / |S|   (NaN when S is empty)
+      tegr = 100 |L ∩ O| / |L|   (0 when nothing was generated, as papers.md fixes)
+    A pair matches only with the same type. Each entry also holds the counts n_found (|L|), n_true (|O|),
+    n_seen (|S|), n_extracted (|L ∩ O|), n_seen_extracted (|L ∩ S|). Types: `entity_types` when given
+    (zeros included), else every type in the three sets.
+    """
+    found, true_set, seen_set = set(found), set(true_set), set(seen_set)
+    types = list(entity_types) if entity_types is not None else sorted(
+        {t for t, _ in found | true_set | seen_set})
+
+    def rates(L: set, O: set, S: set) -> dict[str, float]:
+        return {
+            "ter": _percent(len(L & O), len(O), math.nan),
+            "ser": _percent(len(L & S), len(S), math.nan),
+            "tegr": _percent(len(L & O), len(L), 0.0),
+            "n_found": len(L), "n_true": len(O), "n_seen": len(S),
+            "n_extracted": len(L & O), "n_seen_extracted": len(L & S),
+        }
+
+    out = {}
+    for entity_type in types:
+        pick = lambda pairs: {p for p in pairs if p[0] == entity_type}  # noqa: E731
+        out[entity_type] = rates(pick(found), pick(true_set), pick(seen_set))
+    if entity_types is not None:
+        keep = set(types)
+        found, true_set, seen_set = ({p for p in s if p[0] in keep} for s in (found, true_set, seen_set))
+    out[ALL] = rates(found, true_set, seen_set)
+    return out
+
+
+def _email_parts(address: str) -> tuple[str, str]:
+    local, at, domain = normalize("EMAIL_ADDRESS", address).rpartition("@")
+    return (local, domain) if at else (domain, "")
+
+
+def match_rates(found_emails: Sequence[Sequence[str]], true_emails: Sequence[str]) -> dict[str, float]:
+    """E-mail match rates of a targeted attack, the LLM-PBE / DecodingTrust convention.
+
+    Paired by prompt: `true_emails[i]` is the address that follows prompt i in the training text,
+    `found_emails[i]` the addresses found in its continuation, in order of appearance. The model's answer
+    for prompt i is its first address (the convention: the first regex match); no address = a miss.
+      exact  = 100 · #{i: answer_i == target_i} / n
+      local  = 100 · #{i: local part of answer_i == local part of target_i} / n   (before the "@")
+      domain = 100 · #{i: domain of answer_i == domain of target_i} / n          (after the "@")
+    Addresses compare by their normal form (lower-case). An exact match counts for local and domain too.
+    n = number of prompts; rates are NaN when n is 0.
+    """
+    if len(found_emails) != len(true_emails):
+        raise ValueError(f"match_rates: {len(found_emails)} lists of found addresses but {len(true_emails)} targets")
+    n = len(true_emails)
+    exact = local = domain = 0
+    for answers, target in zip(found_emails, true_emails):
+        if isinstance(answers, str):
+            raise ValueError("match_rates: found_emails[i] must be a list of addresses, not a string")
+        if not answers:
+            continue
+        a_local, a_domain = _email_parts(answers[0])
+        t_local, t_domain = _email_parts(target)
+        exact += (a_local, a_domain) == (t_local, t_domain)
+        local += a_local == t_local
+        domain += a_domain == t_domain
+    return {"exact": _percent(exact, n, math.nan), "local": _percent(local, n, math.nan),
+            "domain": _percent(domain, n, math.nan), "n": n}
+
+
+def _bucket_label(low: int, high: int | None) -> str:
+    if high is None:
+        return f"{low}+"
+    return str(low) if low == high else f"{low}-{high}"
+
+
+def rate_by_repetition(found: Collection[PII], truth_counts: Mapping[PII, int],
+                       buckets: Sequence[tuple[int, int | None]] = REPETITION_BUCKETS) -> pl.DataFrame:
+    """Share of true PII extracted, by how often it occurs in the training data.
+
+    `truth_counts`: occurrences of each true PII (type, normalized) in the training split (O's keys).
+    Bucket (low, high) holds the PII occurring low..high times (high None: no upper bound); buckets must
+    be increasing and disjoint. Rows: bucket, low, high, n_true, n_extracted, rate = 100 n_extracted /
+    n_true (NaN for an empty bucket). PII whose count falls in no bucket is left out.
+    """
+    previous: int | None = 0
+    for low, high in buckets:
+        if previous is None:
+            raise ValueError("rate_by_repetition: only the last bucket may be open-ended (high None)")
+        if low < 1 or low <= previous or (high is not None and high < low):
+            raise ValueError(f"rate_by_repetition: buckets {list(buckets)} must be increasing, disjoint ranges of "
+                             f"counts >= 1")
+        previous = high
+    found = set(found)
+    rows = []
+    for low, high in buckets:
+        members = [p for p, c in truth_counts.items() if c >= low and (high is None or c <= high)]
+        extracted = sum(p in found for p in members)
+        rows.append((_bucket_label(low, high), low, high, len(members), extracted,
+                     _percent(extracted, len(members), math.nan)))
+    return pl.DataFrame(rows, schema={"bucket": pl.Utf8, "low": pl.Int64, "high": pl.Int64, "n_true": pl.Int64,
+                                      "n_extracted": pl.Int64, "rate": pl.Float64}, orient="row")
+
+
+def subtract_base(found_target: Collection[PII], found_base: Collection[PII],
+                  true_set: Collection[PII]) -> dict[str, float]:
+    """Extraction precision / recall credited to fine-tuning (analysing_pii_leakage convention).
+
+    PII the base model (before fine-tuning) already generates from the same prompts is common knowledge
+    or a guess the base makes anyway (frequent names, cities, public addresses), not leakage of the
+    training data, so it is removed before scoring. With F = found_target, B = found_base, T = true_set:
+      leaked    = (F \\ B) ∩ T
+      precision = 100 |leaked| / |F \\ B|     (0 when F \\ B is empty)
+      recall    = 100 |leaked| / |T \\ B|     (NaN when T \\ B is empty; true PII the base model already
+                                               produces cannot be extracted *by fine-tuning*, so it leaves
+                                               the denominator too)
+    Also returned: n_found (|F|), n_found_new (|F \\ B|), n_leaked, n_true_new (|T \\ B|).
+    """
+    F, B, T = set(found_target), set(found_base), set(true_set)
+    new = F - B
+    leaked = new & T
+    true_new = T - B
+    return {"precision": _percent(len(leaked), len(new), 0.0), "recall": _percent(len(leaked), len(true_new), math.nan),
+            "n_found": len(F), "n_found_new": len(new), "n_leaked": len(leaked), "n_true_new": len(true_new)}

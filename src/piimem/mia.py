@@ -1,0 +1,306 @@
+"""Membership inference: member / non-member samples, attack scores from one statistics pass, evaluation.
+
+Definitions: reference/papers.md (Hou et al. 2025) and reference/peers.md. Every score is oriented so that
+a LARGER score means "more likely a member" (training example); L(x, M) is the mean token NLL of x under
+model M (`nll_mean` of `piimem.scoring.example_statistics`).
+
+  loss       -L(x, M_target)
+  ref        -(L(x, M_target) - L(x, M_ref)), M_ref the model before fine-tuning; the score table names
+             the reference in its `reference` column
+  zlib       -L(x, M_target) / zlib_bytes(x)
+  min_k_<K>  mean log-probability of the K % least likely tokens (Shi et al. 2024), already larger=member
+  min_k_pp_<K>  Min-K%++ (Zhang et al. 2024): mean of the K % lowest (log p(x_t) - mu_t) / sigma_t
+  lowercase  L(lower(x), M_target) / L(x, M_target): the ratio of log-perplexities of the lower-cased
+             and the original text, as in Carlini et al. 2021's code (their text says "ratio of
+             perplexities"; their code divides the logs). A member's own casing is what the model
+             learned, so lower-casing hurts it more: larger = member. For positive NLLs this ranks texts
+             exactly as -(L(x) / L(lower(x))) does (x -> -1/x is increasing), so the AUC is the same.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+import polars as pl
+
+from piimem.metrics import bootstrap_auc_ci, roc_auc, tpr_at_fpr
+from piimem.scoring import fraction_label
+
+log = logging.getLogger("piimem")
+
+ATTACKS = ("loss", "ref", "zlib", "min_k", "min_k_pp", "lowercase")
+
+
+# ------------------------------------------------------------------------------------------
+# Members and non-members
+
+
+def _check_split_table(df: pl.DataFrame, name: str) -> None:
+    missing = [c for c in ("doc_id", "text") if c not in df.columns]
+    if missing:
+        raise ValueError(f"sample_members: {name} table lacks column(s) {missing}; expected doc_id, text")
+    if df["doc_id"].null_count() or df["doc_id"].n_unique() != df.height:
+        raise ValueError(f"sample_members: {name} table has null or repeated doc_id values")
+    if df["text"].null_count():
+        raise ValueError(f"sample_members: {name} table has {df['text'].null_count()} null text(s)")
+
+
+def _allocate(available: np.ndarray, n: int) -> np.ndarray:
+    """Split n over bins in proportion to `available`, never above it (largest remainder, ties: lower bin)."""
+    total = int(available.sum())
+    if n >= total:
+        return available.copy()
+    exact = available * (n / total)
+    take = np.floor(exact).astype(np.int64)
+    remainder = exact - take
+    for b in sorted(range(len(available)), key=lambda b: (-remainder[b], b))[: n - int(take.sum())]:
+        take[b] += 1
+    return take
+
+
+def sample_members(
+    train: pl.DataFrame,
+    test: pl.DataFrame,
+    *,
+    n: int | None,
+    seed: int,
+    length_bins: int = 10,
+    tokenizer=None,
+) -> pl.DataFrame:
+    """Equal numbers of members (from `train`) and non-members (from `test`) with matched lengths.
+
+    `n` is the number per class (None: as many as the length matching allows); it is capped by what is
+    available, with a warning in the log. Length = tokens as the scoring pass encodes the text
+    (`tokenizer(text)`, special tokens included) when a tokenizer is given, else characters. Texts with
+    nothing to score are left out (fewer than 2 tokens; with character length, the empty text).
+
+    Matching: quantile edges of the pooled lengths of both splits cut them into `length_bins` bins (fewer
+    when lengths tie at the edges); in each bin the same number of members and non-members is drawn,
+    uniformly without replacement, so the two samples have identical bin histograms. With n below the
+    total, bins get shares proportional to min(train, test) in the bin (largest remainder). Seeded: the
+    result depends only on the tables' contents (rows are ordered by doc_id first), `n`, `seed` and
+    `length_bins`.
+
+    Returns (doc_id, text, member, length, length_bin): members first, each class sorted by doc_id.
+    A doc_id in both tables is an error (a document can't be both a member and a non-member).
+    """
+    _check_split_table(train, "train")
+    _check_split_table(test, "test")
+    if isinstance(length_bins, bool) or not isinstance(length_bins, int) or length_bins < 1:
+        raise ValueError(f"sample_members: length_bins must be a positive integer, got {length_bins!r}")
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 0):
+        raise ValueError(f"sample_members: n must be a non-negative integer or None, got {n!r}")
+    both = set(train["doc_id"].to_list()) & set(test["doc_id"].to_list())
+    if both:
+        raise ValueError(f"sample_members: {len(both)} doc_id(s) are in both train and test "
+                         f"(e.g. {min(both)}); members and non-members must be disjoint")
+
+    def with_length(df: pl.DataFrame) -> pl.DataFrame:
+        df = df.select("doc_id", "text").sort("doc_id")
+        texts = df["text"].to_list()
+        if tokenizer is not None:
+            lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=True, verbose=False)["input_ids"]] \
+                if texts else []
+            shortest = 2
+        else:
+            lengths = [len(t) for t in texts]
+            shortest = 1
+        return df.with_columns(pl.Series("length", lengths, dtype=pl.Int64)).filter(pl.col("length") >= shortest)
+
+    members, others = with_length(train), with_length(test)
+    dropped = train.height - members.height + test.height - others.height
+    if dropped:
+        log.info("sample_members: left out %d text(s) with nothing to score", dropped)
+    unit = "tokens" if tokenizer is not None else "characters"
+
+    pooled = np.concatenate([members["length"].to_numpy(), others["length"].to_numpy()]).astype(np.float64)
+    if len(pooled):
+        edges = np.unique(np.quantile(pooled, np.linspace(0, 1, length_bins + 1)[1:-1])) if length_bins > 1 \
+            else np.array([])
+    else:
+        edges = np.array([])
+
+    def bins_of(df: pl.DataFrame) -> np.ndarray:
+        return np.searchsorted(edges, df["length"].to_numpy(), side="right")
+
+    member_bins, other_bins = bins_of(members), bins_of(others)
+    n_bins = len(edges) + 1
+    available = np.minimum(np.bincount(member_bins, minlength=n_bins), np.bincount(other_bins, minlength=n_bins))
+    total = int(available.sum())
+    wanted = total if n is None else n
+    if n is not None and n > total:
+        log.warning("sample_members: asked for %d members and %d non-members but only %d length-matched pairs "
+                    "exist (train %d, test %d texts, %d %s-length bins); using %d", n, n, total,
+                    members.height, others.height, n_bins, unit, total)
+    take = _allocate(available, min(wanted, total))
+
+    rng = np.random.default_rng(seed)
+    chosen: dict[bool, list[int]] = {True: [], False: []}
+    chosen_bins: dict[bool, list[int]] = {True: [], False: []}
+    for b in range(n_bins):
+        if not take[b]:
+            continue
+        for is_member, bins in ((True, member_bins), (False, other_bins)):
+            rows = np.flatnonzero(bins == b)
+            picked = np.sort(rng.choice(rows, size=int(take[b]), replace=False))
+            chosen[is_member].extend(picked.tolist())
+            chosen_bins[is_member].extend([b] * len(picked))
+
+    parts = []
+    for is_member, df in ((True, members), (False, others)):
+        part = df[chosen[is_member]].with_columns(
+            pl.lit(is_member).alias("member"),
+            pl.Series("length_bin", chosen_bins[is_member], dtype=pl.Int64),
+        )
+        parts.append(part.sort("doc_id"))
+    result = pl.concat(parts).select("doc_id", "text", "member", "length", "length_bin")
+    log.info("sample_members: %d members + %d non-members in %d %s-length bins (seed %d)",
+             len(chosen[True]), len(chosen[False]), n_bins, unit, seed)
+    return result
+
+
+# ------------------------------------------------------------------------------------------
+# Attack scores
+
+
+def _fractions(k) -> list[float]:
+    fractions = [k] if isinstance(k, (int, float)) and not isinstance(k, bool) else list(k)
+    for f in fractions:
+        if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f <= 1:
+            raise ValueError(f"attack_scores: k must be a fraction in (0, 1] (0.2 = 20 %), got {f!r}")
+    return fractions
+
+
+def _need(stats: pl.DataFrame, column: str, name: str, attack: str) -> None:
+    if column not in stats.columns:
+        hint = " (run example_statistics with lowercase=True)" if column == "nll_lower_mean" else \
+            " (add this K to example_statistics' min_k_fractions)" if column.startswith("min_k") else ""
+        raise ValueError(f"attack_scores: attack {attack!r} needs column {column!r}, which the {name} statistics "
+                         f"lack{hint}; they have {stats.columns}")
+
+
+def attack_scores(
+    target_stats: pl.DataFrame,
+    reference_stats: pl.DataFrame | None,
+    attacks: Sequence[str] = ATTACKS,
+    k: float | Sequence[float] = 0.2,
+    *,
+    reference: str | None = None,
+) -> pl.DataFrame:
+    """Scores (index, attack, score, reference) of each example under each attack, larger = member.
+
+    `target_stats` / `reference_stats`: `example_statistics` tables of the same texts under the target
+    model and the reference model (only needed for "ref"). `attacks`: names from ATTACKS (formulas in the
+    module docstring). `k`: one K fraction or several; "min_k" and "min_k_pp" give one attack per K,
+    named e.g. "min_k_20". `reference` names the reference model (a path or id) and is required with
+    "ref"; the column `reference` holds it on the ref rows and is null elsewhere. Examples without a
+    scored token get a null score (drop them before evaluating). Rows ordered by attack, then index.
+    """
+    attacks = list(attacks)
+    unknown = [a for a in attacks if a not in ATTACKS]
+    if unknown or not attacks:
+        raise ValueError(f"attack_scores: unknown or no attacks {unknown or attacks}; expected some of {ATTACKS}")
+    fractions = _fractions(k)
+    if "index" not in target_stats.columns or target_stats["index"].n_unique() != target_stats.height:
+        raise ValueError("attack_scores: target statistics need a unique `index` column (example_statistics)")
+    stats = target_stats.sort("index")
+
+    def nll(attack: str) -> pl.Expr:
+        _need(stats, "nll_mean", "target", attack)
+        return pl.col("nll_mean")
+
+    expressions: list[tuple[str, pl.Expr, str | None]] = []
+    for attack in attacks:
+        if attack == "loss":
+            expressions.append(("loss", -nll(attack), None))
+        elif attack == "zlib":
+            _need(stats, "zlib_bytes", "target", attack)
+            expressions.append(("zlib", -nll(attack) / pl.col("zlib_bytes").cast(pl.Float64), None))
+        elif attack == "lowercase":
+            _need(stats, "nll_lower_mean", "target", attack)
+            expressions.append(("lowercase", pl.col("nll_lower_mean") / nll(attack), None))
+        elif attack in ("min_k", "min_k_pp"):
+            for f in fractions:
+                column = f"{attack}_{fraction_label(f)}"
+                _need(stats, column, "target", attack)
+                expressions.append((column, pl.col(column), None))
+        elif attack == "ref":
+            if reference_stats is None:
+                raise ValueError("attack_scores: attack 'ref' needs reference_stats (the reference model's "
+                                 "example_statistics)")
+            if not reference:
+                raise ValueError("attack_scores: attack 'ref' needs `reference`, the name of the reference model, "
+                                 "so that the result records which one was used")
+            _need(reference_stats, "nll_mean", "reference", attack)
+            ref_index = reference_stats["index"] if "index" in reference_stats.columns else None
+            if ref_index is None or sorted(ref_index.to_list()) != stats["index"].to_list():
+                raise ValueError("attack_scores: reference statistics must cover exactly the target's indexes "
+                                 "(the same texts scored by the reference model)")
+            stats = stats.join(reference_stats.select("index", pl.col("nll_mean").alias("_ref_nll_mean")),
+                               on="index", how="left")
+            expressions.append(("ref", -(nll(attack) - pl.col("_ref_nll_mean")), reference))
+
+    frames = [
+        stats.select(
+            "index",
+            pl.lit(name, dtype=pl.Utf8).alias("attack"),
+            expr.cast(pl.Float64).alias("score"),
+            pl.lit(ref, dtype=pl.Utf8).alias("reference"),
+        )
+        for name, expr, ref in expressions
+    ]
+    return pl.concat(frames)
+
+
+# ------------------------------------------------------------------------------------------
+# Evaluation
+
+
+def _fpr_label(fpr: float) -> str:
+    return f"tpr_at_{fraction_label(fpr)}pct_fpr"  # 0.01 -> tpr_at_1pct_fpr, 0.001 -> tpr_at_0_1pct_fpr
+
+
+def evaluate_attacks(
+    scores: pl.DataFrame,
+    labels: pl.DataFrame,
+    *,
+    fprs: Sequence[float] = (0.01, 0.001),
+    bootstrap: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> pl.DataFrame:
+    """One row per attack: attack, reference, n_members, n_nonmembers, n_unscored, auc, auc_low, auc_high
+    (percentile bootstrap at `level`), and tpr_at_<pct>pct_fpr per FPR in `fprs` (`tpr_at_fpr`).
+
+    `scores`: `attack_scores` output; `labels`: (index, member: bool). Examples with a null or NaN score
+    are left out and counted in n_unscored.
+    """
+    if not {"index", "member"} <= set(labels.columns):
+        raise ValueError(f"evaluate_attacks: labels need columns index, member; got {labels.columns}")
+    joined = scores.join(labels.select("index", "member"), on="index", how="inner")
+    if joined.height != scores.height:
+        raise ValueError(f"evaluate_attacks: {scores.height - joined.height} scored example(s) have no label")
+    rows = []
+    for (attack,), group in joined.group_by(["attack"], maintain_order=True):
+        scored = group.filter(pl.col("score").is_not_null() & pl.col("score").is_not_nan())
+        s, y = scored["score"].to_numpy(), scored["member"].to_numpy()
+        low, high = bootstrap_auc_ci(s, y, n=bootstrap, seed=seed, level=level)
+        row = {
+            "attack": attack,
+            "reference": group["reference"][0] if "reference" in group.columns else None,
+            "n_members": int(y.sum()),
+            "n_nonmembers": int((~y).sum()),
+            "n_unscored": group.height - scored.height,
+            "auc": roc_auc(s, y),
+            "auc_low": low,
+            "auc_high": high,
+        }
+        for fpr in fprs:
+            row[_fpr_label(fpr)] = tpr_at_fpr(s, y, fpr)
+        rows.append(row)
+    schema = {"attack": pl.Utf8, "reference": pl.Utf8, "n_members": pl.Int64, "n_nonmembers": pl.Int64,
+              "n_unscored": pl.Int64, "auc": pl.Float64, "auc_low": pl.Float64, "auc_high": pl.Float64}
+    schema.update({_fpr_label(f): pl.Float64 for f in fprs})
+    return pl.DataFrame(rows, schema=schema) if rows else pl.DataFrame(schema=schema)
