@@ -31,16 +31,44 @@ trainable parameters) is deleted.
 
 Randomness. Dropout draws from torch's global generator, which has no per-call seed, so train() seeds
 the global torch, python and numpy generators from `seed` on a fresh start and restores them on resume.
+
+Several processes (data parallel, one run). When the environment says WORLD_SIZE > 1 (set by
+`accelerate launch` or `torchrun`), train() joins the process group (NCCL on CUDA, each process on the
+GPU of its LOCAL_RANK; gloo on the CPU), or uses the one its caller started, and:
+  * one optimizer step takes batch_size x processes x grad_accum examples (the global batch), so steps,
+    checkpoints and consumed documents are those of one process with that many examples per step;
+  * the step's examples, cut into micro-batches of batch_size in training order, are dealt round-robin:
+    micro-batch m goes to process m mod processes (a process may get none in an epoch's short last step);
+  * every process divides its summed NLL by the target-token count of the whole global step (known to all
+    from the deterministic plan), and the gradients and the step loss are summed across processes (one
+    all-reduce per step, after the backward passes): the step's gradient is exactly the single-process
+    one, up to the order of float additions;
+  * rank 0's parameters are broadcast at the start; rank 0 alone writes run_dir (fingerprint, checkpoints,
+    state, train_log.tsv, manifest.json) while the others wait at a barrier; every process reads the state
+    on resume; each process has its own RNG streams (rank 0 seeded with `seed`, rank r from a hash of
+    (seed, r)), all saved in the state and restored per rank;
+  * the run's fingerprint is extended with the process count, so changing it starts the run over (the
+    global batch changed); a process group train() starts lives until the process exits (later calls
+    in the same process reuse it).
+run_dir must be on a filesystem every process sees (one machine: any). Launch, on one machine with N GPUs:
+
+    accelerate launch --multi_gpu --num_processes N --num_machines 1 --mixed_precision no \
+        --dynamo_backend no --main_process_port 0 -m piimem.train_run --config run.json
+
+(or `torchrun --standalone --nproc_per_node N -m piimem.train_run --config run.json`); see
+piimem.train_run for run.json and `launch_command`. Without WORLD_SIZE > 1 nothing of this applies.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import hashlib
 import json
 import logging
 import math
+import os
 import random
 import re
 import shutil
@@ -466,7 +494,9 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)  # also seeds every CUDA device, lazily, without initialising CUDA
 
 
-def _save_state(run_dir: Path, trainable: list, optimizer, scheduler, scaler, device, counters: dict) -> None:
+def _save_state(run_dir: Path, trainable: list, optimizer, scheduler, scaler, rng: dict,
+                counters: dict) -> None:
+    """`rng`: {"rng": states} for one process; with several also "rng_ranks", every rank's states."""
     import torch
     from safetensors.torch import save_file
 
@@ -477,7 +507,7 @@ def _save_state(run_dir: Path, trainable: list, optimizer, scheduler, scaler, de
     save_file({name: p.detach().to("cpu").contiguous() for name, p in trainable},
               tmp / "trainable.safetensors")
     torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(), "rng": _rng_states(device)}, tmp / "optimizer.pt")
+                "scaler": scaler.state_dict(), **rng}, tmp / "optimizer.pt")
     (tmp / "state.json").write_text(json.dumps(counters, indent=1))
     if old.exists():
         shutil.rmtree(old)
@@ -488,7 +518,8 @@ def _save_state(run_dir: Path, trainable: list, optimizer, scheduler, scaler, de
         shutil.rmtree(old)
 
 
-def _load_state(state_dir: Path, trainable: list, optimizer, scheduler, scaler, device) -> dict:
+def _load_state(state_dir: Path, trainable: list, optimizer, scheduler, scaler, device,
+                processes: _Processes) -> dict:
     import torch
     from safetensors.torch import load_file
 
@@ -504,7 +535,15 @@ def _load_state(state_dir: Path, trainable: list, optimizer, scheduler, scaler, 
     optimizer.load_state_dict(rest["optimizer"])
     scheduler.load_state_dict(rest["scheduler"])
     scaler.load_state_dict(rest["scaler"])
-    _set_rng_states(rest["rng"], device)
+    if processes.world > 1:
+        ranks = rest.get("rng_ranks") or []
+        if len(ranks) != processes.world:
+            raise ValueError(f"{state_dir}: the saved state holds the RNG states of {len(ranks) or 1} "
+                             f"process(es), this run has {processes.world}; the fingerprint should have "
+                             f"changed")
+        _set_rng_states(ranks[processes.rank], device)
+    else:
+        _set_rng_states(rest["rng"], device)
     return json.loads((state_dir / "state.json").read_text())
 
 
@@ -536,6 +575,163 @@ def _save_checkpoint(model, tokenizer, run_dir: Path, checkpoint: Checkpoint, re
     write_table(consumed, tmp / "consumed.parquet")  # doc ids only, no text
     (tmp / "checkpoint.json").write_text(json.dumps(record, indent=1))
     tmp.rename(final)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Several processes (data parallel)
+
+_BUCKET_ELEMENTS = 1 << 25  # gradients are summed across processes in flat fp32 buckets of <= 128 MiB
+
+
+@dataclass
+class _Processes:
+    """Where this process stands in a data-parallel run; world == 1: a single process, no collectives."""
+
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "")
+    if value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"train: environment variable {name}={value!r} is not an integer") from None
+
+
+def _start_processes(cfg: TrainConfig):
+    """(_Processes, device or None). world == 1: (single, None), the device resolved as before."""
+    world = _env_int("WORLD_SIZE", 1)
+    if world <= 1:
+        return _Processes(), None
+    import torch
+    import torch.distributed as dist
+
+    rank = _env_int("RANK", 0)
+    local_rank = _env_int("LOCAL_RANK", rank)
+    name = cfg.device
+    if name.startswith("cuda:") and int(name.split(":")[1]) != local_rank:
+        raise ValueError(f"train.device: {name!r} names one GPU, but each of the {world} processes trains "
+                         f"on the GPU of its LOCAL_RANK; use auto or cuda")
+    if name == "mps":
+        raise ValueError("train.device: mps does not support several processes; use auto, cuda or cpu")
+    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
+        device = torch.device("cpu")
+    else:
+        if not torch.cuda.is_available():
+            raise ValueError(f"train.device: {name!r} asks for a CUDA GPU but none is visible "
+                             f"(use auto or cpu)")
+        if local_rank >= torch.cuda.device_count():
+            raise ValueError(f"train: process {rank} has LOCAL_RANK {local_rank} but only "
+                             f"{torch.cuda.device_count()} GPU(s) are visible; launch at most that many "
+                             f"processes")
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        if device.type == "cuda":
+            dist.init_process_group("nccl", device_id=device)
+        else:
+            dist.init_process_group("gloo")
+        # Kept for the life of the process, so a second train() call reuses it: tearing a group down
+        # and building a new one on the launcher's store can hang the gloo rendezvous (seen on CPU).
+        atexit.register(dist.destroy_process_group)
+    if dist.get_world_size() != world or dist.get_rank() != rank:
+        raise ValueError(f"train: the process group has rank {dist.get_rank()} of {dist.get_world_size()}, "
+                         f"the environment says RANK={rank} of WORLD_SIZE={world}")
+    return _Processes(rank=rank, world=world), device
+
+
+def _barrier(processes: _Processes) -> None:
+    if processes.world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def _process_seed(seed: int, rank: int) -> int:
+    """Rank 0 draws as a single process would; the others from their own, unrelated streams."""
+    if rank == 0:
+        return seed
+    return int.from_bytes(hashlib.sha256(f"{seed}:rank:{rank}".encode()).digest()[:4], "big")
+
+
+def _broadcast_model(model) -> None:
+    """Start every process from rank 0's weights (an initialisation that draws random numbers, e.g. a
+    soft prompt, could otherwise differ between processes)."""
+    import torch
+    import torch.distributed as dist
+
+    with torch.no_grad():
+        for tensor in list(model.parameters()) + list(model.buffers()):
+            dist.broadcast(tensor.data, src=0)
+
+
+def _sum_across_processes(params: list, step_loss):
+    """Sum every parameter's gradient and the step loss over the processes; returns the summed loss.
+
+    Each process's loss is already divided by the global step's target tokens, so the sums are the
+    single-process gradient and loss. A gradient absent on one process (it had no examples this step)
+    counts as zero; absent on all, it stays None, as it would in one process (AdamW then skips it).
+    """
+    import torch
+    import torch.distributed as dist
+
+    device = step_loss.device
+    present = torch.tensor([p.grad is not None for p in params], dtype=torch.float32, device=device)
+    head = torch.cat([step_loss.reshape(1).float(), present])
+    buckets: list[list[int]] = [[]]
+    size = 0
+    for i, p in enumerate(params):
+        if buckets[-1] and size + p.numel() > _BUCKET_ELEMENTS:
+            buckets.append([])
+            size = 0
+        buckets[-1].append(i)
+        size += p.numel()
+    for b, bucket in enumerate(buckets):
+        parts = [head] if b == 0 else []  # the loss and presence flags ride with the first bucket
+        for i in bucket:
+            grad = params[i].grad
+            parts.append(torch.zeros(params[i].numel(), dtype=torch.float32, device=device) if grad is None
+                         else grad.reshape(-1).float())
+        flat = torch.cat(parts)
+        dist.all_reduce(flat)
+        offset = 0
+        if b == 0:
+            head = flat[:len(head)].clone()
+            offset = len(head)
+            has_grad = (head[1:] > 0).tolist()  # one device sync, not one per parameter
+        for i in bucket:
+            p = params[i]
+            n = p.numel()
+            if has_grad[i]:
+                summed = flat[offset:offset + n].view_as(p).to(p.dtype)
+                if p.grad is None:
+                    p.grad = summed.clone()
+                else:
+                    p.grad.copy_(summed)
+            else:
+                p.grad = None
+            offset += n
+    return head[0]
+
+
+class _Silent:
+    """Progress for processes other than rank 0: counts nothing, prints nothing."""
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def __enter__(self) -> _Silent:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -601,12 +797,12 @@ def train(
     step)}], steps, total_steps, steps_per_epoch, examples_per_epoch, documents, tokens (non-padding
     input tokens trained on), seconds (training loop and checkpoint saving, summed over resumed calls;
     tokenization excluded), checkpoint_seconds, tokens_per_s, device, precision (resolved), parameters,
-    trainable_parameters, resumed_at_steps, config. Each checkpoint directory also holds checkpoint.json
-    (its manifest entry) and consumed.parquet.
-    """
-    import torch
-    from transformers import get_linear_schedule_with_warmup
+    trainable_parameters, resumed_at_steps, processes, config. Each checkpoint directory also holds
+    checkpoint.json (its manifest entry) and consumed.parquet.
 
+    Under a launcher with WORLD_SIZE > 1 every process calls train() with the same arguments (see the
+    module docstring); all of them return rank 0's manifest.
+    """
     if not isinstance(cfg, TrainConfig):
         raise ValueError(f"train: cfg must be a TrainConfig, got {type(cfg).__name__}")
     if not isinstance(fingerprint, str) or not fingerprint:
@@ -614,19 +810,35 @@ def train(
     if stop_after_step is not None and (not _is_int(stop_after_step) or stop_after_step < 1):
         raise ValueError(f"train: stop_after_step must be a positive integer or None, "
                          f"got {stop_after_step!r}")
-    run_dir = Path(run_dir)
-    _prepare_run_dir(run_dir, fingerprint)
+    processes, device = _start_processes(cfg)
+    return _train(model, tokenizer, texts, cfg, Path(run_dir), fingerprint, stop_after_step, processes,
+                  device)
+
+
+def _train(model, tokenizer, texts, cfg: TrainConfig, run_dir: Path, fingerprint: str,
+           stop_after_step: int | None, processes: _Processes, device) -> dict:
+    import torch
+    from transformers import get_linear_schedule_with_warmup
+
+    rank, world, main = processes.rank, processes.world, processes.main
+    # A different process count changes the global batch, hence every step: never resume across it.
+    run_fingerprint = fingerprint if world == 1 else f"{fingerprint} (processes: {world})"
+    if main:
+        _prepare_run_dir(run_dir, run_fingerprint)
+    _barrier(processes)
     manifest_path = run_dir / "manifest.json"
     if manifest_path.is_file():
         manifest = json.loads(manifest_path.read_text())
         if manifest.get("complete") and all((run_dir / c["path"]).is_dir() for c in manifest["checkpoints"]):
-            log.info("train: %s is already complete (same fingerprint); nothing to do", run_dir)
+            if main:
+                log.info("train: %s is already complete (same fingerprint); nothing to do", run_dir)
             return manifest
 
-    device = resolve_device(cfg.device, key="train.device")
+    if device is None:
+        device = resolve_device(cfg.device, key="train.device")
     precision = resolve_precision(cfg.precision, device)
     plans = build_plans(tokenizer, texts, cfg)
-    per_step = cfg.batch_size * cfg.grad_accum
+    per_step = cfg.batch_size * cfg.grad_accum * world  # the global batch
     steps_per_epoch = [-(-p.n_examples // per_step) for p in plans]
     total_steps = sum(steps_per_epoch)
     epoch_starts = np.concatenate([[0], np.cumsum(steps_per_epoch)]).astype(np.int64)
@@ -634,7 +846,7 @@ def train(
     at_step: dict[int, list[Checkpoint]] = {}
     for checkpoint, step in zip(schedule, checkpoint_steps(steps_per_epoch, cfg.checkpoints_per_epoch)):
         at_step.setdefault(step, []).append(checkpoint)
-    if any(n < cfg.checkpoints_per_epoch for n in steps_per_epoch):
+    if main and any(n < cfg.checkpoints_per_epoch for n in steps_per_epoch):
         log.warning("train: an epoch has fewer optimizer steps (%s) than train.checkpoints_per_epoch (%d); "
                     "some checkpoints share a step", steps_per_epoch, cfg.checkpoints_per_epoch)
     consumed_all = first_steps(plans, per_step)
@@ -642,6 +854,8 @@ def train(
 
     _check_context_length(model, cfg.block_size)
     model.to(device)
+    if world > 1:
+        _broadcast_model(model)
     trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
     if not trainable:
         raise ValueError("train: the model has no parameter with requires_grad=True; nothing to train")
@@ -657,11 +871,12 @@ def train(
 
     state_dir = _state_dir(run_dir)
     if state_dir is not None:
-        counters = _load_state(state_dir, trainable, optimizer, scheduler, scaler, device)
+        counters = _load_state(state_dir, trainable, optimizer, scheduler, scaler, device, processes)
         counters["resumed_at_steps"].append(counters["step"])
-        log.info("train: resuming %s at step %d of %d", run_dir, counters["step"], total_steps)
+        if main:
+            log.info("train: resuming %s at step %d of %d", run_dir, counters["step"], total_steps)
     else:
-        _seed_everything(cfg.seed)
+        _seed_everything(_process_seed(cfg.seed, rank))
         counters = {"step": 0, "tokens": 0, "seconds": 0.0, "checkpoint_seconds": 0.0, "checkpoints": [],
                     "resumed_at_steps": []}
     if counters.get("total_steps", total_steps) != total_steps:
@@ -670,7 +885,8 @@ def train(
     counters["total_steps"] = total_steps
     start_step = counters["step"]
     log_path = run_dir / "train_log.tsv"
-    _truncate_log(log_path, start_step)
+    if main:
+        _truncate_log(log_path, start_step)
 
     forward = torch.compile(model) if cfg.compile else model
     model.train()
@@ -700,6 +916,7 @@ def train(
             "parameters": n_params,
             "trainable_parameters": n_trainable,
             "resumed_at_steps": counters["resumed_at_steps"],
+            "processes": world,
             "config": dataclasses.asdict(cfg),
         }
 
@@ -718,26 +935,30 @@ def train(
         rate = window_tokens / elapsed if elapsed > 0 else 0.0
         counters["seconds"] += elapsed
         rows = [(s, ep, loss, lr, rate) for (s, ep, _, lr), loss in zip(pending, losses)]
-        _write_log_rows(log_path, rows)
-        since_checkpoint.extend(losses)
+        since_checkpoint.extend(losses)  # every process: the losses are summed over processes already
         s, ep, loss, lr, _ = rows[-1]
-        log.info("train: step %d/%d (epoch %.2f), loss %.4f, lr %.3g, %s tokens/s",
-                 s, total_steps, ep, loss, lr, f"{rate:,.0f}")
+        if main:
+            _write_log_rows(log_path, rows)
+            log.info("train: step %d/%d (epoch %.2f), loss %.4f, lr %.3g, %s tokens/s",
+                     s, total_steps, ep, loss, lr, f"{rate:,.0f}")
         pending.clear()
         window_tokens, window_start, last_flush = 0, time.perf_counter(), time.monotonic()
 
     stopped = False
-    with Progress(total_steps - start_step, "train", unit="step") as progress:
+    with (Progress(total_steps - start_step, "train", unit="step") if main else _Silent()) as progress:
         for step in range(start_step + 1, total_steps + 1):
             e = int(np.searchsorted(epoch_starts, step - 1, side="right")) - 1
             local = step - 1 - int(epoch_starts[e])
             plan = plans[e]
             first = local * per_step
-            indices = range(first, min(first + per_step, plan.n_examples))
-            micro = [collate([plan.example_tokens(i) for i in indices[m:m + cfg.batch_size]], pad_id)
-                     for m in range(0, len(indices), cfg.batch_size)]
-            # Loss = mean over the step's real target tokens, so micro-batches weigh by their tokens.
-            n_targets = sum(int(mask[:, 1:].sum()) for _, mask in micro)
+            examples = [plan.example_tokens(i) for i in range(first, min(first + per_step, plan.n_examples))]
+            # Micro-batches in training order, dealt round-robin to the processes (all to one alone).
+            micro = [collate(examples[m:m + cfg.batch_size], pad_id)
+                     for m in range(rank * cfg.batch_size, len(examples), world * cfg.batch_size)]
+            # Loss = mean over the real target tokens of the whole (global) step, so micro-batches and
+            # processes weigh by their tokens; each example of n tokens has n - 1 targets.
+            n_targets = sum(len(x) - 1 for x in examples)
+            step_tokens = sum(len(x) for x in examples)
             lr = scheduler.get_last_lr()[0]
             optimizer.zero_grad(set_to_none=True)
             step_loss = torch.zeros((), device=device)
@@ -750,8 +971,10 @@ def train(
                 loss = nll.sum() / max(n_targets, 1)
                 scaler.scale(loss).backward()
                 step_loss += loss.detach()
-                window_tokens += int(mask_np.sum())
-                counters["tokens"] += int(mask_np.sum())
+            window_tokens += step_tokens
+            counters["tokens"] += step_tokens
+            if world > 1:
+                step_loss = _sum_across_processes([p for _, p in trainable], step_loss)
             if cfg.max_grad_norm > 0:
                 scaler.unscale_(optimizer)
                 torch.nn.utils.clip_grad_norm_([p for _, p in trainable], cfg.max_grad_norm)
@@ -773,31 +996,54 @@ def train(
                 for checkpoint in due:
                     record = {"id": checkpoint.id, "epoch": checkpoint.epoch, "step": step,
                               "path": f"checkpoints/{checkpoint.id}", "train_loss": train_loss}
-                    _save_checkpoint(model, tokenizer, run_dir, checkpoint, record, consumed)
+                    if main:
+                        _save_checkpoint(model, tokenizer, run_dir, checkpoint, record, consumed)
+                        log.info("train: checkpoint %s at step %d (epoch %g), train_loss %s, "
+                                 "%d documents consumed",
+                                 checkpoint.id, step, checkpoint.epoch,
+                                 "n/a" if train_loss is None else f"{train_loss:.4f}", consumed.height)
                     counters["checkpoints"].append(record)
-                    log.info("train: checkpoint %s at step %d (epoch %g), train_loss %s, "
-                             "%d documents consumed",
-                             checkpoint.id, step, checkpoint.epoch,
-                             "n/a" if train_loss is None else f"{train_loss:.4f}", consumed.height)
+                rng = {"rng": _rng_states(device)}
+                if world > 1:
+                    import torch.distributed as dist
+
+                    gathered = [None] * world if main else None
+                    dist.gather_object(rng["rng"], gathered, dst=0)
+                    rng["rng_ranks"] = gathered
                 counters["checkpoint_seconds"] += time.perf_counter() - started
                 counters["seconds"] += time.perf_counter() - started
-                _save_state(run_dir, trainable, optimizer, scheduler, scaler, device, counters)
+                if main:
+                    _save_state(run_dir, trainable, optimizer, scheduler, scaler, rng, counters)
+                _barrier(processes)  # the others continue once the checkpoint and state are on disk
                 window_tokens, window_start = 0, time.perf_counter()
             if step == stop_after_step and step < total_steps:
                 stopped = True
                 break
     flush()
     if stopped:
-        log.info("train: stopped after step %d as asked (stop_after_step)", stop_after_step)
-        return manifest(complete=False)
+        if main:
+            log.info("train: stopped after step %d as asked (stop_after_step)", stop_after_step)
+        return _from_rank0(processes, manifest(complete=False))
 
     result = manifest(complete=True)
-    tmp = manifest_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=1))
-    tmp.rename(manifest_path)
-    for name in ("state", "state.old", "state.tmp"):
-        if (run_dir / name).exists():
-            shutil.rmtree(run_dir / name)
-    log.info("train: done, %d steps, %s tokens in %.1f s (%s tokens/s)", total_steps,
-             f"{counters['tokens']:,}", counters["seconds"], result["tokens_per_s"])
-    return result
+    if main:
+        tmp = manifest_path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(result, indent=1))
+        tmp.rename(manifest_path)
+        for name in ("state", "state.old", "state.tmp"):
+            if (run_dir / name).exists():
+                shutil.rmtree(run_dir / name)
+        log.info("train: done, %d steps, %s tokens in %.1f s (%s tokens/s)", total_steps,
+                 f"{counters['tokens']:,}", counters["seconds"], result["tokens_per_s"])
+    return _from_rank0(processes, result)
+
+
+def _from_rank0(processes: _Processes, manifest: dict) -> dict:
+    """Rank 0's manifest on every process, once rank 0 has written its files (a barrier)."""
+    if processes.world == 1:
+        return manifest
+    import torch.distributed as dist
+
+    box = [manifest if processes.main else None]
+    dist.broadcast_object_list(box, src=0)  # also waits for rank 0, which writes before it sends
+    return box[0]

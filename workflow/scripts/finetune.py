@@ -2,38 +2,44 @@ from piimem.logs import log_to_file
 
 log = log_to_file(snakemake.log[0])
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
-import polars as pl
-import torch
-
 from piimem.io import create_private_files, fingerprint
-from piimem.models import load_base_model
-from piimem.train import TrainConfig, train
-from piimem.tuning import apply_tuning, learning_rate, method_options
+from piimem.train_run import launch_command, run
+from piimem.tuning import learning_rate, method_options
 
 create_private_files()  # checkpoints memorise the training text
-torch.set_num_threads(snakemake.threads)
+wildcards, params = snakemake.wildcards, snakemake.params
 # A model on this machine comes as its config.json; a Hugging Face id loads from the local cache.
 model_source = str(Path(snakemake.input.base_model).parent) if "base_model" in snakemake.input.keys() \
-    else snakemake.params.base_model
-wildcards, params = snakemake.wildcards, snakemake.params
+    else params.base_model
 options = method_options(wildcards.tuning, params.tuning)
 settings = {k: v for k, v in params.train.items() if k != "gpus"}
 settings.update(seed=int(wildcards.seed), lr=learning_rate(wildcards.tuning, options, params.train["lr"]))
-cfg = TrainConfig.from_dict(settings)
-
-model, tokenizer = load_base_model(model_source, models_dir=Path("results/models"))
-model = apply_tuning(model, wildcards.tuning, options, seed=int(wildcards.seed), tokenizer=tokenizer)
 run_dir = Path(snakemake.output.manifest).parent
-train(
-    model,
-    tokenizer,
-    pl.read_parquet(snakemake.input.texts),
-    cfg,
-    run_dir,
-    fingerprint=fingerprint(
+spec = {
+    "base_model": model_source,
+    "models_dir": "results/models",
+    "tuning": wildcards.tuning,
+    "tuning_options": options,
+    "train": settings,
+    "texts": snakemake.input.texts,
+    "run_dir": str(run_dir),
+    "fingerprint": fingerprint(
         {"base_model": params.base_model, "tuning": wildcards.tuning, "options": options, "train": settings},
         list(snakemake.input),
     ),
-)
+    "threads": snakemake.threads,
+}
+gpus = params.train["gpus"]
+if gpus > 1:
+    # One run on several GPUs: accelerate starts one process per GPU (see piimem.train_run).
+    run_dir.mkdir(parents=True, exist_ok=True)
+    spec_path = run_dir / "launch.json"
+    spec_path.write_text(json.dumps(spec, indent=1))
+    subprocess.run(launch_command(spec_path, gpus), check=True, stdout=sys.stderr, stderr=sys.stderr)
+else:
+    run(spec)
