@@ -15,6 +15,7 @@ include: "workflow/rules/pii.smk"
 include: "workflow/rules/dedup.smk"
 include: "workflow/rules/defense.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/mia.smk"
 
 
 rule all:

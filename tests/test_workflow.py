@@ -25,7 +25,8 @@ def test_dry_run_plans_every_stage_once_and_each_defense(tmp_path):
     write_config(tmp_path)
     assert planned_jobs(tmp_path) == {
         "synthetic_corpus": 1, "parse_corpus": 1, "split_corpus": 1, "detect_pii": 1, "evaluate_pii": 1,
-        "deduplicate": 1, "defense_text": 4, "pretrain_tiny_gpt2": 1, "finetune": 4, "perplexity": 4, "all": 1,
+        "deduplicate": 1, "defense_text": 4, "pretrain_tiny_gpt2": 1, "finetune": 4, "perplexity": 4,
+        "mia_members": 1, "mia_reference": 1, "membership_inference": 4, "all": 1,
     }
 
 
@@ -34,6 +35,7 @@ def test_dry_run_crosses_models_defenses_methods_and_seeds(tmp_path):
                             "seeds": [1, 2], "train": {"epochs": 2, "checkpoints_per_epoch": 3}})
     jobs = planned_jobs(tmp_path)
     assert jobs["finetune"] == 2 * 3 * 2 and jobs["perplexity"] == 12 and jobs["defense_text"] == 2
+    assert jobs["membership_inference"] == 12 and jobs["mia_reference"] == 1
     out = snakemake(tmp_path, "-n", "--quiet", "all").stdout
     assert "rmft-prefix-s2" in out or jobs["finetune"] == 12
 
@@ -138,14 +140,18 @@ def test_second_run_plans_nothing_and_an_edit_reruns_only_its_dependants(synthet
     original = config.read_text()
     try:
         write_config(synthetic_run, {**SMALL, "rmft": {"p": 0.5}})
-        assert planned_jobs(synthetic_run) == {"defense_text": 1, "finetune": 1, "perplexity": 1, "all": 1}
+        assert planned_jobs(synthetic_run) == {
+            "defense_text": 1, "finetune": 1, "perplexity": 1, "membership_inference": 1, "all": 1}
         write_config(synthetic_run, {**SMALL, "dedup": {"threshold": 0.7}})
         assert planned_jobs(synthetic_run) == {
-            "deduplicate": 1, "defense_text": 1, "finetune": 1, "perplexity": 1, "all": 1}
+            "deduplicate": 1, "defense_text": 1, "finetune": 1, "perplexity": 1, "membership_inference": 1,
+            "all": 1}
         write_config(synthetic_run, {**SMALL, "train": {**SMALL["train"], "lr": 1e-4}})
-        assert planned_jobs(synthetic_run) == {"finetune": 4, "perplexity": 4, "all": 1}
+        assert planned_jobs(synthetic_run) == {"finetune": 4, "perplexity": 4, "membership_inference": 4, "all": 1}
         write_config(synthetic_run, {**SMALL, "utility": {"batch_size": 4}})
         assert planned_jobs(synthetic_run) == {"perplexity": 4, "all": 1}
+        write_config(synthetic_run, {**SMALL, "mia": {"bootstrap": 200}})
+        assert planned_jobs(synthetic_run) == {"membership_inference": 4, "all": 1}
     finally:
         config.write_text(original)
 
@@ -169,6 +175,22 @@ def test_training_outputs_checkpoints_and_perplexity(synthetic_run):
         pl.col("split") == "test").height
 
 
+def test_membership_inference_on_every_checkpoint(synthetic_run):
+    members = pl.read_parquet(synthetic_run / "results/private/mia/members.parquet")
+    assert members["member"].sum() == (~members["member"]).sum() > 20
+    splits = pl.read_parquet(synthetic_run / "results/corpus/splits.parquet")
+    by_split = dict(zip(*members.join(splits, on="doc_id").group_by("member").agg(pl.col("split").unique())
+                        .select("member", pl.col("split").list.first()).to_dict(as_series=False).values()))
+    assert by_split == {True: "train", False: "test"}
+    for checkpoint in ("c01", "c04"):
+        table = pl.read_csv(synthetic_run / f"results/runs/tiny-gpt2/none-full-s42/mia/{checkpoint}.tsv",
+                            separator="\t")
+        assert table["attack"].to_list() == ["loss", "ref", "zlib", "min_k_20", "min_k_pp_20", "lowercase"]
+        assert ((table["auc_low"] <= table["auc"]) & (table["auc"] <= table["auc_high"])).all()
+        assert table.filter(pl.col("attack") == "ref")["reference"][0] == "base model tiny-gpt2"
+        assert (table["n_members"] == members["member"].sum()).all() and (table["n_unscored"] == 0).all()
+
+
 def test_every_tuning_method_runs_through_the_workflow(synthetic_run):
     config = synthetic_run / "config/config.yaml"
     original = config.read_text()
@@ -176,7 +198,7 @@ def test_every_tuning_method_runs_through_the_workflow(synthetic_run):
     try:
         write_config(synthetic_run, {**SMALL, "defenses": ["none"], "tuning_methods": methods,
                                      "tuning": {"prompt": {"num_virtual_tokens": 20}}})
-        assert planned_jobs(synthetic_run) == {"finetune": 5, "perplexity": 5, "all": 1}
+        assert planned_jobs(synthetic_run) == {"finetune": 5, "perplexity": 5, "membership_inference": 5, "all": 1}
         snakemake(synthetic_run)
         for method in methods:
             manifest = json.loads(

@@ -107,4 +107,5 @@ def all_outputs():
         outputs.append("results/pii/evaluation.tsv")
     outputs += expand("results/defense/{defense}/summary.tsv", defense=config["defenses"])
     outputs += expand("results/runs/{run}/utility/{checkpoint}.tsv", run=RUNS, checkpoint=CHECKPOINTS)
+    outputs += expand("results/runs/{run}/mia/{checkpoint}.tsv", run=RUNS, checkpoint=CHECKPOINTS)
     return outputs

@@ -1,0 +1,49 @@
+# Both MIA rules: `mia_reference` scores the members and non-members with the base model (the Ref
+# attack's reference); `membership_inference` scores them with every checkpoint of a run and attacks.
+from piimem.logs import log_to_file
+
+log = log_to_file(snakemake.log[0])
+
+import json
+from pathlib import Path
+
+import polars as pl
+import torch
+
+from piimem.io import write_private_parquet, write_table
+from piimem.mia import attack_scores, evaluate_attacks
+from piimem.models import load_base_model
+from piimem.scoring import example_statistics
+from piimem.tuning import load_checkpoint
+
+torch.set_num_threads(snakemake.threads)
+params, inputs = snakemake.params, snakemake.input
+mia = params.mia
+# A model on this machine comes as its config.json; a Hugging Face id loads from the local cache.
+model_source = str(Path(inputs.base_model).parent) if "base_model" in inputs.keys() else params.base_model
+base, tokenizer = load_base_model(model_source, models_dir=Path("results/models"))
+members = pl.read_parquet(inputs.members).with_row_index("index").with_columns(pl.col("index").cast(pl.Int64))
+
+
+def statistics(model) -> pl.DataFrame:
+    return example_statistics(model, tokenizer, members["text"].to_list(), max_length=params.max_length,
+                              batch_size=mia["batch_size"], device=params.device, min_k_fractions=(mia["min_k"],),
+                              lowercase="lowercase" in mia["attacks"])
+
+
+if "reference" not in inputs.keys():
+    write_private_parquet(statistics(base), snakemake.output.statistics)
+else:
+    reference = pl.read_parquet(inputs.reference)
+    manifest_path = Path(inputs.manifest)
+    checkpoints = {c["id"]: c for c in json.loads(manifest_path.read_text())["checkpoints"]}
+    for output in snakemake.output.results:
+        checkpoint = checkpoints[Path(output).stem]
+        model = load_checkpoint(base, manifest_path.parent / checkpoint["path"])
+        scores = attack_scores(statistics(model), reference, mia["attacks"], mia["min_k"],
+                               reference=f"base model {params.base_model}")
+        table = evaluate_attacks(scores, members.select("index", "member"), bootstrap=mia["bootstrap"],
+                                 seed=mia["seed"])
+        write_table(table.with_columns(checkpoint=pl.lit(checkpoint["id"]), epoch=pl.lit(checkpoint["epoch"])), output)
+        loss = table.filter(pl.col("attack") == "loss")
+        log.info("checkpoint %s: LOSS AUC %.3f", checkpoint["id"], loss["auc"][0] if loss.height else float("nan"))
