@@ -6,7 +6,7 @@ rule pretrain_tiny_gpt2:
         model="results/private/models/tiny-gpt2/config.json",
     params:
         options=config["tiny_gpt2"],
-        work_dir="results/private/work/pretrain-tiny-gpt2",
+        work_dir="results/private/pretrain-state/tiny-gpt2",
         block_size=config["train"]["block_size"],
         device=config["train"]["device"],
     threads: 2
