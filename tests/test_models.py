@@ -249,3 +249,11 @@ def test_smollm2_loads_and_works(smollm2_dir):
     prompt = tokenizer("The capital of France is", return_tensors="pt")
     output = model.generate(**prompt, max_new_tokens=3, do_sample=False)
     assert "Paris" in tokenizer.decode(output[0, prompt["input_ids"].shape[1]:])
+
+
+def test_workflow_model_source_prefers_the_model_directory_over_the_name():
+    from piimem.models import workflow_model_source
+
+    assert workflow_model_source("tiny-gpt2", "results/private/models/tiny-gpt2/config.json") == \
+        "results/private/models/tiny-gpt2"
+    assert workflow_model_source("EleutherAI/pythia-160m", None) == "EleutherAI/pythia-160m"

@@ -295,3 +295,12 @@ def _package_version(package: str) -> str | None:
         except PackageNotFoundError:
             continue
     return None
+
+
+def workflow_model_source(name: str, config_json: str | None) -> str:
+    """What `load_base_model` should load in a workflow job.
+
+    A model on this machine reaches a rule as its config.json (built models, local directories); its
+    directory is the source. A Hugging Face id has no such file and loads from the local cache by name.
+    """
+    return str(Path(config_json).parent) if config_json else name

@@ -8,20 +8,18 @@ import sys
 from pathlib import Path
 
 from piimem.io import create_private_files, fingerprint
+from piimem.models import workflow_model_source
 from piimem.train_run import launch_command, run
 from piimem.tuning import learning_rate, method_options
 
 create_private_files()  # checkpoints memorise the training text
 wildcards, params = snakemake.wildcards, snakemake.params
-# A model on this machine comes as its config.json; a Hugging Face id loads from the local cache.
-model_source = str(Path(snakemake.input.base_model).parent) if "base_model" in snakemake.input.keys() \
-    else params.base_model
 options = method_options(wildcards.tuning, params.tuning)
 settings = {k: v for k, v in params.train.items() if k != "gpus"}
 settings.update(seed=int(wildcards.seed), lr=learning_rate(wildcards.tuning, options, params.train["lr"]))
 run_dir = Path(snakemake.output.manifest).parent
 spec = {
-    "base_model": model_source,
+    "base_model": workflow_model_source(params.base_model, snakemake.input.get("base_model")),
     "models_dir": "results/models",
     "tuning": wildcards.tuning,
     "tuning_options": options,

@@ -4,7 +4,6 @@ from piimem.logs import log_to_file
 
 log = log_to_file(snakemake.log[0])
 
-import json
 from pathlib import Path
 
 import polars as pl
@@ -12,16 +11,16 @@ import torch
 
 from piimem.io import write_private_parquet, write_table
 from piimem.mia import attack_scores, evaluate_attacks
-from piimem.models import load_base_model
+from piimem.models import load_base_model, workflow_model_source
 from piimem.scoring import example_statistics
+from piimem.train import read_checkpoints
 from piimem.tuning import load_checkpoint
 
 torch.set_num_threads(snakemake.threads)
 params, inputs = snakemake.params, snakemake.input
 mia = params.mia
-# A model on this machine comes as its config.json; a Hugging Face id loads from the local cache.
-model_source = str(Path(inputs.base_model).parent) if "base_model" in inputs.keys() else params.base_model
-base, tokenizer = load_base_model(model_source, models_dir=Path("results/models"))
+source = workflow_model_source(params.base_model, inputs.get("base_model"))
+base, tokenizer = load_base_model(source, models_dir=Path("results/models"))
 members = pl.read_parquet(inputs.members).with_row_index("index").with_columns(pl.col("index").cast(pl.Int64))
 
 
@@ -35,11 +34,10 @@ if "reference" not in inputs.keys():
     write_private_parquet(statistics(base), snakemake.output.statistics)
 else:
     reference = pl.read_parquet(inputs.reference)
-    manifest_path = Path(inputs.manifest)
-    checkpoints = {c["id"]: c for c in json.loads(manifest_path.read_text())["checkpoints"]}
+    checkpoints = read_checkpoints(inputs.manifest)
     for output in snakemake.output.results:
         checkpoint = checkpoints[Path(output).stem]
-        model = load_checkpoint(base, manifest_path.parent / checkpoint["path"])
+        model = load_checkpoint(base, checkpoint["dir"])
         scores = attack_scores(statistics(model), reference, mia["attacks"], mia["min_k"],
                                reference=f"base model {params.base_model}")
         table = evaluate_attacks(scores, members.select("index", "member"), bootstrap=mia["bootstrap"],

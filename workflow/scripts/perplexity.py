@@ -2,7 +2,6 @@ from piimem.logs import log_to_file
 
 log = log_to_file(snakemake.log[0])
 
-import json
 from pathlib import Path
 
 import polars as pl
@@ -11,18 +10,16 @@ import torch
 from piimem.corpus.splits import split_texts
 from piimem.io import write_table
 from piimem.metrics import perplexity
-from piimem.models import load_base_model
+from piimem.models import load_base_model, workflow_model_source
 from piimem.scoring import token_nll
+from piimem.train import read_checkpoints
 from piimem.tuning import load_checkpoint
 
 torch.set_num_threads(snakemake.threads)
-# A model on this machine comes as its config.json; a Hugging Face id loads from the local cache.
-model_source = str(Path(snakemake.input.base_model).parent) if "base_model" in snakemake.input.keys() \
-    else snakemake.params.base_model
 params = snakemake.params
-manifest_path = Path(snakemake.input.manifest)
-checkpoints = {c["id"]: c for c in json.loads(manifest_path.read_text())["checkpoints"]}
-base, tokenizer = load_base_model(model_source, models_dir=Path("results/models"))
+checkpoints = read_checkpoints(snakemake.input.manifest)
+source = workflow_model_source(params.base_model, snakemake.input.get("base_model"))
+base, tokenizer = load_base_model(source, models_dir=Path("results/models"))
 
 test = split_texts(pl.read_parquet(snakemake.input.messages), pl.read_parquet(snakemake.input.splits), "test")
 if params.utility["max_examples"] and test.height > params.utility["max_examples"]:
@@ -31,7 +28,7 @@ texts = test["text"].to_list()
 
 for output in snakemake.output.utility:
     checkpoint = checkpoints[Path(output).stem]
-    model = load_checkpoint(base, manifest_path.parent / checkpoint["path"])
+    model = load_checkpoint(base, checkpoint["dir"])
     scores = token_nll(model, tokenizer, texts, max_length=params.max_length,
                        batch_size=params.utility["batch_size"], device=params.device)
     values = perplexity(scores["nll_sum"], scores["n_tokens"])
