@@ -9,13 +9,18 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/corpus.smk"
 include: "workflow/rules/pii.smk"
 include: "workflow/rules/dedup.smk"
 include: "workflow/rules/defense.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/extract.smk"
 include: "workflow/rules/mia.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:

@@ -18,7 +18,10 @@ import torch
 from made_up_text import made_up_docs
 from piimem.metrics import extraction_rates, match_rates, rate_by_repetition, subtract_base
 from piimem.extraction import (
+    canary_contexts,
     canary_exposure,
+    canary_exposures,
+    extraction_table,
     file_prompts,
     find_pii,
     found_set,
@@ -341,3 +344,67 @@ def test_canary_exposure(trained):
     assert canary_exposure(model, tok, other, "The secret number is ", rest, device="cpu") < 4.0
     with pytest.raises(ValueError, match="at least one candidate"):
         canary_exposure(model, tok, SSN, "x ", [SSN], device="cpu")
+
+
+def test_extraction_table_counts_rates_and_match_rates():
+    found = pl.DataFrame(
+        {"prompt_index": [0, 0, 1, 2], "start": [5, 30, 0, 3], "end": [10, 40, 9, 9],
+         "entity_type": [E, E, E, "PERSON"], "value": ["x"] * 4,
+         "normalized": ["b@y.com", "a@x.com", "q@x.com", "ann"]},
+    )
+    true_counts = {(E, "a@x.com"): 1, (E, "b@y.com"): 3, (E, "c@z.com"): 20, ("PERSON", "ann"): 2}
+    seen = {(E, "a@x.com"), ("PERSON", "ann")}
+    targets = [(E, "a@x.com"), (E, "q@y.com"), ("PERSON", "ann")]
+    table = extraction_table(found, prompt_set="train-prefix", n_prompts=3, true_counts=true_counts, seen=seen,
+                             base_found={(E, "b@y.com")}, entity_types=[E, "PERSON"], targets=targets)
+    assert set(table["prompt_set"]) == {"train-prefix"}
+    value = {(t, m): v for _, t, m, v in table.rows()}
+    # L (e-mail) = {b, a, q}; O = {a, b, c}; S = {a}
+    assert value[(E, "ter")] == pytest.approx(200 / 3)
+    assert value[(E, "ser")] == 100.0
+    assert value[(E, "tegr")] == pytest.approx(200 / 3)
+    assert value[("ALL", "ter")] == 75.0 and value[("ALL", "n_true")] == 4.0 and value[("ALL", "n_prompts")] == 3.0
+    # base found b: F\B = {a, q}, leaked {a}; T\B = {a, c}
+    assert value[(E, "precision")] == 50.0 and value[(E, "recall")] == 50.0
+    # repetition buckets: a (1) extracted, b (3) extracted, c (20) not
+    assert value[(E, "ter_rep/1")] == 100.0 and value[(E, "ter_rep/2-3")] == 100.0
+    assert value[(E, "ter_rep/16+")] == 0.0 and value[(E, "n_rep/16+")] == 1.0
+    assert math.isnan(value[(E, "ter_rep/8-15")]) and value[(E, "n_rep/8-15")] == 0.0
+    assert value[("ALL", "n_rep/2-3")] == 2.0  # b and ann
+    # prompt 0's first address (by position) is b@y.com: a miss although a@x.com follows; prompt 1 (q@x.com
+    # for q@y.com) matches the local part only; the PERSON target is not an e-mail prompt
+    assert value[(E, "email_exact")] == 0.0 and value[(E, "email_local")] == 50.0
+    assert value[(E, "email_domain")] == 0.0
+    targets[0] = (E, "b@y.com")
+    table = extraction_table(found, prompt_set="t", n_prompts=3, true_counts=true_counts, seen=seen,
+                             base_found=set(), entity_types=[E], targets=targets)
+    value = {(t, m): v for _, t, m, v in table.rows()}
+    assert value[(E, "email_exact")] == 50.0 and value[(E, "email_local")] == 100.0
+    assert value[(E, "email_domain")] == 50.0
+    assert ("PERSON", "ter") not in value and value[("ALL", "n_found")] == 3.0
+    with pytest.raises(ValueError, match="3 targets for 4 prompts"):
+        extraction_table(found, prompt_set="t", n_prompts=4, true_counts=true_counts, seen=seen,
+                         base_found=set(), entity_types=[E], targets=targets)
+
+
+def test_canary_contexts_and_exposures(trained):
+    tok, model = trained
+    truth = pl.DataFrame({
+        "entity_type": ["US_SSN", "US_SSN", "US_SSN", "PERSON"],
+        "value": [SSN, SSN, "111-22-3333", "Ann"],
+        "is_canary": [True, True, True, False],
+        "canary_repetitions": [2, 2, 1, None],
+    })
+    messages = pl.DataFrame({"doc_id": [0, 1, 2, 3],
+                             "text": ["Hello there. " + SENTENCES[3], SENTENCES[3], "x", "The code 111-22-3333."]})
+    canaries = canary_contexts(truth, messages, train_doc_ids=[1, 2], tokenizer=tok, context_tokens=3)
+    assert canaries.select("entity_type", "repetitions", "train_occurrences", "doc_id").rows() == [
+        ("US_SSN", 1, 0, 3), ("US_SSN", 2, 1, 1)]
+    # the last 3 tokens before the canary, exact substring of the training message
+    trained_context = canaries["context"][1]
+    assert SENTENCES[3].startswith("The secret number is ") and trained_context.endswith("number is ")
+    assert len(tok(trained_context)["input_ids"]) == 3
+    exposures = canary_exposures(model, tok, canaries, n_candidates=15, seed=3, device="cpu")
+    assert "value" not in exposures.columns and exposures["max_exposure"].to_list() == [4.0, 4.0]
+    assert exposures["exposure"][1] == 4.0  # the over-fitted number ranks first among 16
+    assert exposures.equals(canary_exposures(model, tok, canaries, n_candidates=15, seed=3, device="cpu"))

@@ -6,7 +6,15 @@ import stat
 import polars as pl
 import pytest
 
-from piimem.config import ConfigError, check_config, checkpoint_ids, corpus_name
+from piimem.config import (
+    ConfigError,
+    check_config,
+    checkpoint_ids,
+    corpus_name,
+    defense_variants,
+    result_stems,
+    run_names,
+)
 from piimem.io import fingerprint, write_private_parquet, write_table
 from piimem.pii import normalize
 from piimem.progress import Progress, track
@@ -18,7 +26,11 @@ def _config(base_models=("tiny-gpt2",), block_size=128, n_positions=256, n_embd=
     base.update(corpus)
     return {"corpus": base, "base_models": list(base_models), "train": {"block_size": block_size},
             "tuning_methods": ["full", "prompt"], "tuning": {"prompt": {"num_virtual_tokens": 100}},
-            "tiny_gpt2": {"n_positions": n_positions, "n_embd": n_embd, "n_head": n_head}}
+            "tiny_gpt2": {"n_positions": n_positions, "n_embd": n_embd, "n_head": n_head},
+            "pii": {"entity_types": ["PERSON", "EMAIL_ADDRESS"]},
+            "extraction": {"prompt_sets": ["train-prefix", "test"], "prompt_files": {}, "prompt_tokens": 64,
+                           "new_tokens": 64, "entity_types": ["EMAIL_ADDRESS"],
+                           "prefix_entity_types": ["EMAIL_ADDRESS"], "canaries": {"enabled": True}}}
 
 
 def test_fractions_must_sum_to_one():
@@ -53,6 +65,79 @@ def test_tiny_gpt2_settings_must_fit_together():
         check_config(_config(split={"fractions": {"train": 0.8, "test": 0.2, "public": 0.0}}))
     check_config(_config(base_models=["gpt2"], block_size=512,
                          split={"fractions": {"train": 0.8, "test": 0.2, "public": 0.0}}))
+
+
+def test_extraction_settings_must_fit_the_corpus_and_the_model(tmp_path):
+    config = _config()
+    config["extraction"]["prompt_sets"] = ["wiki"]
+    with pytest.raises(ConfigError, match=r"'wiki' is neither one of .* nor a name in extraction.prompt_files"):
+        check_config(config)
+    config["extraction"]["prompt_files"] = {"wiki": str(tmp_path / "wiki.txt")}
+    with pytest.raises(ConfigError, match=r"extraction.prompt_files.wiki: .* is not a file"):
+        check_config(config)
+    (tmp_path / "wiki.txt").write_text("one line\n")
+    check_config(config)
+    config["extraction"].update(prompt_sets=["public"], prompt_files={})
+    config["corpus"]["split"]["fractions"] = {"train": 0.8, "test": 0.2, "public": 0.0}
+    config["base_models"] = ["gpt2"]
+    with pytest.raises(ConfigError, match=r"'public' needs corpus.split.fractions.public above 0"):
+        check_config(config)
+    config = _config()
+    config["extraction"]["entity_types"] = ["US_SSN"]
+    with pytest.raises(ConfigError, match=r"extraction.entity_types: \['US_SSN'\] not in pii.entity_types"):
+        check_config(config)
+    config = _config()
+    config["extraction"]["new_tokens"] = 100  # 64 + 100 + prompt tuning's 100 virtual tokens > 256
+    with pytest.raises(ConfigError, match=r"extraction.new_tokens: prompt_tokens \+ new_tokens \(164\) \+ 100"):
+        check_config(config)
+
+
+def _sweep(**overrides):
+    config = {"defenses": ["none", "dedup", "rmft"], "rmft": {"p": 1.0}, "dedup": {"threshold": 0.8},
+              "base_models": ["tiny-gpt2", "EleutherAI/pythia-160m"], "tuning_methods": ["full", "lora"],
+              "seeds": [1, 2], "exclude": [], "corpus": {"source": "synthetic"},
+              "extraction": {"prompt_sets": ["test"], "canaries": {"enabled": True}}}
+    config.update(overrides)
+    return config
+
+
+def test_sweeps_are_the_cross_product_minus_exclusions():
+    assert list(defense_variants(_sweep())) == ["none", "dedup", "rmft"]
+    swept = _sweep(rmft={"p": [0.5, 1.0]}, dedup={"threshold": [0.7, 0.85]})
+    assert defense_variants(swept) == {
+        "none": {"defense": "none"}, "dedup_t0.7": {"defense": "dedup", "threshold": 0.7},
+        "dedup_t0.85": {"defense": "dedup", "threshold": 0.85},
+        "rmft_p0.5": {"defense": "rmft", "p": 0.5}, "rmft_p1": {"defense": "rmft", "p": 1.0}}
+    runs = run_names(_sweep())
+    assert len(runs) == 2 * 3 * 2 * 2 and "EleutherAI--pythia-160m/rmft-lora-s2" in runs
+    runs = run_names(_sweep(exclude=[{"base_model": "EleutherAI/pythia-160m", "tuning": "full"},
+                                     {"defense": "dedup", "seed": 2}]))
+    assert len(runs) == 24 - 6 - 3  # 6 pythia/full runs, 4 dedup/s2 runs of which 1 is pythia/full
+    assert "tiny-gpt2/dedup-full-s2" not in runs and "tiny-gpt2/dedup-full-s1" in runs
+    # a defense kind covers all its variants; a variant name only itself
+    runs = run_names(_sweep(rmft={"p": [0.5, 1.0]}, exclude=[{"defense": "rmft_p0.5"}]))
+    assert not any("rmft_p0.5" in r for r in runs) and sum("rmft_p1-" in r for r in runs) == 8
+    assert not any("rmft" in r for r in run_names(_sweep(rmft={"p": [0.5, 1.0]}, exclude=[{"defense": "rmft"}])))
+    with pytest.raises(ConfigError, match=r"exclude\[0\]: \{'tuning': 'prefix'\} matches no run"):
+        run_names(_sweep(exclude=[{"tuning": "prefix"}]))
+    with pytest.raises(ConfigError, match="every run is excluded"):
+        run_names(_sweep(exclude=[{"seed": 1}, {"seed": 2}]))
+
+
+def test_result_stems_follow_what_the_runs_produce():
+    tables, figures = result_stems(_sweep(), run_names(_sweep()))
+    assert tables == ["finetuning", "rmft", "extraction_by_type", "extraction_by_repetition"]
+    assert "maxter" in figures and "canary_exposure" in figures
+    only_none = _sweep(defenses=["none"], extraction={"prompt_sets": [], "canaries": {"enabled": True}},
+                       corpus={"source": "cmu"})
+    tables, figures = result_stems(only_none, run_names(only_none))
+    assert tables == ["finetuning"]
+    assert figures == ["metrics_by_checkpoint", "mia_auc_by_epoch", "roc_curves", "loss_distributions",
+                       "privacy_utility_auc"]
+    # MaxTER compares a defense with `none` of the same base model and tuning method
+    apart = _sweep(exclude=[{"defense": "none", "tuning": "lora"}, {"defense": "dedup", "tuning": "full"},
+                            {"defense": "rmft", "tuning": "full"}])
+    assert "maxter" not in result_stems(apart, run_names(apart))[1]
 
 
 def test_checkpoint_ids():

@@ -3,16 +3,30 @@
 from __future__ import annotations
 
 import json
+import math
 import stat
 from pathlib import Path
 
 import polars as pl
 import pytest
 
-from workflow_helpers import ENRON_MINI, ROOT, planned_jobs, snakemake, write_config
+from workflow_helpers import ENRON_MINI, ROOT, SHARED, planned_jobs, snakemake, write_config
 
 SMALL = {"corpus": {"synthetic": {"n_mailboxes": 4, "messages_per_mailbox": 30}},
-         "train": {"epochs": 2, "checkpoints_per_epoch": 2}}
+         "train": {"epochs": 2, "checkpoints_per_epoch": 2},
+         "extraction": {"n_prompts": 48, "new_tokens": 24, "canaries": {"n_candidates": 30}}}
+# Jobs that evaluate one run: every checkpoint's perplexity, attacks and canary exposure.
+PER_RUN = ("perplexity", "membership_inference", "extract_pii", "canary_exposure")
+# Whatever reruns, the aggregation and everything built from it follow.
+REPORT = {"aggregate_metrics": 1, "tables": 1, "figures": 1, "all": 1}
+
+
+def per_run(n: int, **extra: int) -> dict[str, int]:
+    return {**dict.fromkeys(PER_RUN, n), **extra, **REPORT}
+
+
+def report(**jobs: int) -> dict[str, int]:
+    return {**jobs, **REPORT}
 
 
 def test_lint_is_clean(tmp_path):
@@ -26,7 +40,9 @@ def test_dry_run_plans_every_stage_once_and_each_defense(tmp_path):
     assert planned_jobs(tmp_path) == {
         "synthetic_corpus": 1, "parse_corpus": 1, "split_corpus": 1, "detect_pii": 1, "evaluate_pii": 1,
         "deduplicate": 1, "defense_text": 4, "pretrain_tiny_gpt2": 1, "finetune": 4, "perplexity": 4,
-        "mia_members": 1, "mia_reference": 1, "membership_inference": 4, "all": 1,
+        "mia_members": 1, "mia_reference": 1, "membership_inference": 4,
+        "extraction_prompts": 2, "extract_base": 1, "extract_pii": 4, "canary_contexts": 1, "canary_exposure": 4,
+        **REPORT,
     }
 
 
@@ -36,19 +52,43 @@ def test_dry_run_crosses_models_defenses_methods_and_seeds(tmp_path):
     jobs = planned_jobs(tmp_path)
     assert jobs["finetune"] == 2 * 3 * 2 and jobs["perplexity"] == 12 and jobs["defense_text"] == 2
     assert jobs["membership_inference"] == 12 and jobs["mia_reference"] == 1
+    assert jobs["extract_pii"] == 12 and jobs["extract_base"] == 1 and jobs["extraction_prompts"] == 2
     out = snakemake(tmp_path, "-n", "--quiet", "all").stdout
     assert "rmft-prefix-s2" in out or jobs["finetune"] == 12
+
+
+def test_dry_run_sweeps_rmft_probability_and_dedup_threshold_minus_exclusions(tmp_path):
+    write_config(tmp_path, {"rmft": {"p": [0.5, 1.0]}, "dedup": {"threshold": [0.7, 0.8]},
+                            "tuning_methods": ["full", "lora"],
+                            "exclude": [{"defense": "scrub"}, {"defense": "rmft_p0.5", "tuning": "lora"}]})
+    jobs = planned_jobs(tmp_path)
+    # none, dedup_t0.7, dedup_t0.8, rmft_p0.5, rmft_p1 x full, lora = 10 runs, minus rmft_p0.5-lora
+    assert (jobs["deduplicate"], jobs["defense_text"], jobs["finetune"], jobs["extract_pii"]) == (2, 6, 9, 9)
+    out = snakemake(tmp_path, "-n", "results/runs/tiny-gpt2/rmft_p0.5-full-s42/utility/c01.tsv").stdout
+    assert "rmft_p0.5" in out
+    write_config(tmp_path, {"exclude": [{"tuning": "lora"}]})
+    proc = snakemake(tmp_path, "-n", check=False)
+    assert proc.returncode != 0 and "exclude[0]: {'tuning': 'lora'} matches no run" in proc.stdout + proc.stderr
 
 
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
         ({"corpus": {"sourse": "cmu"}}, ["'sourse' was unexpected", "instance['corpus']"]),
-        ({"dedup": {"threshold": 1.5}}, ["1.5 is greater than the maximum of 1", "instance['dedup']['threshold']"]),
+        ({"mia": {"min_k": 1.5}}, ["1.5 is greater than the maximum of 1", "instance['mia']['min_k']"]),
+        ({"dedup": {"threshold": [0.7, 1.5]}}, ["is not valid under any of the given schemas",
+                                                "instance['dedup']['threshold']"]),
         ({"pii": {"entity_types": ["PERSON", "IBAN"]}}, ["'IBAN' is not one of", "instance['pii']['entity_types'][1]"]),
         ({"corpus": {"split": {"fractions": {"train": 0.7, "test": 0.2, "public": 0.2}}}},
          ["corpus.split.fractions: must sum to 1"]),
         ({"corpus": {"source": "maildir"}}, ["corpus.path: required when corpus.source is 'maildir'"]),
+        ({"extraction": {"prompt_sets": ["train-prefix", "wiki"]}},
+         ["extraction.prompt_sets: 'wiki' is neither one of ['train-prefix', 'test', 'public'] nor a name in "
+          "extraction.prompt_files (none given)"]),
+        ({"extraction": {"entity_types": ["IBAN"]}}, ["'IBAN' is not one of", "['extraction']['entity_types'][0]"]),
+        ({"extraction": {"new_tokens": 200}},
+         ["extraction.new_tokens: prompt_tokens + new_tokens (264) + 0 virtual tokens of full exceed "
+          "tiny_gpt2.n_positions (256)"]),
     ],
 )
 def test_bad_config_stops_before_any_job(tmp_path, overrides, expected):
@@ -140,18 +180,22 @@ def test_second_run_plans_nothing_and_an_edit_reruns_only_its_dependants(synthet
     original = config.read_text()
     try:
         write_config(synthetic_run, {**SMALL, "rmft": {"p": 0.5}})
-        assert planned_jobs(synthetic_run) == {
-            "defense_text": 1, "finetune": 1, "perplexity": 1, "membership_inference": 1, "all": 1}
+        assert planned_jobs(synthetic_run) == per_run(1, defense_text=1, finetune=1)
         write_config(synthetic_run, {**SMALL, "dedup": {"threshold": 0.7}})
-        assert planned_jobs(synthetic_run) == {
-            "deduplicate": 1, "defense_text": 1, "finetune": 1, "perplexity": 1, "membership_inference": 1,
-            "all": 1}
+        assert planned_jobs(synthetic_run) == per_run(1, deduplicate=1, defense_text=1, finetune=1)
         write_config(synthetic_run, {**SMALL, "train": {**SMALL["train"], "lr": 1e-4}})
-        assert planned_jobs(synthetic_run) == {"finetune": 4, "perplexity": 4, "membership_inference": 4, "all": 1}
+        assert planned_jobs(synthetic_run) == per_run(4, finetune=4)
         write_config(synthetic_run, {**SMALL, "utility": {"batch_size": 4}})
-        assert planned_jobs(synthetic_run) == {"perplexity": 4, "all": 1}
+        assert planned_jobs(synthetic_run) == report(perplexity=4)
         write_config(synthetic_run, {**SMALL, "mia": {"bootstrap": 200}})
-        assert planned_jobs(synthetic_run) == {"membership_inference": 4, "all": 1}
+        assert planned_jobs(synthetic_run) == report(membership_inference=4)
+        # Decoding settings regenerate without rebuilding prompts; prompt settings rebuild both.
+        write_config(synthetic_run, {**SMALL, "extraction": {**SMALL["extraction"], "new_tokens": 16}})
+        assert planned_jobs(synthetic_run) == report(extract_base=1, extract_pii=4)
+        write_config(synthetic_run, {**SMALL, "extraction": {**SMALL["extraction"], "prompt_tokens": 32}})
+        assert planned_jobs(synthetic_run) == report(extraction_prompts=2, extract_base=1, extract_pii=4)
+        write_config(synthetic_run, {**SMALL, "extraction": {**SMALL["extraction"], "canaries": {"n_candidates": 10}}})
+        assert planned_jobs(synthetic_run) == report(canary_exposure=4)
     finally:
         config.write_text(original)
 
@@ -198,7 +242,7 @@ def test_every_tuning_method_runs_through_the_workflow(synthetic_run):
     try:
         write_config(synthetic_run, {**SMALL, "defenses": ["none"], "tuning_methods": methods,
                                      "tuning": {"prompt": {"num_virtual_tokens": 20}}})
-        assert planned_jobs(synthetic_run) == {"finetune": 5, "perplexity": 5, "membership_inference": 5, "all": 1}
+        assert planned_jobs(synthetic_run) == per_run(5, finetune=5)
         snakemake(synthetic_run)
         for method in methods:
             manifest = json.loads(
@@ -209,10 +253,102 @@ def test_every_tuning_method_runs_through_the_workflow(synthetic_run):
         config.write_text(original)
 
 
+def test_pii_extraction_on_every_checkpoint(synthetic_run):
+    results = synthetic_run / "results"
+    splits = pl.read_parquet(results / "corpus/splits.parquet")
+    train_ids = splits.filter(pl.col("split") == "train")["doc_id"]
+    spans = pl.read_parquet(results / "private/pii/spans.parquet").filter(pl.col("doc_id").is_in(train_ids))
+    n_true = spans.select("entity_type", "normalized").unique().height
+    prefix = pl.read_parquet(results / "private/extraction/tiny-gpt2/prompts/train-prefix.parquet")
+    assert 0 < prefix.height <= 48 and set(prefix["entity_type"]) == {"EMAIL_ADDRESS"}
+    assert set(prefix["doc_id"]) <= set(train_ids)
+    test_prompts = pl.read_parquet(results / "private/extraction/tiny-gpt2/prompts/test.parquet")
+    assert set(test_prompts["doc_id"]) <= set(splits.filter(pl.col("split") == "test")["doc_id"])
+    for checkpoint in ("c01", "c04"):
+        table = pl.read_csv(results / f"runs/tiny-gpt2/none-full-s42/extraction/{checkpoint}.tsv", separator="\t")
+        value = {(p, t, m): v for p, t, m, v in table.select("prompt_set", "entity_type", "metric", "value").rows()}
+        assert set(table["prompt_set"]) == {"train-prefix", "test"} and set(table["checkpoint"]) == {checkpoint}
+        for prompt_set in ("train-prefix", "test"):
+            assert value[(prompt_set, "ALL", "n_true")] == n_true
+            assert 0 <= value[(prompt_set, "ALL", "ter")] <= 100
+            assert value[(prompt_set, "ALL", "n_extracted")] <= value[(prompt_set, "ALL", "n_found")]
+        assert value[("train-prefix", "ALL", "n_prompts")] == prefix.height
+        assert ("train-prefix", "EMAIL_ADDRESS", "email_exact") in value
+        assert ("test", "EMAIL_ADDRESS", "email_exact") not in value
+        found = pl.read_parquet(results / f"private/runs/tiny-gpt2/none-full-s42/extraction/{checkpoint}.parquet")
+        n_found = found.filter(pl.col("prompt_set") == "test").select("entity_type", "normalized").unique().height
+        assert value[("test", "ALL", "n_found")] == n_found
+    # S_c grows with the documents consumed: at half an epoch fewer PII strings were seen than at the end
+    first, last = (pl.read_csv(results / f"runs/tiny-gpt2/none-full-s42/extraction/{c}.tsv", separator="\t")
+                   .filter((pl.col("metric") == "n_seen") & (pl.col("entity_type") == "ALL"))["value"][0]
+                   for c in ("c01", "c04"))
+    assert first < last == n_true
+
+
+def test_canary_exposure_on_every_checkpoint(synthetic_run):
+    truth = pl.read_parquet(synthetic_run / "resources/synthetic/ground_truth.parquet").filter(pl.col("is_canary"))
+    canaries = pl.read_parquet(synthetic_run / "results/private/extraction/tiny-gpt2/canaries.parquet")
+    assert canaries.height == truth.select("value").n_unique() == 18
+    exposure = pl.read_csv(synthetic_run / "results/runs/tiny-gpt2/none-full-s42/canaries/c04.tsv", separator="\t")
+    assert exposure.height == 18 and "value" not in exposure.columns
+    assert exposure["max_exposure"].to_list() == [pytest.approx(math.log2(31))] * 18
+    assert ((exposure["exposure"] >= 0) & (exposure["exposure"] <= exposure["max_exposure"] + 1e-9)).all()
+    assert (exposure["train_occurrences"] <= exposure["repetitions"]).all()
+    assert exposure.filter(pl.col("repetitions") == 32)["train_occurrences"].min() > 0
+
+
+CONTRACT = ["corpus", "base_model", "defense", "tuning", "seed", "checkpoint", "epoch", "metric", "value",
+            "ci_low", "ci_high"]
+
+
+def test_metrics_tables_figures_and_report(synthetic_run):
+    results = synthetic_run / "results"
+    metrics = pl.read_parquet(results / "metrics.parquet")
+    assert metrics.columns[: len(CONTRACT) - 4] == CONTRACT[:7] and set(CONTRACT) <= set(metrics.columns)
+    assert set(metrics["corpus"]) == {"synthetic"} and set(metrics["defense"]) == {"none", "dedup", "rmft", "scrub"}
+    names = set(metrics["metric"])
+    assert {"ter", "ser", "tegr", "ppl_mean", "ppl_corpus", "train_loss", "mia_auc/loss", "mia_tpr@1%fpr/loss",
+            "mia_tpr@0.1%fpr/ref", "canary_exposure/32"} <= names
+    utility = pl.read_csv(results / "runs/tiny-gpt2/rmft-full-s42/utility/c03.tsv", separator="\t")
+    ppl = metrics.filter((pl.col("defense") == "rmft") & (pl.col("checkpoint") == "c03")
+                         & (pl.col("metric") == "ppl_mean"))
+    assert ppl.height == 1 and ppl["value"][0] == pytest.approx(
+        utility.filter(pl.col("metric") == "ppl_mean")["value"][0])
+    auc = metrics.filter(pl.col("metric") == "mia_auc/loss")
+    assert auc.height == 4 * 4 and ((auc["ci_low"] <= auc["value"]) & (auc["value"] <= auc["ci_high"])).all()
+    assert metrics.filter(pl.col("metric") == "ppl_mean")["ci_low"].is_null().all()
+
+    rmft = pl.read_csv(results / "tables/rmft.csv")
+    assert rmft.height == 4 * 2  # defenses x prompt sets
+    assert (results / "tables/finetuning.md").read_text().startswith("|")
+    assert "\\begin{tabular}" in (results / "tables/extraction_by_type.tex").read_text()
+    figures = sorted(p.name for p in (results / "figures").glob("*.png"))
+    assert "maxter.png" in figures and "canary_exposure.png" in figures and len(figures) == 10
+    assert all((results / "figures" / f).read_bytes()[:4] == b"\x89PNG" for f in figures)
+
+    snakemake(synthetic_run, "--report", "results/report.html")
+    html = (results / "report.html").read_bytes().decode("utf-8", "ignore")
+    assert len(html) > 100_000 and "roc_curves.png" in html and "rmft.csv" in html
+    truth = pl.read_parquet(synthetic_run / "resources/synthetic/ground_truth.parquet")
+    secrets = {v for v in truth["value"].unique().to_list() if len(v) >= 6}
+    assert not [s for s in secrets if s in html]
+
+
+@pytest.mark.skipif(not (SHARED / "scripts/check_outputs.py").is_file(), reason="../shared is not beside the project")
+def test_finished_run_passes_the_output_contract_check(synthetic_run):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, str(SHARED / "scripts/check_outputs.py"), "results"], cwd=synthetic_run,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "ok: metrics.parquet has" in proc.stdout and "appears elsewhere" in proc.stdout
+
+
 @pytest.mark.skipif(not ENRON_MINI.is_dir(), reason="../shared/data/enron-mini is not beside the project")
 def test_real_enron_sample_through_the_data_stages(tmp_path):
     write_config(tmp_path, {"corpus": {"source": "maildir", "path": str(ENRON_MINI)}, "defenses": ["rmft"]})
-    snakemake(tmp_path, "results/pii/summary.tsv", "results/defense/rmft/summary.tsv", "results/dedup/summary.tsv")
+    snakemake(tmp_path, "results/pii/summary.tsv", "results/defense/rmft/summary.tsv", "results/dedup/t0.8/summary.tsv")
     messages = pl.read_parquet(tmp_path / "results/private/corpus/messages.parquet", columns=["doc_id"])
     quarantine = pl.read_csv(tmp_path / "results/corpus/quarantine.tsv", separator="\t")
     assert messages.height + quarantine.height == 1041

@@ -27,6 +27,7 @@ def check_config(config: dict) -> None:
         raise ConfigError(f"corpus.split.fractions: must sum to 1, got {fractions} (sum {sum(fractions.values()):g})")
     if fractions["train"] == 0:
         raise ConfigError("corpus.split.fractions.train: must be above 0 (the models are fine-tuned on it)")
+    _check_extraction(config)
     if "tiny-gpt2" in config["base_models"]:
         tiny, block = config["tiny_gpt2"], config["train"]["block_size"]
         if fractions["public"] == 0:
@@ -42,8 +43,40 @@ def check_config(config: dict) -> None:
                     f"tuning.{method}.num_virtual_tokens: train.block_size ({block}) + {extra} virtual tokens exceed "
                     f"tiny_gpt2.n_positions ({tiny['n_positions']})"
                 )
+            generated = config["extraction"]["prompt_tokens"] + config["extraction"]["new_tokens"]
+            if config["extraction"]["prompt_sets"] and generated + extra > tiny["n_positions"]:
+                raise ConfigError(
+                    f"extraction.new_tokens: prompt_tokens + new_tokens ({generated}) + {extra} virtual tokens of "
+                    f"{method} exceed tiny_gpt2.n_positions ({tiny['n_positions']})"
+                )
         if tiny["n_embd"] % tiny["n_head"]:
             raise ConfigError(f"tiny_gpt2.n_embd: {tiny['n_embd']} is not a multiple of tiny_gpt2.n_head ({tiny['n_head']})")
+
+
+BUILT_IN_PROMPT_SETS = ("train-prefix", "test", "public")
+
+
+def _check_extraction(config: dict) -> None:
+    extraction, fractions = config["extraction"], config["corpus"]["split"]["fractions"]
+    files = extraction["prompt_files"]
+    for name in extraction["prompt_sets"]:
+        if name in BUILT_IN_PROMPT_SETS:
+            if name in files:
+                raise ConfigError(f"extraction.prompt_files.{name}: {name!r} is a built-in prompt set; name the file otherwise")
+            if name != "train-prefix" and fractions[name] == 0:
+                raise ConfigError(f"extraction.prompt_sets: {name!r} needs corpus.split.fractions.{name} above 0")
+        elif name not in files:
+            raise ConfigError(f"extraction.prompt_sets: {name!r} is neither one of {list(BUILT_IN_PROMPT_SETS)} nor a "
+                              f"name in extraction.prompt_files ({sorted(files) or 'none given'})")
+        elif not Path(files[name]).is_file():
+            raise ConfigError(f"extraction.prompt_files.{name}: {files[name]!r} is not a file (expected UTF-8 text, "
+                              f"one prompt text per line)")
+    detected = config["pii"]["entity_types"]
+    for key in ("entity_types", "prefix_entity_types"):
+        extra = [t for t in extraction[key] if t not in detected]
+        if extra:
+            raise ConfigError(f"extraction.{key}: {extra} not in pii.entity_types {detected} (the true PII set "
+                              f"comes from the PII stage)")
 
 
 def corpus_name(config: dict) -> str:
@@ -67,6 +100,91 @@ def model_slug(name: str) -> str:
     if not slug:
         raise ValueError(f"base model name {name!r} gives an empty slug; expected e.g. 'EleutherAI/pythia-160m'")
     return slug
+
+
+def _as_list(value) -> list:
+    return list(value) if isinstance(value, list) else [value]
+
+
+def dedup_thresholds(config: dict) -> list[float]:
+    """The Jaccard thresholds of the deduplication stage: `dedup.threshold`, one value or a sweep list."""
+    return _as_list(config["dedup"]["threshold"])
+
+
+def defense_variants(config: dict) -> dict[str, dict]:
+    """Every training text to build, by name: {name: {"defense": kind, **swept option}}.
+
+    A defense is one variant named as in `defenses`, unless its swept option lists several values:
+    `rmft.p: [0.5, 1.0]` gives rmft_p0.5 and rmft_p1, `dedup.threshold: [0.7, 0.8]` gives dedup_t0.7
+    and dedup_t0.8. Names never hold "-", which separates the parts of a run's name.
+    """
+    swept = {"rmft": ("p", _as_list(config["rmft"]["p"])), "dedup": ("threshold", dedup_thresholds(config))}
+    variants: dict[str, dict] = {}
+    for kind in config["defenses"]:
+        if kind not in swept:
+            variants[kind] = {"defense": kind}
+            continue
+        key, values = swept[kind]
+        for value in values:
+            name = kind if len(values) == 1 else f"{kind}_{key[0]}{value:g}"
+            variants[name] = {"defense": kind, key: value}
+    return variants
+
+
+def run_names(config: dict) -> list[str]:
+    """The runs "{model slug}/{defense variant}-{tuning}-s{seed}": the cross product of base_models,
+    defense variants, tuning_methods and seeds, minus those matching an entry of `exclude`.
+
+    An exclude entry matches a run when every key it gives matches: base_model (as in base_models),
+    defense (a kind, which covers all its variants, or a variant name), tuning, seed.
+    """
+    variants = defense_variants(config)
+    runs, used = [], [False] * len(config["exclude"])
+    for model in config["base_models"]:
+        for variant, options in variants.items():
+            for tuning in config["tuning_methods"]:
+                for seed in config["seeds"]:
+                    run = {"base_model": model, "defense": {variant, options["defense"]}, "tuning": tuning,
+                           "seed": seed}
+                    hits = [all(v in run[k] if k == "defense" else v == run[k] for k, v in entry.items())
+                            for entry in config["exclude"]]
+                    used = [u or h for u, h in zip(used, hits)]
+                    if not any(hits):
+                        runs.append(f"{model_slug(model)}/{variant}-{tuning}-s{seed}")
+    unused = [i for i, u in enumerate(used) if not u]
+    if unused:
+        raise ConfigError(f"exclude[{unused[0]}]: {config['exclude'][unused[0]]} matches no run (check the "
+                          f"names against base_models, defenses, tuning_methods and seeds)")
+    if not runs:
+        raise ConfigError("exclude: every run is excluded; nothing would be trained")
+    return runs
+
+
+def result_stems(config: dict, runs: list[str]) -> tuple[list[str], list[str]]:
+    """(tables, figures) the report stage writes for this config: those whose data the runs produce.
+
+    Extraction feeds the RMFT and extraction tables and the TER figures; MaxTER also needs a run of the
+    defense `none` beside another defense of the same base model and tuning method; canary exposure needs
+    the synthetic corpus with canaries enabled. Membership inference and perplexity always run.
+    """
+    extraction = bool(config["extraction"]["prompt_sets"])
+    tables = ["finetuning"]
+    figures = ["metrics_by_checkpoint", "mia_auc_by_epoch", "roc_curves", "loss_distributions",
+               "privacy_utility_auc"]
+    if extraction:
+        tables += ["rmft", "extraction_by_type", "extraction_by_repetition"]
+        figures += ["extraction_by_repetition", "privacy_utility_ter"]
+        variants = defense_variants(config)
+        kinds: dict[tuple[str, str], set[str]] = {}
+        for run in runs:
+            base, name = run.split("/")
+            variant, tuning, _ = name.rsplit("-", 2)
+            kinds.setdefault((base, tuning), set()).add(variants[variant]["defense"])
+        if any("none" in found and len(found) > 1 for found in kinds.values()):
+            figures.append("maxter")
+    if config["corpus"]["source"] == "synthetic" and config["extraction"]["canaries"]["enabled"]:
+        figures.append("canary_exposure")
+    return tables, figures
 
 
 def checkpoint_ids(epochs: int, checkpoints_per_epoch: int) -> list[str]:

@@ -577,6 +577,69 @@ def pii_occurrence_counts(spans: pl.DataFrame, doc_ids: Iterable[int] | None = N
 
 
 # ------------------------------------------------------------------------------------------
+# One checkpoint's extraction results
+
+EXTRACTION_TABLE_SCHEMA = {"prompt_set": pl.Utf8, "entity_type": pl.Utf8, "metric": pl.Utf8, "value": pl.Float64}
+
+
+def extraction_table(
+    found: pl.DataFrame,
+    *,
+    prompt_set: str,
+    n_prompts: int,
+    true_counts: Mapping[PII, int],
+    seen: Collection[PII],
+    base_found: Collection[PII],
+    entity_types: Sequence[str],
+    targets: Sequence[tuple[str, str] | None] | None = None,
+) -> pl.DataFrame:
+    """Every extraction number of one prompt set at one checkpoint, long form (prompt_set, entity_type,
+    metric, value); entity_type "ALL" holds all `entity_types` together. Counts only: no PII string.
+
+    `found`: the `find_pii` table of the continuations; `true_counts`: occurrences of each true PII of the
+    training split (O = its keys); `seen`: S_c; `base_found`: what the base model generates from the same
+    prompts; `targets`: for train-prefix prompts, the (entity_type, normalized) that follows prompt i in
+    the training text, which adds the e-mail match rates (over the prompts whose target is an address).
+
+    Metrics (formulas in piimem.metrics): ter, ser, tegr; precision, recall (base model's finds removed);
+    ter_rep/<bucket> and n_rep/<bucket> (share of the true PII occurring that often that is extracted, and
+    how many there are); n_found, n_true, n_seen, n_extracted, n_seen_extracted; n_prompts (ALL only);
+    email_exact, email_local, email_domain (EMAIL_ADDRESS, with targets).
+    """
+    from piimem.metrics import ALL, extraction_rates, match_rates, rate_by_repetition, subtract_base
+
+    types = list(entity_types)
+    truth = {p: c for p, c in true_counts.items() if p[0] in types}
+    generated = {p for p in found_set(found) if p[0] in types}
+    rows: list[tuple[str, str, float]] = []
+    for entity_type, values in extraction_rates(generated, truth, seen, types).items():
+        rows += [(entity_type, name, float(v)) for name, v in values.items()]
+    for entity_type in [*types, ALL]:
+        pick = (lambda pairs: set(pairs)) if entity_type == ALL else (  # noqa: E731
+            lambda pairs: {p for p in pairs if p[0] == entity_type})
+        picked_truth = {p: c for p, c in truth.items() if entity_type == ALL or p[0] == entity_type}
+        subtracted = subtract_base(pick(generated), pick(base_found), picked_truth)
+        rows += [(entity_type, "precision", subtracted["precision"]), (entity_type, "recall", subtracted["recall"])]
+        for bucket, _, _, n_true, _, rate in rate_by_repetition(generated, picked_truth).rows():
+            rows += [(entity_type, f"ter_rep/{bucket}", rate), (entity_type, f"n_rep/{bucket}", float(n_true))]
+    rows.append((ALL, "n_prompts", float(n_prompts)))
+    if targets is not None and "EMAIL_ADDRESS" in types:
+        if len(targets) != n_prompts:
+            raise ValueError(f"extraction_table: {len(targets)} targets for {n_prompts} prompts")
+        emails = found.filter(pl.col("entity_type") == "EMAIL_ADDRESS").sort("prompt_index", "start")
+        by_prompt: dict[int, list[str]] = {}
+        for index, value in emails.select("prompt_index", "normalized").rows():
+            by_prompt.setdefault(index, []).append(value)
+        asked = [i for i, t in enumerate(targets) if t is not None and t[0] == "EMAIL_ADDRESS"]
+        if asked:
+            rates = match_rates([by_prompt.get(i, []) for i in asked], [targets[i][1] for i in asked])
+            rows += [("EMAIL_ADDRESS", f"email_{k}", float(rates[k])) for k in ("exact", "local", "domain")]
+    return pl.DataFrame(
+        [(prompt_set, *row) for row in rows], schema=EXTRACTION_TABLE_SCHEMA, orient="row"
+    )
+
+
+# ------------------------------------------------------------------------------------------
 # Canary exposure
 
 
@@ -643,3 +706,63 @@ def random_candidates(canary: str, entity_type: str | None, n: int, seed: int) -
         if value != canary:
             out[value] = None
     return list(out)
+
+
+CANARY_SCHEMA = {
+    "canary_id": pl.Int64,
+    "entity_type": pl.Utf8,
+    "repetitions": pl.Int64,  # occurrences planted in the corpus
+    "train_occurrences": pl.Int64,  # training-split messages that hold it
+    "doc_id": pl.Int64,  # the message its context comes from
+    "context": pl.Utf8,
+    "value": pl.Utf8,
+}
+
+
+def canary_contexts(truth: pl.DataFrame, messages: pl.DataFrame, train_doc_ids: Collection[int], tokenizer, *,
+                    context_tokens: int) -> pl.DataFrame:
+    """One row per planted canary of the synthetic corpus: its value, how often the training split holds it
+    and the `context_tokens` tokens of message text right before one occurrence (private data).
+
+    `truth`: the synthetic ground truth (is_canary, canary_repetitions, entity_type, value); `messages`:
+    (doc_id, text). The context comes from the first training message that holds the canary, or, for a
+    canary with no training occurrence (a non-member control), from the first message that does. Canaries
+    found in no message text (e.g. cut by a parse limit) are left out and logged.
+    """
+    _check_count("canary_contexts: context_tokens", context_tokens)
+    canaries = (truth.filter(pl.col("is_canary")).select("entity_type", "value", "canary_repetitions")
+                .unique().sort("entity_type", "canary_repetitions", "value"))
+    train = set(train_doc_ids)
+    docs = messages.select("doc_id", "text").sort("doc_id").rows()
+    rows = []
+    for entity_type, value, repetitions in canaries.rows():
+        holders = [(doc_id, text) for doc_id, text in docs if text and value in text]
+        if not holders:
+            log.warning("extract: a %s canary planted %d times is in no message text; left out", entity_type,
+                        repetitions)
+            continue
+        in_train = [h for h in holders if h[0] in train]
+        doc_id, text = (in_train or holders)[0]
+        end = text.index(value)
+        start, _ = _last_tokens_start(tokenizer, text, end, context_tokens)
+        rows.append((len(rows), entity_type, repetitions, len(in_train), doc_id, text[start:end], value))
+    return pl.DataFrame(rows, schema=CANARY_SCHEMA, orient="row")
+
+
+def canary_exposures(model, tokenizer, canaries: pl.DataFrame, *, n_candidates: int, seed: int,
+                     batch_size: int = 32, device: str = "auto") -> pl.DataFrame:
+    """Exposure of every canary of a `canary_contexts` table: (entity_type, repetitions, train_occurrences,
+    exposure, max_exposure), no value. Candidates are drawn per canary from (seed, canary_id), so every
+    checkpoint ranks a canary against the same ones."""
+    rows = []
+    with Progress(canaries.height, "extract: canary exposure", unit="canaries") as progress:
+        for canary in canaries.iter_rows(named=True):
+            candidates = random_candidates(canary["value"], canary["entity_type"], n_candidates,
+                                           seed=seed * 1_000_003 + canary["canary_id"])
+            exposure = canary_exposure(model, tokenizer, canary["value"], canary["context"], candidates,
+                                       batch_size=batch_size, device=device)
+            rows.append((canary["entity_type"], canary["repetitions"], canary["train_occurrences"], exposure,
+                         math.log2(n_candidates + 1)))
+            progress.update()
+    return pl.DataFrame(rows, schema={"entity_type": pl.Utf8, "repetitions": pl.Int64, "train_occurrences": pl.Int64,
+                                      "exposure": pl.Float64, "max_exposure": pl.Float64}, orient="row")

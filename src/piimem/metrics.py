@@ -321,3 +321,105 @@ def subtract_base(found_target: Collection[PII], found_base: Collection[PII],
     true_new = T - B
     return {"precision": _percent(len(leaked), len(new), 0.0), "recall": _percent(len(leaked), len(true_new), math.nan),
             "n_found": len(F), "n_found_new": len(new), "n_leaked": len(leaked), "n_true_new": len(true_new)}
+
+
+# --- Results: privacy-utility trade-off (papers.md: reduction vs baseline, MaxTER, AURC) and Pareto front
+
+# The τ grid of MaxTER and AURC, in % perplexity increase: 0 to 20 % in steps of 0.5 %. papers.md leaves
+# the grid open; 20 % covers the paper's RMFT cost (+5.73 %) several times over, and 0.5 % steps resolve
+# it. The grid starts at 0, so AURC's divisor (the grid's span) is τ_max = 20.
+TAU_GRID: tuple[float, ...] = tuple(i * 0.5 for i in range(41))
+
+
+def _finite_mean(values: Sequence[float | None]) -> float:
+    # Checkpoints where a rate is undefined (NaN or missing) carry no value to average.
+    kept = [float(v) for v in values if v is not None and not math.isnan(float(v))]
+    return math.fsum(kept) / len(kept) if kept else math.nan
+
+
+def percent_change(new: float, old: float) -> float:
+    """100 (new − old) / old: the relative change of `new` against `old`, in %. NaN when old is 0 or NaN."""
+    if old is None or new is None or math.isnan(old) or math.isnan(new) or old == 0:
+        return math.nan
+    return 100.0 * (new - old) / old
+
+
+def reduction_vs_baseline(method_values: Sequence[float], base_values: Sequence[float]) -> float:
+    """Reduction of a metric by a method against the baseline, in % (papers.md):
+    100 (mean base − mean method) / mean base, each mean over checkpoints.
+
+    Positive = the method lowers the metric (TER −80.81 % in the paper is a reduction of 80.81); an increase,
+    as perplexity's, is the negative of it (`percent_change` of the means). NaN and None values (a rate
+    undefined at a checkpoint) are left out of the means; NaN when either side has no value or the baseline
+    mean is 0.
+    """
+    return -percent_change(_finite_mean(method_values), _finite_mean(base_values))
+
+
+def maxter_curve(ter_method: Sequence[float], ter_base: Sequence[float], ppl_method: Sequence[float],
+                 ppl_base: Sequence[float], taus: Sequence[float] = TAU_GRID) -> list[float]:
+    """MaxTER(τ) for every τ in `taus` (papers.md), a list of floats in %.
+
+    The four sequences are aligned by checkpoint c (same length, same order). With
+      drop_c = 100 (TER_base,c − TER_method,c) / TER_base,c   (TER reduction at c, %)
+      ΔPPL_c = 100 (PPL_method,c − PPL_base,c) / PPL_base,c   (perplexity cost at c, %)
+    MaxTER(τ) = max over the checkpoints with ΔPPL_c <= τ of drop_c: the largest TER reduction the method
+    reaches at a perplexity cost of at most τ %.
+    Conventions (papers.md leaves them open):
+    - A checkpoint with TER_base,c = 0 (or any of its four values NaN/None) is skipped: its drop is undefined.
+    - MaxTER(τ) is NaN where no checkpoint qualifies (the max of nothing); `aurc` counts those τ as 0.
+    - drop_c may be negative (the method extracts more than the baseline) and ΔPPL_c too (it is better).
+    """
+    columns = [list(ter_method), list(ter_base), list(ppl_method), list(ppl_base)]
+    if len({len(c) for c in columns}) != 1:
+        raise ValueError(f"maxter_curve: ter_method, ter_base, ppl_method, ppl_base must have one value per "
+                         f"checkpoint each, got lengths {[len(c) for c in columns]}")
+    points = []  # (ΔPPL_c, drop_c) of the checkpoints where both are defined
+    for t_method, t_base, p_method, p_base in zip(*columns):
+        if t_base == 0:
+            continue
+        drop = -percent_change(t_method, t_base)
+        cost = percent_change(p_method, p_base)
+        if not (math.isnan(drop) or math.isnan(cost)):
+            points.append((cost, drop))
+    curve = []
+    for tau in taus:
+        qualifying = [drop for cost, drop in points if cost <= tau]
+        curve.append(max(qualifying) if qualifying else math.nan)
+    return curve
+
+
+def aurc(taus: Sequence[float], curve: Sequence[float]) -> float:
+    """Area under a MaxTER curve, normalised (papers.md): the trapezoid area of `curve` over the grid
+    `taus`, divided by the grid's span τ_max − τ_min (= τ_max for a grid starting at 0, as `TAU_GRID`).
+
+    So AURC is the curve's mean height, in % TER reduction. τ where no checkpoint qualifies (NaN) count as 0.
+    `taus` must be strictly increasing, at least two points, one value of `curve` each.
+    """
+    from itertools import pairwise
+
+    taus, curve = [float(t) for t in taus], [float(v) for v in curve]
+    if len(taus) != len(curve):
+        raise ValueError(f"aurc: {len(taus)} τ values but {len(curve)} curve values")
+    if len(taus) < 2 or any(b <= a for a, b in pairwise(taus)):
+        raise ValueError(f"aurc: τ grid must be strictly increasing with at least two points, got {taus}")
+    heights = [0.0 if math.isnan(v) else v for v in curve]
+    area = math.fsum((t1 - t0) * (h0 + h1) / 2
+                     for (t0, t1), (h0, h1) in zip(pairwise(taus), pairwise(heights)))
+    return area / (taus[-1] - taus[0])
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of the non-dominated points among (privacy cost, utility cost) pairs, both lower-is-better.
+
+    Point i is dominated when some j is no worse in both coordinates and better in at least one; equal
+    points do not dominate each other, so both stay. Points with a NaN coordinate are never on the front
+    and dominate nothing. Indices are returned sorted by (x, y, index), the order a step line follows.
+    """
+    valid = [(float(x), float(y), i) for i, (x, y) in enumerate(points)
+             if not (math.isnan(float(x)) or math.isnan(float(y)))]
+    front = [
+        (x, y, i) for x, y, i in valid
+        if not any(x2 <= x and y2 <= y and (x2 < x or y2 < y) for x2, y2, _ in valid)
+    ]
+    return [i for _, _, i in sorted(front)]

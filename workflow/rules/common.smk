@@ -1,4 +1,5 @@
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -14,7 +15,16 @@ os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 sys.path.insert(0, _SRC)
-from piimem.config import check_config, checkpoint_ids, corpus_name, model_slug
+from piimem.config import (
+    check_config,
+    checkpoint_ids,
+    corpus_name,
+    dedup_thresholds,
+    defense_variants,
+    model_slug,
+    result_stems,
+    run_names,
+)
 
 validate(config, schema="../schemas/config.schema.yaml")
 check_config(config)
@@ -23,20 +33,31 @@ CORPUS = corpus_name(config)
 SYNTHETIC = config["corpus"]["source"] == "synthetic"
 BASE_MODELS = {model_slug(name): name for name in config["base_models"]}
 CHECKPOINTS = checkpoint_ids(config["train"]["epochs"], config["train"]["checkpoints_per_epoch"])
-RUNS = expand(
-    "{base}/{defense}-{tuning}-s{seed}",
-    base=BASE_MODELS,
-    defense=config["defenses"],
-    tuning=config["tuning_methods"],
-    seed=config["seeds"],
-)
+PROMPT_SETS = config["extraction"]["prompt_sets"]
+CANARIES = SYNTHETIC and config["extraction"]["canaries"]["enabled"]
+DEFENSES = defense_variants(config)
+RUNS = run_names(config)
+TABLES, FIGURES = result_stems(config, RUNS)
+FIGURE_GROUPS = {
+    "metrics_by_checkpoint": "Extraction and utility",
+    "maxter": "Extraction and utility",
+    "extraction_by_repetition": "Extraction and utility",
+    "canary_exposure": "Extraction and utility",
+    "mia_auc_by_epoch": "Membership inference",
+    "roc_curves": "Membership inference",
+    "loss_distributions": "Membership inference",
+    "privacy_utility_ter": "Privacy and utility",
+    "privacy_utility_auc": "Privacy and utility",
+}
 
 
 wildcard_constraints:
-    defense="|".join(config["defenses"]),
+    defense="|".join(map(re.escape, DEFENSES)),
+    threshold=r"[0-9.]+",
     tuning="|".join(config["tuning_methods"]),
     base="|".join(BASE_MODELS),
     seed=r"\d+",
+    prompt_set="|".join(map(re.escape, PROMPT_SETS)) or "(?!)",
 
 
 def maildir_root():
@@ -55,9 +76,10 @@ def defense_inputs(wildcards):
         "messages": "results/private/corpus/messages.parquet",
         "splits": "results/corpus/splits.parquet",
     }
-    if wildcards.defense == "dedup":
-        inputs["dedup"] = "results/private/dedup/train.parquet"
-    elif wildcards.defense in ("rmft", "scrub"):
+    kind = DEFENSES[wildcards.defense]["defense"]
+    if kind == "dedup":
+        inputs["dedup"] = f"results/private/dedup/t{DEFENSES[wildcards.defense]['threshold']:g}/train.parquet"
+    elif kind in ("rmft", "scrub"):
         inputs["spans"] = "results/private/pii/spans.parquet"
     return inputs
 
@@ -85,15 +107,65 @@ def finetune_inputs(wildcards):
     }
 
 
+def extraction_prompt_inputs(wildcards):
+    """A prompt set reads its split, the training PII spans (train-prefix) or the user's file."""
+    inputs = base_model_inputs(wildcards)
+    if wildcards.prompt_set in config["extraction"]["prompt_files"]:
+        inputs["file"] = config["extraction"]["prompt_files"][wildcards.prompt_set]
+        return inputs
+    inputs.update(messages="results/private/corpus/messages.parquet", splits="results/corpus/splits.parquet")
+    if wildcards.prompt_set == "train-prefix":
+        inputs["spans"] = "results/private/pii/spans.parquet"
+    return inputs
+
+
+def extraction_inputs(wildcards):
+    return {
+        "prompts": expand(
+            "results/private/extraction/{base}/prompts/{prompt_set}.parquet",
+            base=wildcards.base,
+            prompt_set=PROMPT_SETS,
+        )
+    }
+
+
+# What generation and the PII search read (prompt building has its own keys).
+EXTRACTION_GENERATION = {
+    key: config["extraction"][key]
+    for key in ("new_tokens", "decoding", "temperature", "top_k", "batch_size", "seed", "entity_types")
+}
+
+
 def defense_options(wildcards):
     """Only the keys a defense reads, so that editing another defense's options reruns nothing here."""
-    if wildcards.defense == "rmft":
-        options = dict(config["rmft"])
+    variant = DEFENSES[wildcards.defense]
+    if variant["defense"] == "rmft":
+        options = {**config["rmft"], "p": variant["p"]}
         options["epochs"] = config["train"]["epochs"] if options["redraw_per_epoch"] else 1
         return options
-    if wildcards.defense == "scrub":
+    if variant["defense"] == "scrub":
         return dict(config["scrub"])
     return {}
+
+
+def run_results(wildcards=None):
+    """Every per-checkpoint result file of every run, the input of metrics.parquet."""
+    kinds = ["utility", "mia"] + ["extraction"] * bool(PROMPT_SETS) + ["canaries"] * CANARIES
+    return expand("results/runs/{run}/{kind}/{checkpoint}.tsv", run=RUNS, kind=kinds, checkpoint=CHECKPOINTS)
+
+
+def figure_inputs(wildcards):
+    """metrics.parquet, and the member/non-member scores drawn per example: the last checkpoint of the
+    first run of each tuning method (the first run overall for the ROC curves) and the base model's."""
+    first = {}
+    for run in RUNS:
+        first.setdefault(run.rsplit("-", 2)[1], run)
+    base = RUNS[0].split("/")[0]
+    return {
+        "metrics": "results/metrics.parquet",
+        "scores": [f"results/runs/{run}/mia/{CHECKPOINTS[-1]}.scores.parquet" for run in first.values()],
+        "reference": f"results/private/mia/{base}/reference.parquet",
+    }
 
 
 def all_outputs():
@@ -101,11 +173,12 @@ def all_outputs():
         "results/corpus/summary.tsv",
         "results/corpus/splits.parquet",
         "results/pii/summary.tsv",
-        "results/dedup/summary.tsv",
     ]
+    outputs += [f"results/dedup/t{threshold:g}/summary.tsv" for threshold in dedup_thresholds(config)]
     if SYNTHETIC:
         outputs.append("results/pii/evaluation.tsv")
-    outputs += expand("results/defense/{defense}/summary.tsv", defense=config["defenses"])
-    outputs += expand("results/runs/{run}/utility/{checkpoint}.tsv", run=RUNS, checkpoint=CHECKPOINTS)
-    outputs += expand("results/runs/{run}/mia/{checkpoint}.tsv", run=RUNS, checkpoint=CHECKPOINTS)
+    outputs += expand("results/defense/{defense}/summary.tsv", defense=DEFENSES)
+    outputs += run_results()
+    outputs += expand("results/tables/{table}.{ext}", table=TABLES, ext=("md", "csv", "tex"))
+    outputs += expand("results/figures/{figure}.{ext}", figure=FIGURES, ext=("png", "pdf"))
     return outputs

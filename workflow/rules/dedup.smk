@@ -3,15 +3,15 @@ rule deduplicate:
         messages="results/private/corpus/messages.parquet",
         splits="results/corpus/splits.parquet",
     output:
-        clusters="results/dedup/clusters.parquet",
-        texts="results/private/dedup/train.parquet",
-        summary="results/dedup/summary.tsv",
+        clusters="results/dedup/t{threshold}/clusters.parquet",
+        texts="results/private/dedup/t{threshold}/train.parquet",
+        summary="results/dedup/t{threshold}/summary.tsv",
     params:
-        dedup=config["dedup"],
+        dedup=lambda wildcards: {**config["dedup"], "threshold": float(wildcards.threshold)},
     log:
-        "logs/dedup/deduplicate.log",
+        "logs/dedup/deduplicate-t{threshold}.log",
     benchmark:
-        "benchmarks/dedup/deduplicate.tsv"
+        "benchmarks/dedup/deduplicate-t{threshold}.tsv"
     conda:
         "../../envs/data.yaml"
     script:

@@ -51,6 +51,10 @@ rule membership_inference:
             "results/runs/{{base}}/{{defense}}-{{tuning}}-s{{seed}}/mia/{checkpoint}.tsv",
             checkpoint=CHECKPOINTS,
         ),
+        scores=expand(
+            "results/runs/{{base}}/{{defense}}-{{tuning}}-s{{seed}}/mia/{checkpoint}.scores.parquet",
+            checkpoint=CHECKPOINTS,
+        ),
     params:
         base_model=lambda wildcards: BASE_MODELS[wildcards.base],
         mia=config["mia"],

@@ -11,7 +11,7 @@ from piimem.io import write_private_parquet, write_table
 inputs = snakemake.input
 train = split_texts(pl.read_parquet(inputs.messages), pl.read_parquet(inputs.splits), "train")
 result = build_training_text(
-    snakemake.wildcards.defense,
+    snakemake.params.defense,
     train,
     spans=pl.read_parquet(inputs.spans) if "spans" in inputs.keys() else None,
     dedup_texts=pl.read_parquet(inputs.dedup) if "dedup" in inputs.keys() else None,

@@ -35,11 +35,17 @@ if "reference" not in inputs.keys():
 else:
     reference = pl.read_parquet(inputs.reference)
     checkpoints = read_checkpoints(inputs.manifest)
-    for output in snakemake.output.results:
+    for output, scores_path in zip(snakemake.output.results, snakemake.output.scores):
         checkpoint = checkpoints[Path(output).stem]
         model = load_checkpoint(base, checkpoint["dir"])
-        scores = attack_scores(statistics(model), reference, mia["attacks"], mia["min_k"],
+        example_stats = statistics(model)
+        scores = attack_scores(example_stats, reference, mia["attacks"], mia["min_k"],
                                reference=f"base model {params.base_model}")
+        # Per-example scores (no text) for the ROC and loss-distribution figures.
+        write_table(members.select("index", "member")
+                    .join(example_stats.select("index", "n_tokens", "nll_mean"), on="index")
+                    .join(scores.pivot("attack", index="index", values="score"), on="index").sort("index"),
+                    scores_path)
         table = evaluate_attacks(scores, members.select("index", "member"), bootstrap=mia["bootstrap"],
                                  seed=mia["seed"])
         write_table(table.with_columns(checkpoint=pl.lit(checkpoint["id"]), epoch=pl.lit(checkpoint["epoch"])), output)

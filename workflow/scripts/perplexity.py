@@ -2,6 +2,7 @@ from piimem.logs import log_to_file
 
 log = log_to_file(snakemake.log[0])
 
+import math
 from pathlib import Path
 
 import polars as pl
@@ -32,7 +33,8 @@ for output in snakemake.output.utility:
     scores = token_nll(model, tokenizer, texts, max_length=params.max_length,
                        batch_size=params.utility["batch_size"], device=params.device)
     values = perplexity(scores["nll_sum"], scores["n_tokens"])
-    values.update(n_examples=scores.height, n_tokens=int(scores["n_tokens"].sum()))
+    values.update(n_examples=scores.height, n_tokens=int(scores["n_tokens"].sum()),
+                  train_loss=math.nan if checkpoint["train_loss"] is None else checkpoint["train_loss"])
     write_table(
         pl.DataFrame({"checkpoint": checkpoint["id"], "epoch": checkpoint["epoch"],
                       "metric": list(values), "value": [float(v) for v in values.values()]}),

@@ -1,0 +1,201 @@
+"""Collect the per-checkpoint result files of every run into one tidy metrics table.
+
+Inputs are the files the workflow writes per run and checkpoint,
+`results/runs/{base}/{defense}-{tuning}-s{seed}/{kind}/{checkpoint}.tsv`, with kind one of utility, mia,
+extraction, canaries. The run's names come from the path: defense and tuning names hold no "-", the base
+model's name may (tiny-gpt2) but holds no "/".
+
+The tidy table (`METRICS_SCHEMA`, DESIGN.md's contract): one row per measured value, columns
+corpus, base_model, defense, tuning, seed, checkpoint, epoch, prompt_set, entity_type, metric, value,
+ci_low, ci_high. prompt_set and entity_type are null where they do not apply; ci_low/ci_high are null
+where no interval is measured; value is null where the metric is undefined at that checkpoint (the file
+says NaN: a rate over an empty set).
+
+Metric names, by input kind:
+- utility:    ppl_mean, ppl_corpus, train_loss, and the counts n_examples, n_tokens of the perplexity set
+              (every metric of the file, named as in it).
+- mia:        mia_auc/<attack> (ci_low/ci_high = the bootstrap interval auc_low/auc_high),
+              mia_tpr@1%fpr/<attack>, mia_tpr@0.1%fpr/<attack> (fractions 0..1, like the AUC; one per
+              tpr_at_<x>pct_fpr column), and the counts mia_n_members/<attack>, mia_n_nonmembers/<attack>,
+              mia_n_unscored/<attack>.
+- extraction: every metric of the file as named there (ter, ser, tegr, precision, recall, email_*,
+              ter_rep/<bucket>, n_rep/<bucket>, n_found, ...), with prompt_set and entity_type.
+- canaries:   per entity_type and planted repetition count r, over the canaries of that type and count:
+              canary_exposure/<r> (mean exposure, bits), canary_max_exposure/<r> (mean of the ceiling
+              log2 |R|), canary_train_occurrences/<r> (mean occurrences in the run's training text, which a
+              defense may lower), canary_n/<r> (number of canaries).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+METRICS_SCHEMA = {
+    "corpus": pl.Utf8, "base_model": pl.Utf8, "defense": pl.Utf8, "tuning": pl.Utf8, "seed": pl.Int64,
+    "checkpoint": pl.Utf8, "epoch": pl.Float64, "prompt_set": pl.Utf8, "entity_type": pl.Utf8,
+    "metric": pl.Utf8, "value": pl.Float64, "ci_low": pl.Float64, "ci_high": pl.Float64,
+}
+# Row order of the table: every column that names a value, nulls first.
+SORT_KEYS = ("corpus", "base_model", "defense", "tuning", "seed", "checkpoint", "prompt_set", "entity_type",
+             "metric")
+KINDS = ("utility", "mia", "extraction", "canaries")
+
+# {base}/{defense}-{tuning}-s{seed}/{kind}/{checkpoint}.tsv at the end of the path.
+_RUN_FILE = re.compile(
+    r"(?:^|/)(?P<base>[^/]+)/(?P<defense>[^/-]+)-(?P<tuning>[^/-]+)-s(?P<seed>\d+)/"
+    r"(?P<kind>[^/]+)/(?P<checkpoint>[^/]+)\.tsv$"
+)
+_TPR_COLUMN = re.compile(r"tpr_at_(?P<pct>\d+(?:_\d+)?)pct_fpr")
+# Columns that hold names: read as text even when a name looks like a number (a prompt set "2024").
+_NAME_COLUMNS = {c: pl.Utf8 for c in ("checkpoint", "prompt_set", "entity_type", "attack", "metric")}
+
+
+@dataclass(frozen=True)
+class RunFile:
+    """What a result file's path says: the run, the kind of measurement and the checkpoint."""
+
+    path: Path
+    base_model: str
+    defense: str
+    tuning: str
+    seed: int
+    kind: str
+    checkpoint: str
+
+
+def parse_run_path(path: str | os.PathLike) -> RunFile:
+    """Read base model, defense, tuning, seed, kind and checkpoint from a result file's path.
+
+    Raises ValueError naming the file when the path does not end in
+    {base}/{defense}-{tuning}-s{seed}/{kind}/{checkpoint}.tsv with a known kind.
+    """
+    path = Path(path)
+    match = _RUN_FILE.search(path.as_posix())
+    if match is None:
+        raise ValueError(f"{path}: not a run result file; expected .../{{base}}/{{defense}}-{{tuning}}-"
+                         f"s{{seed}}/{{kind}}/{{checkpoint}}.tsv (defense and tuning without '-', kind "
+                         f"one of {KINDS})")
+    if match["kind"] not in KINDS:
+        raise ValueError(f"{path}: unknown result kind {match['kind']!r} (expected one of {KINDS})")
+    return RunFile(path, match["base"], match["defense"], match["tuning"], int(match["seed"]), match["kind"],
+                   match["checkpoint"])
+
+
+def _read(run: RunFile, required: Iterable[str]) -> pl.DataFrame:
+    try:
+        table = pl.read_csv(run.path, separator="\t", infer_schema_length=None,
+                            schema_overrides=_NAME_COLUMNS)
+    except (pl.exceptions.PolarsError, OSError) as error:
+        raise ValueError(f"{run.path}: cannot read the {run.kind} table: {error}") from error
+    missing = [c for c in required if c not in table.columns]
+    if missing:
+        raise ValueError(f"{run.path}: {run.kind} table lacks column(s) {missing}; it has {table.columns}")
+    checkpoints = set(table["checkpoint"].to_list())
+    if checkpoints - {run.checkpoint}:
+        # The file is named after its checkpoint; another id inside means a misplaced or stale file.
+        raise ValueError(f"{run.path}: holds checkpoint(s) {sorted(checkpoints)} but is named for "
+                         f"{run.checkpoint!r}")
+    return table
+
+
+def _tidy(run: RunFile, rows: pl.DataFrame) -> pl.DataFrame:
+    """`rows` (epoch, metric, value and optional prompt_set, entity_type, ci_low, ci_high) with the run's
+    columns added, in METRICS_SCHEMA's order and types; NaN values become null (undefined)."""
+    for column in ("prompt_set", "entity_type"):
+        if column not in rows.columns:
+            rows = rows.with_columns(pl.lit(None, dtype=pl.Utf8).alias(column))
+    for column in ("ci_low", "ci_high"):
+        if column not in rows.columns:
+            rows = rows.with_columns(pl.lit(None, dtype=pl.Float64).alias(column))
+    rows = rows.with_columns(
+        corpus=pl.lit(None, dtype=pl.Utf8), base_model=pl.lit(run.base_model), defense=pl.lit(run.defense),
+        tuning=pl.lit(run.tuning), seed=pl.lit(run.seed, dtype=pl.Int64), checkpoint=pl.lit(run.checkpoint),
+    )
+    try:
+        rows = rows.select([pl.col(name).cast(dtype) for name, dtype in METRICS_SCHEMA.items()])
+    except pl.exceptions.PolarsError as error:  # e.g. text in the value column
+        raise ValueError(f"{run.path}: a {run.kind} column has values of the wrong type: {error}") from error
+    return rows.with_columns([pl.col(c).fill_nan(None) for c in ("value", "ci_low", "ci_high")])
+
+
+def read_utility(run: RunFile) -> pl.DataFrame:
+    """Tidy rows of a utility file (checkpoint, epoch, metric, value): every metric as named."""
+    table = _read(run, ("checkpoint", "epoch", "metric", "value"))
+    return _tidy(run, table.select("epoch", "metric", "value"))
+
+
+def read_mia(run: RunFile) -> pl.DataFrame:
+    """Tidy rows of a membership-inference file (one row per attack): AUC with its CI, TPR at low FPR and
+    the counts."""
+    table = _read(run, ("attack", "n_members", "n_nonmembers", "n_unscored", "auc", "auc_low", "auc_high",
+                        "checkpoint", "epoch"))
+    parts = [table.select("epoch", metric="mia_auc/" + pl.col("attack"), value="auc", ci_low="auc_low",
+                          ci_high="auc_high")]
+    for column in table.columns:
+        match = _TPR_COLUMN.fullmatch(column)
+        if match:  # tpr_at_0_1pct_fpr -> mia_tpr@0.1%fpr
+            label = f"mia_tpr@{match['pct'].replace('_', '.')}%fpr/"
+            parts.append(table.select("epoch", metric=label + pl.col("attack"), value=column))
+    for count in ("n_members", "n_nonmembers", "n_unscored"):
+        parts.append(table.select("epoch", metric=f"mia_{count}/" + pl.col("attack"), value=count))
+    parts = [p.with_columns(pl.col("value").cast(pl.Float64)) for p in parts]
+    return _tidy(run, pl.concat(parts, how="diagonal"))
+
+
+def read_extraction(run: RunFile) -> pl.DataFrame:
+    """Tidy rows of an extraction file: every metric as named, per prompt set and entity type."""
+    table = _read(run, ("prompt_set", "entity_type", "metric", "value", "checkpoint", "epoch"))
+    return _tidy(run, table.select("epoch", "prompt_set", "entity_type", "metric", "value"))
+
+
+def read_canaries(run: RunFile) -> pl.DataFrame:
+    """Tidy rows of a canary file (one row per canary), summarised per entity type and planted count."""
+    table = _read(run, ("entity_type", "repetitions", "train_occurrences", "exposure", "max_exposure",
+                        "checkpoint", "epoch"))
+    summary = table.group_by("entity_type", "repetitions").agg(
+        pl.col("epoch").first(),
+        pl.col("exposure").mean().alias("canary_exposure"),
+        pl.col("max_exposure").mean().alias("canary_max_exposure"),
+        pl.col("train_occurrences").cast(pl.Float64).mean().alias("canary_train_occurrences"),
+        pl.len().cast(pl.Float64).alias("canary_n"),
+    )
+    long = summary.unpivot(index=["entity_type", "repetitions", "epoch"], variable_name="name",
+                           value_name="value")
+    long = long.with_columns(metric=pl.col("name") + "/" + pl.col("repetitions").cast(pl.Utf8))
+    return _tidy(run, long.select("epoch", "entity_type", "metric", "value"))
+
+
+_READERS = {"utility": read_utility, "mia": read_mia, "extraction": read_extraction,
+            "canaries": read_canaries}
+
+
+def collect_metrics(files: Iterable[str | os.PathLike], corpus: str) -> pl.DataFrame:
+    """The tidy metrics table (`METRICS_SCHEMA`) of the given result files, with `corpus` in every row.
+
+    Every file is read by the reader of its kind (from the path); rows are sorted by `SORT_KEYS`. Raises
+    ValueError naming the file for a path outside the layout, a missing column, a checkpoint id that
+    differs from the file name, a value given twice in one file, or two files for the same run, kind and
+    checkpoint.
+    """
+    seen: dict[tuple, Path] = {}
+    parts = []
+    for run in map(parse_run_path, files):
+        key = (run.base_model, run.defense, run.tuning, run.seed, run.kind, run.checkpoint)
+        if key in seen:
+            raise ValueError(f"{run.path}: the same run, kind and checkpoint as {seen[key]}")
+        seen[key] = run.path
+        part = _READERS[run.kind](run)
+        if part.select(SORT_KEYS[1:]).is_duplicated().any():
+            raise ValueError(f"{run.path}: a metric appears more than once for the same prompt set and "
+                             f"entity type")
+        parts.append(part)
+    if not parts:
+        return pl.DataFrame(schema=METRICS_SCHEMA)
+    table = pl.concat(parts).with_columns(corpus=pl.lit(corpus, dtype=pl.Utf8))
+    return table.sort(SORT_KEYS, nulls_last=False)

@@ -1,0 +1,501 @@
+"""Paper figures from the tidy metrics table and the per-checkpoint MIA score files.
+
+Every plot function takes its data and a file stem, writes stem.png (150 dpi) and stem.pdf with `save`,
+and returns the two paths; when its data is absent (no extraction in the config, a single defense for
+MaxTER, ...) it writes nothing and returns []. Figures are built on `matplotlib.figure.Figure` objects
+(never pyplot), so no display and no global figure state is involved, and saved without timestamps or
+software versions in their metadata, so rebuilding from the same data gives the same bytes.
+
+One style for all (`STYLE`): seaborn's whitegrid, paper context, a colour-blind palette with a fixed
+colour per defense and per tuning method, so the same run has the same colour in every figure.
+`build_figures(metrics, folder, ...)` draws every figure that has data under the stems of `FIGURE_STEMS`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from piimem.metrics import TAU_GRID, pareto_front, roc_curve
+from piimem.tables import (
+    BASELINE,
+    DEFENSE_ORDER,
+    TUNING_ORDER,
+    at_checkpoint,
+    attack_label,
+    attack_rank,
+    bucket_rank,
+    defense_rank,
+    extraction_by_repetition,
+    maxter_curves,
+    prompt_set_rank,
+    tuning_rank,
+)
+
+DPI = 150
+STYLE = {"style": "whitegrid", "context": "paper", "palette": "colorblind"}
+PANEL_SIZE = (4.0, 3.2)  # inches per panel
+FIGURE_STEMS = ("metrics_by_checkpoint", "maxter", "mia_auc_by_epoch", "roc_curves", "loss_distributions",
+                "extraction_by_repetition", "canary_exposure", "privacy_utility_ter", "privacy_utility_auc")
+# Columns of a MIA score file that are not attack scores.
+SCORE_FILE_COLUMNS = ("index", "member", "n_tokens", "nll_mean")
+METRIC_LABELS = {"ter": "TER (%)", "ser": "SER (%)", "tegr": "TEGR (%)",
+                 "ppl_mean": "PPL (mean over examples)", "ppl_corpus": "PPL (token-weighted)",
+                 "train_loss": "training loss (nats/token)",
+                 "precision": "precision, base subtracted (%)", "recall": "recall, base subtracted (%)"}
+
+
+# ------------------------------------------------------------------------------------------
+# Style and saving
+
+
+@contextmanager
+def _style():
+    import seaborn as sns
+
+    with sns.axes_style(STYLE["style"]), sns.plotting_context(STYLE["context"]):
+        yield
+
+
+def _figure(n_panels: int, n_rows: int = 1):
+    """A bare Figure with a grid of n_panels axes (row-major), created inside the style context."""
+    from matplotlib.figure import Figure
+
+    n_cols = math.ceil(n_panels / n_rows)
+    fig = Figure(figsize=(PANEL_SIZE[0] * n_cols, PANEL_SIZE[1] * n_rows), layout="constrained")
+    axes = fig.subplots(n_rows, n_cols, squeeze=False).ravel()
+    for ax in axes[n_panels:]:
+        ax.set_visible(False)
+    return fig, list(axes[:n_panels])
+
+
+def save(fig, stem: str | os.PathLike) -> list[Path]:
+    """Write `fig` as stem.png (DPI) and stem.pdf without timestamps or version strings; release it.
+
+    Returns [stem.png, stem.pdf]."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    png, pdf = stem.with_name(stem.name + ".png"), stem.with_name(stem.name + ".pdf")
+    fig.savefig(png, dpi=DPI, metadata={"Software": None})
+    fig.savefig(pdf, metadata={"CreationDate": None, "Creator": None, "Producer": None})
+    fig.clear()  # a bare Figure is not held by pyplot; clearing frees its artists at once
+    return [png, pdf]
+
+
+def _colors(names: Sequence[str], order: Sequence[str]) -> dict[str, tuple]:
+    """A fixed colour per name: the names of `order` keep their slot, the others follow in sorted order."""
+    import seaborn as sns
+
+    palette = sns.color_palette(STYLE["palette"], 10)
+    extra = sorted(n for n in names if n not in order)
+    slots = {name: i for i, name in enumerate([*order, *extra])}
+    return {n: palette[slots[n] % len(palette)] for n in names}
+
+
+def _series(frame: pl.DataFrame, always: str) -> tuple[pl.DataFrame, list[str], dict[str, tuple]]:
+    """`frame` with a `series` column (the run's label in the legend), the labels in display order and their
+    colours.
+
+    The label leads with `always` (defense or tuning), or, when that is the same for every row, with the
+    first of defense, tuning, base model that varies; the other varying ones follow ("rmft / lora"). When
+    only the lead varies, colours are the fixed ones of DEFENSE_ORDER / TUNING_ORDER; otherwise every
+    series gets its own colour."""
+    run_columns = ("defense", "tuning", "base_model")
+    varying = [c for c in run_columns if frame[c].n_unique() > 1]
+    lead = always if always in varying or not varying else varying[0]
+    rows = frame.select(*run_columns).unique().to_dicts()
+    rows.sort(key=lambda r: (defense_rank(r[lead]) if lead == "defense" else tuning_rank(r[lead])
+                             if lead == "tuning" else (0, r[lead]),
+                             defense_rank(r["defense"]), tuning_rank(r["tuning"]), r["base_model"]))
+    labels = [" / ".join(str(r[c]) for c in [lead, *(v for v in varying if v != lead)]) for r in rows]
+    names = pl.DataFrame({**{c: [r[c] for r in rows] for c in run_columns}, "series": labels})
+    frame = frame.join(names, on=list(run_columns), how="left")
+    if varying in ([], [lead]):
+        order = DEFENSE_ORDER if lead == "defense" else TUNING_ORDER if lead == "tuning" else ()
+        fixed = _colors([r[lead] for r in rows], order)
+        colors = {label: fixed[r[lead]] for label, r in zip(labels, rows)}
+    else:
+        import seaborn as sns
+
+        palette = sns.color_palette(STYLE["palette"] if len(labels) <= 10 else "husl", len(labels))
+        colors = dict(zip(labels, palette))
+    return frame, labels, colors
+
+
+def _legend_outside(fig, axes) -> None:
+    """One legend for all panels, right of them: the union of the panels' entries, in order."""
+    entries: dict[str, object] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            entries.setdefault(label, handle)
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    if entries:
+        width, height = fig.get_size_inches()
+        fig.set_size_inches(width + 1.8, height)  # room for the legend, so the panels keep their size
+        fig.legend(list(entries.values()), list(entries), loc="outside right center", fontsize="small",
+                   frameon=False)
+
+
+def _values(metrics: pl.DataFrame, names: Sequence[str]) -> pl.DataFrame:
+    return metrics.filter(pl.col("metric").is_in(list(names)) & pl.col("value").is_not_null()
+                          & pl.col("value").is_not_nan())
+
+
+def _panel_title(base_model: str, tuning: str, prompt_set: str, panels: Sequence[tuple]) -> str:
+    """"prompts: <set>", led by base model / tuning when the figure's panels differ in them."""
+    title = f"prompts: {prompt_set}"
+    if len({(b, t) for b, t, _ in panels}) > 1:
+        title = f"{base_model} / {tuning}, " + title
+    return title
+
+
+def _prompt_sets(frame: pl.DataFrame) -> list[str]:
+    return sorted((p for p in frame["prompt_set"].unique().to_list() if p is not None), key=prompt_set_rank)
+
+
+# ------------------------------------------------------------------------------------------
+# Figures from the metrics table
+
+
+def plot_metrics_by_checkpoint(metrics: pl.DataFrame, stem: str | os.PathLike,
+                               metric_names: Sequence[str] = ("ter", "ser", "ppl_mean"),
+                               entity_type: str = "ALL") -> list[Path]:
+    """One panel per metric against epoch, a line per run (hue = defense; tuning/base model added to the
+    label when they vary); the line is the mean over seeds, the band ± one standard deviation when there
+    are several. Extraction metrics (of `entity_type`) get one line style per prompt set when there are
+    several. Metrics without values are left out; none at all: []."""
+    import seaborn as sns
+
+    rows = _values(metrics, metric_names).filter(pl.col("entity_type").is_null()
+                                                 | (pl.col("entity_type") == entity_type))
+    present = [m for m in metric_names if rows.filter(pl.col("metric") == m).height]
+    if not present:
+        return []
+    rows, order, colors = _series(rows, always="defense")
+    with _style():
+        fig, axes = _figure(len(present))
+        for ax, metric in zip(axes, present):
+            data = rows.filter(pl.col("metric") == metric)
+            sets = _prompt_sets(data)
+            several_seeds = data.group_by("series", "checkpoint", "prompt_set").len()["len"].max() > 1
+            styled = len(sets) > 1
+            frame = data.rename({"series": "run", "prompt_set": "prompt set"}).to_pandas()
+            sns.lineplot(data=frame, x="epoch", y="value", hue="run", hue_order=order, palette=colors,
+                         style="prompt set" if styled else None, style_order=sets if styled else None,
+                         errorbar="sd" if several_seeds else None, marker="o", markersize=4, ax=ax)
+            label = METRIC_LABELS.get(metric, metric)
+            title = label.split(" (")[0] + (f", prompts: {sets[0]}" if len(sets) == 1 else "")
+            ax.set(xlabel="epoch", ylabel=label, title=title)
+        _legend_outside(fig, axes)
+    return save(fig, stem)
+
+
+def plot_maxter(metrics: pl.DataFrame, stem: str | os.PathLike, baseline: str = BASELINE,
+                entity_type: str = "ALL", taus: Sequence[float] = TAU_GRID) -> list[Path]:
+    """MaxTER(τ) of every defense against `baseline` (`piimem.tables.maxter_curves`), one panel per prompt
+    set (and base model / tuning when several), AURC in the legend. τ where no checkpoint qualifies are
+    drawn at 0, as AURC counts them, so the legend's AURC is the mean height of the drawn line.
+    []: no TER, no perplexity, or no defense beside the baseline."""
+    import seaborn as sns
+
+    curves = maxter_curves(metrics, baseline=baseline, entity_type=entity_type, taus=taus)
+    if curves is None:
+        return []
+    curves = curves.with_columns(pl.col("maxter").fill_null(0.0))
+    panels = curves.select("base_model", "tuning", "prompt_set").unique(maintain_order=True).rows()
+    colors = _colors(curves["defense"].unique().to_list(), DEFENSE_ORDER)
+    with _style():
+        fig, axes = _figure(len(panels))
+        for ax, (base_model, tuning, prompt_set) in zip(axes, panels):
+            panel = curves.filter((pl.col("base_model") == base_model) & (pl.col("tuning") == tuning)
+                                  & (pl.col("prompt_set") == prompt_set))
+            for defense in sorted(panel["defense"].unique().to_list(), key=defense_rank):
+                line = panel.filter(pl.col("defense") == defense)
+                ax.plot(line["tau"].to_numpy(), line["maxter"].to_numpy(), color=colors[defense], marker=".",
+                        label=f"{defense} (AURC {line['aurc'][0]:.1f} %)")
+            ax.axhline(0, color="grey", linewidth=0.8)
+            ax.set(xlabel="perplexity budget τ (% PPL increase)",
+                   ylabel=f"MaxTER: TER reduction vs {baseline} (%)",
+                   title=_panel_title(base_model, tuning, prompt_set, panels))
+            ax.legend(fontsize="small")
+        sns.despine(fig=fig)
+    return save(fig, stem)
+
+
+def plot_mia_auc(metrics: pl.DataFrame, stem: str | os.PathLike,
+                 attacks: Sequence[str] | None = None) -> list[Path]:
+    """ROC AUC of the membership-inference attacks against epoch: one panel per attack (`attacks`, default all
+    present), a line per tuning method (defense/base model added when they vary), chance (0.5) dashed.
+    With one seed the band is the bootstrap CI of the AUC (drawn for up to three lines); with several,
+    ± one standard deviation over seeds. []: no mia_auc metric."""
+    import seaborn as sns
+
+    rows = _values(metrics, [m for m in metrics["metric"].unique().to_list() if m.startswith("mia_auc/")])
+    if attacks is not None:
+        rows = rows.filter(pl.col("metric").is_in([f"mia_auc/{a}" for a in attacks]))
+    if rows.height == 0:
+        return []
+    rows = rows.with_columns(attack=pl.col("metric").str.split("/").list.get(1))
+    present = sorted(rows["attack"].unique().to_list(), key=attack_rank)
+    rows, order, colors = _series(rows, always="tuning")
+    with _style():
+        fig, axes = _figure(len(present), n_rows=2 if len(present) > 3 else 1)
+        for ax, attack in zip(axes, present):
+            data = rows.filter(pl.col("attack") == attack)
+            several_seeds = data.group_by("series", "checkpoint").len()["len"].max() > 1
+            sns.lineplot(data=data.rename({"series": "run"}).to_pandas(), x="epoch", y="value", hue="run",
+                         hue_order=order, palette=colors, errorbar="sd" if several_seeds else None,
+                         marker="o", markersize=4, ax=ax)
+            if not several_seeds and len(order) <= 3:  # more bands than that hide each other
+                for name in order:
+                    band = data.filter((pl.col("series") == name) & pl.col("ci_low").is_not_null())
+                    band = band.sort("epoch")
+                    if band.height:
+                        ax.fill_between(band["epoch"].to_numpy(), band["ci_low"].to_numpy(),
+                                        band["ci_high"].to_numpy(), color=colors[name], alpha=0.2,
+                                        linewidth=0)
+            ax.axhline(0.5, color="grey", linestyle="--", linewidth=0.8)
+            ax.set(xlabel="epoch", ylabel="ROC AUC", title=f"{attack_label(attack)} attack")
+        _legend_outside(fig, axes)
+    return save(fig, stem)
+
+
+def plot_extraction_by_repetition(metrics: pl.DataFrame, stem: str | os.PathLike,
+                                  checkpoint: str | None = None, entity_type: str = "ALL") -> list[Path]:
+    """Share of true PII extracted (%) by how often it occurs in the training data (`piimem.tables.
+    extraction_by_repetition`, last checkpoint), bars per defense, one panel per prompt set (and base model /
+    tuning when several); the number of true PII per bucket under each tick. []: no ter_rep metric."""
+    import seaborn as sns
+
+    table = extraction_by_repetition(metrics, checkpoint=checkpoint, entity_type=entity_type)
+    if table is None or table["TER (%)"].drop_nulls().len() == 0:
+        return []
+    panels = table.select("base model", "tuning", "prompt set").unique(maintain_order=True).rows()
+    colors = _colors(table["defense"].unique().to_list(), DEFENSE_ORDER)
+    with _style():
+        fig, axes = _figure(len(panels))
+        for ax, (base_model, tuning, prompt_set) in zip(axes, panels):
+            data = table.filter((pl.col("base model") == base_model) & (pl.col("tuning") == tuning)
+                                & (pl.col("prompt set") == prompt_set))
+            buckets = sorted(data["repetitions"].unique().to_list(), key=bucket_rank)
+            defenses = sorted(data["defense"].unique().to_list(), key=defense_rank)
+            sns.barplot(data=data.to_pandas(), x="repetitions", y="TER (%)", hue="defense", order=buckets,
+                        hue_order=defenses, palette=colors, ax=ax)
+            counts = {b: data.filter(pl.col("repetitions") == b)["true PII"].max() for b in buckets}
+            ax.set_xticks(range(len(buckets)), [f"{b}\n(n={counts[b]})" for b in buckets])
+            ax.set(xlabel="occurrences in the training data", ylabel="true PII extracted (%)",
+                   title=_panel_title(base_model, tuning, prompt_set, panels))
+            ax.legend(title=None, fontsize="small")
+    return save(fig, stem)
+
+
+def plot_canary_exposure(metrics: pl.DataFrame, stem: str | os.PathLike,
+                         checkpoint: str | None = None) -> list[Path]:
+    """Canary exposure (bits) against the number of times the canary was planted, at the last checkpoint
+    of each run (or `checkpoint`), a line per defense (tuning/base model added when they vary; mean over
+    seeds, band ± one standard deviation when several), one panel per entity type, the maximum exposure
+    log2 |R| dashed. []: no canary metric."""
+    import seaborn as sns
+    from matplotlib.ticker import FuncFormatter
+
+    names = [m for m in metrics["metric"].unique().to_list()
+             if m.startswith(("canary_exposure/", "canary_max_exposure/"))]
+    rows = at_checkpoint(_values(metrics, names), checkpoint=checkpoint)
+    rows = rows.with_columns(kind=pl.col("metric").str.split("/").list.get(0),
+                             repetitions=pl.col("metric").str.split("/").list.get(1).cast(pl.Int64))
+    exposure = rows.filter(pl.col("kind") == "canary_exposure")
+    if exposure.height == 0:
+        return []
+    exposure, order, colors = _series(exposure, always="defense")
+    types = sorted(exposure["entity_type"].unique().to_list())
+    with _style():
+        fig, axes = _figure(len(types))
+        for ax, entity_type in zip(axes, types):
+            data = exposure.filter(pl.col("entity_type") == entity_type)
+            several_seeds = data.group_by("series", "repetitions").len()["len"].max() > 1
+            sns.lineplot(data=data.rename({"series": "run"}).to_pandas(), x="repetitions", y="value",
+                         hue="run", hue_order=order, palette=colors, errorbar="sd" if several_seeds else None,
+                         marker="o", ax=ax)
+            ceiling = rows.filter((pl.col("kind") == "canary_max_exposure")
+                                  & (pl.col("entity_type") == entity_type))
+            if ceiling.height:
+                ax.axhline(ceiling["value"].max(), color="grey", linestyle="--", linewidth=0.8,
+                           label="maximum (log2 |R|)")
+            if data["repetitions"].min() > 0 and data["repetitions"].max() > 10 * data["repetitions"].min():
+                ax.set_xscale("log")
+                ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # 1, 10, 100, not 10^0...
+            ax.set(xlabel="times planted in the training data", ylabel="exposure (bits)",
+                   title=f"canaries: {entity_type}")
+        _legend_outside(fig, axes)
+    return save(fig, stem)
+
+
+def plot_privacy_utility(metrics: pl.DataFrame, stem: str | os.PathLike, privacy: str = "ter",
+                         prompt_set: str | None = None, entity_type: str = "ALL",
+                         checkpoint: str | None = None) -> list[Path]:
+    """Privacy against utility: one point per run (base model, defense, tuning, seed) at its last checkpoint
+    (or `checkpoint`), x = ppl_mean, y = `privacy` (a metric name: "ter", "ser" — of `entity_type` on
+    `prompt_set`, default the first present in piimem.tables.PROMPT_SET_ORDER — or "mia_auc/loss", ...),
+    colour = defense, marker = tuning, each point labelled. The Pareto front (`piimem.metrics.pareto_front`,
+    both lower is better) is drawn as a step line. []: no value of `privacy` or no ppl_mean."""
+    import seaborn as sns
+
+    rows = _values(metrics, [privacy])
+    if rows.height and rows["prompt_set"].is_not_null().any():
+        sets = _prompt_sets(rows)
+        prompt_set = prompt_set if prompt_set is not None else sets[0]
+        rows = rows.filter((pl.col("prompt_set") == prompt_set) & (pl.col("entity_type") == entity_type))
+    keys = ["base_model", "defense", "tuning", "seed"]
+    privacy_at = at_checkpoint(rows, checkpoint=checkpoint).select(*keys, "checkpoint", y="value")
+    ppl = _values(metrics, ["ppl_mean"]).select(*keys, "checkpoint", x="value")
+    points = privacy_at.join(ppl, on=[*keys, "checkpoint"], how="inner")
+    if points.height == 0:
+        return []
+    points = points.sort(pl.col("defense").map_elements(lambda d: defense_rank(d)[0], return_dtype=pl.Int64),
+                         "defense", "tuning", "base_model", "seed")
+    # (utility cost, privacy cost): the front comes back sorted by perplexity, the step line's order.
+    front = pareto_front(list(zip(points["x"].to_list(), points["y"].to_list())))
+    ylabel = METRIC_LABELS.get(privacy, privacy)
+    if privacy.startswith("mia_auc/"):
+        ylabel = f"{attack_label(privacy.split('/', 1)[1])} attack ROC AUC"
+    if prompt_set is not None and rows["prompt_set"].is_not_null().any():
+        ylabel += f" [{prompt_set}]"
+    varying = [c for c in ("tuning", "base_model") if points[c].n_unique() > 1]
+    colors = _colors(points["defense"].unique().to_list(), DEFENSE_ORDER)
+    tunings = sorted(points["tuning"].unique().to_list(), key=tuning_rank)
+    with _style():
+        fig, (ax,) = _figure(1)
+        fig.set_size_inches(PANEL_SIZE[0] * 1.5, PANEL_SIZE[1] * 1.4)
+        sns.scatterplot(data=points.to_pandas(), x="x", y="y", hue="defense", palette=colors,
+                        hue_order=sorted(colors, key=defense_rank), style="tuning", style_order=tunings, s=50,
+                        ax=ax)
+        for row in points.iter_rows(named=True):
+            label = " / ".join([row["defense"], *(str(row[c]) for c in varying), f"s{row['seed']}"])
+            ax.annotate(label, (row["x"], row["y"]), xytext=(4, 3), textcoords="offset points",
+                        fontsize="x-small")
+        on_front = points[front]
+        ax.step(on_front["x"].to_numpy(), on_front["y"].to_numpy(), where="post", color="black", linewidth=1,
+                linestyle=":", label="Pareto front")
+        ax.set(xlabel="PPL (mean over examples; lower is better)", ylabel=f"{ylabel} (lower is better)",
+               title="privacy against utility")
+        ax.legend(fontsize="small")
+    return save(fig, stem)
+
+
+# ------------------------------------------------------------------------------------------
+# Figures from MIA score files
+
+
+def _score_table(scores: pl.DataFrame | str | os.PathLike, need: Sequence[str]) -> tuple[pl.DataFrame, str]:
+    name = "scores" if isinstance(scores, pl.DataFrame) else str(scores)
+    table = scores if isinstance(scores, pl.DataFrame) else pl.read_parquet(scores)
+    missing = [c for c in need if c not in table.columns]
+    if missing:
+        raise ValueError(f"{name}: MIA score table lacks column(s) {missing}; it has {table.columns}")
+    return table, name
+
+
+def plot_roc_curves(scores: pl.DataFrame | str | os.PathLike, stem: str | os.PathLike,
+                    attacks: Sequence[str] | None = None, title: str | None = None) -> list[Path]:
+    """ROC curves of the attacks in one MIA score file (columns member and one score per attack, larger =
+    member) on log-log axes, one line per attack with its AUC, the chance diagonal dashed
+    (`piimem.metrics.roc_curve`; examples without a score are left out per attack). The axes start at
+    1/(number of non-members) and 1/(number of members), the smallest non-zero rates. []: no rows or no
+    attack column."""
+    from matplotlib.lines import Line2D
+
+    from piimem.metrics import roc_auc
+
+    table, _ = _score_table(scores, ["member"])
+    names = [c for c in table.columns if c not in SCORE_FILE_COLUMNS]
+    names = sorted([a for a in names if attacks is None or a in attacks], key=attack_rank)
+    if table.height == 0 or not names:
+        return []
+    import seaborn as sns
+
+    palette = sns.color_palette(STYLE["palette"], max(len(names), 1))
+    lowest = 1.0
+    with _style():
+        fig, (ax,) = _figure(1)
+        fig.set_size_inches(PANEL_SIZE[0] * 1.2, PANEL_SIZE[1] * 1.3)
+        for color, attack in zip(palette, names):
+            kept = table.filter(pl.col(attack).is_not_null() & pl.col(attack).is_not_nan())
+            labels, values = kept["member"].to_numpy(), kept[attack].to_numpy()
+            fpr, tpr, _ = roc_curve(values, labels)
+            lowest = min(lowest, 1 / max(int((~labels.astype(bool)).sum()), 1), 1 / max(int(labels.sum()), 1))
+            shown = (fpr > 0) & (tpr > 0)  # log axes cannot show a zero rate
+            label = f"{attack_label(attack)} (AUC {roc_auc(values, labels):.3f})"
+            ax.plot(fpr[shown], tpr[shown], color=color, label=label)
+        ax.plot([lowest, 1], [lowest, 1], color="grey", linestyle="--", linewidth=0.8)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set(xlim=(lowest, 1), ylim=(lowest, 1), xlabel="false positive rate", ylabel="true positive rate",
+               title=title or "membership inference ROC")
+        handles, labels = ax.get_legend_handles_labels()
+        handles.append(Line2D([], [], color="grey", linestyle="--", linewidth=0.8))
+        ax.legend(handles, [*labels, "chance"], fontsize="small", loc="lower right")
+    return save(fig, stem)
+
+
+def plot_loss_distributions(models: Mapping[str, pl.DataFrame | str | os.PathLike],
+                            stem: str | os.PathLike, bins: int = 30) -> list[Path]:
+    """Member vs non-member distribution of the per-example mean token NLL, one panel per model:
+    `models` maps a panel title (e.g. "pre-trained", "none-lora-s1 c30") to a table or parquet file with
+    columns member and nll_mean (a MIA score file; for the base model, its reference statistics joined
+    with the member labels on index). Densities per class, common bins per panel. []: no model given or
+    no rows."""
+    import seaborn as sns
+
+    tables = {}
+    for title, source in models.items():
+        table, _ = _score_table(source, ["member", "nll_mean"])
+        table = table.filter(pl.col("nll_mean").is_not_null() & pl.col("nll_mean").is_not_nan())
+        if table.height:
+            tables[title] = table.select(pl.when(pl.col("member")).then(pl.lit("member"))
+                                         .otherwise(pl.lit("non-member")).alias("class"), "nll_mean")
+    if not tables:
+        return []
+    palette = dict(zip(("member", "non-member"), sns.color_palette(STYLE["palette"], 2)))
+    with _style():
+        fig, axes = _figure(len(tables))
+        for ax, (title, table) in zip(axes, tables.items()):
+            edges = np.histogram_bin_edges(table["nll_mean"].to_numpy(), bins=bins)
+            sns.histplot(data=table.to_pandas(), x="nll_mean", hue="class",
+                         hue_order=["member", "non-member"], palette=palette, bins=edges, stat="density",
+                         common_norm=False, element="step", ax=ax)
+            ax.set(xlabel="mean token NLL (nats)", ylabel="density", title=title)
+    return save(fig, stem)
+
+
+# ------------------------------------------------------------------------------------------
+# All figures
+
+
+def build_figures(metrics: pl.DataFrame, folder: str | os.PathLike,
+                  roc_scores: pl.DataFrame | str | os.PathLike | None = None,
+                  loss_models: Mapping[str, pl.DataFrame | str | os.PathLike] | None = None) -> list[Path]:
+    """Every figure that has data, under `folder` with the stems of `FIGURE_STEMS`; the paths written.
+
+    roc_curves needs `roc_scores` (one MIA score file) and loss_distributions `loss_models` (see
+    `plot_loss_distributions`); privacy_utility_ter plots TER, privacy_utility_auc the LOSS attack's AUC.
+    """
+    folder = Path(folder)
+    paths = plot_metrics_by_checkpoint(metrics, folder / "metrics_by_checkpoint")
+    paths += plot_maxter(metrics, folder / "maxter")
+    paths += plot_mia_auc(metrics, folder / "mia_auc_by_epoch")
+    if roc_scores is not None:
+        paths += plot_roc_curves(roc_scores, folder / "roc_curves")
+    if loss_models:
+        paths += plot_loss_distributions(loss_models, folder / "loss_distributions")
+    paths += plot_extraction_by_repetition(metrics, folder / "extraction_by_repetition")
+    paths += plot_canary_exposure(metrics, folder / "canary_exposure")
+    paths += plot_privacy_utility(metrics, folder / "privacy_utility_ter", privacy="ter")
+    paths += plot_privacy_utility(metrics, folder / "privacy_utility_auc", privacy="mia_auc/loss")
+    return paths

@@ -1,0 +1,131 @@
+# PII extraction: prompts per (base model, prompt set), generations of the base model (whose finds are
+# subtracted) and of every checkpoint of a run; canary exposure on the synthetic corpus.
+
+
+rule extraction_prompts:
+    input:
+        unpack(extraction_prompt_inputs),
+    output:
+        prompts="results/private/extraction/{base}/prompts/{prompt_set}.parquet",
+    params:
+        base_model=lambda wildcards: BASE_MODELS[wildcards.base],
+        # Only the keys prompt building reads: decoding settings leave the prompts alone.
+        options={
+            key: config["extraction"][key]
+            for key in ("n_prompts", "prompt_tokens", "window_position", "prefix_entity_types", "seed")
+        },
+    log:
+        "logs/extract/{base}/prompts-{prompt_set}.log",
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/extraction_prompts.py"
+
+
+rule extract_base:
+    input:
+        unpack(base_model_inputs),
+        unpack(extraction_inputs),
+    output:
+        found="results/private/extraction/{base}/base-found.parquet",
+    params:
+        base_model=lambda wildcards: BASE_MODELS[wildcards.base],
+        extraction=EXTRACTION_GENERATION,
+        score_threshold=config["pii"]["score_threshold"],
+        device=config["train"]["device"],
+    threads: 2
+    resources:
+        gpu=config["train"]["gpus"],
+    log:
+        "logs/extract/{base}/base.log",
+    benchmark:
+        "benchmarks/extract/{base}/base.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/extract_pii.py"
+
+
+rule extract_pii:
+    input:
+        unpack(base_model_inputs),
+        unpack(extraction_inputs),
+        manifest="results/private/runs/{base}/{defense}-{tuning}-s{seed}/manifest.json",
+        base_found="results/private/extraction/{base}/base-found.parquet",
+        messages="results/private/corpus/messages.parquet",
+        splits="results/corpus/splits.parquet",
+        spans="results/private/pii/spans.parquet",
+    output:
+        # One job attacks every checkpoint of a run; the strings found stay private, the counts are public.
+        found=expand(
+            "results/private/runs/{{base}}/{{defense}}-{{tuning}}-s{{seed}}/extraction/{checkpoint}.parquet",
+            checkpoint=CHECKPOINTS,
+        ),
+        results=expand(
+            "results/runs/{{base}}/{{defense}}-{{tuning}}-s{{seed}}/extraction/{checkpoint}.tsv",
+            checkpoint=CHECKPOINTS,
+        ),
+    params:
+        base_model=lambda wildcards: BASE_MODELS[wildcards.base],
+        extraction=EXTRACTION_GENERATION,
+        score_threshold=config["pii"]["score_threshold"],
+        device=config["train"]["device"],
+    threads: 2
+    resources:
+        gpu=config["train"]["gpus"],
+    log:
+        "logs/extract/{base}/{defense}-{tuning}-s{seed}.log",
+    benchmark:
+        "benchmarks/extract/{base}/{defense}-{tuning}-s{seed}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/extract_pii.py"
+
+
+rule canary_contexts:
+    input:
+        unpack(base_model_inputs),
+        truth="resources/synthetic/ground_truth.parquet",
+        messages="results/private/corpus/messages.parquet",
+        splits="results/corpus/splits.parquet",
+    output:
+        canaries="results/private/extraction/{base}/canaries.parquet",
+    params:
+        base_model=lambda wildcards: BASE_MODELS[wildcards.base],
+        context_tokens=config["extraction"]["canaries"]["context_tokens"],
+    log:
+        "logs/extract/{base}/canaries.log",
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/canary_contexts.py"
+
+
+rule canary_exposure:
+    input:
+        unpack(base_model_inputs),
+        manifest="results/private/runs/{base}/{defense}-{tuning}-s{seed}/manifest.json",
+        canaries="results/private/extraction/{base}/canaries.parquet",
+    output:
+        results=expand(
+            "results/runs/{{base}}/{{defense}}-{{tuning}}-s{{seed}}/canaries/{checkpoint}.tsv",
+            checkpoint=CHECKPOINTS,
+        ),
+    params:
+        base_model=lambda wildcards: BASE_MODELS[wildcards.base],
+        n_candidates=config["extraction"]["canaries"]["n_candidates"],
+        seed=config["extraction"]["seed"],
+        batch_size=config["extraction"]["batch_size"],
+        device=config["train"]["device"],
+    threads: 2
+    resources:
+        gpu=config["train"]["gpus"],
+    log:
+        "logs/extract/{base}/canaries-{defense}-{tuning}-s{seed}.log",
+    benchmark:
+        "benchmarks/extract/{base}/canaries-{defense}-{tuning}-s{seed}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/canary_exposure.py"

@@ -1,0 +1,22 @@
+from piimem.logs import log_to_file
+
+log = log_to_file(snakemake.log[0])
+
+from pathlib import Path
+
+import polars as pl
+
+from piimem.plots import build_figures
+
+inputs = snakemake.input
+scores = {Path(path).parts[-3]: pl.read_parquet(path) for path in inputs.scores}  # run name -> scores
+first = next(iter(scores.values()))
+# The base model's statistics carry no member label: the runs' score files do, by the same index.
+loss_models = {"pre-trained": pl.read_parquet(inputs.reference).join(first.select("index", "member"), on="index")}
+loss_models.update({f"{run} (last checkpoint)": table for run, table in scores.items()})
+written = build_figures(pl.read_parquet(inputs.metrics), Path(snakemake.output.png[0]).parent,
+                        roc_scores=first, loss_models=loss_models)
+missing = sorted(set(map(str, snakemake.output)) - set(map(str, written)))
+if missing:
+    raise ValueError(f"figures: no data for {missing}; metrics.parquet lacks the values they are drawn from")
+log.info("figures: %d files", len(written))
