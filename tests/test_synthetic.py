@@ -11,7 +11,13 @@ import phonenumbers
 import polars as pl
 import pytest
 
-from piimem.corpus.synthetic import GROUND_TRUTH_SCHEMA, SyntheticConfig, generate_maildir, luhn_valid
+from piimem.corpus.synthetic import (
+    GROUND_TRUTH_SCHEMA,
+    SyntheticConfig,
+    generate_maildir,
+    luhn_valid,
+    without_canaries,
+)
 from piimem.pii import ENTITY_TYPES, normalize
 
 HEADER_ORDER = [
@@ -135,6 +141,17 @@ def test_each_canary_sits_in_exactly_r_files(corpus):
         occurrences = sum(files[p].decode("ascii").count(row["value"]) for p in holding)
         assert len(holding) == row["r"] == row["rows"] == row["files"] == row["n"] == occurrences, row
         assert row["fields"] == ["body"]
+
+
+def test_without_canaries_drops_exactly_the_messages_holding_one(corpus):
+    _, truth, files = corpus
+    texts = pl.DataFrame({"doc_id": range(len(files)), "text": [raw.decode("ascii") for raw in files.values()]})
+    canary_paths = set(truth.filter(pl.col("is_canary"))["path"])
+    kept = without_canaries(texts, truth)
+    paths = list(files)
+    assert {paths[i] for i in kept["doc_id"]} == set(paths) - canary_paths
+    assert 100 < len(canary_paths) <= 3 * (1 + 2 + 4 + 8 + 16 + 32)  # a message may host canaries of two types
+    assert without_canaries(texts, truth.filter(~pl.col("is_canary"))).equals(texts)
 
 
 def test_canary_values_pass_the_validity_rules(corpus):

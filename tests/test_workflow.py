@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import stat
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 from workflow_helpers import ENRON_MINI, ROOT, SHARED, planned_jobs, snakemake, write_config
 
 SMALL = {"corpus": {"synthetic": {"n_mailboxes": 4, "messages_per_mailbox": 30}},
+         "tiny_gpt2": {"n_embd": 128},
          "train": {"epochs": 2, "checkpoints_per_epoch": 2},
          "extraction": {"n_prompts": 48, "new_tokens": 24, "canaries": {"n_candidates": 30}}}
 # Jobs that evaluate one run: every checkpoint's perplexity, attacks and canary exposure.
@@ -243,7 +245,10 @@ def test_every_tuning_method_runs_through_the_workflow(synthetic_run):
         write_config(synthetic_run, {**SMALL, "defenses": ["none"], "tuning_methods": methods,
                                      "tuning": {"prompt": {"num_virtual_tokens": 20}}})
         assert planned_jobs(synthetic_run) == per_run(5, finetune=5)
-        snakemake(synthetic_run)
+        # Only the runs' own outputs: aggregating here would leave results/metrics.parquet holding
+        # none-* runs alone once the config is restored, and later tests read it.
+        snakemake(synthetic_run, *(f"results/runs/tiny-gpt2/none-{method}-s42/{kind}/c04.tsv"
+                                   for method in methods for kind in ("utility", "mia", "extraction", "canaries")))
         for method in methods:
             manifest = json.loads(
                 (synthetic_run / f"results/private/runs/tiny-gpt2/none-{method}-s42/manifest.json").read_text())
@@ -257,7 +262,7 @@ def test_pii_extraction_on_every_checkpoint(synthetic_run):
     results = synthetic_run / "results"
     splits = pl.read_parquet(results / "corpus/splits.parquet")
     train_ids = splits.filter(pl.col("split") == "train")["doc_id"]
-    spans = pl.read_parquet(results / "private/pii/spans.parquet").filter(pl.col("doc_id").is_in(train_ids))
+    spans = pl.read_parquet(results / "private/pii/spans.parquet").filter(pl.col("doc_id").is_in(train_ids.to_list()))
     n_true = spans.select("entity_type", "normalized").unique().height
     prefix = pl.read_parquet(results / "private/extraction/tiny-gpt2/prompts/train-prefix.parquet")
     assert 0 < prefix.height <= 48 and set(prefix["entity_type"]) == {"EMAIL_ADDRESS"}
@@ -285,6 +290,28 @@ def test_pii_extraction_on_every_checkpoint(synthetic_run):
     assert first < last == n_true
 
 
+def test_a_missing_prompt_file_fails_its_own_job_with_what_to_write(synthetic_run):
+    config = synthetic_run / "config/config.yaml"
+    original = config.read_text()
+    wiki = synthetic_run / "resources/wiki/test.txt"
+    target = "results/private/extraction/tiny-gpt2/prompts/wiki.parquet"
+    try:
+        write_config(synthetic_run, {**SMALL, "extraction": {**SMALL["extraction"], "prompt_files": {"wiki": str(wiki)},
+                                                             "prompt_sets": ["train-prefix", "test", "wiki"]}})
+        assert planned_jobs(synthetic_run, target) == {"missing_prompt_file_wiki": 1, "extraction_prompts": 1}
+        proc = snakemake(synthetic_run, target, check=False)
+        log = (synthetic_run / "logs/extract/missing-prompt-file-wiki.log").read_text()
+        assert proc.returncode != 0 and f"extraction.prompt_files.wiki: {wiki} does not exist" in log
+        wiki.parent.mkdir(parents=True)
+        wiki.write_text("= Heading =\nThe first paragraph of a made-up article.\n\nA second one, longer than that.\n")
+        assert planned_jobs(synthetic_run, target) == {"extraction_prompts": 1}
+        snakemake(synthetic_run, target)
+        prompts = pl.read_parquet(synthetic_run / target)
+        assert sorted(prompts["doc_id"]) == [0, 1, 3]
+    finally:
+        config.write_text(original)
+
+
 def test_canary_exposure_on_every_checkpoint(synthetic_run):
     truth = pl.read_parquet(synthetic_run / "resources/synthetic/ground_truth.parquet").filter(pl.col("is_canary"))
     canaries = pl.read_parquet(synthetic_run / "results/private/extraction/tiny-gpt2/canaries.parquet")
@@ -295,6 +322,9 @@ def test_canary_exposure_on_every_checkpoint(synthetic_run):
     assert ((exposure["exposure"] >= 0) & (exposure["exposure"] <= exposure["max_exposure"] + 1e-9)).all()
     assert (exposure["train_occurrences"] <= exposure["repetitions"]).all()
     assert exposure.filter(pl.col("repetitions") == 32)["train_occurrences"].min() > 0
+    # Public copies of the canaries stay out of the base model's pre-training.
+    pretrain_log = (synthetic_run / "logs/train/pretrain_tiny_gpt2.log").read_text()
+    assert re.search(r"pretrain: [1-9]\d* of \d+ public messages hold a planted canary", pretrain_log)
 
 
 CONTRACT = ["corpus", "base_model", "defense", "tuning", "seed", "checkpoint", "epoch", "metric", "value",
@@ -323,7 +353,9 @@ def test_metrics_tables_figures_and_report(synthetic_run):
     assert (results / "tables/finetuning.md").read_text().startswith("|")
     assert "\\begin{tabular}" in (results / "tables/extraction_by_type.tex").read_text()
     figures = sorted(p.name for p in (results / "figures").glob("*.png"))
-    assert "maxter.png" in figures and "canary_exposure.png" in figures and len(figures) == 10
+    assert figures == [f"{stem}.png" for stem in sorted((
+        "metrics_by_checkpoint", "maxter", "mia_auc_by_epoch", "roc_curves", "loss_distributions",
+        "extraction_by_repetition", "canary_exposure", "privacy_utility_ter", "privacy_utility_auc"))]
     assert all((results / "figures" / f).read_bytes()[:4] == b"\x89PNG" for f in figures)
 
     snakemake(synthetic_run, "--report", "results/report.html")

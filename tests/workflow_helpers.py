@@ -44,7 +44,8 @@ def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.Compl
 
 def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
     """Rule name -> job count of what `snakemake -n` would run."""
-    out = snakemake(workdir, "-n", "--quiet", "rules", *args).stdout
+    # Targets go first: --quiet takes every word after it.
+    out = snakemake(workdir, *args, "-n", "--quiet", "rules").stdout
     jobs: dict[str, int] = {}
     for line in out.splitlines():
         parts = line.split()

@@ -8,8 +8,9 @@ Stages, one function each:
 - `generate` / `generate_token_ids`: batched decoding with left padding and the KV cache; continuations only.
 - `find_pii`: the PII stage's Presidio machinery on the continuations (never the prompt).
 - `pii_set` / `pii_occurrence_counts`: O, S_c and repetition counts from the spans table.
-- The metric formulas (TER, SER, TEGR, e-mail match rates, rates by repetition, base-model subtraction,
-  canary exposure) sit in a separate section at the end, to move into `piimem.metrics`.
+- `extraction_table`: every number of one prompt set at one checkpoint (formulas in `piimem.metrics`).
+- Canaries: `canary_contexts` (the text before each planted canary), `canary_exposure` /
+  `canary_exposures` (rank among `random_candidates` of the same format).
 
 Definitions (reference/papers.md, binding): O = unique true PII (type, normal form) of the unmasked training
 split; L_c = unique PII found in the generations of checkpoint c; S_c = PII of the training examples consumed

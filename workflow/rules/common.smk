@@ -34,6 +34,12 @@ SYNTHETIC = config["corpus"]["source"] == "synthetic"
 BASE_MODELS = {model_slug(name): name for name in config["base_models"]}
 CHECKPOINTS = checkpoint_ids(config["train"]["epochs"], config["train"]["checkpoints_per_epoch"])
 PROMPT_SETS = config["extraction"]["prompt_sets"]
+# (prompt set, the same as a rule-name suffix, path) of each prompt file not on disk yet.
+MISSING_PROMPT_FILES = [
+    (name, re.sub(r"\W", "_", name), path)
+    for name, path in config["extraction"]["prompt_files"].items()
+    if name in PROMPT_SETS and not Path(path).is_file()
+]
 CANARIES = SYNTHETIC and config["extraction"]["canaries"]["enabled"]
 DEFENSES = defense_variants(config)
 RUNS = run_names(config)
@@ -98,6 +104,14 @@ def base_model_inputs(wildcards):
     if Path(name).is_dir():
         return {"base_model": f"{name}/config.json"}
     return {}  # a Hugging Face id, loaded from the local cache
+
+
+def pretrain_inputs(wildcards):
+    """The public split, and on the synthetic corpus the ground truth, whose canaries pre-training skips."""
+    inputs = {"messages": "results/private/corpus/messages.parquet", "splits": "results/corpus/splits.parquet"}
+    if SYNTHETIC:
+        inputs["truth"] = "resources/synthetic/ground_truth.parquet"
+    return inputs
 
 
 def finetune_inputs(wildcards):

@@ -22,6 +22,26 @@ rule extraction_prompts:
         "../scripts/extraction_prompts.py"
 
 
+# A prompt file the config names but that is not on disk (WikiText-2 cannot be fetched offline): its one
+# job fails saying what to put where, while every job that does not need it runs on (--keep-going).
+# Defined only while the file is missing, so that no rule ever claims a user's own file as its output.
+for _name, _slug, _path in MISSING_PROMPT_FILES:
+
+    rule:
+        name:
+            f"missing_prompt_file_{_slug}"
+        output:
+            _path,
+        params:
+            name=_name,
+        log:
+            f"logs/extract/missing-prompt-file-{_name}.log",
+        conda:
+            "../../envs/torch.yaml"
+        script:
+            "../scripts/missing_prompt_file.py"
+
+
 rule extract_base:
     input:
         unpack(base_model_inputs),

@@ -1,7 +1,6 @@
 rule pretrain_tiny_gpt2:
     input:
-        messages="results/private/corpus/messages.parquet",
-        splits="results/corpus/splits.parquet",
+        unpack(pretrain_inputs),
     output:
         model="results/private/models/tiny-gpt2/config.json",
     params:

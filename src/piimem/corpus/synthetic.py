@@ -793,3 +793,16 @@ def _row(path: str, field_name: str, s: _Span) -> dict:
         "value": s.value, "is_canary": s.canary_repetitions is not None,
         "canary_repetitions": s.canary_repetitions,
     }
+
+
+def without_canaries(texts: pl.DataFrame, truth: pl.DataFrame) -> pl.DataFrame:
+    """`texts` (doc_id, text) less the messages that hold a planted canary (by the ground truth `truth`).
+
+    The tiny GPT-2 is pre-trained on the public split: public copies of a canary would make the base
+    model remember it, and its exposure after fine-tuning would then measure pre-training, not
+    fine-tuning.
+    """
+    values = truth.filter(pl.col("is_canary"))["value"].unique().sort().to_list()
+    if not values:
+        return texts
+    return texts.filter(~pl.col("text").str.contains_any(values))
