@@ -13,11 +13,16 @@ def paper(name: str) -> tuple[str, str]:
     return "--configfile", str(ROOT / "config" / name)
 
 
+def picked(jobs: dict[str, int], *rules: str) -> dict[str, int | None]:
+    return {rule: jobs.get(rule) for rule in rules}
+
+
 def job_resources(dry_run: str, rule: str) -> list[dict[str, str]]:
     """The `resources:` line of every planned job of `rule`, as key -> value."""
     found = []
     for block in dry_run.split("\n\n"):
-        if re.search(rf"^(local)?rule {rule}:", block, re.M) and (line := re.search(r"resources: (.*)", block)):
+        line = re.search(r"resources: (.*)", block)
+        if re.search(rf"^(local)?rule {rule}:", block, re.M) and line:
             found.append(dict(item.split("=", 1) for item in line[1].split(", ")))
     return found
 
@@ -26,10 +31,9 @@ def test_paper_rmft_on_slurm_plans_four_runs_with_thirty_checkpoints_on_gpus(tmp
     write_config(tmp_path)
     args = (*SLURM, *paper("paper-rmft.yaml"))
     jobs = planned_jobs(tmp_path, *args)
-    assert {rule: jobs.get(rule) for rule in ("download_cmu", "finetune", "perplexity", "membership_inference",
-                                              "extraction_prompts", "extract_pii", "extract_base")} == {
-        "download_cmu": 1, "finetune": 4, "perplexity": 4, "membership_inference": 4, "extraction_prompts": 4,
-        "extract_pii": 4, "extract_base": 1}
+    expected = {"download_cmu": 1, "finetune": 4, "perplexity": 4, "membership_inference": 4,
+                "extraction_prompts": 4, "extract_pii": 4, "extract_base": 1}
+    assert picked(jobs, *expected) == expected
     # The WikiText-2 and Common-Crawl prompt files are the user's to supply: each has a job that says so.
     assert (jobs["missing_prompt_file_wikitext"], jobs["missing_prompt_file_common_crawl"]) == (1, 1)
     # A real GPT-2: nothing to pre-train; CMU e-mail: no planted canaries.
@@ -39,7 +43,8 @@ def test_paper_rmft_on_slurm_plans_four_runs_with_thirty_checkpoints_on_gpus(tmp
     finetune = job_resources(out, "finetune")
     assert len(finetune) == 4
     for resources in finetune:
-        assert (resources["gpu"], resources["slurm_partition"], resources["runtime"]) == ("1", "<gpu-partition>", "1440")
+        assert (resources["gpu"], resources["slurm_partition"], resources["runtime"]) == (
+            "1", "<gpu-partition>", "1440")
     detect = job_resources(out, "detect_pii")[0]
     assert (detect["slurm_partition"], detect["mem_mb"]) == ("<partition>", "32000")
 
@@ -48,7 +53,7 @@ def test_paper_finetuning_plans_every_method_for_fifteen_epochs(tmp_path):
     write_config(tmp_path)
     args = (*SLURM, *paper("paper-finetuning.yaml"))
     jobs = planned_jobs(tmp_path, *args)
-    assert {rule: jobs.get(rule) for rule in ("finetune", "perplexity", "membership_inference", "defense_text")} == {
+    assert picked(jobs, "finetune", "perplexity", "membership_inference", "defense_text") == {
         "finetune": 6, "perplexity": 6, "membership_inference": 6, "defense_text": 1}
     assert "extract_pii" not in jobs  # the paper runs no extraction attack
     out = snakemake(tmp_path, "-n", *args).stdout
@@ -60,7 +65,7 @@ def test_paper_finetuning_plans_every_method_for_fifteen_epochs(tmp_path):
 def test_smollm2_config_plans_a_real_model_on_the_synthetic_corpus(tmp_path):
     write_config(tmp_path)
     jobs = planned_jobs(tmp_path, *paper("smollm2.yaml"))
-    assert {rule: jobs.get(rule) for rule in ("synthetic_corpus", "export_smollm2", "finetune", "canary_exposure")} == {
+    assert picked(jobs, "synthetic_corpus", "export_smollm2", "finetune", "canary_exposure") == {
         "synthetic_corpus": 1, "export_smollm2": 1, "finetune": 4, "canary_exposure": 4}
     assert "pretrain_tiny_gpt2" not in jobs
     out = snakemake(tmp_path, "-n", *paper("smollm2.yaml")).stdout

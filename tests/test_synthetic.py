@@ -145,12 +145,13 @@ def test_each_canary_sits_in_exactly_r_files(corpus):
 
 def test_without_canaries_drops_exactly_the_messages_holding_one(corpus):
     _, truth, files = corpus
-    texts = pl.DataFrame({"doc_id": range(len(files)), "text": [raw.decode("ascii") for raw in files.values()]})
+    texts = pl.DataFrame({"doc_id": range(len(files)), "text": [raw.decode() for raw in files.values()]})
     canary_paths = set(truth.filter(pl.col("is_canary"))["path"])
     kept = without_canaries(texts, truth)
     paths = list(files)
     assert {paths[i] for i in kept["doc_id"]} == set(paths) - canary_paths
-    assert 100 < len(canary_paths) <= 3 * (1 + 2 + 4 + 8 + 16 + 32)  # a message may host canaries of two types
+    # A message may host canaries of two types.
+    assert 100 < len(canary_paths) <= 3 * (1 + 2 + 4 + 8 + 16 + 32)
     assert without_canaries(texts, truth.filter(~pl.col("is_canary"))).equals(texts)
 
 

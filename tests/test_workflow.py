@@ -6,12 +6,11 @@ import json
 import math
 import re
 import stat
-from pathlib import Path
 
 import polars as pl
 import pytest
 
-from workflow_helpers import ENRON_MINI, ROOT, SHARED, planned_jobs, snakemake, write_config
+from workflow_helpers import ENRON_MINI, SHARED, planned_jobs, snakemake, write_config
 
 SMALL = {"corpus": {"synthetic": {"n_mailboxes": 4, "messages_per_mailbox": 30}},
          "tiny_gpt2": {"n_embd": 128},
@@ -247,8 +246,9 @@ def test_every_tuning_method_runs_through_the_workflow(synthetic_run):
         assert planned_jobs(synthetic_run) == per_run(5, finetune=5)
         # Only the runs' own outputs: aggregating here would leave results/metrics.parquet holding
         # none-* runs alone once the config is restored, and later tests read it.
+        kinds = ("utility", "mia", "extraction", "canaries")
         snakemake(synthetic_run, *(f"results/runs/tiny-gpt2/none-{method}-s42/{kind}/c04.tsv"
-                                   for method in methods for kind in ("utility", "mia", "extraction", "canaries")))
+                                   for method in methods for kind in kinds))
         for method in methods:
             manifest = json.loads(
                 (synthetic_run / f"results/private/runs/tiny-gpt2/none-{method}-s42/manifest.json").read_text())
@@ -262,7 +262,8 @@ def test_pii_extraction_on_every_checkpoint(synthetic_run):
     results = synthetic_run / "results"
     splits = pl.read_parquet(results / "corpus/splits.parquet")
     train_ids = splits.filter(pl.col("split") == "train")["doc_id"]
-    spans = pl.read_parquet(results / "private/pii/spans.parquet").filter(pl.col("doc_id").is_in(train_ids.to_list()))
+    spans = (pl.read_parquet(results / "private/pii/spans.parquet")
+             .filter(pl.col("doc_id").is_in(train_ids.to_list())))
     n_true = spans.select("entity_type", "normalized").unique().height
     prefix = pl.read_parquet(results / "private/extraction/tiny-gpt2/prompts/train-prefix.parquet")
     assert 0 < prefix.height <= 48 and set(prefix["entity_type"]) == {"EMAIL_ADDRESS"}
@@ -296,14 +297,15 @@ def test_a_missing_prompt_file_fails_its_own_job_with_what_to_write(synthetic_ru
     wiki = synthetic_run / "resources/wiki/test.txt"
     target = "results/private/extraction/tiny-gpt2/prompts/wiki.parquet"
     try:
-        write_config(synthetic_run, {**SMALL, "extraction": {**SMALL["extraction"], "prompt_files": {"wiki": str(wiki)},
-                                                             "prompt_sets": ["train-prefix", "test", "wiki"]}})
+        extraction = {**SMALL["extraction"], "prompt_files": {"wiki": str(wiki)},
+                      "prompt_sets": ["train-prefix", "test", "wiki"]}
+        write_config(synthetic_run, {**SMALL, "extraction": extraction})
         assert planned_jobs(synthetic_run, target) == {"missing_prompt_file_wiki": 1, "extraction_prompts": 1}
         proc = snakemake(synthetic_run, target, check=False)
         log = (synthetic_run / "logs/extract/missing-prompt-file-wiki.log").read_text()
         assert proc.returncode != 0 and f"extraction.prompt_files.wiki: {wiki} does not exist" in log
         wiki.parent.mkdir(parents=True)
-        wiki.write_text("= Heading =\nThe first paragraph of a made-up article.\n\nA second one, longer than that.\n")
+        wiki.write_text("= Heading =\nThe first paragraph of a made-up article.\n\nA second, longer one.\n")
         assert planned_jobs(synthetic_run, target) == {"extraction_prompts": 1}
         snakemake(synthetic_run, target)
         prompts = pl.read_parquet(synthetic_run / target)

@@ -108,7 +108,10 @@ def base_model_inputs(wildcards):
 
 def pretrain_inputs(wildcards):
     """The public split, and on the synthetic corpus the ground truth, whose canaries pre-training skips."""
-    inputs = {"messages": "results/private/corpus/messages.parquet", "splits": "results/corpus/splits.parquet"}
+    inputs = {
+        "messages": "results/private/corpus/messages.parquet",
+        "splits": "results/corpus/splits.parquet",
+    }
     if SYNTHETIC:
         inputs["truth"] = "resources/synthetic/ground_truth.parquet"
     return inputs

@@ -19,8 +19,8 @@ public = split_texts(pl.read_parquet(snakemake.input.messages), pl.read_parquet(
 if "truth" in snakemake.input.keys():
     n_public = public.height
     public = without_canaries(public, pl.read_parquet(snakemake.input.truth))
-    log.info("pretrain: %d of %d public messages hold a planted canary and are left out", n_public - public.height,
-             n_public)
+    log.info("pretrain: %d of %d public messages hold a planted canary and are left out",
+             n_public - public.height, n_public)
 model, tokenizer = pretrain_tiny_gpt2(
     public,
     snakemake.params.options,
