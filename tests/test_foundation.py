@@ -14,6 +14,7 @@ from piimem.config import (
     defense_variants,
     result_stems,
     run_names,
+    split_run_name,
 )
 from piimem.io import fingerprint, write_private_parquet, write_table
 from piimem.pii import normalize
@@ -107,6 +108,8 @@ def test_sweeps_are_the_cross_product_minus_exclusions():
         "rmft_p0.5": {"defense": "rmft", "p": 0.5}, "rmft_p1": {"defense": "rmft", "p": 1.0}}
     runs = run_names(_sweep())
     assert len(runs) == 2 * 3 * 2 * 2 and "EleutherAI--pythia-160m/rmft-lora-s2" in runs
+    assert split_run_name("EleutherAI--pythia-160m/rmft_p0.5-lora-s2") == (
+        "EleutherAI--pythia-160m", "rmft_p0.5", "lora", 2)
     runs = run_names(_sweep(exclude=[{"base_model": "EleutherAI/pythia-160m", "tuning": "full"},
                                      {"defense": "dedup", "seed": 2}]))
     assert len(runs) == 24 - 6 - 3  # 6 pythia/full runs, 4 dedup/s2 runs of which 1 is pythia/full

@@ -159,6 +159,18 @@ def run_names(config: dict) -> list[str]:
     return runs
 
 
+def split_run_name(run: str) -> tuple[str, str, str, int]:
+    """(model slug, defense variant, tuning, seed) of a run name made by `run_names`."""
+    base, name = run.split("/")
+    variant, tuning, seed = name.rsplit("-", 2)
+    return base, variant, tuning, int(seed.removeprefix("s"))
+
+
+def canaries_measured(config: dict) -> bool:
+    """Canary exposure runs on the synthetic corpus, which plants the canaries, unless turned off."""
+    return config["corpus"]["source"] == "synthetic" and config["extraction"]["canaries"]["enabled"]
+
+
 def result_stems(config: dict, runs: list[str]) -> tuple[list[str], list[str]]:
     """(tables, figures) the report stage writes for this config: those whose data the runs produce.
 
@@ -176,12 +188,11 @@ def result_stems(config: dict, runs: list[str]) -> tuple[list[str], list[str]]:
         variants = defense_variants(config)
         kinds: dict[tuple[str, str], set[str]] = {}
         for run in runs:
-            base, name = run.split("/")
-            variant, tuning, _ = name.rsplit("-", 2)
+            base, variant, tuning, _ = split_run_name(run)
             kinds.setdefault((base, tuning), set()).add(variants[variant]["defense"])
         if any("none" in found and len(found) > 1 for found in kinds.values()):
             figures.append("maxter")
-    if config["corpus"]["source"] == "synthetic" and config["extraction"]["canaries"]["enabled"]:
+    if canaries_measured(config):
         figures.append("canary_exposure")
     return tables, figures
 

@@ -16,6 +16,7 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 sys.path.insert(0, _SRC)
 from piimem.config import (
+    canaries_measured,
     check_config,
     checkpoint_ids,
     corpus_name,
@@ -24,6 +25,7 @@ from piimem.config import (
     model_slug,
     result_stems,
     run_names,
+    split_run_name,
 )
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -40,7 +42,7 @@ MISSING_PROMPT_FILES = [
     for name, path in config["extraction"]["prompt_files"].items()
     if name in PROMPT_SETS and not Path(path).is_file()
 ]
-CANARIES = SYNTHETIC and config["extraction"]["canaries"]["enabled"]
+CANARIES = canaries_measured(config)
 DEFENSES = defense_variants(config)
 RUNS = run_names(config)
 TABLES, FIGURES = result_stems(config, RUNS)
@@ -176,8 +178,8 @@ def figure_inputs(wildcards):
     first run of each tuning method (the first run overall for the ROC curves) and the base model's."""
     first = {}
     for run in RUNS:
-        first.setdefault(run.rsplit("-", 2)[1], run)
-    base = RUNS[0].split("/")[0]
+        first.setdefault(split_run_name(run)[2], run)
+    base = split_run_name(RUNS[0])[0]
     return {
         "metrics": "results/metrics.parquet",
         "scores": [f"results/runs/{run}/mia/{CHECKPOINTS[-1]}.scores.parquet" for run in first.values()],
