@@ -21,6 +21,7 @@ from piimem.train import (
     checkpoint_steps,
     collate,
     document_order,
+    read_train_log,
     resolve_precision,
     train,
 )
@@ -306,8 +307,15 @@ def test_resume_after_a_stop_equals_an_uninterrupted_run(full_run, tok, texts, t
     assert resumed["complete"] is True and resumed["resumed_at_steps"] == [resume_from]
     for (name, a), (_, b) in zip(full_model.state_dict().items(), resumed_model.state_dict().items()):
         assert torch.equal(a, b), name
-    # the same steps with the same losses, each logged once
-    assert [r[:4] for r in _log_rows(run_dir)] == [r[:4] for r in _log_rows(full_dir)]
+    # the interrupted attempt's rows stay, after them a marker; the final history has the same steps with
+    # the same losses as the uninterrupted run, each once
+    every_row = read_train_log(run_dir / "train_log.tsv", latest=False)
+    assert every_row.filter(pl.col("attempt") == 1)["step"].to_list() == list(range(1, stop + 1))
+    assert every_row.filter(pl.col("attempt") == 2)["step"].min() == resume_from + 1
+    assert f"\n# resumed at step {resume_from}: " in (run_dir / "train_log.tsv").read_text()
+    columns = ["step", "epoch", "loss", "lr"]
+    assert read_train_log(run_dir / "train_log.tsv").select(columns).equals(
+        read_train_log(full_dir / "train_log.tsv").select(columns))
     assert [c["train_loss"] for c in resumed["checkpoints"]] == \
         [c["train_loss"] for c in manifest["checkpoints"]]
     for checkpoint in manifest["checkpoints"]:

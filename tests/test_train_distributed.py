@@ -20,6 +20,7 @@ import torch
 from safetensors.torch import load_file
 
 from made_up_text import made_up_docs
+from piimem.train import read_train_log
 from piimem.train_run import launch_command, load_spec, run
 
 N_DOCS = 28  # messages packing: 28 examples, 8 per global step -> the last step of each epoch holds 4,
@@ -76,7 +77,8 @@ def _launch_runs(tmp: Path):
 
     specs = {"dist": spec("dist", "dist", "nodrop"), "full": spec("full", "full", "drop"),
              "stopped": spec("stopped", "stopped", "drop", stop_after_step=STOP),
-             "resumed": spec("resumed", "stopped", "drop"),
+             # state_every far below a step's time: rank 0's clock decides for both processes each step
+             "resumed": spec("resumed", "stopped", "drop", state_every={"minutes": 1e-9}),
              "single": spec("single", "single", "nodrop", train={"grad_accum": 2})}
     # One launch, three train() calls in each process: the first starts the process group, the others
     # reuse it.
@@ -144,8 +146,12 @@ def test_resume_under_two_processes_equals_an_uninterrupted_run(runs):
     resumed = json.loads((resumed_dir / "manifest.json").read_text())
     full = json.loads((full_dir / "manifest.json").read_text())
     assert resumed["complete"] and resumed["resumed_at_steps"] == [4] and full["resumed_at_steps"] == []
+    assert resumed["state_saves"] == 2 and full["state_saves"] == 0  # after steps 5 and 7 (6, 8: checkpoints)
     assert [c["train_loss"] for c in resumed["checkpoints"]] == [c["train_loss"] for c in full["checkpoints"]]
-    assert [r[:4] for r in _log(resumed_dir)] == [r[:4] for r in _log(full_dir)]
+    columns = ["step", "epoch", "loss", "lr"]
+    assert read_train_log(resumed_dir / "train_log.tsv").select(columns).equals(
+        read_train_log(full_dir / "train_log.tsv").select(columns))
+    assert "\n# resumed at step 4: " in (resumed_dir / "train_log.tsv").read_text()
     for checkpoint in ("c03", "c04"):  # written after the resume
         a, b = _weights(full_dir, checkpoint), _weights(resumed_dir, checkpoint)
         for name in a:

@@ -15,8 +15,10 @@ from piimem.models import init_tiny_gpt2, train_tokenizer
 from piimem.train import TrainConfig, train
 
 
-def pretrain_tiny_gpt2(public: pl.DataFrame, options: dict, *, block_size: int, device: str, work_dir: Path):
-    """`public`: (doc_id, text) of the public split; `options`: the config's tiny_gpt2 section."""
+def pretrain_tiny_gpt2(public: pl.DataFrame, options: dict, *, block_size: int, device: str, work_dir: Path,
+                       state_every: dict | None = None):
+    """`public`: (doc_id, text) of the public split; `options`: the config's tiny_gpt2 section;
+    `state_every`: train.state_every."""
     pre = options["pretrain"]
     tokenizer = train_tokenizer(public["text"].to_list(), options["vocab_size"])
     model = init_tiny_gpt2(
@@ -30,5 +32,5 @@ def pretrain_tiny_gpt2(public: pl.DataFrame, options: dict, *, block_size: int, 
     texts = public.select(pl.lit(0, dtype=pl.Int64).alias("epoch"), "doc_id", "text")
     digest = fingerprint({"tiny_gpt2": options, "block_size": block_size,
                           "texts": texts.hash_rows().sum()})
-    train(model, tokenizer, texts, cfg, work_dir, fingerprint=digest)
+    train(model, tokenizer, texts, cfg, work_dir, fingerprint=digest, state_every=state_every)
     return model, tokenizer

@@ -21,13 +21,17 @@ Consumed documents. Each checkpoint directory holds consumed.parquet (doc_id, fi
 at least one of whose tokens was in a step <= the checkpoint's step, and the first such step. A document
 split across blocks counts as consumed once its first block was trained on.
 
-Resume. At every checkpoint the trainer also writes run_dir/state (trainable parameters by name, optimizer,
-scheduler, grad scaler, step, RNG states, counters) through a temporary directory and renames, so a
-killed run leaves either the old or the new state. A later call with the same fingerprint continues from
-it; since the data order is a pure function of (seed, epoch, doc_id), the steps already done are skipped by
-arithmetic and the result equals an uninterrupted run. A different fingerprint deletes the previous run's
-files first. When the run completes, manifest.json is written and the state (optimizer moments: twice the
-trainable parameters) is deleted.
+Resume. At every checkpoint, and besides at least every `state_every` (minutes of training and/or
+optimizer steps, `StateEvery`), the trainer writes run_dir/state (trainable parameters by name, optimizer,
+scheduler, grad scaler, step, RNG states, counters, the losses since the last checkpoint) through a
+temporary directory and renames, so a killed run leaves either the old or the new state and loses at most
+`state_every` of work. A later call with the same fingerprint continues from it; since the data order is a
+pure function of (seed, epoch, doc_id), the steps already done are skipped by arithmetic and the result
+equals an uninterrupted run. train_log.tsv is appended to, never truncated: a resumed (or restarted) call
+first writes a line "# resumed at step N" (or "# restarted at step 0" when no state had been saved yet),
+so the rows of an interrupted attempt stay; `read_train_log` reads it. A different fingerprint deletes the
+previous run's files first. When the run completes, manifest.json is written and the state (optimizer
+moments: twice the trainable parameters) is deleted.
 
 Randomness. Dropout draws from torch's global generator, which has no per-call seed, so train() seeds
 the global torch, python and numpy generators from `seed` on a fresh start and restores them on resume.
@@ -165,6 +169,31 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"train.{unknown[0]}: unknown key (known: {', '.join(sorted(known))})")
         return cls(**dict(values))
+
+
+@dataclass(frozen=True)
+class StateEvery:
+    """How often training saves its resumable state besides at checkpoints (config key train.state_every):
+    once `minutes` of training or `steps` optimizer steps have passed since the last save, whichever comes
+    first; None turns that limit off. It changes no result, so it is not part of a run's fingerprint."""
+
+    minutes: float | None = 5.0
+    steps: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.minutes is not None and (not _is_number(self.minutes) or self.minutes <= 0):
+            raise ValueError(f"train.state_every.minutes: expected a number > 0 or null, got {self.minutes!r}")
+        if self.steps is not None and (not _is_int(self.steps) or self.steps < 1):
+            raise ValueError(f"train.state_every.steps: expected a positive integer or null, got {self.steps!r}")
+
+    @classmethod
+    def from_dict(cls, values: Mapping | None) -> StateEvery:
+        """From the config's `train.state_every` mapping (None: the defaults)."""
+        values = dict(values or {})
+        unknown = sorted(set(values) - {"minutes", "steps"})
+        if unknown:
+            raise ValueError(f"train.state_every.{unknown[0]}: unknown key (known: minutes, steps)")
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -647,6 +676,18 @@ def _start_processes(cfg: TrainConfig):
     return _Processes(rank=rank, world=world), device
 
 
+def _rank0_decides(flag: bool, processes: _Processes, device) -> bool:
+    """Rank 0's `flag` on every process (one small broadcast); the flag itself with one process."""
+    if processes.world == 1:
+        return flag
+    import torch
+    import torch.distributed as dist
+
+    box = torch.tensor([int(flag)], dtype=torch.int32, device=device)
+    dist.broadcast(box, src=0)
+    return bool(box.item())
+
+
 def _barrier(processes: _Processes) -> None:
     if processes.world > 1:
         import torch.distributed as dist
@@ -764,15 +805,46 @@ def _write_log_rows(path: Path, rows: list[tuple]) -> None:
             fh.write(f"{step}\t{epoch:.6f}\t{loss:.6f}\t{lr:.6g}\t{rate:.1f}\n")
 
 
-def _truncate_log(path: Path, last_step: int) -> None:
-    """Keep the header and the rows of steps <= last_step (later ones are redone after a resume)."""
+_LOG_HEADER = "step\tepoch\tloss\tlr\ttokens_per_s\n"
+_LOG_MARKER = re.compile(r"^# (?:resumed|restarted) at step (\d+)")
+
+
+def _start_log(path: Path, start_step: int) -> None:
+    """A new log gets its header; an existing one (an earlier attempt) a marker line, never a cut."""
     if not path.exists():
-        path.write_text("step\tepoch\tloss\tlr\ttokens_per_s\n")
+        path.write_text(_LOG_HEADER)
         return
-    lines = path.read_text().splitlines(keepends=True)
-    kept = [lines[0]] + [line for line in lines[1:]
-                         if line.strip() and int(line.split("\t", 1)[0]) <= last_step]
-    path.write_text("".join(kept))
+    with path.open("a") as fh:
+        if start_step:
+            fh.write(f"# resumed at step {start_step}: rows above for later steps are from the interrupted "
+                     f"attempt, done again below\n")
+        else:
+            fh.write("# restarted at step 0: no state had been saved by the interrupted attempt above\n")
+
+
+def read_train_log(path: Path, *, latest: bool = True) -> pl.DataFrame:
+    """train_log.tsv as a table (step, epoch, loss, lr, tokens_per_s, attempt: 1 for the first call).
+
+    `latest`: only the rows that made the final weights, i.e. without the rows an interrupted attempt
+    wrote after the step the next attempt resumed from (every step then appears once); False: every row.
+    """
+    rows: list[tuple] = []
+    attempt = 1
+    for line in Path(path).read_text().splitlines()[1:]:
+        marker = _LOG_MARKER.match(line)
+        if marker:
+            attempt += 1
+            if latest:
+                resumed_at = int(marker.group(1))
+                rows = [row for row in rows if row[0] <= resumed_at]
+            continue
+        if not line.strip() or line.startswith("#"):
+            continue
+        step, epoch, loss, lr, rate = line.split("\t")
+        rows.append((int(step), float(epoch), float(loss), float(lr), float(rate), attempt))
+    return pl.DataFrame(rows, orient="row", schema={"step": pl.Int64, "epoch": pl.Float64, "loss": pl.Float64,
+                                                    "lr": pl.Float64, "tokens_per_s": pl.Float64,
+                                                    "attempt": pl.Int64})
 
 
 def train(
@@ -784,19 +856,22 @@ def train(
     *,
     fingerprint: str,
     stop_after_step: int | None = None,
+    state_every: StateEvery | Mapping | None = None,
 ) -> dict:
     """Fine-tune `model` (a plain model or a PeftModel; only parameters with requires_grad are optimised)
     on `texts` (epoch, doc_id, text) and return the manifest, also written to run_dir/manifest.json.
 
     See the module docstring for data order, checkpoints and resume. `stop_after_step` ends the call
-    after that step (after its checkpoint, if it has one) without writing the manifest, as a kill would;
-    the returned dict then has complete = False.
+    after that step (after its checkpoint or state, if it has one) without writing the manifest, as a kill
+    would; the returned dict then has complete = False. `state_every`: a StateEvery or its mapping
+    (default: every 5 minutes).
 
     Manifest: complete, fingerprint, checkpoints [{id, epoch, step, path (relative to run_dir),
     train_loss (mean step loss since the previous checkpoint; null when it shares the previous one's
     step)}], steps, total_steps, steps_per_epoch, examples_per_epoch, documents, tokens (non-padding
     input tokens trained on), seconds (training loop and checkpoint saving, summed over resumed calls;
-    tokenization excluded), checkpoint_seconds, tokens_per_s, device, precision (resolved), parameters,
+    tokenization excluded), checkpoint_seconds, state_saves and state_seconds (resumable states saved
+    between checkpoints, and the time they took), tokens_per_s, device, precision (resolved), parameters,
     trainable_parameters, resumed_at_steps, processes, config. Each checkpoint directory also holds
     checkpoint.json (its manifest entry) and consumed.parquet.
 
@@ -810,13 +885,15 @@ def train(
     if stop_after_step is not None and (not _is_int(stop_after_step) or stop_after_step < 1):
         raise ValueError(f"train: stop_after_step must be a positive integer or None, "
                          f"got {stop_after_step!r}")
+    if not isinstance(state_every, StateEvery):
+        state_every = StateEvery.from_dict(state_every)
     processes, device = _start_processes(cfg)
     return _train(model, tokenizer, texts, cfg, Path(run_dir), fingerprint, stop_after_step, processes,
-                  device)
+                  device, state_every)
 
 
 def _train(model, tokenizer, texts, cfg: TrainConfig, run_dir: Path, fingerprint: str,
-           stop_after_step: int | None, processes: _Processes, device) -> dict:
+           stop_after_step: int | None, processes: _Processes, device, state_every: StateEvery) -> dict:
     import torch
     from transformers import get_linear_schedule_with_warmup
 
@@ -878,7 +955,7 @@ def _train(model, tokenizer, texts, cfg: TrainConfig, run_dir: Path, fingerprint
     else:
         _seed_everything(_process_seed(cfg.seed, rank))
         counters = {"step": 0, "tokens": 0, "seconds": 0.0, "checkpoint_seconds": 0.0, "checkpoints": [],
-                    "resumed_at_steps": []}
+                    "resumed_at_steps": [], "state_saves": 0, "state_seconds": 0.0}
     if counters.get("total_steps", total_steps) != total_steps:
         raise ValueError(f"{run_dir}: the saved state is for {counters['total_steps']} steps, this run has "
                          f"{total_steps}; the fingerprint should have changed")
@@ -886,7 +963,7 @@ def _train(model, tokenizer, texts, cfg: TrainConfig, run_dir: Path, fingerprint
     start_step = counters["step"]
     log_path = run_dir / "train_log.tsv"
     if main:
-        _truncate_log(log_path, start_step)
+        _start_log(log_path, start_step)
 
     forward = torch.compile(model) if cfg.compile else model
     model.train()
@@ -910,6 +987,8 @@ def _train(model, tokenizer, texts, cfg: TrainConfig, run_dir: Path, fingerprint
             "tokens": counters["tokens"],
             "seconds": round(seconds, 3),
             "checkpoint_seconds": round(counters["checkpoint_seconds"], 3),
+            "state_saves": counters.get("state_saves", 0),
+            "state_seconds": round(counters.get("state_seconds", 0.0), 3),
             "tokens_per_s": round(counters["tokens"] / seconds, 1) if seconds > 0 else None,
             "device": _device_name(device),
             "precision": precision,
@@ -921,9 +1000,35 @@ def _train(model, tokenizer, texts, cfg: TrainConfig, run_dir: Path, fingerprint
         }
 
     pending: list[tuple] = []  # (step, epoch, loss tensor, lr) not yet synchronised
-    since_checkpoint: list[float] = []
+    # Step losses since the last checkpoint (its train_loss); saved with the state, which may fall between.
+    since_checkpoint: list[float] = counters.pop("since_checkpoint", [])
     window_tokens, window_start = 0, time.perf_counter()
     last_flush = time.monotonic()
+    last_state_step, last_state_time = start_step, time.monotonic()
+
+    def save_state() -> None:
+        """Every process: its RNG states to rank 0, which writes the state; all wait until it is on disk."""
+        nonlocal last_state_step, last_state_time
+        rng = {"rng": _rng_states(device)}
+        if world > 1:
+            import torch.distributed as dist
+
+            gathered = [None] * world if main else None
+            dist.gather_object(rng["rng"], gathered, dst=0)
+            rng["rng_ranks"] = gathered
+        if main:
+            _save_state(run_dir, trainable, optimizer, scheduler, scaler, rng,
+                        {**counters, "since_checkpoint": since_checkpoint})
+        _barrier(processes)  # the others continue once the state is on disk
+        last_state_step, last_state_time = counters["step"], time.monotonic()
+
+    def state_due(step: int) -> bool:
+        """Whether state_every asks for a save after `step` (the same answer on every process)."""
+        due = state_every.steps is not None and step - last_state_step >= state_every.steps
+        if state_every.minutes is not None:
+            late = time.monotonic() - last_state_time >= 60 * state_every.minutes
+            due = due or _rank0_decides(late, processes, device)  # clocks differ between processes
+        return due
 
     def flush() -> None:
         nonlocal window_tokens, window_start, last_flush
@@ -1003,18 +1108,17 @@ def _train(model, tokenizer, texts, cfg: TrainConfig, run_dir: Path, fingerprint
                                  checkpoint.id, step, checkpoint.epoch,
                                  "n/a" if train_loss is None else f"{train_loss:.4f}", consumed.height)
                     counters["checkpoints"].append(record)
-                rng = {"rng": _rng_states(device)}
-                if world > 1:
-                    import torch.distributed as dist
-
-                    gathered = [None] * world if main else None
-                    dist.gather_object(rng["rng"], gathered, dst=0)
-                    rng["rng_ranks"] = gathered
                 counters["checkpoint_seconds"] += time.perf_counter() - started
                 counters["seconds"] += time.perf_counter() - started
-                if main:
-                    _save_state(run_dir, trainable, optimizer, scheduler, scaler, rng, counters)
-                _barrier(processes)  # the others continue once the checkpoint and state are on disk
+                save_state()
+                window_tokens, window_start = 0, time.perf_counter()
+            elif step < total_steps and state_due(step):
+                flush()
+                started = time.perf_counter()
+                counters["state_saves"] = counters.get("state_saves", 0) + 1
+                save_state()
+                counters["state_seconds"] = counters.get("state_seconds", 0.0) + time.perf_counter() - started
+                counters["seconds"] += time.perf_counter() - started
                 window_tokens, window_start = 0, time.perf_counter()
             if step == stop_after_step and step < total_steps:
                 stopped = True

@@ -39,7 +39,8 @@ rule finetune:
         manifest="results/private/runs/{base}/{defense}-{tuning}-s{seed}/manifest.json",
     params:
         base_model=lambda wildcards: BASE_MODELS[wildcards.base],
-        train=config["train"],
+        # state_every changes no result: the script reads it from the config, so editing it reruns nothing.
+        train={key: value for key, value in config["train"].items() if key != "state_every"},
         tuning=lambda wildcards: config["tuning"].get(wildcards.tuning, {}),
     threads: 2
     resources:

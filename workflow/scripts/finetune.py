@@ -31,6 +31,7 @@ spec = {
         list(snakemake.input),
     ),
     "threads": snakemake.threads,
+    "state_every": snakemake.config["train"]["state_every"],  # not a param: it changes no result
 }
 gpus = params.train["gpus"]
 if gpus > 1:

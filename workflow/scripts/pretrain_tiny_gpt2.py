@@ -27,6 +27,7 @@ model, tokenizer = pretrain_tiny_gpt2(
     block_size=snakemake.params.block_size,
     device=snakemake.params.device,
     work_dir=Path(snakemake.params.work_dir),
+    state_every=snakemake.config["train"]["state_every"],  # not a param: it changes no result
 )
 model_dir = Path(snakemake.output.model).parent
 model.save_pretrained(model_dir)
