@@ -8,6 +8,7 @@ import polars as pl
 import pytest
 
 from piimem.aggregate import METRICS_SCHEMA, collect_metrics, parse_run_path
+from piimem.runs import RunId
 from piimem.io import write_table
 
 RUN = "results/runs/tiny-gpt2/rmft-lora_attention-s7"
@@ -61,8 +62,8 @@ def value(table, metric, **equal):
 
 def test_parse_run_path_reads_every_part():
     run = parse_run_path("results/runs/tiny-gpt2/rmft-lora_attention-s7/extraction/c03.tsv")
-    assert (run.base_model, run.defense, run.tuning, run.seed, run.kind, run.checkpoint) == (
-        "tiny-gpt2", "rmft", "lora_attention", 7, "extraction", "c03")
+    assert (run.run, run.kind, run.checkpoint) == (RunId("tiny-gpt2", "rmft", "lora_attention", 7), "extraction", "c03")
+    assert run.run.path == "tiny-gpt2/rmft-lora_attention-s7"
 
 
 @pytest.mark.parametrize("bad", [
@@ -85,7 +86,7 @@ def test_utility_rows_keep_every_metric_with_run_columns(tmp_path):
     row = value(table, "ppl_mean")
     assert row == {"corpus": "synthetic", "base_model": "tiny-gpt2", "defense": "rmft", "tuning": "lora_attention",
                    "seed": 7, "checkpoint": "c01", "epoch": 0.5, "prompt_set": None, "entity_type": None,
-                   "metric": "ppl_mean", "value": 12.5, "ci_low": None, "ci_high": None}
+                   "member_text": None, "metric": "ppl_mean", "value": 12.5, "ci_low": None, "ci_high": None}
 
 
 def test_mia_rows_name_attack_and_rate_and_carry_the_auc_interval(tmp_path):
@@ -94,6 +95,7 @@ def test_mia_rows_name_attack_and_rate_and_carry_the_auc_interval(tmp_path):
     assert table.height == 12
     loss = value(table, "mia_auc/loss")
     assert (loss["value"], loss["ci_low"], loss["ci_high"]) == (0.62, 0.55, 0.69)
+    assert table["member_text"].unique().to_list() == ["original"]  # a file without views scores originals
     assert value(table, "mia_tpr@1%fpr/loss")["value"] == 0.05
     assert value(table, "mia_tpr@0.1%fpr/loss")["value"] == 0.01
     assert value(table, "mia_tpr@0.1%fpr/min_k_20")["ci_low"] is None
@@ -170,3 +172,15 @@ def test_names_that_look_like_numbers_stay_text_and_bad_values_name_the_file(tmp
     with pytest.raises(ValueError, match="wrong type") as error:
         collect_metrics([path], corpus="synthetic")
     assert str(path) in str(error.value)
+
+
+def test_mia_rows_keep_the_view_of_the_members_text_apart(tmp_path):
+    path = write_mia(tmp_path)
+    table = pl.read_csv(path, separator="\t")
+    both = pl.concat([table.with_columns(member_text=pl.lit("original")),
+                      table.with_columns(member_text=pl.lit("trained"), auc=pl.col("auc") - 0.1)])
+    write_table(both, path)
+    metrics = collect_metrics([path], corpus="synthetic")
+    assert metrics.height == 24
+    assert value(metrics, "mia_auc/loss", member_text="original")["value"] == 0.62
+    assert value(metrics, "mia_auc/loss", member_text="trained")["value"] == pytest.approx(0.52)

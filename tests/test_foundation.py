@@ -13,19 +13,21 @@ from piimem.config import (
     corpus_name,
     defense_variants,
     result_stems,
+    rmft_entity_types,
     run_names,
-    split_run_name,
 )
 from piimem.io import fingerprint, write_private_parquet, write_table
 from piimem.pii import normalize
 from piimem.progress import Progress, track
+from piimem.runs import RunId
 
 
 def _config(base_models=("tiny-gpt2",), block_size=128, n_positions=256, n_embd=128, n_head=4, **corpus):
     base = {"source": "synthetic", "path": None, "name": None,
             "split": {"fractions": {"train": 0.6, "test": 0.2, "public": 0.2}}}
     base.update(corpus)
-    return {"corpus": base, "base_models": list(base_models), "train": {"block_size": block_size},
+    return {"corpus": base, "base_models": list(base_models), "train": {"block_size": block_size}, "defenses": ["none"],
+            "report": {"tau_max": 20, "tau_step": 0.5},
             "tuning_methods": ["full", "prompt"], "tuning": {"prompt": {"num_virtual_tokens": 100}},
             "tiny_gpt2": {"n_positions": n_positions, "n_embd": n_embd, "n_head": n_head},
             "pii": {"entity_types": ["PERSON", "EMAIL_ADDRESS"]},
@@ -91,7 +93,7 @@ def test_extraction_settings_must_fit_the_corpus_and_the_model(tmp_path):
 
 
 def _sweep(**overrides):
-    config = {"defenses": ["none", "dedup", "rmft"], "rmft": {"p": 1.0}, "dedup": {"threshold": 0.8},
+    config = {"defenses": ["none", "dedup", "rmft"], "rmft": {"p": 1.0, "scope": "email"}, "dedup": {"threshold": 0.8},
               "base_models": ["tiny-gpt2", "EleutherAI/pythia-160m"], "tuning_methods": ["full", "lora"],
               "seeds": [1, 2], "exclude": [], "corpus": {"source": "synthetic"},
               "extraction": {"prompt_sets": ["test"], "canaries": {"enabled": True}}}
@@ -99,25 +101,53 @@ def _sweep(**overrides):
     return config
 
 
+def test_rmft_scopes_are_named_variants_with_their_entity_types():
+    both = _sweep(rmft={"p": 1.0, "scope": ["email", "all"], "entity_types": ["PERSON", "EMAIL_ADDRESS"]})
+    variants = defense_variants(both)
+    assert variants["rmft_email"] == {"defense": "rmft", "scope": "email", "p": 1.0}
+    assert variants["rmft_all"] == {"defense": "rmft", "scope": "all", "p": 1.0}
+    assert rmft_entity_types(both, "email") == ["EMAIL_ADDRESS"]
+    assert rmft_entity_types(both, "all") == ["PERSON", "EMAIL_ADDRESS"]
+    # The all-type scope alone keeps its name part: plain "rmft" is always the paper's e-mail scope.
+    assert "rmft_all" in defense_variants(_sweep(rmft={"p": 1.0, "scope": "all"}))
+    swept = defense_variants(_sweep(rmft={"p": [0.5, 1.0], "scope": ["email", "all"]}))
+    assert [n for n in swept if n.startswith("rmft")] == ["rmft_email_p0.5", "rmft_email_p1", "rmft_all_p0.5",
+                                                         "rmft_all_p1"]
+
+
+def test_defenses_rewrite_only_detected_pii_types():
+    config = _config()
+    config.update(defenses=["rmft", "scrub"], rmft={"scope": "all", "entity_types": ["PERSON", "US_SSN"]},
+                  scrub={"entity_types": ["PERSON"]})
+    with pytest.raises(ConfigError, match=r"rmft\.entity_types: RMFT scope 'all' rewrites \['US_SSN'\]"):
+        check_config(config)
+    config["rmft"] = {"scope": "email", "entity_types": ["PERSON"]}
+    config["pii"]["entity_types"] = ["PERSON"]
+    config["extraction"].update(prompt_sets=[], entity_types=["PERSON"], prefix_entity_types=["PERSON"])
+    with pytest.raises(ConfigError, match=r"rmft\.scope: RMFT scope 'email' rewrites \['EMAIL_ADDRESS'\]"):
+        check_config(config)
+
+
 def test_sweeps_are_the_cross_product_minus_exclusions():
     assert list(defense_variants(_sweep())) == ["none", "dedup", "rmft"]
-    swept = _sweep(rmft={"p": [0.5, 1.0]}, dedup={"threshold": [0.7, 0.85]})
+    swept = _sweep(rmft={"p": [0.5, 1.0], "scope": "email"}, dedup={"threshold": [0.7, 0.85]})
     assert defense_variants(swept) == {
         "none": {"defense": "none"}, "dedup_t0.7": {"defense": "dedup", "threshold": 0.7},
         "dedup_t0.85": {"defense": "dedup", "threshold": 0.85},
-        "rmft_p0.5": {"defense": "rmft", "p": 0.5}, "rmft_p1": {"defense": "rmft", "p": 1.0}}
+        "rmft_p0.5": {"defense": "rmft", "scope": "email", "p": 0.5},
+        "rmft_p1": {"defense": "rmft", "scope": "email", "p": 1.0}}
     runs = run_names(_sweep())
     assert len(runs) == 2 * 3 * 2 * 2 and "EleutherAI--pythia-160m/rmft-lora-s2" in runs
-    assert split_run_name("EleutherAI--pythia-160m/rmft_p0.5-lora-s2") == (
+    assert RunId.parse("EleutherAI--pythia-160m/rmft_p0.5-lora-s2") == RunId(
         "EleutherAI--pythia-160m", "rmft_p0.5", "lora", 2)
     runs = run_names(_sweep(exclude=[{"base_model": "EleutherAI/pythia-160m", "tuning": "full"},
                                      {"defense": "dedup", "seed": 2}]))
     assert len(runs) == 24 - 6 - 3  # 6 pythia/full runs, 4 dedup/s2 runs of which 1 is pythia/full
     assert "tiny-gpt2/dedup-full-s2" not in runs and "tiny-gpt2/dedup-full-s1" in runs
     # a defense kind covers all its variants; a variant name only itself
-    runs = run_names(_sweep(rmft={"p": [0.5, 1.0]}, exclude=[{"defense": "rmft_p0.5"}]))
+    runs = run_names(_sweep(rmft={"p": [0.5, 1.0], "scope": "email"}, exclude=[{"defense": "rmft_p0.5"}]))
     assert not any("rmft_p0.5" in r for r in runs) and sum("rmft_p1-" in r for r in runs) == 8
-    assert not any("rmft" in r for r in run_names(_sweep(rmft={"p": [0.5, 1.0]}, exclude=[{"defense": "rmft"}])))
+    assert not any("rmft" in r for r in run_names(_sweep(rmft={"p": [0.5, 1.0], "scope": "email"}, exclude=[{"defense": "rmft"}])))
     with pytest.raises(ConfigError, match=r"exclude\[0\]: \{'tuning': 'prefix'\} matches no run"):
         run_names(_sweep(exclude=[{"tuning": "prefix"}]))
     with pytest.raises(ConfigError, match="every run is excluded"):
@@ -126,12 +156,12 @@ def test_sweeps_are_the_cross_product_minus_exclusions():
 
 def test_result_stems_follow_what_the_runs_produce():
     tables, figures = result_stems(_sweep(), run_names(_sweep()))
-    assert tables == ["finetuning", "rmft", "extraction_by_type", "extraction_by_repetition"]
+    assert tables == ["finetuning", "claims", "rmft", "extraction_by_type", "extraction_by_repetition"]
     assert "maxter" in figures and "canary_exposure" in figures
     only_none = _sweep(defenses=["none"], extraction={"prompt_sets": [], "canaries": {"enabled": True}},
                        corpus={"source": "cmu"})
     tables, figures = result_stems(only_none, run_names(only_none))
-    assert tables == ["finetuning"]
+    assert tables == ["finetuning", "claims"]
     assert figures == ["metrics_by_checkpoint", "mia_auc_by_epoch", "roc_curves", "loss_distributions",
                        "privacy_utility_auc"]
     # MaxTER compares a defense with `none` of the same base model and tuning method

@@ -7,7 +7,8 @@ import math
 
 import pytest
 
-from piimem.metrics import TAU_GRID, aurc, maxter_curve, pareto_front, percent_change, reduction_vs_baseline
+from piimem.metrics import (TAU_GRID, aurc, maxter_curve, pareto_front, percent_change, reduction_vs_baseline,
+                            tau_grid)
 
 # Four checkpoints: c2 has TER_base 0 (drop undefined, skipped although its PPL cost is 0).
 TER_BASE = [4.0, 0.0, 2.0, 5.0]
@@ -38,13 +39,25 @@ def test_aurc_is_the_trapezoid_area_over_the_grid_span():
     taus = [0.0, 1.0, 5.0, 10.0]
     curve = maxter_curve(TER_METHOD, TER_BASE, PPL_METHOD, PPL_BASE, taus)
     assert curve == [-20.0, 50.0, 75.0, 75.0]
-    # 1 * (-20 + 50) / 2 + 4 * (50 + 75) / 2 + 5 * 75 = 15 + 250 + 375 = 640, over 10
-    assert aurc(taus, curve) == pytest.approx(64.0)
+    # 1 * (-20 + 50) / 2 + 4 * (50 + 75) / 2 + 5 * 75 = 15 + 250 + 375 = 640, over 10; every τ defined
+    assert aurc(taus, curve) == pytest.approx((64.0, 100.0))
 
 
-def test_aurc_counts_a_tau_without_qualifying_checkpoint_as_zero():
-    assert aurc([0.0, 2.0, 4.0], [math.nan, 10.0, 10.0]) == pytest.approx((10.0 + 20.0) / 4)
-    assert aurc([0.0, 1.0], [math.nan, math.nan]) == 0.0
+def test_aurc_averages_only_where_a_checkpoint_qualifies_and_reports_that_coverage():
+    # Defined from τ = 2: the area (10 + 10) / 2 * 2 = 20 over the width 2 it spans; 2 of 3 points covered.
+    value, coverage = aurc([0.0, 2.0, 4.0], [math.nan, 10.0, 10.0])
+    assert value == pytest.approx(10.0) and coverage == pytest.approx(200 / 3)
+    value, coverage = aurc([0.0, 1.0, 2.0, 3.0], [math.nan, math.nan, math.nan, 30.0])  # one point: its value
+    assert (value, coverage) == (30.0, 25.0)
+    value, coverage = aurc([0.0, 1.0], [math.nan, math.nan])  # nothing qualifies: undefined, not 0
+    assert math.isnan(value) and coverage == 0.0
+
+
+def test_tau_grid_follows_its_configured_maximum_and_step():
+    assert tau_grid(2.0, 0.5) == (0.0, 0.5, 1.0, 1.5, 2.0)
+    assert tau_grid(1.0, 0.3) == (0.0, 0.3, 0.6, 0.9)
+    with pytest.raises(ValueError, match="report.tau_max"):
+        tau_grid(0.1, 0.5)
 
 
 def test_aurc_refuses_a_grid_that_does_not_increase():

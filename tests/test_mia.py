@@ -17,7 +17,7 @@ from piimem.metrics import bootstrap_auc_ci, bootstrap_aucs, roc_auc, roc_curve,
 from piimem.mia import attack_scores, evaluate_attacks, sample_members
 from piimem.models import init_tiny_gpt2, train_tokenizer
 from piimem.scoring import (example_statistics, lowest_count, lowest_fraction_mean, min_k_pp_token_scores,
-                            token_log_prob_statistics, token_nll)
+                            scored_text, token_log_prob_statistics, token_nll)
 
 LN2 = math.log(2)
 
@@ -130,12 +130,13 @@ def test_statistics_match_a_manual_log_softmax_loop(tok, model):
             assert stats["nll_mean"][i] == pytest.approx(manual["nll_mean"], rel=1e-5)
             assert stats[f"min_k_{label}"][i] == pytest.approx(manual["min_k"], rel=1e-5)
             assert stats[f"min_k_pp_{label}"][i] == pytest.approx(manual["min_k_pp"], rel=1e-4)
-    lower_ids = tok(texts[1].lower(), truncation=True, max_length=64)["input_ids"]
+    spans = scored_text(tok, texts, max_length=64)
+    lower_ids = tok(spans[1].lower())["input_ids"]
     assert lower_ids != tok(texts[1], truncation=True, max_length=64)["input_ids"]
     assert stats["nll_lower_mean"][1] == pytest.approx(_manual(model, lower_ids, 0.2)["nll_mean"], rel=1e-5)
     assert stats["nll_lower_mean"][1] != pytest.approx(stats["nll_mean"][1], rel=1e-4)
     assert stats["nll_lower_mean"][0] == stats["nll_mean"][0]  # already lower case: reused
-    assert stats["zlib_bytes"].to_list() == [len(zlib.compress(t.encode("utf-8"))) for t in texts]
+    assert stats["zlib_bytes"].to_list() == [len(zlib.compress(t.encode("utf-8"))) for t in spans]
     assert stats["n_tokens"][-2:].to_list() == [0, 0]
     assert stats["nll_mean"][-2:].to_list() == [None, None]
     assert stats["min_k_pp_20"][-2:].to_list() == [None, None]
@@ -150,6 +151,31 @@ def test_statistics_match_a_manual_log_softmax_loop(tok, model):
     assert stats["n_tokens"].to_list() == nll["n_tokens"].to_list()
     assert stats["nll_mean"][:6].to_list() == pytest.approx((nll["nll_sum"] / nll["n_tokens"])[:6].to_list(),
                                                             rel=1e-5)
+
+
+def test_zlib_and_lowercase_read_the_truncated_span_that_the_loss_scores(tok, model):
+    model.eval()
+    # Upper case splits into many tokens, so a lower-cased span needs fewer tokens than its original.
+    texts = [" ".join(_docs(8, seed=24)).upper(), _docs(1, seed=25)[0][:60].title()]
+    max_length = 16
+    ids = tok(texts[0])["input_ids"]
+    assert len(ids) > 3 * max_length  # truncated: the loss reads the first 16 tokens only
+    # By hand: the characters of the first 16 tokens (byte-level BPE decodes a prefix to the text's prefix).
+    span = tok.decode(ids[:max_length])
+    assert texts[0].startswith(span) and len(span) < len(texts[0]) // 3
+    stats = example_statistics(model, tok, texts, max_length=max_length, device="cpu")
+    assert stats["zlib_bytes"][0] == len(zlib.compress(span.encode("utf-8")))
+    assert stats["zlib_bytes"][0] < len(zlib.compress(texts[0].encode("utf-8")))
+    lower_ids = tok(span.lower())["input_ids"]
+    # Lower-casing the whole text and cutting it at 16 of its own tokens would read other characters.
+    assert lower_ids != tok(texts[0].lower(), truncation=True, max_length=max_length)["input_ids"]
+    assert stats["nll_lower_mean"][0] == pytest.approx(_manual(model, lower_ids, 0.2)["nll_mean"], rel=1e-5)
+    # A text that fits is read whole, as before.
+    assert len(tok(texts[1])["input_ids"]) <= 64
+    fits = example_statistics(model, tok, texts[1:], max_length=64, device="cpu")
+    assert fits["zlib_bytes"][0] == len(zlib.compress(texts[1].encode("utf-8")))
+    lower_ids = tok(texts[1].lower())["input_ids"]
+    assert fits["nll_lower_mean"][0] == pytest.approx(_manual(model, lower_ids, 0.2)["nll_mean"], rel=1e-5)
 
 
 def test_statistics_under_prompt_tuning_drop_virtual_tokens(tok, model):

@@ -3,7 +3,7 @@ import random
 import polars as pl
 import pytest
 
-from piimem.corpus.splits import assign_splits
+from piimem.corpus.splits import LinkConfig, assign_splits, cross_split_links, link_messages, message_segments
 
 FRACTIONS = {"train": 0.6, "test": 0.3, "public": 0.1}
 
@@ -154,3 +154,72 @@ def test_enron_mini_copies_follow_originals(enron_mini_parsed):
     shared = homes.filter(pl.col("n") > 1)
     own = by_mailbox.join(shared, on="body_hash", how="anti")
     assert splits_per(own, "mailbox").max() == 1
+
+
+# ------------------------------------------------------------------------------------------
+# Messages linked by shared parts (quotes, forwards) stay in one split
+
+WORDS = ("gas pipeline capacity schedule meeting contract price volume trade desk report review "
+         "storage transport deal counterparty invoice forecast weather hedge position").split()
+
+
+def _prose(rng: random.Random, n: int) -> str:
+    return " ".join(rng.choice(WORDS) + str(rng.randint(0, 99)) for _ in range(n))
+
+
+def test_message_segments_split_at_quote_markers_and_drop_quoted_headers():
+    body = ("Sounds good to me.\n\n -----Original Message-----\nFrom: \tA B [mailto:a@b.c]\nSent:\tMonday\n"
+            "To:\tC D\nSubject:\tRe: gas\n\nThe parent's own words.\n"
+            "---------------------- Forwarded by X Y/HOU/ECT on 05/01/2001 ---------------------------\n\n"
+            "The forwarded text.\n> a quoted line\n>> and a deeper one\n")
+    assert message_segments(body) == ["Sounds good to me.", "The parent's own words.", "The forwarded text.",
+                                       "a quoted line\nand a deeper one"]
+    assert message_segments("Just one part.") == ["Just one part."]
+    notes = "Fine.\n\nJohn Smith@ENRON on 04/05/2001 10:12 AM\nTo: Jane Doe/HOU/ECT@ECT\ncc:\nSubject: x\n\nOld text."
+    assert message_segments(notes) == ["Fine.", "Old text."]
+
+
+def _quoting_corpus(n: int = 300, seed: int = 3) -> pl.DataFrame:
+    """n messages; every third one replies to an earlier one, quoting it whole."""
+    rng = random.Random(seed)
+    bodies = []
+    for i in range(n):
+        own = _prose(rng, rng.randint(25, 60))
+        if i % 3 == 2:
+            own += "\n\n-----Original Message-----\nFrom: someone\nSent: today\n\n" + bodies[rng.randrange(i)]
+        bodies.append(own)
+    return pl.DataFrame({"doc_id": range(n), "body": bodies, "body_hash": [str(hash(b)) for b in bodies]},
+                        schema={"doc_id": pl.Int64, "body": pl.Utf8, "body_hash": pl.Utf8})
+
+
+def test_a_reply_and_the_message_it_quotes_share_a_split():
+    messages = _quoting_corpus()
+    groups, counts = link_messages(messages, LinkConfig())
+    assert counts["part_links"] >= 100 and counts["largest_group"] < 60
+    by_body = assign_splits(messages, fractions=FRACTIONS, seed=0)
+    linked = assign_splits(messages, fractions=FRACTIONS, seed=0, groups=groups)
+    assert cross_split_links(groups, by_body) > 10  # by identical bodies alone, test messages quote training text
+    assert cross_split_links(groups, linked) == 0
+    # Every reply is in its parent's split.
+    split = dict(linked.iter_rows())
+    bodies = messages["body"].to_list()
+    for i, body in enumerate(bodies):
+        if "-----Original Message-----" in body:
+            parent = bodies.index(body.split("Sent: today\n\n", 1)[1])
+            assert split[i] == split[parent]
+    assert abs(realised(linked)["train"] - FRACTIONS["train"]) < 0.05
+    # Unrelated messages of the same vocabulary do not link: without quotes, no part links.
+    rng = random.Random(5)
+    plain = pl.DataFrame({"doc_id": range(200), "body": [_prose(rng, 40) for _ in range(200)],
+                          "body_hash": [str(i) for i in range(200)]})
+    assert link_messages(plain, LinkConfig())[1]["part_links"] == 0
+    assert link_messages(messages, LinkConfig(enabled=False))[1]["part_links"] == 0
+
+
+def test_enron_mini_test_messages_hold_no_training_part(enron_mini_parsed):
+    messages = enron_mini_parsed.messages
+    groups, counts = link_messages(messages, LinkConfig())
+    splits = assign_splits(messages, fractions={"train": 0.6, "test": 0.2, "public": 0.2}, seed=42, groups=groups)
+    by_body = assign_splits(messages, fractions={"train": 0.6, "test": 0.2, "public": 0.2}, seed=42)
+    assert cross_split_links(groups, by_body) > 0 and cross_split_links(groups, splits) == 0
+    assert counts["part_links"] > 100 and counts["largest_group"] <= 20

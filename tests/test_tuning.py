@@ -6,6 +6,7 @@ import torch
 from piimem.models import init_tiny_gpt2, train_tokenizer
 from piimem.tuning import (
     DEFAULTS,
+    LORA_VARIANTS,
     TUNING_METHODS,
     TuningError,
     apply_tuning,
@@ -24,6 +25,9 @@ SENTENCE = "Please send the signed contract to the legal team before the meeting
 TEST_LR = {"full": 1e-3, "head": 1e-2, "lora": 1e-2, "prefix": 1e-2, "prompt": DEFAULTS["prompt"]["lr"],
            "ptuning": 1e-2}
 STEPS = 8
+
+# The six methods of Hou et al.; the LoRA target variants are tested on their own.
+METHODS = [m for m in TUNING_METHODS if m not in LORA_VARIANTS]
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +76,7 @@ def changed_names(before: dict, model) -> set[str]:
     return {name for name, value in before.items() if not torch.equal(value, after[name])}
 
 
-@pytest.mark.parametrize("method", TUNING_METHODS)
+@pytest.mark.parametrize("method", METHODS)
 def test_method_lowers_loss_and_changes_only_intended_parameters(method, tokenizer, batch):
     model = apply_tuning(tiny_gpt2(tokenizer), method, seed=1)
     trainable = set(trainable_parameters(model))
@@ -129,7 +133,7 @@ def test_head_only_unties_output_layer_and_keeps_input_embeddings(tokenizer, bat
     assert torch.equal(loaded.transformer.wte.weight, embeddings_before)
 
 
-@pytest.mark.parametrize("method", TUNING_METHODS)
+@pytest.mark.parametrize("method", METHODS)
 def test_checkpoint_round_trip_gives_same_logits(method, tokenizer, batch, tmp_path):
     model = apply_tuning(tiny_gpt2(tokenizer), method, seed=3)
     train_steps(model, batch, TEST_LR[method], steps=3)
@@ -173,6 +177,17 @@ def test_lora_targets_hit_the_right_gpt2_modules(targets, suffixes, tokenizer):
         assert not any(".mlp." in name for name in hit)
     if targets == "mlp":
         assert not any(".attn." in name for name in hit)
+
+
+def test_lora_variants_name_their_targets_and_refuse_another(tokenizer):
+    mlp = lora_modules(apply_tuning(tiny_gpt2(tokenizer), "lora_mlp"))
+    attention = lora_modules(apply_tuning(tiny_gpt2(tokenizer), "lora_attention", {"r": 2}))
+    assert mlp and all(".mlp." in name for name in mlp)
+    assert attention and all(".attn." in name for name in attention)
+    assert len(lora_modules(apply_tuning(tiny_gpt2(tokenizer), "lora_both"))) == len(mlp) + len(attention)
+    assert method_options("lora_mlp")["lr"] == method_options("lora")["lr"]
+    with pytest.raises(TuningError, match=r"tuning\.lora_mlp\.targets: unknown option"):
+        method_options("lora_mlp", {"targets": "attention"})
 
 
 def tiny_llama(tie: bool = False):
@@ -295,7 +310,7 @@ def test_options_and_learning_rates():
     assert learning_rate("lora", None, 2e-5) == 2e-4
     assert learning_rate("prompt", {"lr": 0.1}, 2e-5) == 0.1
     assert learning_rate("prefix", {"lr": None}, 3e-5) == 3e-5
-    assert [virtual_tokens(m) for m in TUNING_METHODS] == [0, 0, 0, 10, 100, 9]
+    assert [virtual_tokens(m) for m in METHODS] == [0, 0, 0, 10, 100, 9]
     assert virtual_tokens("prompt", {"num_virtual_tokens": 20}) == 20
 
 

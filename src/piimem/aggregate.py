@@ -2,18 +2,18 @@
 
 Inputs are the files the workflow writes per run and checkpoint,
 `results/runs/{base}/{defense}-{tuning}-s{seed}/{kind}/{checkpoint}.tsv`, with kind one of utility, mia,
-extraction, canaries. The run's names come from the path: defense and tuning names hold no "-", the base
-model's name may (tiny-gpt2) but holds no "/".
+extraction, canaries; the run, kind and checkpoint come from the path (`piimem.runs.ResultFile`).
 
 The tidy table (`METRICS_SCHEMA`, DESIGN.md's contract): one row per measured value, columns
-corpus, base_model, defense, tuning, seed, checkpoint, epoch, prompt_set, entity_type, metric, value,
-ci_low, ci_high. prompt_set and entity_type are null where they do not apply; ci_low/ci_high are null
-where no interval is measured; value is null where the metric is undefined at that checkpoint (the file
-says NaN: a rate over an empty set).
+corpus, base_model, defense, tuning, seed, checkpoint, epoch, prompt_set, entity_type, member_text, metric,
+value, ci_low, ci_high. prompt_set and entity_type are null where they do not apply; member_text is
+`original` or `trained` on membership-inference rows (which text of the members was scored) and null
+elsewhere; ci_low/ci_high are null where no interval is measured; value is null where the metric is
+undefined at that checkpoint (the file says NaN: a rate over an empty set).
 
 Metric names, by input kind:
-- utility:    ppl_mean, ppl_corpus, train_loss, and the counts n_examples, n_tokens of the perplexity set
-              (every metric of the file, named as in it).
+- utility:    ppl_mean, ppl_corpus, ppl_base (the base model's ppl_mean on the same texts), train_loss,
+              and the counts n_examples, n_tokens of the perplexity set (every metric of the file).
 - mia:        mia_auc/<attack> (ci_low/ci_high = the bootstrap interval auc_low/auc_high),
               mia_tpr@1%fpr/<attack>, mia_tpr@0.1%fpr/<attack> (fractions 0..1, like the AUC; one per
               tpr_at_<x>pct_fpr column), and the counts mia_n_members/<attack>, mia_n_nonmembers/<attack>,
@@ -31,63 +31,34 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 
+from piimem.runs import RESULT_KINDS, ResultFile
+
 METRICS_SCHEMA = {
     "corpus": pl.Utf8, "base_model": pl.Utf8, "defense": pl.Utf8, "tuning": pl.Utf8, "seed": pl.Int64,
     "checkpoint": pl.Utf8, "epoch": pl.Float64, "prompt_set": pl.Utf8, "entity_type": pl.Utf8,
-    "metric": pl.Utf8, "value": pl.Float64, "ci_low": pl.Float64, "ci_high": pl.Float64,
+    "member_text": pl.Utf8, "metric": pl.Utf8, "value": pl.Float64, "ci_low": pl.Float64, "ci_high": pl.Float64,
 }
 # Row order of the table: every column that names a value, nulls first.
 SORT_KEYS = ("corpus", "base_model", "defense", "tuning", "seed", "checkpoint", "prompt_set", "entity_type",
-             "metric")
-KINDS = ("utility", "mia", "extraction", "canaries")
+             "member_text", "metric")
+KINDS = RESULT_KINDS
 
-# {base}/{defense}-{tuning}-s{seed}/{kind}/{checkpoint}.tsv at the end of the path.
-_RUN_FILE = re.compile(
-    r"(?:^|/)(?P<base>[^/]+)/(?P<defense>[^/-]+)-(?P<tuning>[^/-]+)-s(?P<seed>\d+)/"
-    r"(?P<kind>[^/]+)/(?P<checkpoint>[^/]+)\.tsv$"
-)
 _TPR_COLUMN = re.compile(r"tpr_at_(?P<pct>\d+(?:_\d+)?)pct_fpr")
 # Columns that hold names: read as text even when a name looks like a number (a prompt set "2024").
-_NAME_COLUMNS = {c: pl.Utf8 for c in ("checkpoint", "prompt_set", "entity_type", "attack", "metric")}
+_NAME_COLUMNS = {c: pl.Utf8 for c in ("checkpoint", "prompt_set", "entity_type", "attack", "metric",
+                                      "member_text")}
 
 
-@dataclass(frozen=True)
-class RunFile:
-    """What a result file's path says: the run, the kind of measurement and the checkpoint."""
-
-    path: Path
-    base_model: str
-    defense: str
-    tuning: str
-    seed: int
-    kind: str
-    checkpoint: str
+def parse_run_path(path: str | os.PathLike) -> ResultFile:
+    """Run, kind and checkpoint of a result file's path (`piimem.runs.ResultFile.parse`)."""
+    return ResultFile.parse(path)
 
 
-def parse_run_path(path: str | os.PathLike) -> RunFile:
-    """Read base model, defense, tuning, seed, kind and checkpoint from a result file's path.
-
-    Raises ValueError naming the file when the path does not end in
-    {base}/{defense}-{tuning}-s{seed}/{kind}/{checkpoint}.tsv with a known kind.
-    """
-    path = Path(path)
-    match = _RUN_FILE.search(path.as_posix())
-    if match is None:
-        raise ValueError(f"{path}: not a run result file; expected .../{{base}}/{{defense}}-{{tuning}}-"
-                         f"s{{seed}}/{{kind}}/{{checkpoint}}.tsv (defense and tuning without '-', kind "
-                         f"one of {KINDS})")
-    if match["kind"] not in KINDS:
-        raise ValueError(f"{path}: unknown result kind {match['kind']!r} (expected one of {KINDS})")
-    return RunFile(path, match["base"], match["defense"], match["tuning"], int(match["seed"]), match["kind"],
-                   match["checkpoint"])
-
-
-def _read(run: RunFile, required: Iterable[str]) -> pl.DataFrame:
+def _read(run: ResultFile, required: Iterable[str]) -> pl.DataFrame:
     try:
         table = pl.read_csv(run.path, separator="\t", infer_schema_length=None,
                             schema_overrides=_NAME_COLUMNS)
@@ -104,18 +75,18 @@ def _read(run: RunFile, required: Iterable[str]) -> pl.DataFrame:
     return table
 
 
-def _tidy(run: RunFile, rows: pl.DataFrame) -> pl.DataFrame:
+def _tidy(run: ResultFile, rows: pl.DataFrame) -> pl.DataFrame:
     """`rows` (epoch, metric, value and optional prompt_set, entity_type, ci_low, ci_high) with the run's
     columns added, in METRICS_SCHEMA's order and types; NaN values become null (undefined)."""
-    for column in ("prompt_set", "entity_type"):
+    for column in ("prompt_set", "entity_type", "member_text"):
         if column not in rows.columns:
             rows = rows.with_columns(pl.lit(None, dtype=pl.Utf8).alias(column))
     for column in ("ci_low", "ci_high"):
         if column not in rows.columns:
             rows = rows.with_columns(pl.lit(None, dtype=pl.Float64).alias(column))
     rows = rows.with_columns(
-        corpus=pl.lit(None, dtype=pl.Utf8), base_model=pl.lit(run.base_model), defense=pl.lit(run.defense),
-        tuning=pl.lit(run.tuning), seed=pl.lit(run.seed, dtype=pl.Int64), checkpoint=pl.lit(run.checkpoint),
+        corpus=pl.lit(None, dtype=pl.Utf8), base_model=pl.lit(run.run.base), defense=pl.lit(run.run.defense),
+        tuning=pl.lit(run.run.tuning), seed=pl.lit(run.run.seed, dtype=pl.Int64), checkpoint=pl.lit(run.checkpoint),
     )
     try:
         rows = rows.select([pl.col(name).cast(dtype) for name, dtype in METRICS_SCHEMA.items()])
@@ -124,37 +95,39 @@ def _tidy(run: RunFile, rows: pl.DataFrame) -> pl.DataFrame:
     return rows.with_columns([pl.col(c).fill_nan(None) for c in ("value", "ci_low", "ci_high")])
 
 
-def read_utility(run: RunFile) -> pl.DataFrame:
+def read_utility(run: ResultFile) -> pl.DataFrame:
     """Tidy rows of a utility file (checkpoint, epoch, metric, value): every metric as named."""
     table = _read(run, ("checkpoint", "epoch", "metric", "value"))
     return _tidy(run, table.select("epoch", "metric", "value"))
 
 
-def read_mia(run: RunFile) -> pl.DataFrame:
+def read_mia(run: ResultFile) -> pl.DataFrame:
     """Tidy rows of a membership-inference file (one row per attack): AUC with its CI, TPR at low FPR and
     the counts."""
     table = _read(run, ("attack", "n_members", "n_nonmembers", "n_unscored", "auc", "auc_low", "auc_high",
                         "checkpoint", "epoch"))
-    parts = [table.select("epoch", metric="mia_auc/" + pl.col("attack"), value="auc", ci_low="auc_low",
-                          ci_high="auc_high")]
+    if "member_text" not in table.columns:
+        table = table.with_columns(member_text=pl.lit("original"))
+    parts = [table.select("epoch", "member_text", metric="mia_auc/" + pl.col("attack"), value="auc",
+                          ci_low="auc_low", ci_high="auc_high")]
     for column in table.columns:
         match = _TPR_COLUMN.fullmatch(column)
         if match:  # tpr_at_0_1pct_fpr -> mia_tpr@0.1%fpr
             label = f"mia_tpr@{match['pct'].replace('_', '.')}%fpr/"
-            parts.append(table.select("epoch", metric=label + pl.col("attack"), value=column))
+            parts.append(table.select("epoch", "member_text", metric=label + pl.col("attack"), value=column))
     for count in ("n_members", "n_nonmembers", "n_unscored"):
-        parts.append(table.select("epoch", metric=f"mia_{count}/" + pl.col("attack"), value=count))
+        parts.append(table.select("epoch", "member_text", metric=f"mia_{count}/" + pl.col("attack"), value=count))
     parts = [p.with_columns(pl.col("value").cast(pl.Float64)) for p in parts]
     return _tidy(run, pl.concat(parts, how="diagonal"))
 
 
-def read_extraction(run: RunFile) -> pl.DataFrame:
+def read_extraction(run: ResultFile) -> pl.DataFrame:
     """Tidy rows of an extraction file: every metric as named, per prompt set and entity type."""
     table = _read(run, ("prompt_set", "entity_type", "metric", "value", "checkpoint", "epoch"))
     return _tidy(run, table.select("epoch", "prompt_set", "entity_type", "metric", "value"))
 
 
-def read_canaries(run: RunFile) -> pl.DataFrame:
+def read_canaries(run: ResultFile) -> pl.DataFrame:
     """Tidy rows of a canary file (one row per canary), summarised per entity type and planted count."""
     table = _read(run, ("entity_type", "repetitions", "train_occurrences", "exposure", "max_exposure",
                         "checkpoint", "epoch"))
@@ -186,7 +159,7 @@ def collect_metrics(files: Iterable[str | os.PathLike], corpus: str) -> pl.DataF
     seen: dict[tuple, Path] = {}
     parts = []
     for run in map(parse_run_path, files):
-        key = (run.base_model, run.defense, run.tuning, run.seed, run.kind, run.checkpoint)
+        key = (run.run, run.kind, run.checkpoint)
         if key in seen:
             raise ValueError(f"{run.path}: the same run, kind and checkpoint as {seen[key]}")
         seen[key] = run.path

@@ -10,6 +10,8 @@ import math
 import re
 from pathlib import Path
 
+from piimem.runs import RunId
+
 
 class ConfigError(ValueError):
     """A config value is wrong; the message names the key and what was expected."""
@@ -28,6 +30,13 @@ def check_config(config: dict) -> None:
     if fractions["train"] == 0:
         raise ConfigError("corpus.split.fractions.train: must be above 0 (the models are fine-tuned on it)")
     _check_extraction(config)
+    _check_defenses(config)
+    from piimem.metrics import tau_grid
+
+    try:
+        tau_grid(config["report"]["tau_max"], config["report"]["tau_step"])
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
     if "tiny-gpt2" in config["base_models"]:
         tiny, block = config["tiny_gpt2"], config["train"]["block_size"]
         if fractions["public"] == 0:
@@ -51,6 +60,48 @@ def check_config(config: dict) -> None:
                 )
         if tiny["n_embd"] % tiny["n_head"]:
             raise ConfigError(f"tiny_gpt2.n_embd: {tiny['n_embd']} is not a multiple of tiny_gpt2.n_head ({tiny['n_head']})")
+
+
+def _check_defenses(config: dict) -> None:
+    """A defense can only rewrite PII the PII stage detects."""
+    detected = config["pii"]["entity_types"]
+    if "rmft" in config["defenses"]:
+        for scope in _as_list(config["rmft"]["scope"]):
+            missing = [t for t in rmft_entity_types(config, scope) if t not in detected]
+            if missing:
+                key = "rmft.scope" if RMFT_SCOPES[scope] else "rmft.entity_types"
+                raise ConfigError(f"{key}: RMFT scope {scope!r} rewrites {missing}, which pii.entity_types "
+                                  f"{detected} does not detect")
+    if "scrub" in config["defenses"]:
+        missing = [t for t in config["scrub"]["entity_types"] if t not in detected]
+        if missing:
+            raise ConfigError(f"scrub.entity_types: {missing} not in pii.entity_types {detected}")
+
+
+def check_inputs(config: dict, built_models_dir: str = "results/models") -> None:
+    """Checks of what the config points to on this machine, run before any job (after check_config).
+
+    A maildir must hold at least one mail file, and every base model must be loadable offline: an error
+    found here costs seconds, where the same error at job time comes after the corpus stages.
+    `built_models_dir` is where the workflow exports smollm2-135m.
+    """
+    corpus = config["corpus"]
+    if corpus["source"] == "maildir":
+        from piimem.corpus.maildir import first_mail_file
+
+        if first_mail_file(corpus["path"]) is None:
+            raise ConfigError(
+                f"corpus.path: {corpus['path']!r} holds no mail files: no file inside a mailbox directory "
+                f"(hidden names skipped). Point corpus.path at the root of a maildir, whose "
+                f"<mailbox>/<folder>/<file> entries are messages"
+            )
+    from piimem.models import ModelNotAvailableError, check_base_model_available
+
+    for name in config["base_models"]:
+        try:
+            check_base_model_available(name, built_dir=Path(built_models_dir))
+        except ModelNotAvailableError as err:
+            raise ConfigError(str(err)) from None
 
 
 BUILT_IN_PROMPT_SETS = ("train-prefix", "test", "public")
@@ -110,24 +161,56 @@ def dedup_thresholds(config: dict) -> list[float]:
     return _as_list(config["dedup"]["threshold"])
 
 
-def defense_variants(config: dict) -> dict[str, dict]:
-    """Every training text to build, by name: {name: {"defense": kind, **swept option}}.
+# RMFT's scopes: the PII types each rewrites. None: the types listed in rmft.entity_types.
+RMFT_SCOPES: dict[str, tuple[str, ...] | None] = {"email": ("EMAIL_ADDRESS",), "all": None}
 
-    A defense is one variant named as in `defenses`, unless its swept option lists several values:
-    `rmft.p: [0.5, 1.0]` gives rmft_p0.5 and rmft_p1, `dedup.threshold: [0.7, 0.8]` gives dedup_t0.7
-    and dedup_t0.8. Names never hold "-", which separates the parts of a run's name.
+
+def rmft_entity_types(config: dict, scope: str) -> list[str]:
+    """The PII types an RMFT variant of `scope` rewrites (`RMFT_SCOPES`)."""
+    types = RMFT_SCOPES[scope]
+    return list(config["rmft"]["entity_types"] if types is None else types)
+
+
+def defense_variants(config: dict) -> dict[str, dict]:
+    """Every training text to build, by name: {name: {"defense": kind, **swept options}}.
+
+    A defense is one variant named as in `defenses`, unless a swept option lists several values; each
+    swept option with several values adds a part to the name. `rmft.scope: [email, all]` gives rmft_email
+    and rmft_all (the all-type scope alone is rmft_all too: plain "rmft" is always the paper's e-mail
+    scope), `rmft.p: [0.5, 1.0]` rmft_p0.5 and rmft_p1 (both: rmft_email_p0.5, ...),
+    `dedup.threshold: [0.7, 0.8]` dedup_t0.7 and dedup_t0.8. RMFT variants always carry their `scope`
+    and `p`, dedup variants their `threshold`. Names never hold "-", which separates the parts of a run's
+    name.
     """
-    swept = {"rmft": ("p", _as_list(config["rmft"]["p"])), "dedup": ("threshold", dedup_thresholds(config))}
-    variants: dict[str, dict] = {}
+    # (option, values, name part of a value, whether a single value shows in the name)
+    swept = {
+        "rmft": [("scope", _as_list(config["rmft"]["scope"]), str, lambda v: v != "email"),
+                 ("p", _as_list(config["rmft"]["p"]), lambda v: f"p{v:g}", lambda v: False)],
+        "dedup": [("threshold", dedup_thresholds(config), lambda v: f"t{v:g}", lambda v: False)],
+    }
+    out: dict[str, dict] = {}
     for kind in config["defenses"]:
-        if kind not in swept:
-            variants[kind] = {"defense": kind}
-            continue
-        key, values = swept[kind]
-        for value in values:
-            name = kind if len(values) == 1 else f"{kind}_{key[0]}{value:g}"
-            variants[name] = {"defense": kind, key: value}
-    return variants
+        variants = {kind: {"defense": kind}}
+        for key, values, label, named_alone in swept.get(kind, []):
+            variants = {(f"{name}_{label(value)}" if len(values) > 1 or named_alone(value) else name):
+                        {**options, key: value} for name, options in variants.items() for value in values}
+        out.update(variants)
+    return out
+
+
+def variant_options(config: dict, name: str) -> dict:
+    """The options `piimem.defense.build_training_text` takes for the defense variant `name`: for RMFT
+    the rmft section with the variant's p and its scope's entity types (and `epochs`, the texts to write),
+    for scrubbing the scrub section, nothing for the others."""
+    variant = defense_variants(config)[name]
+    if variant["defense"] == "rmft":
+        options = {key: value for key, value in config["rmft"].items() if key != "scope"}
+        options.update(p=variant["p"], entity_types=rmft_entity_types(config, variant["scope"]))
+        options["epochs"] = config["train"]["epochs"] if options["redraw_per_epoch"] else 1
+        return options
+    if variant["defense"] == "scrub":
+        return dict(config["scrub"])
+    return {}
 
 
 def run_names(config: dict) -> list[str]:
@@ -149,7 +232,7 @@ def run_names(config: dict) -> list[str]:
                             for entry in config["exclude"]]
                     used = [u or h for u, h in zip(used, hits)]
                     if not any(hits):
-                        runs.append(f"{model_slug(model)}/{variant}-{tuning}-s{seed}")
+                        runs.append(RunId(model_slug(model), variant, tuning, seed).path)
     unused = [i for i, u in enumerate(used) if not u]
     if unused:
         raise ConfigError(f"exclude[{unused[0]}]: {config['exclude'][unused[0]]} matches no run (check the "
@@ -157,13 +240,6 @@ def run_names(config: dict) -> list[str]:
     if not runs:
         raise ConfigError("exclude: every run is excluded; nothing would be trained")
     return runs
-
-
-def split_run_name(run: str) -> tuple[str, str, str, int]:
-    """(model slug, defense variant, tuning, seed) of a run name made by `run_names`."""
-    base, name = run.split("/")
-    variant, tuning, seed = name.rsplit("-", 2)
-    return base, variant, tuning, int(seed.removeprefix("s"))
 
 
 def canaries_measured(config: dict) -> bool:
@@ -179,7 +255,7 @@ def result_stems(config: dict, runs: list[str]) -> tuple[list[str], list[str]]:
     the synthetic corpus with canaries enabled. Membership inference and perplexity always run.
     """
     extraction = bool(config["extraction"]["prompt_sets"])
-    tables = ["finetuning"]
+    tables = ["finetuning", "claims"]
     figures = ["metrics_by_checkpoint", "mia_auc_by_epoch", "roc_curves", "loss_distributions",
                "privacy_utility_auc"]
     if extraction:
@@ -187,9 +263,8 @@ def result_stems(config: dict, runs: list[str]) -> tuple[list[str], list[str]]:
         figures += ["extraction_by_repetition", "privacy_utility_ter"]
         variants = defense_variants(config)
         kinds: dict[tuple[str, str], set[str]] = {}
-        for run in runs:
-            base, variant, tuning, _ = split_run_name(run)
-            kinds.setdefault((base, tuning), set()).add(variants[variant]["defense"])
+        for run in map(RunId.parse, runs):
+            kinds.setdefault((run.base, run.tuning), set()).add(variants[run.defense]["defense"])
         if any("none" in found and len(found) > 1 for found in kinds.values()):
             figures.append("maxter")
     if canaries_measured(config):

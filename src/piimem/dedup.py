@@ -309,7 +309,7 @@ def lsh_candidate_pairs(
     return pairs_left[order], pairs_right[order], (lsh.b, lsh.r)
 
 
-def _components(n: int, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+def connected_components(n: int, left: np.ndarray, right: np.ndarray) -> np.ndarray:
     """Connected-component label (the smallest member index) of each of n nodes."""
     parent = list(range(n))
 
@@ -416,7 +416,7 @@ def find_duplicate_clusters(
 
     t0 = time.perf_counter()
     # Rep indices follow doc_id order, so a component's minimum rep is its lowest doc_id.
-    kept_rep = _components(n_groups, left, right)
+    kept_rep = connected_components(n_groups, left, right)
     kept_rep_of_doc = kept_rep[rep_of_doc] if n else np.empty(0, dtype=np.int64)
     kept_pos = rep_pos[kept_rep_of_doc] if n else np.empty(0, dtype=np.int64)
     kept = kept_pos == np.arange(n)

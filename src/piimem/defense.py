@@ -127,3 +127,62 @@ def build_training_text(
         texts.filter(pl.col("epoch") == 0)["text"].str.len_chars().sum(), replacements.filter(pl.col("epoch") == 0).height,
     )
     return TrainingText(texts=texts.sort("epoch", "doc_id"), replacements=replacements, summary=summary)
+
+
+def nonmember_texts(
+    defense: str,
+    train: pl.DataFrame,
+    test: pl.DataFrame,
+    *,
+    spans: pl.DataFrame | None = None,
+    dedup_config: dict | None = None,
+    options: dict | None = None,
+) -> pl.DataFrame:
+    """(doc_id, text) of the non-members `test` as the defense would have written them had they come after
+    the training split `train` (both doc_id, text), for membership inference's trained-text view.
+
+    The defense runs over train then test in one pass, and the test rows are kept: RMFT keeps the first
+    occurrence of a PII string (so a string already seen in training is replaced in a test message, like
+    every later occurrence in training), scrubbing tags the test message's spans, deduplication drops a
+    test message that duplicates an earlier one and cuts substrings repeated from earlier text. Members
+    and non-members then share one distribution. The training rows of that pass equal the defense's own
+    training text (same order, same seeds). A non-member the defense drops is absent from the result.
+    `dedup_config` is the `dedup` config section (with the variant's threshold); `options` as for
+    `build_training_text`; RMFT that re-draws per epoch is taken at epoch 0.
+    """
+    train, test = train.select("doc_id", "text").sort("doc_id"), test.select("doc_id", "text").sort("doc_id")
+    # Positions as doc ids put every training message before every test message.
+    original_ids = pl.concat([train["doc_id"], test["doc_id"]])
+    combined = pl.concat([train, test]).with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias("doc_id"))
+    new_id = dict(zip(original_ids.to_list(), range(len(original_ids))))
+    if defense == "dedup":
+        from piimem.dedup import DedupConfig, deduplicate
+
+        if dedup_config is None:
+            raise ValueError("nonmember_texts: defense 'dedup' needs the dedup config")
+        kept = deduplicate(combined["doc_id"].to_list(), combined["text"].to_list(),
+                           DedupConfig.from_config(dedup_config)).texts
+    else:
+        rekeyed = None
+        if spans is not None:
+            rekeyed = spans.filter(pl.col("doc_id").is_in(list(new_id))).with_columns(
+                pl.col("doc_id").replace_strict(new_id, return_dtype=pl.Int64))
+        kept = build_training_text(defense, combined, spans=rekeyed, options=options).texts.filter(
+            pl.col("epoch") == 0)
+    first_test = train.height
+    return (kept.filter(pl.col("doc_id") >= first_test)
+            .with_columns(pl.col("doc_id").replace_strict(dict(enumerate(original_ids.to_list())),
+                                                          return_dtype=pl.Int64))
+            .select("doc_id", "text").sort("doc_id"))
+
+
+def trained_view(members: pl.DataFrame, member_texts: pl.DataFrame, nonmembers: pl.DataFrame) -> pl.DataFrame:
+    """The member/non-member sample (`members`: doc_id, member, ...) with each text as the model saw it:
+    members' from the defense's training text (`member_texts`: epoch, doc_id, text; epoch 0), non-members'
+    from `nonmember_texts`. Same rows and order as `members`; text null where the defense dropped the
+    message (deduplication), so those rows are left out of this view."""
+    trained = member_texts.filter(pl.col("epoch") == 0).select("doc_id", "text")
+    texts = pl.concat([trained.join(members.filter(pl.col("member")).select("doc_id"), on="doc_id", how="semi"),
+                       nonmembers.join(members.filter(~pl.col("member")).select("doc_id"), on="doc_id",
+                                       how="semi")])
+    return members.select("doc_id", "member").join(texts, on="doc_id", how="left", maintain_order="left")

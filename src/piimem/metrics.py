@@ -83,6 +83,22 @@ def _average_ranks(values):
     return ranks
 
 
+def spearman(x: Sequence[float], y: Sequence[float]) -> float:
+    """Spearman's rank correlation of paired values (ties as average ranks): the Pearson correlation of
+    the ranks. NaN with fewer than 2 pairs or when either side is constant."""
+    import numpy as np
+
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if x.shape != y.shape or x.ndim != 1:
+        raise ValueError(f"spearman: x and y must be 1-D of the same length, got {x.shape} and {y.shape}")
+    if len(x) < 2:
+        return math.nan
+    rx, ry = _average_ranks(x), _average_ranks(y)
+    rx, ry = rx - rx.mean(), ry - ry.mean()
+    norm = math.sqrt(float((rx ** 2).sum() * (ry ** 2).sum()))
+    return float((rx * ry).sum() / norm) if norm else math.nan
+
+
 def roc_auc(scores, labels) -> float:
     """ROC AUC of `scores` (larger = member) for `labels` (True = member).
 
@@ -325,10 +341,24 @@ def subtract_base(found_target: Collection[PII], found_base: Collection[PII],
 
 # --- Results: privacy-utility trade-off (papers.md: reduction vs baseline, MaxTER, AURC) and Pareto front
 
-# The τ grid of MaxTER and AURC, in % perplexity increase: 0 to 20 % in steps of 0.5 %. papers.md leaves
-# the grid open; 20 % covers the paper's RMFT cost (+5.73 %) several times over, and 0.5 % steps resolve
-# it. The grid starts at 0, so AURC's divisor (the grid's span) is τ_max = 20.
-TAU_GRID: tuple[float, ...] = tuple(i * 0.5 for i in range(41))
+# The τ grid of MaxTER and AURC, in % perplexity increase: 0 to `report.tau_max` (20) in steps of
+# `report.tau_step` (0.5). papers.md leaves the grid open; 20 % covers the paper's RMFT cost (+5.73 %)
+# several times over, and 0.5 % steps resolve it.
+TAU_MAX = 20.0
+TAU_STEP = 0.5
+
+
+def tau_grid(tau_max: float = TAU_MAX, step: float = TAU_STEP) -> tuple[float, ...]:
+    """0, step, 2 step, ... up to tau_max (included when it is a multiple of step), in %."""
+    if not step > 0 or not tau_max > 0:
+        raise ValueError(f"report.tau_max and report.tau_step must be positive, got {tau_max!r} and {step!r}")
+    n = math.floor(tau_max / step + 1e-9)
+    if n < 1:
+        raise ValueError(f"report.tau_max ({tau_max:g}) must be at least report.tau_step ({step:g})")
+    return tuple(round(i * step, 10) for i in range(n + 1))
+
+
+TAU_GRID: tuple[float, ...] = tau_grid()
 
 
 def _finite_mean(values: Sequence[float | None]) -> float:
@@ -356,25 +386,21 @@ def reduction_vs_baseline(method_values: Sequence[float], base_values: Sequence[
     return -percent_change(_finite_mean(method_values), _finite_mean(base_values))
 
 
-def maxter_curve(ter_method: Sequence[float], ter_base: Sequence[float], ppl_method: Sequence[float],
-                 ppl_base: Sequence[float], taus: Sequence[float] = TAU_GRID) -> list[float]:
-    """MaxTER(τ) for every τ in `taus` (papers.md), a list of floats in %.
+def maxter_points(ter_method: Sequence[float], ter_base: Sequence[float], ppl_method: Sequence[float],
+                  ppl_base: Sequence[float]) -> list[tuple[float, float]]:
+    """(ΔPPL_c, drop_c) of every checkpoint c where both are defined (papers.md), in %.
 
-    The four sequences are aligned by checkpoint c (same length, same order). With
-      drop_c = 100 (TER_base,c − TER_method,c) / TER_base,c   (TER reduction at c, %)
-      ΔPPL_c = 100 (PPL_method,c − PPL_base,c) / PPL_base,c   (perplexity cost at c, %)
-    MaxTER(τ) = max over the checkpoints with ΔPPL_c <= τ of drop_c: the largest TER reduction the method
-    reaches at a perplexity cost of at most τ %.
-    Conventions (papers.md leaves them open):
-    - A checkpoint with TER_base,c = 0 (or any of its four values NaN/None) is skipped: its drop is undefined.
-    - MaxTER(τ) is NaN where no checkpoint qualifies (the max of nothing); `aurc` counts those τ as 0.
-    - drop_c may be negative (the method extracts more than the baseline) and ΔPPL_c too (it is better).
+    The four sequences are aligned by checkpoint (same length, same order). With
+      drop_c = 100 (TER_base,c − TER_method,c) / TER_base,c   (TER reduction at c)
+      ΔPPL_c = 100 (PPL_method,c − PPL_base,c) / PPL_base,c   (perplexity cost at c)
+    A checkpoint with TER_base,c = 0 (no drop defined) or any of its four values NaN/None is left out.
+    drop_c may be negative (the method extracts more than the baseline) and ΔPPL_c too (it is better).
     """
     columns = [list(ter_method), list(ter_base), list(ppl_method), list(ppl_base)]
     if len({len(c) for c in columns}) != 1:
         raise ValueError(f"maxter_curve: ter_method, ter_base, ppl_method, ppl_base must have one value per "
                          f"checkpoint each, got lengths {[len(c) for c in columns]}")
-    points = []  # (ΔPPL_c, drop_c) of the checkpoints where both are defined
+    points = []
     for t_method, t_base, p_method, p_base in zip(*columns):
         if t_base == 0:
             continue
@@ -382,6 +408,15 @@ def maxter_curve(ter_method: Sequence[float], ter_base: Sequence[float], ppl_met
         cost = percent_change(p_method, p_base)
         if not (math.isnan(drop) or math.isnan(cost)):
             points.append((cost, drop))
+    return points
+
+
+def maxter_curve(ter_method: Sequence[float], ter_base: Sequence[float], ppl_method: Sequence[float],
+                 ppl_base: Sequence[float], taus: Sequence[float] = TAU_GRID) -> list[float]:
+    """MaxTER(τ) for every τ in `taus` (papers.md), a list of floats in %: the largest drop_c among the
+    checkpoints with ΔPPL_c <= τ (`maxter_points`), the best TER reduction at a perplexity cost of at most
+    τ %. NaN where no checkpoint qualifies: MaxTER is undefined there, not 0 (the max of nothing)."""
+    points = maxter_points(ter_method, ter_base, ppl_method, ppl_base)
     curve = []
     for tau in taus:
         qualifying = [drop for cost, drop in points if cost <= tau]
@@ -389,11 +424,14 @@ def maxter_curve(ter_method: Sequence[float], ter_base: Sequence[float], ppl_met
     return curve
 
 
-def aurc(taus: Sequence[float], curve: Sequence[float]) -> float:
-    """Area under a MaxTER curve, normalised (papers.md): the trapezoid area of `curve` over the grid
-    `taus`, divided by the grid's span τ_max − τ_min (= τ_max for a grid starting at 0, as `TAU_GRID`).
+def aurc(taus: Sequence[float], curve: Sequence[float]) -> tuple[float, float]:
+    """(AURC, coverage) of a MaxTER curve over the grid `taus`, both in %.
 
-    So AURC is the curve's mean height, in % TER reduction. τ where no checkpoint qualifies (NaN) count as 0.
+    AURC is the curve's mean height over the part of the grid where it is defined (papers.md's area under
+    the curve, normalised): the trapezoid area between consecutive defined τ divided by the width they
+    span; a single defined τ gives its own value. Coverage = 100 x defined grid points / all grid points.
+    Where no τ has a qualifying checkpoint, AURC is NaN (undefined) and coverage 0: a defense that costs
+    more perplexity than τ_max everywhere has no MaxTER to average, which is not the same as no benefit.
     `taus` must be strictly increasing, at least two points, one value of `curve` each.
     """
     from itertools import pairwise
@@ -403,10 +441,15 @@ def aurc(taus: Sequence[float], curve: Sequence[float]) -> float:
         raise ValueError(f"aurc: {len(taus)} τ values but {len(curve)} curve values")
     if len(taus) < 2 or any(b <= a for a, b in pairwise(taus)):
         raise ValueError(f"aurc: τ grid must be strictly increasing with at least two points, got {taus}")
-    heights = [0.0 if math.isnan(v) else v for v in curve]
-    area = math.fsum((t1 - t0) * (h0 + h1) / 2
-                     for (t0, t1), (h0, h1) in zip(pairwise(taus), pairwise(heights)))
-    return area / (taus[-1] - taus[0])
+    defined = [(t, v) for t, v in zip(taus, curve) if not math.isnan(v)]
+    coverage = 100.0 * len(defined) / len(taus)
+    if not defined:
+        return math.nan, 0.0
+    segments = [(t1 - t0, (h0 + h1) / 2) for (t0, h0), (t1, h1) in pairwise(defined)]
+    width = math.fsum(w for w, _ in segments)
+    if width == 0:
+        return defined[0][1], coverage
+    return math.fsum(w * h for w, h in segments) / width, coverage
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:

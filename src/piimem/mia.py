@@ -161,6 +161,17 @@ def sample_members(
     return result
 
 
+def sample_statistics(model, tokenizer, sample: pl.DataFrame, **options) -> pl.DataFrame:
+    """`piimem.scoring.example_statistics` of the texts of `sample` (index, text), indexed by the sample's
+    own `index`; rows whose text is null (left out of a view) are not scored. `options` as for
+    example_statistics (max_length, batch_size, device, min_k_fractions, lowercase)."""
+    from piimem.scoring import example_statistics
+
+    scored = sample.filter(pl.col("text").is_not_null())
+    stats = example_statistics(model, tokenizer, scored["text"].to_list(), **options)
+    return stats.with_columns(pl.Series("index", scored["index"].to_list(), dtype=pl.Int64))
+
+
 # ------------------------------------------------------------------------------------------
 # Attack scores
 

@@ -33,7 +33,9 @@ from piimem.tables import (
     bucket_rank,
     defense_rank,
     extraction_by_repetition,
+    extraction_entity_types,
     maxter_curves,
+    original_view,
     prompt_set_rank,
     tuning_rank,
 )
@@ -198,17 +200,21 @@ def plot_metrics_by_checkpoint(metrics: pl.DataFrame, stem: str | os.PathLike,
 
 
 def plot_maxter(metrics: pl.DataFrame, stem: str | os.PathLike, baseline: str = BASELINE,
-                entity_type: str = "ALL", taus: Sequence[float] = TAU_GRID) -> list[Path]:
+                entity_type: str | None = None, taus: Sequence[float] = TAU_GRID) -> list[Path]:
     """MaxTER(τ) of every defense against `baseline` (`piimem.tables.maxter_curves`), one panel per prompt
-    set (and base model / tuning when several), AURC in the legend. τ where no checkpoint qualifies are
-    drawn at 0, as AURC counts them, so the legend's AURC is the mean height of the drawn line.
-    []: no TER, no perplexity, or no defense beside the baseline."""
+    set (and base model / tuning when several), AURC and its coverage in the legend. τ where no checkpoint
+    qualifies are gaps (MaxTER is undefined there), and a note under the panel says so; a defense with no
+    qualifying τ at all is listed with its smallest perplexity increase. `entity_type`: the TER's PII scope
+    (default: e-mail addresses when measured, the paper's, else all types). []: no TER, no perplexity, or
+    no defense beside the baseline."""
     import seaborn as sns
 
+    if entity_type is None:
+        scopes = extraction_entity_types(metrics)
+        entity_type = scopes[0] if scopes else "ALL"
     curves = maxter_curves(metrics, baseline=baseline, entity_type=entity_type, taus=taus)
     if curves is None:
         return []
-    curves = curves.with_columns(pl.col("maxter").fill_null(0.0))
     panels = curves.select("base_model", "tuning", "prompt_set").unique(maintain_order=True).rows()
     colors = _colors(curves["defense"].unique().to_list(), DEFENSE_ORDER)
     with _style():
@@ -216,15 +222,32 @@ def plot_maxter(metrics: pl.DataFrame, stem: str | os.PathLike, baseline: str = 
         for ax, (base_model, tuning, prompt_set) in zip(axes, panels):
             panel = curves.filter((pl.col("base_model") == base_model) & (pl.col("tuning") == tuning)
                                   & (pl.col("prompt_set") == prompt_set))
+            gaps = []
             for defense in sorted(panel["defense"].unique().to_list(), key=defense_rank):
                 line = panel.filter(pl.col("defense") == defense)
-                ax.plot(line["tau"].to_numpy(), line["maxter"].to_numpy(), color=colors[defense], marker=".",
-                        label=f"{defense} (AURC {line['aurc'][0]:.1f} %)")
+                area, coverage, cheapest = line["aurc"][0], line["coverage"][0], line["min_ppl_increase"][0]
+                if area is None:
+                    label = f"{defense} (AURC undefined: min ΔPPL {cheapest:.1f} %)" if cheapest is not None \
+                        else f"{defense} (AURC undefined)"
+                else:
+                    label = f"{defense} (AURC {area:.1f} % on {coverage:.0f} % of τ)"
+                if coverage < 100:
+                    gaps.append(defense)
+                values = line["maxter"].fill_null(float("nan")).to_numpy()
+                ax.plot(line["tau"].to_numpy(), values, color=colors[defense], marker=".", label=label)
             ax.axhline(0, color="grey", linewidth=0.8)
             ax.set(xlabel="perplexity budget τ (% PPL increase)",
                    ylabel=f"MaxTER: TER reduction vs {baseline} (%)",
-                   title=_panel_title(base_model, tuning, prompt_set, panels))
-            ax.legend(fontsize="small")
+                   title=_panel_title(base_model, tuning, prompt_set, panels) + f", {entity_type}")
+            ax.set_xlim(min(taus), max(taus))
+            defined = panel["maxter"].drop_nulls()
+            ax.set_ylim(min([0.0, *defined.to_list()]) - 5, 105)  # MaxTER is a reduction: at most 100 %
+            ax.legend(fontsize="small", loc="lower right")
+            if defined.is_empty():
+                ax.text(0.5, 0.6, "no checkpoint of any defense\nwithin the τ grid", transform=ax.transAxes,
+                        ha="center", va="center", color="grey")
+            elif gaps:
+                ax.set_xlabel(ax.get_xlabel() + "\ngaps: MaxTER undefined (no checkpoint within τ)")
         sns.despine(fig=fig)
     return save(fig, stem)
 
@@ -394,11 +417,15 @@ def plot_privacy_utility(metrics: pl.DataFrame, stem: str | os.PathLike, privacy
 
 
 def _score_table(scores: pl.DataFrame | str | os.PathLike, need: Sequence[str]) -> tuple[pl.DataFrame, str]:
+    """A MIA score table, its rows of the members' original text only (the headline view; a defended
+    run's file also holds the trained-text view)."""
     name = "scores" if isinstance(scores, pl.DataFrame) else str(scores)
     table = scores if isinstance(scores, pl.DataFrame) else pl.read_parquet(scores)
     missing = [c for c in need if c not in table.columns]
     if missing:
         raise ValueError(f"{name}: MIA score table lacks column(s) {missing}; it has {table.columns}")
+    if "member_text" in table.columns:
+        table = table.filter(pl.col("member_text") == "original").drop("member_text")
     return table, name
 
 
@@ -480,15 +507,17 @@ def plot_loss_distributions(models: Mapping[str, pl.DataFrame | str | os.PathLik
 
 def build_figures(metrics: pl.DataFrame, folder: str | os.PathLike,
                   roc_scores: pl.DataFrame | str | os.PathLike | None = None,
-                  loss_models: Mapping[str, pl.DataFrame | str | os.PathLike] | None = None) -> list[Path]:
+                  loss_models: Mapping[str, pl.DataFrame | str | os.PathLike] | None = None,
+                  taus: Sequence[float] = TAU_GRID) -> list[Path]:
     """Every figure that has data, under `folder` with the stems of `FIGURE_STEMS`; the paths written.
 
     roc_curves needs `roc_scores` (one MIA score file) and loss_distributions `loss_models` (see
     `plot_loss_distributions`); privacy_utility_ter plots TER, privacy_utility_auc the LOSS attack's AUC.
     """
     folder = Path(folder)
+    metrics = original_view(metrics)  # membership inference on the members' original text, the headline
     paths = plot_metrics_by_checkpoint(metrics, folder / "metrics_by_checkpoint")
-    paths += plot_maxter(metrics, folder / "maxter")
+    paths += plot_maxter(metrics, folder / "maxter", taus=taus)
     paths += plot_mia_auc(metrics, folder / "mia_auc_by_epoch")
     if roc_scores is not None:
         paths += plot_roc_curves(roc_scores, folder / "roc_curves")

@@ -86,6 +86,48 @@ def _check_scoring_arguments(caller: str, texts, max_length, batch_size) -> list
     return texts
 
 
+def scored_text(tokenizer, texts: Sequence[str], *, max_length: int) -> list[str]:
+    """The part of each text that a scoring pass with `max_length` reads: the characters covered by its
+    first `max_length` tokens as `_forward_batches` encodes them (the whole text when it fits).
+
+    Attacks that look at the text itself (Zlib's compressed size, Lowercase's re-cased copy) must use
+    this span, not the whole text, or they compare the loss of one text with a property of another.
+    Fast tokenizers give the span by their offsets; other tokenizers by decoding the kept tokens.
+    """
+    texts = list(texts)
+    if not texts:
+        return []
+    full = tokenizer(texts, add_special_tokens=True, verbose=False)["input_ids"]
+    cut = [i for i, ids in enumerate(full) if len(ids) > max_length]
+    spans = list(texts)
+    if not cut:
+        return spans
+    long_texts = [texts[i] for i in cut]
+    if getattr(tokenizer, "is_fast", False):
+        encoded = tokenizer(long_texts, add_special_tokens=True, truncation=True, max_length=max_length,
+                            return_offsets_mapping=True, verbose=False)["offset_mapping"]
+        for i, offsets in zip(cut, encoded):
+            spans[i] = texts[i][:max(end for _, end in offsets)]
+    else:
+        for i in cut:
+            spans[i] = tokenizer.decode(full[i][:max_length], skip_special_tokens=True)
+    return spans
+
+
+def usable_positions(model) -> int | None:
+    """How many input tokens the model can take: its position limit (n_positions or
+    max_position_embeddings) less the virtual tokens of a PEFT prompt-learning method; None when the
+    config names no limit."""
+    config = getattr(model, "config", None)
+    limit = next((v for v in (getattr(config, name, None) for name in ("n_positions", "max_position_embeddings"))
+                  if isinstance(v, int)), None)
+    peft_config = getattr(model, "peft_config", None)
+    if limit is not None and peft_config:
+        adapter = peft_config[getattr(model, "active_adapter", "default")]
+        limit -= getattr(adapter, "num_virtual_tokens", 0) or 0
+    return limit
+
+
 def _forward_batches(model, tokenizer, texts: list[str], *, max_length: int, batch_size: int, target,
                      desc: str, on_batch: Callable) -> None:
     """Run the model over `texts` in length-sorted batches and hand each batch's output to `on_batch`.
@@ -292,10 +334,14 @@ def example_statistics(
     `token_nll`, whose NLLs these reproduce):
       index, n_tokens        as in `token_nll`
       nll_mean               mean NLL (nats) of the scored tokens; null when n_tokens is 0
-      nll_lower_mean         nll_mean of `text.lower()` (only with `lowercase`): a second batch loop over
-                             the lower-cased texts inside this call, NLL only (no vocabulary statistics);
-                             texts already in lower case reuse nll_mean instead of being scored again
-      zlib_bytes             len(zlib.compress(text.encode("utf-8"))) at zlib's default level
+      nll_lower_mean         mean NLL of the scored span (`scored_text`) lower-cased, over all its own tokens
+                             (only with `lowercase`): a second batch loop inside this call, NLL only (no
+                             vocabulary statistics), allowed as many tokens as the model takes
+                             (`usable_positions`), since lower-cased text often needs more tokens than its
+                             original; spans already in lower case reuse nll_mean instead of being scored
+                             again
+      zlib_bytes             len(zlib.compress(span.encode("utf-8"))) at zlib's default level, of the same
+                             scored span: the loss and the compressed size describe the same characters
       min_k_<pct>            Min-K%: mean log-probability of the K % least likely scored tokens
                              (`lowest_count`), one column per K in `min_k_fractions` (e.g. min_k_20)
       min_k_pp_<pct>         Min-K%++: the mean of the K % lowest (log p(x_t) - mu_t) / sigma_t, with mu_t,
@@ -341,16 +387,25 @@ def example_statistics(
         "n_tokens": pl.Series("n_tokens", n_tokens, dtype=pl.Int64),
         "nll_mean": pl.Series("nll_mean", nll_mean, dtype=pl.Float64),
     }
+    spans = scored_text(tokenizer, texts, max_length=max_length)
     if lowercase:
-        changed = [i for i, t in enumerate(texts) if t.lower() != t]
+        changed = [i for i, t in enumerate(spans) if t.lower() != t]
         lower_mean = list(nll_mean)
         if changed:
-            lower = token_nll(model, tokenizer, [texts[i].lower() for i in changed], max_length=max_length,
-                              batch_size=batch_size, device=str(target))
+            lower_texts = [spans[i].lower() for i in changed]
+            limit = max(max_length, usable_positions(model) or 4 * max_length)
+            lower_lengths = [len(ids) for ids in tokenizer(lower_texts, add_special_tokens=True,
+                                                           verbose=False)["input_ids"]]
+            cut = sum(n > limit for n in lower_lengths)
+            if cut:
+                log.warning("lowercase: %d of %d lower-cased spans exceed the model's %d positions and are cut",
+                            cut, len(changed), limit)
+            lower = token_nll(model, tokenizer, lower_texts, max_length=limit, batch_size=batch_size,
+                              device=str(target))
             for i, s, k in zip(changed, lower["nll_sum"], lower["n_tokens"]):
                 lower_mean[i] = s / k if k else None
         columns["nll_lower_mean"] = pl.Series("nll_lower_mean", lower_mean, dtype=pl.Float64)
-    columns["zlib_bytes"] = pl.Series("zlib_bytes", [len(zlib.compress(t.encode("utf-8"))) for t in texts],
+    columns["zlib_bytes"] = pl.Series("zlib_bytes", [len(zlib.compress(t.encode("utf-8"))) for t in spans],
                                       dtype=pl.Int64)
     for label in labels:
         columns[f"min_k_{label}"] = pl.Series(f"min_k_{label}", min_k[label], dtype=pl.Float64)

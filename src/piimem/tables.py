@@ -23,7 +23,8 @@ from pathlib import Path
 
 import polars as pl
 
-from piimem.metrics import TAU_GRID, aurc, maxter_curve, reduction_vs_baseline
+from piimem import papers
+from piimem.metrics import TAU_GRID, aurc, maxter_curve, maxter_points, reduction_vs_baseline
 
 BASELINE = "none"
 # Display order of defenses and tuning methods; names not listed follow, alphabetically. Every tuning name
@@ -33,18 +34,9 @@ TUNING_ORDER = ("full", "head", "lora", "prefix", "prompt", "ptuning")
 ATTACK_ORDER = ("loss", "ref", "zlib", "min_k", "min_k_pp", "lowercase")
 # Prompt sets: the paper's main one (prefixes of training PII) first, user-given sets after, alphabetically.
 PROMPT_SET_ORDER = ("train-prefix", "test", "public")
-
-# The RMFT paper's headline (papers.md, Enron): reductions against plain fine-tuning, and the PPL cost.
-PAPER_RMFT = {"TER reduction, paper (%)": 80.81, "SER reduction, paper (%)": 80.17,
-              "PPL increase, paper (%)": 5.73}
-# Hou et al., Table 2 (Llama-2-7B, 5 epochs): LOSS AUC per dataset and tuning method. The paper's LoRA
-# targets are not stated; only the tuning name "lora" (piimem's default, attention) is matched to it.
-PAPER_TABLE2 = {
-    "WebNLG": {"head": 0.905, "lora": 0.852, "prefix": 0.621, "prompt": 0.582, "ptuning": 0.626},
-    "WikiText": {"head": 0.889, "lora": 0.787, "prefix": 0.484, "prompt": 0.478, "ptuning": 0.487},
-    "XSum": {"head": 0.823, "lora": 0.716, "prefix": 0.522, "prompt": 0.528, "ptuning": 0.532},
-}
-TABLE_STEMS = ("rmft", "finetuning", "extraction_by_type", "extraction_by_repetition")
+# The RMFT paper's TER and SER count e-mail addresses only: its figures stand beside our e-mail rows.
+PAPER_ENTITY_TYPE = "EMAIL_ADDRESS"
+TABLE_STEMS = ("rmft", "finetuning", "extraction_by_type", "extraction_by_repetition", "claims")
 
 RUN_KEYS = ("base_model", "defense", "tuning", "seed")
 # Human headers of the key columns, shared by every table.
@@ -109,6 +101,24 @@ def _sort_rows(rows: list[dict], keys: Sequence[str]) -> list[dict]:
     return sorted(rows, key=lambda r: [rankers[k](r[k]) if k in rankers else _rank(r[k], ()) for k in keys])
 
 
+def defense_kind(defense: str) -> str:
+    """The defense a variant name belongs to: "rmft_all_p0.5" -> "rmft" (piimem.config.defense_variants)."""
+    return defense.split("_", 1)[0]
+
+
+def is_paper_rmft(defense: str) -> bool:
+    """An RMFT variant of the paper's scope (e-mail addresses): any rmft variant but the `all` scope."""
+    return defense_kind(defense) == "rmft" and "all" not in defense.split("_")[1:]
+
+
+def original_view(metrics: pl.DataFrame) -> pl.DataFrame:
+    """The rows that score the members' original text (membership inference's headline view), and every
+    row without a view (not membership inference)."""
+    if "member_text" not in metrics.columns:
+        return metrics
+    return metrics.filter(pl.col("member_text").is_null() | (pl.col("member_text") == "original"))
+
+
 def _finite(values: Iterable[float | None]) -> list[float]:
     return [v for v in values if v is not None and not math.isnan(v)]
 
@@ -118,7 +128,7 @@ def _mean(values: Iterable[float | None]) -> float | None:
     return math.fsum(kept) / len(kept) if kept else None
 
 
-def _select(metrics: pl.DataFrame, metric_names: Iterable[str], **equal) -> pl.DataFrame:
+def select_metrics(metrics: pl.DataFrame, metric_names: Iterable[str], **equal) -> pl.DataFrame:
     """Rows of the given metrics whose columns equal the given values (None matches null)."""
     rows = metrics.filter(pl.col("metric").is_in(list(metric_names)))
     for column, value in equal.items():
@@ -151,7 +161,7 @@ def at_checkpoint(rows: pl.DataFrame, checkpoint: str | None = None,
     return rows.join(chosen, on=[*RUN_KEYS, "checkpoint"], how="semi", nulls_equal=True)
 
 
-def _by_checkpoint(rows: pl.DataFrame, keys: Sequence[str],
+def by_checkpoint(rows: pl.DataFrame, keys: Sequence[str],
                    metric: str) -> dict[tuple, dict[str, float | None]]:
     """{key values: {checkpoint: seed-mean value}} of one metric."""
     out: dict[tuple, dict[str, float | None]] = {}
@@ -174,12 +184,14 @@ def maxter_curves(metrics: pl.DataFrame, baseline: str = BASELINE, entity_type: 
 
     TER of `entity_type` and ppl_mean, each the mean over seeds per checkpoint, compared on the checkpoints
     both runs have (`piimem.metrics.maxter_curve`, conventions there). Long table: base_model, tuning,
-    prompt_set, defense, tau, maxter (null where no checkpoint qualifies), aurc (`piimem.metrics.aurc`,
-    those τ counted as 0). None when there is no TER, no ppl_mean, or no defense beside the baseline.
+    prompt_set, defense, tau, maxter (null where no checkpoint qualifies: undefined), and per curve
+    aurc (null when no τ qualifies) with its coverage (`piimem.metrics.aurc`) and min_ppl_increase, the
+    smallest ΔPPL_c any of its checkpoints reaches (%): where coverage is 0 it says how far the cheapest
+    checkpoint is from the grid. None when there is no TER, no ppl_mean, or no defense beside the baseline.
     """
-    ter = _by_checkpoint(_select(metrics, ["ter"], entity_type=entity_type),
+    ter = by_checkpoint(select_metrics(metrics, ["ter"], entity_type=entity_type),
                          ("base_model", "tuning", "prompt_set", "defense"), "ter")
-    ppl = _by_checkpoint(_select(metrics, ["ppl_mean"]), ("base_model", "tuning", "defense"), "ppl_mean")
+    ppl = by_checkpoint(select_metrics(metrics, ["ppl_mean"]), ("base_model", "tuning", "defense"), "ppl_mean")
     rows = []
     for (base_model, tuning, prompt_set, defense), method_ter in ter.items():
         base_ter = ter.get((base_model, tuning, prompt_set, baseline))
@@ -192,61 +204,82 @@ def maxter_curves(metrics: pl.DataFrame, baseline: str = BASELINE, entity_type: 
             continue
         aligned = [_aligned(series, shared) for series in (method_ter, base_ter, method_ppl, base_ppl)]
         curve = maxter_curve(*aligned, taus)
-        area = aurc(taus, curve)
+        area, coverage = aurc(taus, curve)
+        costs = [cost for cost, _ in maxter_points(*aligned)]
         rows += [{"base_model": base_model, "tuning": tuning, "prompt_set": prompt_set, "defense": defense,
-                  "tau": float(tau), "maxter": None if math.isnan(v) else v, "aurc": area}
+                  "tau": float(tau), "maxter": None if math.isnan(v) else v,
+                  "aurc": None if math.isnan(area) else area, "coverage": coverage,
+                  "min_ppl_increase": min(costs) if costs else None}
                  for tau, v in zip(taus, curve)]
     if not rows:
         return None
     rows = _sort_rows(rows, ("base_model", "tuning", "prompt_set", "defense"))
     return pl.DataFrame(rows, schema={"base_model": pl.Utf8, "tuning": pl.Utf8, "prompt_set": pl.Utf8,
                                       "defense": pl.Utf8, "tau": pl.Float64, "maxter": pl.Float64,
-                                      "aurc": pl.Float64})
+                                      "aurc": pl.Float64, "coverage": pl.Float64,
+                                      "min_ppl_increase": pl.Float64})
 
 
 # ------------------------------------------------------------------------------------------
 # Tables
 
 
-def rmft_table(metrics: pl.DataFrame, prompt_sets: Sequence[str] | None = None, entity_type: str = "ALL",
-               baseline: str = BASELINE, taus: Sequence[float] = TAU_GRID,
-               paper: bool = True) -> pl.DataFrame | None:
-    """The RMFT comparison (papers.md §1): one row per base model, tuning, prompt set and defense.
+def extraction_entity_types(metrics: pl.DataFrame) -> list[str]:
+    """The PII scopes the RMFT table shows: e-mail addresses (the paper's) when measured, and all types
+    together when other types were measured as well."""
+    measured = set(select_metrics(metrics, ["ter"])["entity_type"].drop_nulls().to_list())
+    shown = [PAPER_ENTITY_TYPE] if PAPER_ENTITY_TYPE in measured else []
+    if "ALL" in measured and (not shown or measured - {PAPER_ENTITY_TYPE, "ALL"}):
+        shown.append("ALL")
+    return shown
 
-    Columns: TER, SER, TEGR (%, of `entity_type`) and PPL (ppl_mean), each averaged over checkpoints;
-    TER and SER reduction vs `baseline` and PPL increase (%, `piimem.metrics.reduction_vs_baseline` on the
-    per-checkpoint seed means; PPL increase is minus the PPL reduction); AURC (%) of the defense's MaxTER
-    curve vs the baseline (`maxter_curves`); with `paper`, the RMFT paper's reported figures on the rmft
-    rows. Comparison columns are empty on the baseline's rows and where the baseline was not run.
-    None when there is no TER. `prompt_sets`: the sets to show (default: all, in PROMPT_SET_ORDER).
+
+def rmft_table(metrics: pl.DataFrame, prompt_sets: Sequence[str] | None = None,
+               entity_types: Sequence[str] | None = None, baseline: str = BASELINE,
+               taus: Sequence[float] = TAU_GRID, paper: bool = True) -> pl.DataFrame | None:
+    """The RMFT comparison (papers.md §1): one row per base model, tuning, prompt set, PII scope (entity
+    type) and defense.
+
+    Columns: TER, SER, TEGR (%) and PPL (ppl_mean), each averaged over checkpoints; TER and SER reduction
+    vs `baseline` and PPL increase (%, `piimem.metrics.reduction_vs_baseline` on the per-checkpoint seed
+    means; PPL increase is minus the PPL reduction); the smallest per-checkpoint PPL increase; AURC (%) of
+    the MaxTER curve vs the baseline over the τ where it is defined, and that coverage (`maxter_curves`).
+    With `paper`, the RMFT paper's figures (GPT-2, Enron, e-mail addresses) beside the paper-scope RMFT
+    rows of e-mail addresses, labelled with their model and data. Comparison columns are empty on the
+    baseline's rows and where the baseline was not run. None when there is no TER. `prompt_sets`: the sets
+    to show (default all); `entity_types`: the scopes (default `extraction_entity_types`).
     """
-    keys = ("base_model", "tuning", "prompt_set", "defense")
-    rates = _select(metrics, ["ter", "ser", "tegr"], entity_type=entity_type)
+    keys = ("base_model", "tuning", "prompt_set", "entity_type", "defense")
+    entity_types = list(entity_types) if entity_types is not None else extraction_entity_types(metrics)
+    rates = select_metrics(metrics, ["ter", "ser", "tegr"]).filter(pl.col("entity_type").is_in(entity_types))
     if prompt_sets is not None:
         rates = rates.filter(pl.col("prompt_set").is_in(list(prompt_sets)))
     if rates.filter(pl.col("metric") == "ter").height == 0:
         return None
-    series = {m: _by_checkpoint(rates, keys, m) for m in ("ter", "ser", "tegr")}
-    ppl = _by_checkpoint(_select(metrics, ["ppl_mean"]), ("base_model", "tuning", "defense"), "ppl_mean")
-    curves = maxter_curves(metrics, baseline=baseline, entity_type=entity_type, taus=taus)
-    areas = {} if curves is None else {
-        tuple(r[k] for k in keys): r["aurc"]
-        for r in curves.select(*keys, "aurc").unique().iter_rows(named=True)}
+    series = {m: by_checkpoint(rates, keys, m) for m in ("ter", "ser", "tegr")}
+    ppl = by_checkpoint(select_metrics(metrics, ["ppl_mean"]), ("base_model", "tuning", "defense"), "ppl_mean")
+    curves = {}
+    for entity_type in entity_types:
+        table = maxter_curves(metrics, baseline=baseline, entity_type=entity_type, taus=taus)
+        for r in ([] if table is None else table.unique(["base_model", "tuning", "prompt_set", "defense"])
+                  .iter_rows(named=True)):
+            curves[(r["base_model"], r["tuning"], r["prompt_set"], entity_type, r["defense"])] = r
 
     rows = []
     for key in series["ter"]:
-        base_model, tuning, prompt_set, defense = key
-        base_key = (base_model, tuning, prompt_set, baseline)
+        base_model, tuning, prompt_set, entity_type, defense = key
+        base_key = (base_model, tuning, prompt_set, entity_type, baseline)
         ppl_values = ppl.get((base_model, tuning, defense), {})
         ppl_base = ppl.get((base_model, tuning, baseline))
         compared = defense != baseline and base_key in series["ter"]
+        curve = curves.get(key, {}) if compared else {}
 
-        reductions = {m: _reduction(series[m].get(key), series[m].get(base_key)) if compared else None
+        reductions = {m: series_reduction(series[m].get(key), series[m].get(base_key)) if compared else None
                       for m in ("ter", "ser")}
-        ppl_reduction = _reduction(ppl_values, ppl_base) if defense != baseline else None
+        ppl_reduction = series_reduction(ppl_values, ppl_base) if defense != baseline else None
         row = {
             HEADERS["base_model"]: base_model, HEADERS["tuning"]: tuning, HEADERS["prompt_set"]: prompt_set,
-            HEADERS["defense"]: defense,
+            HEADERS["entity_type"]: entity_type, HEADERS["defense"]: defense,
             "TER (%)": _mean(series["ter"].get(key, {}).values()),
             "SER (%)": _mean(series["ser"].get(key, {}).values()),
             "TEGR (%)": _mean(series["tegr"].get(key, {}).values()),
@@ -254,13 +287,22 @@ def rmft_table(metrics: pl.DataFrame, prompt_sets: Sequence[str] | None = None, 
             "TER reduction (%)": reductions["ter"],
             "SER reduction (%)": reductions["ser"],
             "PPL increase (%)": None if ppl_reduction is None else -ppl_reduction,
-            "AURC (%)": areas.get(key) if compared else None,
+            "min PPL increase (%)": curve.get("min_ppl_increase"),
+            "AURC (%)": curve.get("aurc"),
+            "AURC coverage (%)": curve.get("coverage"),
         }
         if paper:
-            row.update({name: (value if defense == "rmft" else None) for name, value in PAPER_RMFT.items()})
+            shown = is_paper_rmft(defense) and entity_type == PAPER_ENTITY_TYPE
+            figures = (papers.RMFT_TER_REDUCTION, papers.RMFT_SER_REDUCTION, papers.RMFT_PPL_INCREASE)
+            label = figures[0].label
+            row.update({"TER reduction, paper (%)": figures[0].value if shown else None,
+                        "SER reduction, paper (%)": figures[1].value if shown else None,
+                        "PPL increase, paper (%)": figures[2].value if shown else None,
+                        "paper: model, data": label if shown else None})
         rows.append(row)
-    rows = sorted(rows, key=_context_rank)
-    return _frame(rows, text_columns=[HEADERS[k] for k in keys])
+    rows = sorted(rows, key=lambda r: (*_context_rank(r)[:3], r["entity type"] != PAPER_ENTITY_TYPE,
+                                       _context_rank(r)[3]))
+    return _frame(rows, text_columns=[*(HEADERS[k] for k in keys), "paper: model, data"])
 
 
 def _context_rank(row: dict) -> tuple:
@@ -269,7 +311,7 @@ def _context_rank(row: dict) -> tuple:
             defense_rank(row["defense"]))
 
 
-def _reduction(method: dict[str, float | None] | None, base: dict[str, float | None] | None) -> float | None:
+def series_reduction(method: dict[str, float | None] | None, base: dict[str, float | None] | None) -> float | None:
     """`reduction_vs_baseline` of two per-checkpoint series; None where it is undefined."""
     if not method or not base:
         return None
@@ -277,25 +319,29 @@ def _reduction(method: dict[str, float | None] | None, base: dict[str, float | N
     return None if math.isnan(value) else value
 
 
-def finetuning_table(metrics: pl.DataFrame, epoch: float | None = None, checkpoint: str | None = None,
-                     paper_dataset: str | None = "WikiText") -> pl.DataFrame | None:
+def finetuning_table(metrics: pl.DataFrame, epoch: float | None = None,
+                     checkpoint: str | None = None) -> pl.DataFrame | None:
     """Membership inference by tuning method, the layout of Hou et al.'s Table 2: one row per base model,
-    defense and tuning method, at one checkpoint per run (`at_checkpoint`: by id, nearest `epoch`, or the
-    last), averaged over seeds.
+    defense and tuning method, at one checkpoint per run (`at_checkpoint`: by id, nearest `epoch` (the
+    config's report.finetuning_epoch), or the last), averaged over seeds.
 
     Columns: epoch, seeds; LOSS AUC with its bootstrap CI (only with one seed: intervals of different
-    seeds do not average into one) and LOSS TPR@1%FPR (fraction); the AUC of every other attack; PPL
-    (ppl_mean, validation perplexity); with `paper_dataset` (WebNLG, WikiText, XSum), the paper's LOSS AUC
-    for Llama-2-7B on that dataset beside the matching tuning names. None when there is no mia_auc metric.
+    seeds do not average into one) and LOSS TPR@1%FPR (fraction); the AUC of every other attack, all on
+    the members' original text; for defended runs, the LOSS AUC on the text the model trained on ("LOSS
+    AUC, trained text"); PPL (ppl_mean, validation perplexity) and the base model's PPL on the same text;
+    the paper's LOSS AUC where the paper measured the same model (`piimem.papers.finetuning_figure`:
+    Table 3 for GPT-2 sizes, Table 2 for Llama-2-7B), with its model and data in the next column. None
+    when there is no mia_auc metric.
     """
     keys = ("base_model", "defense", "tuning")
-    auc = _select(metrics, [m for m in metrics["metric"].unique().to_list() if m.startswith("mia_auc/")])
+    auc_names = [m for m in metrics["metric"].unique().to_list() if m.startswith("mia_auc/")]
+    auc = select_metrics(original_view(metrics), auc_names)
     if auc.height == 0:
         return None
-    if paper_dataset is not None and paper_dataset not in PAPER_TABLE2:
-        raise ValueError(f"finetuning_table: paper_dataset must be one of {sorted(PAPER_TABLE2)} or None, "
-                         f"got {paper_dataset!r}")
-    chosen = at_checkpoint(pl.concat([auc, _select(metrics, ["mia_tpr@1%fpr/loss", "ppl_mean"])]),
+    extra = ["mia_tpr@1%fpr/loss", "ppl_mean", "ppl_base"]
+    trained = select_metrics(metrics.filter(pl.col("member_text") == "trained") if "member_text" in metrics.columns
+                      else metrics.clear(), ["mia_auc/loss"]).with_columns(metric=pl.lit("trained/mia_auc/loss"))
+    chosen = at_checkpoint(pl.concat([auc, select_metrics(original_view(metrics), extra), trained]),
                            checkpoint=checkpoint, epoch=epoch)
     means = chosen.group_by([*keys, "metric"]).agg(
         pl.col("epoch").mean(), pl.col("value").mean(), pl.col("ci_low").mean(), pl.col("ci_high").mean(),
@@ -321,11 +367,31 @@ def finetuning_table(metrics: pl.DataFrame, epoch: float | None = None, checkpoi
         for attack in attacks:
             if attack != "loss":
                 row[f"{attack_label(attack)} AUC"] = values.get(f"mia_auc/{attack}", {}).get("value")
+        if trained.height:
+            row["LOSS AUC, trained text"] = values.get("trained/mia_auc/loss", {}).get("value")
         row["PPL"] = values.get("ppl_mean", {}).get("value")
-        if paper_dataset is not None:
-            row[f"LOSS AUC, paper (Llama-2-7B, {paper_dataset})"] = PAPER_TABLE2[paper_dataset].get(key[2])
+        row["PPL base"] = values.get("ppl_base", {}).get("value")
+        figure = papers.finetuning_figure(key[0], key[2])
+        row["LOSS AUC, paper"] = None if figure is None else figure.text()
+        row["paper: model, data"] = None if figure is None else figure.label
         rows.append(row)
-    return _frame(rows, text_columns=[HEADERS[k] for k in keys], int_columns=["seeds"])
+    return _frame(rows, text_columns=[*(HEADERS[k] for k in keys), "LOSS AUC, paper", "paper: model, data"],
+                  int_columns=["seeds"])
+
+
+def finetuning_notes(table: pl.DataFrame | None) -> list[str]:
+    """Footnotes of the fine-tuning table: runs whose perplexity is no lower than the base model's have not
+    learnt the data, so their AUC near 0.5 says nothing about privacy; and which text the AUCs score."""
+    if table is None or table.height == 0:
+        return []
+    notes = ["AUCs score the members' original text (the privacy question); \"LOSS AUC, trained text\" scores "
+             "what a defended run trained on, against non-members put through the same defense."]
+    stalled = table.filter(pl.col("PPL base").is_not_null() & (pl.col("PPL") >= pl.col("PPL base")))
+    for row in stalled.iter_rows(named=True):
+        notes.append(f"Not learnt: {row['base model']} {row['defense']}-{row['tuning']} ends at PPL "
+                     f"{row['PPL']:.2f} on the test messages, no lower than its base model's {row['PPL base']:.2f}: "
+                     f"it has not learnt text like them, so an AUC near 0.5 need not mean privacy.")
+    return notes
 
 
 def extraction_by_type(metrics: pl.DataFrame, checkpoint: str | None = None) -> pl.DataFrame | None:
@@ -333,7 +399,7 @@ def extraction_by_type(metrics: pl.DataFrame, checkpoint: str | None = None) -> 
     prompt set and defense, at the last checkpoint of each run (or `checkpoint`), averaged over seeds.
     None when there is no TER."""
     keys = ("base_model", "tuning", "prompt_set", "defense", "entity_type")
-    rows = at_checkpoint(_select(metrics, ["ter", "ser", "tegr", "n_true"]), checkpoint=checkpoint)
+    rows = at_checkpoint(select_metrics(metrics, ["ter", "ser", "tegr", "n_true"]), checkpoint=checkpoint)
     if rows.filter(pl.col("metric") == "ter").height == 0:
         return None
     wide = _seed_mean_wide(rows, keys)
@@ -350,7 +416,7 @@ def extraction_by_repetition(metrics: pl.DataFrame, checkpoint: str | None = Non
     bucket, at the last checkpoint of each run (or `checkpoint`), averaged over seeds. Long form, buckets
     in increasing order. None when there is no ter_rep metric."""
     names = [m for m in metrics["metric"].unique().to_list() if m.startswith(("ter_rep/", "n_rep/"))]
-    rows = at_checkpoint(_select(metrics, names, entity_type=entity_type), checkpoint=checkpoint)
+    rows = at_checkpoint(select_metrics(metrics, names, entity_type=entity_type), checkpoint=checkpoint)
     if not any(m.startswith("ter_rep/") for m in names) or rows.height == 0:
         return None
     rows = rows.with_columns(bucket=pl.col("metric").str.split("/").list.get(1),
@@ -417,8 +483,8 @@ def _visible(table: pl.DataFrame, drop_constant: Sequence[str]) -> pl.DataFrame:
     return table.drop(drop) if len(drop) < table.width else table
 
 
-def to_markdown(table: pl.DataFrame) -> str:
-    """A GitHub pipe table; numbers right-aligned, a missing value as "–"."""
+def to_markdown(table: pl.DataFrame, notes: Sequence[str] = ()) -> str:
+    """A GitHub pipe table; numbers right-aligned, a missing value as "–"; each note a line below it."""
     def line(cells: Iterable[str]) -> str:
         return "| " + " | ".join(c.replace("|", r"\|") for c in cells) + " |"
 
@@ -426,12 +492,14 @@ def to_markdown(table: pl.DataFrame) -> str:
     out = [line(table.columns), line("---:" if n else "---" for n in numeric)]
     for row in table.iter_rows():
         out.append(line(_cell(v, c, d, "–", "inf") for v, c, d in zip(row, table.columns, table.dtypes)))
+    if notes:
+        out += ["", *(f"Note: {note}" for note in notes)]
     return "\n".join(out) + "\n"
 
 
-def to_latex(table: pl.DataFrame) -> str:
+def to_latex(table: pl.DataFrame, notes: Sequence[str] = ()) -> str:
     """A booktabs tabular (needs \\usepackage{booktabs}); text escaped, numbers right-aligned, a missing
-    value as "--"."""
+    value as "--"; each note a full-width row below the rule."""
     spec = "".join("r" if d.is_numeric() else "l" for d in table.dtypes)
     latex_ready = ("--", r"$\infty$", r"-$\infty$")  # the missing and infinite marks are LaTeX already
     header = " & ".join(map(latex_escape, table.columns)) + r" \\"
@@ -439,16 +507,19 @@ def to_latex(table: pl.DataFrame) -> str:
     for row in table.iter_rows():
         cells = (_cell(v, c, d, "--", r"$\infty$") for v, c, d in zip(row, table.columns, table.dtypes))
         out.append(" & ".join(c if c in latex_ready else latex_escape(c) for c in cells) + r" \\")
-    out += [r"\bottomrule", r"\end{tabular}"]
+    out.append(r"\bottomrule")
+    out += [rf"\multicolumn{{{table.width}}}{{l}}{{\footnotesize Note: {latex_escape(n)}}} \\" for n in notes]
+    out.append(r"\end{tabular}")
     return "\n".join(out) + "\n"
 
 
 def write_tables(table: pl.DataFrame | None, stem: str | os.PathLike,
-                 drop_constant: Sequence[str] = ()) -> list[Path]:
+                 drop_constant: Sequence[str] = (), notes: Sequence[str] = ()) -> list[Path]:
     """Write `table` as stem.csv (all columns, full precision), stem.md and stem.tex; return the paths.
 
     Columns named in `drop_constant` are left out of md and tex when they hold a single value (the base
-    model of a one-model config, say); csv keeps them. A None or empty table writes nothing and returns [].
+    model of a one-model config, say); csv keeps them. `notes` go below the md and tex tables. A None or
+    empty table writes nothing and returns [].
     """
     if table is None or table.height == 0:
         return []
@@ -457,29 +528,35 @@ def write_tables(table: pl.DataFrame | None, stem: str | os.PathLike,
     paths = [stem.with_name(stem.name + suffix) for suffix in (".csv", ".md", ".tex")]
     table.write_csv(paths[0])
     shown = _visible(table, drop_constant)
-    paths[1].write_text(to_markdown(shown), encoding="utf-8")
-    paths[2].write_text(to_latex(shown), encoding="utf-8")
+    paths[1].write_text(to_markdown(shown, notes), encoding="utf-8")
+    paths[2].write_text(to_latex(shown, notes), encoding="utf-8")
     return paths
 
 
-def build_tables(metrics: pl.DataFrame, folder: str | os.PathLike) -> list[Path]:
+def build_tables(metrics: pl.DataFrame, folder: str | os.PathLike, *, finetuning_epoch: float | None = None,
+                 taus: Sequence[float] = TAU_GRID) -> list[Path]:
     """Every table that has data, written under `folder` with the stems of `TABLE_STEMS`; the paths.
 
-    rmft: `rmft_table`; finetuning: `finetuning_table` (last checkpoint); extraction_by_type,
-    extraction_by_repetition: at the last checkpoint. Key columns with one value are left out of md/tex.
+    rmft: `rmft_table` over the τ grid `taus`; finetuning: `finetuning_table` at `finetuning_epoch` (None:
+    the last checkpoint) with `finetuning_notes`; extraction_by_type, extraction_by_repetition: at the last
+    checkpoint; claims: `piimem.claims.claims_table`. Key columns with one value are left out of md/tex.
     """
+    from piimem.claims import claims_table
+
     folder = Path(folder)
     # Columns that only say which experiment the rows come from (not what the rows compare).
     context = {"rmft": ("base model", "tuning", "prompt set"), "finetuning": ("base model", "defense"),
                "extraction_by_type": ("base model", "tuning", "prompt set"),
-               "extraction_by_repetition": ("base model", "tuning", "prompt set")}
+               "extraction_by_repetition": ("base model", "tuning", "prompt set"), "claims": ()}
+    finetuning = finetuning_table(metrics, epoch=finetuning_epoch)
     tables = {
-        "rmft": rmft_table(metrics),
-        "finetuning": finetuning_table(metrics),
-        "extraction_by_type": extraction_by_type(metrics),
-        "extraction_by_repetition": extraction_by_repetition(metrics),
+        "rmft": (rmft_table(metrics, taus=taus), []),
+        "finetuning": (finetuning, finetuning_notes(finetuning)),
+        "extraction_by_type": (extraction_by_type(metrics), []),
+        "extraction_by_repetition": (extraction_by_repetition(metrics), []),
+        "claims": (claims_table(metrics, finetuning_epoch=finetuning_epoch, taus=taus), []),
     }
     paths: list[Path] = []
-    for stem, table in tables.items():
-        paths += write_tables(table, folder / stem, drop_constant=context[stem])
+    for stem, (table, notes) in tables.items():
+        paths += write_tables(table, folder / stem, drop_constant=context[stem], notes=notes)
     return paths

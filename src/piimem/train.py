@@ -1151,12 +1151,3 @@ def _from_rank0(processes: _Processes, manifest: dict) -> dict:
     box = [manifest if processes.main else None]
     dist.broadcast_object_list(box, src=0)  # also waits for rank 0, which writes before it sends
     return box[0]
-
-
-def read_checkpoints(manifest_path: Path) -> dict[str, dict]:
-    """The checkpoints a finished run's manifest lists, by id, each with `dir`: its absolute directory."""
-    manifest_path = Path(manifest_path)
-    return {
-        c["id"]: {**c, "dir": manifest_path.parent / c["path"]}
-        for c in json.loads(manifest_path.read_text())["checkpoints"]
-    }

@@ -21,8 +21,10 @@ from pathlib import Path
 
 log = logging.getLogger("piimem")
 
-TUNING_METHODS = ("full", "head", "lora", "prefix", "prompt", "ptuning")
 LORA_TARGETS = ("attention", "mlp", "both")
+# LoRA with its target set in the method's name, so one config can compare target sets (Hou et al.).
+LORA_VARIANTS = {f"lora_{targets}": targets for targets in LORA_TARGETS}
+TUNING_METHODS = ("full", "head", "lora", *LORA_VARIANTS, "prefix", "prompt", "ptuning")
 PROMPT_INITS = ("random", "text")
 PTUNING_ENCODERS = ("mlp", "lstm")
 
@@ -48,6 +50,7 @@ DEFAULTS: dict[str, dict] = {
     # as the model (d/2 each), and the MLP encoder is d wide.
     "ptuning": {"num_virtual_tokens": 9, "encoder": "lstm", "encoder_hidden_size": None, "lr": 1e-5},
 }
+DEFAULTS.update({name: {k: v for k, v in DEFAULTS["lora"].items() if k != "targets"} for name in LORA_VARIANTS})
 
 # LoRA target module names per model family (config.model_type), as suffixes of full module paths:
 # PEFT matches a target when a module's dotted name equals it or ends with "." + it. GPT-2 has a
@@ -280,11 +283,11 @@ def _peft_config(model, method: str, opts: dict):
 
     from piimem.models import model_family
 
-    if method == "lora":
+    if method == "lora" or method in LORA_VARIANTS:
         family = model_family(model)
         return LoraConfig(
             task_type=TaskType.CAUSAL_LM, r=opts["r"], lora_alpha=opts["alpha"], lora_dropout=opts["dropout"],
-            target_modules=lora_target_modules(family, opts["targets"]),
+            target_modules=lora_target_modules(family, LORA_VARIANTS.get(method) or opts["targets"]),
             # GPT-2's projections are Conv1D layers storing weights as (in, out).
             fan_in_fan_out=family == "gpt2",
         )

@@ -15,9 +15,11 @@ os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 sys.path.insert(0, _SRC)
+from piimem.io import make_private_dirs
 from piimem.config import (
     canaries_measured,
     check_config,
+    check_inputs,
     checkpoint_ids,
     corpus_name,
     dedup_thresholds,
@@ -25,16 +27,31 @@ from piimem.config import (
     model_slug,
     result_stems,
     run_names,
-    split_run_name,
+    variant_options,
 )
+from piimem.metrics import tau_grid
+from piimem.runs import RunId
 
 validate(config, schema="../schemas/config.schema.yaml")
 check_config(config)
+check_inputs(config)
+
+
+onstart:
+    # Snakemake creates a job's output folders with the default mode just before the job runs: make the
+    # planned ones under results/private 0700 first (and any left 0755 by an older version).
+    make_private_dirs(
+        (str(f) for job in workflow.dag.needrun_jobs() for f in job.output), tree="results/private"
+    )
+
 
 CORPUS = corpus_name(config)
 SYNTHETIC = config["corpus"]["source"] == "synthetic"
 BASE_MODELS = {model_slug(name): name for name in config["base_models"]}
 CHECKPOINTS = checkpoint_ids(config["train"]["epochs"], config["train"]["checkpoints_per_epoch"])
+# GPUs a job asks the scheduler for: finetune spreads one run over train.gpus; every other model job
+# (pre-training, scoring, attacks, generation) runs in one process on one GPU.
+ONE_GPU = min(1, config["train"]["gpus"])
 PROMPT_SETS = config["extraction"]["prompt_sets"]
 # (prompt set, the same as a rule-name suffix, path) of each prompt file not on disk yet.
 MISSING_PROMPT_FILES = [
@@ -46,6 +63,7 @@ CANARIES = canaries_measured(config)
 DEFENSES = defense_variants(config)
 RUNS = run_names(config)
 TABLES, FIGURES = result_stems(config, RUNS)
+TAUS = list(tau_grid(config["report"]["tau_max"], config["report"]["tau_step"]))
 FIGURE_GROUPS = {
     "metrics_by_checkpoint": "Extraction and utility",
     "maxter": "Extraction and utility",
@@ -157,14 +175,43 @@ EXTRACTION_GENERATION = {
 
 def defense_options(wildcards):
     """Only the keys a defense reads, so that editing another defense's options reruns nothing here."""
+    return variant_options(config, wildcards.defense)
+
+
+def dedup_options(wildcards):
+    """The dedup section with the variant's threshold, for a dedup variant (its non-members are deduplicated
+    as its training text was); empty for other defenses."""
     variant = DEFENSES[wildcards.defense]
-    if variant["defense"] == "rmft":
-        options = {**config["rmft"], "p": variant["p"]}
-        options["epochs"] = config["train"]["epochs"] if options["redraw_per_epoch"] else 1
-        return options
-    if variant["defense"] == "scrub":
-        return dict(config["scrub"])
-    return {}
+    if variant["defense"] != "dedup":
+        return {}
+    return {**config["dedup"], "threshold": variant["threshold"]}
+
+
+def trained_view_inputs(wildcards):
+    """The sample, the defense's training text, and what the defense reads to rewrite the non-members."""
+    inputs = {
+        "members": f"results/private/mia/{wildcards.base}/members.parquet",
+        "texts": f"results/private/defense/{wildcards.defense}/train.parquet",
+        "messages": "results/private/corpus/messages.parquet",
+        "splits": "results/corpus/splits.parquet",
+    }
+    if DEFENSES[wildcards.defense]["defense"] in ("rmft", "scrub"):
+        inputs["spans"] = "results/private/pii/spans.parquet"
+    return inputs
+
+
+def membership_inference_inputs(wildcards):
+    """The run, its sample and reference statistics; a defended run also the trained-text view of both."""
+    run = RunId(wildcards.base, wildcards.defense, wildcards.tuning, int(wildcards.seed))
+    inputs = {
+        "manifest": f"results/private/runs/{run}/manifest.json",
+        "members": f"results/private/mia/{wildcards.base}/members.parquet",
+        "reference": f"results/private/mia/{wildcards.base}/reference.parquet",
+    }
+    if DEFENSES[wildcards.defense]["defense"] != "none":
+        trained = f"results/private/mia/{wildcards.base}/trained/{wildcards.defense}"
+        inputs.update(trained=f"{trained}.parquet", trained_reference=f"{trained}.reference.parquet")
+    return inputs
 
 
 def run_results(wildcards=None):
@@ -178,8 +225,8 @@ def figure_inputs(wildcards):
     first run of each tuning method (the first run overall for the ROC curves) and the base model's."""
     first = {}
     for run in RUNS:
-        first.setdefault(split_run_name(run)[2], run)
-    base = split_run_name(RUNS[0])[0]
+        first.setdefault(RunId.parse(run).tuning, run)
+    base = RunId.parse(RUNS[0]).base
     return {
         "metrics": "results/metrics.parquet",
         "scores": [f"results/runs/{run}/mia/{CHECKPOINTS[-1]}.scores.parquet" for run in first.values()],

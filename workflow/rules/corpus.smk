@@ -66,6 +66,7 @@ rule split_corpus:
     output:
         splits="results/corpus/splits.parquet",
         summary="results/corpus/summary.tsv",
+        links="results/corpus/links.tsv",
     params:
         split=config["corpus"]["split"],
     log:

@@ -1,36 +1,64 @@
+# Membership inference. `mia_members` samples members (train) and non-members (test), length-matched in the
+# base model's tokens; `mia_reference` scores them with the base model (the Ref attack's reference);
+# `membership_inference` scores them with every checkpoint of a run and attacks. A defended run is also
+# attacked on the text it trained on (`mia_trained_texts`, non-members put through the same defense).
+
+
 rule mia_members:
     input:
+        unpack(base_model_inputs),
         messages="results/private/corpus/messages.parquet",
         splits="results/corpus/splits.parquet",
     output:
-        members="results/private/mia/members.parquet",
+        members="results/private/mia/{base}/members.parquet",
     params:
+        base_model=lambda wildcards: BASE_MODELS[wildcards.base],
         n=config["mia"]["n"],
         length_bins=config["mia"]["length_bins"],
         seed=config["mia"]["seed"],
     log:
-        "logs/mia/members.log",
+        "logs/mia/{base}/members.log",
     conda:
         "../../envs/torch.yaml"
     script:
         "../scripts/mia_members.py"
 
 
+rule mia_trained_texts:
+    input:
+        unpack(trained_view_inputs),
+    output:
+        texts="results/private/mia/{base}/trained/{defense}.parquet",
+    params:
+        defense=lambda wildcards: DEFENSES[wildcards.defense]["defense"],
+        options=defense_options,
+        dedup=dedup_options,
+    log:
+        "logs/mia/{base}/trained/{defense}.log",
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/mia_trained_texts.py"
+
+
+# What the scoring pass reads: editing the bootstrap or the seed re-scores no model.
+MIA_SCORING = {key: config["mia"][key] for key in ("attacks", "min_k", "batch_size")}
+
+
 rule mia_reference:
     input:
         unpack(base_model_inputs),
-        members="results/private/mia/members.parquet",
+        members="results/private/mia/{base}/members.parquet",
     output:
         statistics="results/private/mia/{base}/reference.parquet",
     params:
         base_model=lambda wildcards: BASE_MODELS[wildcards.base],
-        # Only what the scoring pass reads: editing the bootstrap or the seed re-scores no model.
-        mia={key: config["mia"][key] for key in ("attacks", "min_k", "batch_size")},
+        mia=MIA_SCORING,
         max_length=config["train"]["block_size"],
         device=config["train"]["device"],
     threads: 2
     resources:
-        gpu=config["train"]["gpus"],
+        gpu=ONE_GPU,
     log:
         "logs/mia/{base}/reference.log",
     conda:
@@ -39,12 +67,20 @@ rule mia_reference:
         "../scripts/mia_statistics.py"
 
 
+use rule mia_reference as mia_trained_reference with:
+    input:
+        unpack(base_model_inputs),
+        members="results/private/mia/{base}/trained/{defense}.parquet",
+    output:
+        statistics="results/private/mia/{base}/trained/{defense}.reference.parquet",
+    log:
+        "logs/mia/{base}/trained/{defense}.reference.log",
+
+
 rule membership_inference:
     input:
         unpack(base_model_inputs),
-        manifest="results/private/runs/{base}/{defense}-{tuning}-s{seed}/manifest.json",
-        members="results/private/mia/members.parquet",
-        reference="results/private/mia/{base}/reference.parquet",
+        unpack(membership_inference_inputs),
     output:
         # One job attacks every checkpoint of a run; each checkpoint's file is a target of its own.
         results=expand(
@@ -62,7 +98,7 @@ rule membership_inference:
         device=config["train"]["device"],
     threads: 2
     resources:
-        gpu=config["train"]["gpus"],
+        gpu=ONE_GPU,
     log:
         "logs/mia/{base}/{defense}-{tuning}-s{seed}.log",
     benchmark:

@@ -38,6 +38,9 @@ rule tables:
             for table in TABLES
         ],
         latex=expand("results/tables/{table}.tex", table=TABLES),
+    params:
+        finetuning_epoch=config["report"]["finetuning_epoch"],
+        taus=TAUS,
     log:
         "logs/report/tables.log",
     conda:
@@ -60,6 +63,8 @@ rule figures:
             for figure in FIGURES
         ],
         pdf=expand("results/figures/{figure}.pdf", figure=FIGURES),
+    params:
+        taus=TAUS,
     log:
         "logs/report/figures.log",
     conda:

@@ -14,8 +14,7 @@ from piimem.extraction import extraction_table, find_pii, found_set, generate, p
 from piimem.io import write_private_parquet, write_table
 from piimem.models import load_base_model, workflow_model_source
 from piimem.pii.detect import build_analyzer
-from piimem.train import read_checkpoints
-from piimem.tuning import load_checkpoint
+from piimem.runs import checkpoint_models, stamp
 
 torch.set_num_threads(snakemake.threads)
 params, inputs = snakemake.params, snakemake.input
@@ -50,13 +49,12 @@ else:
     train_ids = split_texts(messages, splits, "train")["doc_id"]
     true_counts = pii_occurrence_counts(spans, train_ids, options["entity_types"])
     base_found = pl.read_parquet(inputs.base_found)
-    checkpoints = read_checkpoints(inputs.manifest)
-    for found_path, result_path in zip(snakemake.output.found, snakemake.output.results):
-        checkpoint = checkpoints[Path(result_path).stem]
+    found_paths = dict(zip(snakemake.output.results, snakemake.output.found))
+    for result_path, checkpoint, model in checkpoint_models(inputs.manifest, snakemake.output.results, base):
         seen = pii_set(spans, pl.read_parquet(checkpoint["dir"] / "consumed.parquet")["doc_id"],
                        options["entity_types"])
-        found = attack(load_checkpoint(base, checkpoint["dir"]))
-        write_private_parquet(found, found_path)
+        found = attack(model)
+        write_private_parquet(found, found_paths[str(result_path)])
         tables = []
         for name, prompts in prompt_sets.items():
             targets = (list(prompts.select("entity_type", "normalized").rows())
@@ -68,8 +66,7 @@ else:
                 entity_types=options["entity_types"], targets=targets,
             ))
         table = pl.concat(tables)
-        write_table(table.with_columns(checkpoint=pl.lit(checkpoint["id"]), epoch=pl.lit(checkpoint["epoch"])),
-                    result_path)
+        write_table(stamp(table, checkpoint), result_path)
         ter = table.filter((pl.col("entity_type") == "ALL") & (pl.col("metric") == "ter"))
         log.info("checkpoint %s: TER %s", checkpoint["id"],
                  ", ".join(f"{s} {v:.2f} %" for s, v in ter.select("prompt_set", "value").rows()))

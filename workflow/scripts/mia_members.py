@@ -2,19 +2,27 @@ from piimem.logs import log_to_file
 
 log = log_to_file(snakemake.log[0])
 
+from pathlib import Path
+
 import polars as pl
 
 from piimem.corpus.splits import split_texts
 from piimem.io import write_private_parquet
 from piimem.mia import sample_members
+from piimem.models import load_base_model, workflow_model_source
 
-messages, splits = pl.read_parquet(snakemake.input.messages), pl.read_parquet(snakemake.input.splits)
+inputs, params = snakemake.input, snakemake.params
+# Lengths are matched in the tokens of the model that will be attacked.
+_, tokenizer = load_base_model(workflow_model_source(params.base_model, inputs.get("base_model")),
+                               models_dir=Path("results/models"))
+messages, splits = pl.read_parquet(inputs.messages), pl.read_parquet(inputs.splits)
 members = sample_members(
     split_texts(messages, splits, "train"),
     split_texts(messages, splits, "test"),
-    n=snakemake.params.n,
-    seed=snakemake.params.seed,
-    length_bins=snakemake.params.length_bins,
+    n=params.n,
+    seed=params.seed,
+    length_bins=params.length_bins,
+    tokenizer=tokenizer,
 )
 write_private_parquet(members, snakemake.output.members)
 log.info("membership inference: %d members, %d non-members", members["member"].sum(), (~members["member"]).sum())

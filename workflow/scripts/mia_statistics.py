@@ -1,5 +1,6 @@
-# Both MIA rules: `mia_reference` scores the members and non-members with the base model (the Ref
-# attack's reference); `membership_inference` scores them with every checkpoint of a run and attacks.
+# The MIA scoring rules: `mia_reference` / `mia_trained_reference` score a sample with the base model (the
+# Ref attack's reference); `membership_inference` scores it with every checkpoint of a run and attacks,
+# on the members' original text and, for a defended run, on the text it trained on.
 from piimem.logs import log_to_file
 
 log = log_to_file(snakemake.log[0])
@@ -10,44 +11,49 @@ import polars as pl
 import torch
 
 from piimem.io import write_private_parquet, write_table
-from piimem.mia import attack_scores, evaluate_attacks
+from piimem.mia import attack_scores, evaluate_attacks, sample_statistics
 from piimem.models import load_base_model, workflow_model_source
-from piimem.scoring import example_statistics
-from piimem.train import read_checkpoints
-from piimem.tuning import load_checkpoint
+from piimem.runs import checkpoint_models, stamp
 
 torch.set_num_threads(snakemake.threads)
 params, inputs = snakemake.params, snakemake.input
 mia = params.mia
-source = workflow_model_source(params.base_model, inputs.get("base_model"))
-base, tokenizer = load_base_model(source, models_dir=Path("results/models"))
-members = pl.read_parquet(inputs.members).with_row_index("index").with_columns(pl.col("index").cast(pl.Int64))
+base, tokenizer = load_base_model(workflow_model_source(params.base_model, inputs.get("base_model")),
+                                  models_dir=Path("results/models"))
 
 
-def statistics(model) -> pl.DataFrame:
-    return example_statistics(model, tokenizer, members["text"].to_list(), max_length=params.max_length,
-                              batch_size=mia["batch_size"], device=params.device, min_k_fractions=(mia["min_k"],),
-                              lowercase="lowercase" in mia["attacks"])
+def sample(path) -> pl.DataFrame:
+    """index (the row in the member sample), member, text (null where a view leaves the message out)."""
+    return pl.read_parquet(path).with_row_index("index").with_columns(pl.col("index").cast(pl.Int64))
 
 
-if "reference" not in inputs.keys():
-    write_private_parquet(statistics(base), snakemake.output.statistics)
+def statistics(model, texts: pl.DataFrame) -> pl.DataFrame:
+    return sample_statistics(model, tokenizer, texts, max_length=params.max_length, batch_size=mia["batch_size"],
+                             device=params.device, min_k_fractions=(mia["min_k"],),
+                             lowercase="lowercase" in mia["attacks"])
+
+
+if "manifest" not in inputs.keys():
+    write_private_parquet(statistics(base, sample(inputs.members)), snakemake.output.statistics)
 else:
-    reference = pl.read_parquet(inputs.reference)
-    checkpoints = read_checkpoints(inputs.manifest)
-    for output, scores_path in zip(snakemake.output.results, snakemake.output.scores):
-        checkpoint = checkpoints[Path(output).stem]
-        model = load_checkpoint(base, checkpoint["dir"])
-        example_stats = statistics(model)
-        scores = attack_scores(example_stats, reference, mia["attacks"], mia["min_k"],
-                               reference=f"base model {params.base_model}")
-        # Per-example scores (no text) for the ROC and loss-distribution figures.
-        write_table(members.select("index", "member")
-                    .join(example_stats.select("index", "n_tokens", "nll_mean"), on="index")
-                    .join(scores.pivot("attack", index="index", values="score"), on="index").sort("index"),
-                    scores_path)
-        table = evaluate_attacks(scores, members.select("index", "member"), bootstrap=mia["bootstrap"],
-                                 seed=mia["seed"])
-        write_table(table.with_columns(checkpoint=pl.lit(checkpoint["id"]), epoch=pl.lit(checkpoint["epoch"])), output)
-        loss = table.filter(pl.col("attack") == "loss")
-        log.info("checkpoint %s: LOSS AUC %.3f", checkpoint["id"], loss["auc"][0] if loss.height else float("nan"))
+    views = {"original": (sample(inputs.members), pl.read_parquet(inputs.reference))}
+    if "trained" in inputs.keys():
+        views["trained"] = (sample(inputs.trained), pl.read_parquet(inputs.trained_reference))
+    for output, checkpoint, model in checkpoint_models(inputs.manifest, snakemake.output.results, base):
+        tables, per_example = [], []
+        for view, (texts, reference) in views.items():
+            example_stats = statistics(model, texts)
+            scores = attack_scores(example_stats, reference, mia["attacks"], mia["min_k"],
+                                   reference=f"base model {params.base_model}")
+            labels = texts.filter(pl.col("text").is_not_null()).select("index", "member")
+            table = evaluate_attacks(scores, labels, bootstrap=mia["bootstrap"], seed=mia["seed"])
+            tables.append(table.with_columns(member_text=pl.lit(view)))
+            # Per-example scores (no text) for the ROC and loss-distribution figures.
+            per_example.append(labels.join(example_stats.select("index", "n_tokens", "nll_mean"), on="index")
+                               .join(scores.pivot("attack", index="index", values="score"), on="index")
+                               .with_columns(member_text=pl.lit(view)).sort("index"))
+            loss = table.filter(pl.col("attack") == "loss")
+            log.info("checkpoint %s, %s text: LOSS AUC %.3f", checkpoint["id"], view,
+                     loss["auc"][0] if loss.height else float("nan"))
+        write_table(pl.concat(per_example), output.with_suffix(".scores.parquet"))
+        write_table(stamp(pl.concat(tables), checkpoint), output)

@@ -12,32 +12,39 @@ from piimem.corpus.splits import split_texts
 from piimem.io import write_table
 from piimem.metrics import perplexity
 from piimem.models import load_base_model, workflow_model_source
+from piimem.runs import checkpoint_models, stamp
 from piimem.scoring import token_nll
-from piimem.train import read_checkpoints
-from piimem.tuning import load_checkpoint
 
 torch.set_num_threads(snakemake.threads)
-params = snakemake.params
-checkpoints = read_checkpoints(snakemake.input.manifest)
-source = workflow_model_source(params.base_model, snakemake.input.get("base_model"))
-base, tokenizer = load_base_model(source, models_dir=Path("results/models"))
+params, inputs = snakemake.params, snakemake.input
+base, tokenizer = load_base_model(workflow_model_source(params.base_model, inputs.get("base_model")),
+                                  models_dir=Path("results/models"))
 
-test = split_texts(pl.read_parquet(snakemake.input.messages), pl.read_parquet(snakemake.input.splits), "test")
+test = split_texts(pl.read_parquet(inputs.messages), pl.read_parquet(inputs.splits), "test")
 if params.utility["max_examples"] and test.height > params.utility["max_examples"]:
     test = test.sample(params.utility["max_examples"], seed=params.seed).sort("doc_id")
 texts = test["text"].to_list()
 
-for output in snakemake.output.utility:
-    checkpoint = checkpoints[Path(output).stem]
-    model = load_checkpoint(base, checkpoint["dir"])
+
+def score(model) -> dict:
     scores = token_nll(model, tokenizer, texts, max_length=params.max_length,
                        batch_size=params.utility["batch_size"], device=params.device)
     values = perplexity(scores["nll_sum"], scores["n_tokens"])
-    values.update(n_examples=scores.height, n_tokens=int(scores["n_tokens"].sum()),
+    return {**values, "n_examples": scores.height, "n_tokens": int(scores["n_tokens"].sum())}
+
+
+# The base model's perplexity on the same texts: a run that ends no lower has not learnt the data.
+ppl_base = score(base)["ppl_mean"]
+log.info("base model: ppl_mean %.3f", ppl_base)
+for output, checkpoint, model in checkpoint_models(inputs.manifest, snakemake.output.utility, base):
+    values = score(model)
+    values.update(ppl_base=ppl_base,
                   train_loss=math.nan if checkpoint["train_loss"] is None else checkpoint["train_loss"])
-    write_table(
-        pl.DataFrame({"checkpoint": checkpoint["id"], "epoch": checkpoint["epoch"],
-                      "metric": list(values), "value": [float(v) for v in values.values()]}),
-        output,
-    )
-    log.info("checkpoint %s: ppl_mean %.3f, ppl_corpus %.3f", checkpoint["id"], values["ppl_mean"], values["ppl_corpus"])
+    write_table(stamp(pl.DataFrame({"metric": list(values), "value": [float(v) for v in values.values()]}),
+                      checkpoint).select("checkpoint", "epoch", "metric", "value"), output)
+    log.info("checkpoint %s: ppl_mean %.3f, ppl_corpus %.3f", checkpoint["id"], values["ppl_mean"],
+             values["ppl_corpus"])
+if values["ppl_mean"] >= ppl_base:
+    log.warning("the last checkpoint's ppl_mean %.3f is no lower than the base model's %.3f: this run has not "
+                "learnt the training data, and its attack results say nothing about privacy",
+                values["ppl_mean"], ppl_base)

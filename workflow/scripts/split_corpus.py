@@ -4,13 +4,20 @@ log = log_to_file(snakemake.log[0])
 
 import polars as pl
 
-from piimem.corpus.splits import assign_splits, corpus_summary
+from piimem.corpus.splits import LinkConfig, assign_splits, corpus_summary, cross_split_links, link_messages
 from piimem.io import write_table
 
 messages = pl.read_parquet(snakemake.input.messages)
 split = snakemake.params.split
-splits = assign_splits(messages, fractions=split["fractions"], by=split["by"], seed=split["seed"])
+groups, counts = link_messages(messages, LinkConfig.from_config(split["link"], seed=split["seed"]))
+splits = assign_splits(messages, fractions=split["fractions"], by=split["by"], seed=split["seed"], groups=groups)
+# What linking changed: the test messages that a split by identical bodies alone would have left holding
+# training text (quotes, forwards), and the same count now (0).
+by_body = assign_splits(messages, fractions=split["fractions"], by=split["by"], seed=split["seed"])
+counts.update(test_with_train_text_if_split_by_body=cross_split_links(groups, by_body),
+              test_with_train_text=cross_split_links(groups, splits))
 write_table(splits, snakemake.output.splits)
+write_table(pl.DataFrame({"statistic": list(counts), "value": list(counts.values())}), snakemake.output.links)
 summary = corpus_summary(messages, splits, pl.read_csv(snakemake.input.quarantine, separator="\t"))
 write_table(summary, snakemake.output.summary)
-log.info("splits: %s", dict(splits.group_by("split").len().iter_rows()))
+log.info("splits: %s; linked groups: %s", dict(splits.group_by("split").len().iter_rows()), counts)

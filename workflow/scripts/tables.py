@@ -8,7 +8,9 @@ import polars as pl
 
 from piimem.tables import build_tables
 
-written = build_tables(pl.read_parquet(snakemake.input.metrics), Path(snakemake.output.csv[0]).parent)
+params = snakemake.params
+written = build_tables(pl.read_parquet(snakemake.input.metrics), Path(snakemake.output.csv[0]).parent,
+                       finetuning_epoch=params.finetuning_epoch, taus=params.taus)
 missing = sorted(set(map(str, snakemake.output)) - set(map(str, written)))
 if missing:
     raise ValueError(f"tables: no data for {missing}; metrics.parquet lacks the values they are built from")

@@ -1,15 +1,20 @@
-"""Assign every message to a split (train / test / public) so that no body is on both sides.
+"""Assign every message to a split (train / test / public) so that no text is on both sides.
 
 Membership inference and extraction are only meaningful if a "non-member" text was really never
-trained on, so messages with the same `body_hash` (copies in several folders, the same broadcast
-received by several people) always land in the same split.
+trained on. Messages with the same `body_hash` (copies in several folders, the same broadcast received
+by several people) always land in the same split, and so do messages LINKED by a shared part: a reply
+quotes its parent, a forward carries the forwarded message, a re-sent draft repeats most of an earlier
+one. `link_messages` splits every body into its parts (`message_segments`: its own text, and each quoted
+or forwarded message after an "Original Message" or "Forwarded by" marker, a Notes "... on 01/02/2001"
+header line, or a block of ">" lines), finds near-duplicate parts with MinHash-LSH (`LinkConfig`:
+Jaccard of word n-grams) and joins the messages that share one into one group.
 
 Units of assignment:
 
-- ``by="message"``: all messages sharing a body_hash form one group.
-- ``by="mailbox"``: each mailbox is one group, except messages whose body_hash occurs in more than one
-  mailbox: those are taken out of their mailboxes and form one group per body_hash, which then joins
-  the split that holds most of its messages' mailboxes (ties: the split listed first in `fractions`).
+- ``by="message"``: each linked group (or, without links, each body_hash) is one unit.
+- ``by="mailbox"``: each mailbox is one group, except units spanning more than one mailbox: those are
+  taken out of their mailboxes and form their own group, which then joins the split that holds most of
+  its messages' mailboxes (ties: the split listed first in `fractions`).
   Why not merge the mailboxes that share a body instead: company-wide announcements reach nearly
   every Enron mailbox, so merging glues almost all mailboxes into one group and the fractions
   become unreachable (already on the 4-mailbox enron-mini sample all four would merge).
@@ -23,8 +28,11 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 
+import numpy as np
 import polars as pl
 
 SPLIT_BY = ("message", "mailbox")
@@ -49,6 +57,116 @@ def check_fractions(fractions: Mapping[str, float]) -> dict[str, float]:
     return checked
 
 
+# A line that starts a quoted or forwarded message: Outlook's "-----Original Message-----", Lotus Notes'
+# "----- Forwarded by ..." and "Name@ENRON on 01/02/2001 10:12 AM" headers, Gmail's "Forwarded message".
+_QUOTE_START = re.compile(
+    r"^[ \t]*(?:-{2,}[ \t]*Original Message[ \t]*-{2,}|-{3,}[ \t]*Forwarded (?:by|message)\b"
+    r"|\S[^\n]*[ \t]on[ \t]+\d{1,2}/\d{1,2}/\d{2,4}\b)", re.IGNORECASE)
+# Header lines at the top of a quoted message ("From:", "Sent:", "To:", "cc:", "Subject:", "Date:").
+_QUOTED_HEADER = re.compile(r"^[ \t]*(?:From|Sent|To|Cc|Bcc|Subject|Date)[ \t]*:", re.IGNORECASE)
+
+
+def message_segments(body: str) -> list[str]:
+    """The parts of a message body: its own text first, then each quoted or forwarded message.
+
+    A part starts at a `_QUOTE_START` line (the marker line and the header lines right after it are
+    dropped, since they are the quoting mail program's, not the quoted message's); lines beginning with
+    ">" are collected, without their ">" marks, into one part of their own. Parts with no text are
+    dropped.
+    """
+    parts: list[list[str]] = [[]]
+    quoted: list[str] = []
+    in_header = False
+    for line in body.splitlines():
+        if line.lstrip().startswith(">"):
+            quoted.append(line.lstrip().lstrip(">").strip())
+            continue
+        if _QUOTE_START.match(line):
+            parts.append([])
+            in_header = True
+            continue
+        if in_header and (not line.strip() or _QUOTED_HEADER.match(line)):
+            continue
+        in_header = False
+        parts[-1].append(line)
+    parts.append(quoted)
+    return [text for text in ("\n".join(p).strip() for p in parts) if text]
+
+
+@dataclass(frozen=True)
+class LinkConfig:
+    """`corpus.split.link`: which messages share a part and therefore a split."""
+
+    enabled: bool = True
+    threshold: float = 0.7  # Jaccard of the parts' word n-gram sets at which two parts are the same text
+    shingle_words: int = 3  # n: quoted text is verbatim, so its n-grams recur where unrelated text's do not
+    min_words: int = 20  # shorter parts ("Thanks, John") link nothing
+    num_perm: int = 128
+    seed: int = 42
+
+    @classmethod
+    def from_config(cls, section: Mapping | None, seed: int) -> LinkConfig:
+        return cls(**{**(section or {}), "seed": seed})
+
+
+def link_messages(messages: pl.DataFrame, cfg: LinkConfig) -> tuple[pl.DataFrame, dict[str, int]]:
+    """(doc_id, group) for every message, and counts: messages with the same body_hash or sharing a
+    near-duplicate part (`message_segments`, `LinkConfig`) have the same group, the lowest doc_id among
+    them (connected components). `messages` needs doc_id, body, body_hash."""
+    from piimem.dedup import DedupConfig, connected_components, find_duplicate_clusters
+
+    table = messages.select("doc_id", "body", "body_hash").sort("doc_id")
+    doc_ids = table["doc_id"].to_numpy()
+    # Messages are first joined by their body: index of the first message with the same body_hash.
+    first_of_body = table.with_row_index("row").group_by("body_hash", maintain_order=True).agg(
+        pl.col("row").first().alias("first"), pl.col("row"))
+    body_rows = first_of_body["first"].to_list()
+    left, right = [], []
+    for rows in first_of_body["row"].to_list():
+        left += [rows[0]] * (len(rows) - 1)
+        right += rows[1:]
+    counts = {"messages": table.height, "distinct_bodies": len(body_rows), "parts": 0, "parts_linked": 0,
+              "part_links": 0}
+    if cfg.enabled and body_rows:
+        owners, parts = [], []
+        for row in body_rows:
+            for part in message_segments(table["body"][row]):
+                if len(part.split()) >= cfg.min_words:
+                    owners.append(row)
+                    parts.append(part)
+        counts["parts"] = len(parts)
+        if parts:
+            dedup = DedupConfig(num_perm=cfg.num_perm, threshold=cfg.threshold, shingle_words=cfg.shingle_words,
+                                seed=cfg.seed, substring_enabled=False)
+            clusters, _ = find_duplicate_clusters(list(range(len(parts))), parts, dedup)
+            clusters = clusters.sort("doc_id")
+            cluster_of = clusters["cluster_id"].to_numpy()
+            owners = np.asarray(owners)
+            linked = cluster_of != np.arange(len(parts))
+            counts["parts_linked"] = clusters.filter(pl.col("cluster_size") > 1).height
+            for part in np.flatnonzero(linked):
+                if owners[part] != owners[cluster_of[part]]:
+                    left.append(int(owners[cluster_of[part]]))
+                    right.append(int(owners[part]))
+                    counts["part_links"] += 1
+    component = connected_components(table.height, np.asarray(left, dtype=np.int64), np.asarray(right, dtype=np.int64)) \
+        if table.height else np.empty(0, dtype=np.int64)
+    groups = pl.DataFrame({"doc_id": doc_ids, "group": doc_ids[component]},
+                          schema={"doc_id": pl.Int64, "group": pl.Int64})
+    sizes = groups.group_by("group").len()
+    counts.update(groups=sizes.height, largest_group=int(sizes["len"].max() or 0),
+                  messages_in_linked_groups=int(sizes.filter(pl.col("len") > 1)["len"].sum() or 0))
+    return groups, counts
+
+
+def cross_split_links(groups: pl.DataFrame, splits: pl.DataFrame, a: str = "train", b: str = "test") -> int:
+    """How many messages of split `b` share a group with a message of split `a` (0 for splits made from
+    these groups): under a body-only split, the non-members that would hold training text."""
+    table = groups.join(splits, on="doc_id")
+    in_a = table.filter(pl.col("split") == a).select("group").unique()
+    return table.filter(pl.col("split") == b).join(in_a, on="group", how="semi").height
+
+
 def _pick(deficits: dict[str, float]) -> str:
     # max() keeps the first of equal keys, i.e. the order of `fractions`.
     return max(deficits, key=deficits.__getitem__)
@@ -60,10 +178,12 @@ def assign_splits(
     fractions: Mapping[str, float],
     by: str = "message",
     seed: int,
+    groups: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Table (doc_id: Int64, split: Utf8), one row per message, sorted by doc_id.
 
-    `messages` needs doc_id and body_hash, and mailbox when by="mailbox".
+    `messages` needs doc_id and body_hash, and mailbox when by="mailbox". `groups` (doc_id, group, from
+    `link_messages`) joins linked messages into one unit; without it each body_hash is one.
     """
     fractions = check_fractions(fractions)
     if by not in SPLIT_BY:
@@ -73,6 +193,11 @@ def assign_splits(
     if missing:
         raise ValueError(f"assign_splits(by={by!r}): messages table lacks column(s) {missing}")
 
+    if groups is not None:
+        messages = messages.drop("body_hash").join(
+            groups.select("doc_id", pl.col("group").cast(pl.Utf8).alias("body_hash")), on="doc_id", how="left")
+        if messages["body_hash"].null_count():
+            raise ValueError(f"assign_splits: {messages['body_hash'].null_count()} message(s) have no link group")
     doc_ids = messages["doc_id"].to_list()
     hashes = messages["body_hash"].to_list()
     mailboxes = messages["mailbox"].to_list() if by == "mailbox" else None
