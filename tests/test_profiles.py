@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import yaml
 from workflow_helpers import ROOT, planned_jobs, snakemake, write_config
 
 SLURM = ("--profile", str(ROOT / "profiles" / "slurm"))
@@ -27,7 +28,7 @@ def job_resources(dry_run: str, rule: str) -> list[dict[str, str]]:
     return found
 
 
-def test_paper_rmft_on_slurm_plans_four_runs_with_thirty_checkpoints_on_gpus(tmp_path):
+def test_paper_rmft_on_slurm_plans_four_runs_with_thirty_checkpoints_on_gpus(tmp_path, gpt2_in_hf_cache):
     write_config(tmp_path)
     args = (*SLURM, *paper("paper-rmft.yaml"))
     jobs = planned_jobs(tmp_path, *args)
@@ -49,7 +50,7 @@ def test_paper_rmft_on_slurm_plans_four_runs_with_thirty_checkpoints_on_gpus(tmp
     assert (detect["slurm_partition"], detect["mem_mb"]) == ("<partition>", "32000")
 
 
-def test_paper_finetuning_plans_every_method_for_fifteen_epochs(tmp_path):
+def test_paper_finetuning_plans_every_method_for_fifteen_epochs(tmp_path, gpt2_in_hf_cache):
     write_config(tmp_path)
     args = (*SLURM, *paper("paper-finetuning.yaml"))
     jobs = planned_jobs(tmp_path, *args)
@@ -70,3 +71,39 @@ def test_smollm2_config_plans_a_real_model_on_the_synthetic_corpus(tmp_path):
     assert "pretrain_tiny_gpt2" not in jobs
     out = snakemake(tmp_path, "-n", *paper("smollm2.yaml")).stdout
     assert "results/runs/smollm2-135m/rmft-lora-s42/utility/c04.tsv" in out
+
+
+# Every rule that loads a model, and so runs in the GPU partition.
+MODEL_RULES = ("pretrain_tiny_gpt2", "finetune", "perplexity", "mia_reference", "membership_inference",
+               "extract_base", "extract_pii", "canary_exposure")
+
+
+def planned_gpus(dry_run: str, rules) -> dict[str, set[str | None]]:
+    return {rule: {resources.get("gpu") for resources in job_resources(dry_run, rule)} for rule in rules}
+
+
+def test_finetune_asks_for_train_gpus_and_every_other_model_job_for_one(tmp_path):
+    write_config(tmp_path, {"train": {"gpus": 4}})
+    out = snakemake(tmp_path, "-n", *SLURM).stdout
+    gpus = planned_gpus(out, MODEL_RULES)
+    assert gpus == {rule: {"4" if rule == "finetune" else "1"} for rule in MODEL_RULES}
+    for rule in MODEL_RULES:
+        assert {r["slurm_partition"] for r in job_resources(out, rule)} == {"<gpu-partition>"}, rule
+    # CPU stages ask for no GPU and stay in the CPU partition.
+    for rule in ("parse_corpus", "detect_pii", "deduplicate", "defense_text", "mia_members"):
+        assert [(r.get("gpu"), r["slurm_partition"]) for r in job_resources(out, rule)][:1] == [
+            (None, "<partition>")], rule
+
+
+def test_without_gpus_in_the_config_no_job_asks_for_one(tmp_path):
+    write_config(tmp_path)  # train.gpus: 0, the default
+    gpus = planned_gpus(snakemake(tmp_path, "-n", *SLURM).stdout, MODEL_RULES)
+    assert gpus == {rule: {"0"} for rule in MODEL_RULES}
+
+
+def test_no_profile_caps_cluster_jobs_at_the_login_nodes_cores():
+    # Snakemake reads profiles/default on every run, --profile profiles/slurm included; with a cluster
+    # executor `cores` caps each job's --cpus-per-task and all running jobs' CPUs together.
+    for profile in ("default", "slurm"):
+        settings = yaml.safe_load((ROOT / "profiles" / profile / "config.yaml").read_text())
+        assert "cores" not in settings, profile

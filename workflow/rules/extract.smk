@@ -55,7 +55,7 @@ rule extract_base:
         device=config["train"]["device"],
     threads: 2
     resources:
-        gpu=config["train"]["gpus"],
+        gpu=ONE_GPU,
     log:
         "logs/extract/{base}/base.log",
     benchmark:
@@ -92,7 +92,7 @@ rule extract_pii:
         device=config["train"]["device"],
     threads: 2
     resources:
-        gpu=config["train"]["gpus"],
+        gpu=ONE_GPU,
     log:
         "logs/extract/{base}/{defense}-{tuning}-s{seed}.log",
     benchmark:
@@ -140,7 +140,7 @@ rule canary_exposure:
         device=config["train"]["device"],
     threads: 2
     resources:
-        gpu=config["train"]["gpus"],
+        gpu=ONE_GPU,
     log:
         "logs/extract/{base}/canaries-{defense}-{tuning}-s{seed}.log",
     benchmark:

@@ -10,7 +10,7 @@ rule pretrain_tiny_gpt2:
         device=config["train"]["device"],
     threads: 2
     resources:
-        gpu=config["train"]["gpus"],
+        gpu=ONE_GPU,
     log:
         "logs/train/pretrain_tiny_gpt2.log",
     benchmark:
@@ -76,7 +76,7 @@ rule perplexity:
         seed=config["corpus"]["split"]["seed"],
     threads: 2
     resources:
-        gpu=config["train"]["gpus"],
+        gpu=ONE_GPU,
     log:
         "logs/utility/{base}/{defense}-{tuning}-s{seed}.log",
     benchmark:
