@@ -23,6 +23,7 @@ from piimem.models import (
     smollm2_gguf_path,
     train_tokenizer,
 )
+from workflow_helpers import hub_cache
 
 # Made-up text only: no real person's data in tests.
 SAMPLE = "Dear Alex Example, call 555-0199 or write to alex.example@example.org. Price: 12.50 EUR, naïve ✓\n"
@@ -139,15 +140,7 @@ def test_load_local_directory_round_trip(tiny, tmp_path):
 
 
 def _fake_hub_cache(cache: Path, repo_id: str, files_from: Path) -> None:
-    """The Hugging Face hub cache layout (models--owner--name/refs/main + snapshots/<commit>/files)."""
-    commit = "0123456789abcdef0123456789abcdef01234567"
-    repo_dir = cache / ("models--" + repo_id.replace("/", "--"))
-    snapshot = repo_dir / "snapshots" / commit
-    snapshot.mkdir(parents=True)
-    (repo_dir / "refs").mkdir()
-    (repo_dir / "refs" / "main").write_text(commit)
-    for path in files_from.iterdir():
-        (snapshot / path.name).write_bytes(path.read_bytes())
+    hub_cache(cache, repo_id, {path.name: path.read_bytes() for path in files_from.iterdir()})
 
 
 def test_load_hugging_face_id_from_local_cache(tiny, tmp_path):

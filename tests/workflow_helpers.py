@@ -32,6 +32,30 @@ def write_config(workdir: Path, overrides: dict | None = None) -> Path:
     return path
 
 
+# GPT-2's config.json as the Hugging Face hub serves it: a cache holding it (`hub_cache`) passes the
+# workflow's check, before any job, that every base model can be loaded offline; it cannot load the model.
+GPT2_CONFIG = {
+    "activation_function": "gelu_new", "architectures": ["GPT2LMHeadModel"], "attn_pdrop": 0.1,
+    "bos_token_id": 50256, "embd_pdrop": 0.1, "eos_token_id": 50256, "initializer_range": 0.02,
+    "layer_norm_epsilon": 1e-05, "model_type": "gpt2", "n_ctx": 1024, "n_embd": 768, "n_head": 12,
+    "n_layer": 12, "n_positions": 1024, "resid_pdrop": 0.1, "vocab_size": 50257,
+}
+
+
+def hub_cache(cache: Path, repo_id: str, files: dict[str, bytes]) -> Path:
+    """Put `files` into the Hugging Face hub cache layout at `cache` (models--owner--name/refs/main +
+    snapshots/<commit>/...), as `hf download` leaves them; returns `cache`."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo_dir = cache / ("models--" + repo_id.replace("/", "--"))
+    snapshot = repo_dir / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    (repo_dir / "refs").mkdir()
+    (repo_dir / "refs" / "main").write_text(commit)
+    for name, data in files.items():
+        (snapshot / name).write_bytes(data)
+    return cache
+
+
 def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     env = dict(os.environ, HF_HUB_OFFLINE="1", TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS="")
     cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),

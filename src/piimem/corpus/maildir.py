@@ -2,8 +2,9 @@
 
 Every regular file under the root becomes exactly one row: a parsed message in `messages`, or a row
 in `quarantine` (path, reason, size) saying why it could not be used. Names starting with "." (files
-and directories, e.g. ``.DS_Store``, ``.git``) are skipped and appear in neither table; symbolic links
-to directories are not followed. A directory that cannot be listed is itself one quarantine row.
+and directories, e.g. ``.DS_Store``, ``.git``) are skipped and appear in neither table. A symbolic link
+to a file is read as that file (wherever it points); a link to a directory is not followed and is one
+quarantine row, as is a directory that cannot be listed.
 
 Quarantine reasons (stable strings; tests and reports count them):
 
@@ -13,7 +14,9 @@ Quarantine reasons (stable strings; tests and reports count them):
 - ``"no header block"`` -- the file does not start with RFC 822 ``Name: value`` lines, or none of its
   leading header lines is a known message header (From, To, Subject, Date, Message-ID, ...)
 - ``"not in a mailbox directory"`` -- a file directly under the root (no mailbox component)
-- ``"not a regular file"`` -- a FIFO, socket, device, or a dangling link
+- ``"not a regular file"`` -- a FIFO, socket or device (never opened)
+- ``"broken link (<strerror>)"`` -- a symbolic link whose target is missing, or a loop of links
+- ``"link to a directory (not followed)"`` -- the row's path is the link's; its tree is not read
 - ``"unreadable: <strerror>"`` -- an OSError while reading (the path itself is not repeated)
 - ``"unreadable directory: <strerror>"`` -- the row's path is the directory's
 - ``"file name is not valid UTF-8"`` -- path shown with replacement characters, size 0
@@ -49,6 +52,7 @@ from pathlib import Path
 import polars as pl
 
 from piimem.progress import Progress
+from piimem.workers import WorkerFailed, map_in_processes
 
 DEFAULT_TEXT_HEADERS = ("From", "To", "Subject")
 # Enron's largest real message is a few MB; 10 MB leaves room and stops runaway files early.
@@ -249,7 +253,12 @@ def _parse_file(root: str, text_headers: tuple[str, ...], max_file_bytes: int, r
     """("message", rel, size, fields...) or ("quarantine", rel, reason, size); never raises."""
     full = os.path.join(root, rel)
     try:
-        info = os.stat(full)
+        info = os.lstat(full)
+        if stat.S_ISLNK(info.st_mode):
+            try:
+                info = os.stat(full)
+            except OSError as exc:
+                return ("quarantine", rel, f"broken link ({exc.strerror or type(exc).__name__})", 0)
     except OSError as exc:
         return ("quarantine", rel, f"unreadable: {exc.strerror or type(exc).__name__}", 0)
     size = info.st_size
@@ -330,8 +339,15 @@ def list_files(
 
     for start in starts:
         for dirpath, dirnames, filenames in os.walk(start, onerror=on_error):
-            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
             rel_dir = Path(dirpath).relative_to(root).as_posix()
+            visible = [d for d in dirnames if not d.startswith(".")]
+            # os.walk lists links to directories among the directories and does not enter them: say so.
+            links = [d for d in visible if os.path.islink(os.path.join(dirpath, d))]
+            for name in links:
+                rel = name if rel_dir == "." else f"{rel_dir}/{name}"
+                shown = rel.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+                walk_problems.append(("quarantine", shown, "link to a directory (not followed)", 0))
+            dirnames[:] = [d for d in visible if d not in links]
             for name in filenames:
                 if name.startswith("."):
                     continue
@@ -366,20 +382,83 @@ def parse_maildir(
     files, results = list_files(root, mailboxes)
     work = partial(_parse_file, os.fspath(root), text_headers, max_file_bytes)
     with Progress(total=len(files), desc="parse maildir", unit="files") as progress:
-        if threads > 1 and len(files) > 1:
-            import multiprocessing
-
-            # fork, not spawn: spawn re-runs __main__ in each worker, which for a Snakemake script
-            # (or stdin) means running the rule again. The workers only run pure-Python parsing.
-            with multiprocessing.get_context("fork").Pool(threads) as pool:
-                for result in pool.imap(work, files, chunksize=256):
-                    results.append(result)
-                    progress.update()
-        else:
-            for rel in files:
-                results.append(work(rel))
-                progress.update()
+        # Several processes: forked (see piimem.workers); a worker that dies is an error naming its files.
+        processes = threads if len(files) > 1 else 1
+        size = _CHUNK_FILES if processes > 1 else 1
+        chunks = [files[i:i + size] for i in range(0, len(files), size)]
+        try:
+            for chunk_results in map_in_processes(partial(_parse_files, work), chunks, processes):
+                results.extend(chunk_results)
+                progress.update(len(chunk_results))
+        except WorkerFailed as failure:
+            failed = [rel for chunk in chunks[failure.first:failure.last + 1] for rel in chunk]
+            which = repr(failed[0]) if len(failed) == 1 else \
+                f"one of {len(failed)} files {failed[0]!r} .. {failed[-1]!r} (parse with one process to see which)"
+            raise RuntimeError(f"parse: {failure.reason}, while parsing {which} under {os.fspath(root)!r}"
+                               ) from failure
     return _tables(results)
+
+
+_CHUNK_FILES = 64  # files per task of a worker process: large enough to amortise, small enough to name
+
+
+def _parse_files(work, rels: list[str]) -> list[tuple]:
+    return [work(rel) for rel in rels]
+
+
+def first_mail_file(root: str | os.PathLike) -> str | None:
+    """The first file `parse_maildir` would try to parse as a message, or None when there is none.
+
+    A candidate is a non-hidden file (or link to one) inside a mailbox directory, found without
+    listing the whole tree; cheap enough to run before any job.
+    """
+    root = Path(root)
+    pending = [root]
+    while pending:
+        directory = pending.pop()
+        try:
+            entries = sorted(os.scandir(directory), key=lambda e: e.name)
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(Path(entry.path))
+                elif directory != root and entry.is_file():
+                    return Path(entry.path).relative_to(root).as_posix()
+            except OSError:
+                continue
+    return None
+
+
+class EmptyCorpusError(ValueError):
+    """No file of the corpus could be parsed into a message."""
+
+
+def quarantine_counts(quarantine: pl.DataFrame) -> dict[str, int]:
+    """Quarantined files per reason, most first; sizes in reasons read "(N > M)" (they differ per file)."""
+    reasons = [re.sub(r"\(\d+ > \d+\)", "(N > M)", reason) for reason in quarantine["reason"].to_list()]
+    counts: dict[str, int] = {}
+    for reason in reasons:
+        counts[reason] = counts.get(reason, 0) + 1
+    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+
+
+def require_messages(result: ParseResult, corpus: str) -> None:
+    """Raise EmptyCorpusError naming `corpus` and the quarantine counts when no message was parsed."""
+    if result.messages.height:
+        return
+    if result.quarantine.height == 0:
+        raise EmptyCorpusError(f"corpus {corpus}: no file to parse (expected <mailbox>/<folder>/<file> "
+                               f"entries); check corpus.source and corpus.path")
+    counts = ", ".join(f"{n} {reason}" for reason, n in quarantine_counts(result.quarantine).items())
+    raise EmptyCorpusError(
+        f"corpus {corpus}: none of its {result.quarantine.height} files could be parsed as a message; "
+        f"quarantined: {counts}. Check that corpus.path is a maildir of RFC 822 messages "
+        f"(<mailbox>/<folder>/<file>, each starting with headers such as From: and Subject:)"
+    )
 
 
 def _tables(results: list[tuple]) -> ParseResult:

@@ -21,6 +21,14 @@ Presidio's PERSON / LOCATION spans come from spaCy NER and are trimmed of what N
 "Cc:" label on the next line, a sign-off dash). Overlaps between candidates are resolved per document:
 header beats Presidio, then the higher score wins, then the longer span, then the earlier one. Spans
 whose normal form is empty are dropped first.
+
+Bodies of any length: spaCy refuses a text longer than `nlp.max_length` (1,000,000 characters) and its
+memory grows with the text, while real mailboxes hold multi-megabyte messages (pasted reports, inline
+attachments). Bodies longer than `window_chars` are analysed in windows (`body_windows`): the body is cut
+into consecutive pieces at line breaks (else at a space), each piece is analysed with `NER_WINDOW_CONTEXT`
+characters of the text on either side, and a window keeps the spans that start inside its own piece, so
+every span is found once, whole, with its offset in the body. An error in a spaCy worker process (or a
+worker that dies) stops the stage with a PiiDetectionError naming the message (doc_id, path, length).
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ import importlib.util
 import os
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -37,6 +46,7 @@ import polars as pl
 
 from piimem.pii.normalize import ENTITY_TYPES, normalize
 from piimem.progress import Progress
+from piimem.workers import WorkerFailed, map_in_processes, run_alone
 
 if TYPE_CHECKING:  # Presidio pulls in spaCy and friends: import it only when an analyzer is built
     from presidio_analyzer import AnalyzerEngine
@@ -83,8 +93,19 @@ _ANGLE = re.compile(r"<[^>]*>?")
 _WORD = re.compile(r"[^\W\d_][\w'.\-]*")
 
 
+# Bodies longer than this are analysed in windows (see the module docstring); most e-mail is shorter, and
+# a window this size keeps spaCy's memory per batch small (batch_size windows at most).
+NER_WINDOW_CHARS = 10_000
+# Text on either side of a window's own piece: room for context words and for a span that crosses the cut.
+NER_WINDOW_CONTEXT = 500
+
+
 class MissingSpacyModelError(RuntimeError):
     """The configured spaCy model is not installed (Presidio would try to download one; we never do)."""
+
+
+class PiiDetectionError(RuntimeError):
+    """spaCy or Presidio failed on a message body; the message names the document."""
 
 
 class Candidate(NamedTuple):
@@ -393,6 +414,47 @@ def resolve_overlaps(candidates: Iterable[Candidate]) -> list[Candidate]:
     return kept
 
 
+# --- long bodies ------------------------------------------------------------------------------------------
+
+
+class Window(NamedTuple):
+    start: int  # the analysed text is body[start:end]
+    end: int
+    own_start: int  # spans starting in body[own_start:own_end] belong to this window
+    own_end: int
+
+
+def body_windows(body: str, window_chars: int = NER_WINDOW_CHARS,
+                 context: int = NER_WINDOW_CONTEXT) -> list[Window]:
+    """The windows in which `body` is analysed: one for a body of at most `window_chars` characters.
+
+    Longer bodies are cut into pieces of at most `window_chars` characters, at the last line break of a
+    piece's second half, else at its last space, else exactly; each window adds `context` characters on
+    both sides. Pieces partition the body, so a span belongs to exactly one window.
+    """
+    if window_chars < 1 or context < 0:
+        raise ValueError(f"body_windows: window_chars must be >= 1 and context >= 0, got {window_chars}, {context}")
+    n = len(body)
+    if n <= window_chars:
+        return [Window(0, n, 0, n)]
+    windows = []
+    start = 0
+    while start < n:
+        end = start + window_chars
+        if end >= n:
+            end = n
+        else:
+            half = start + window_chars // 2
+            for separator in ("\n", " "):
+                cut = body.rfind(separator, half, end)
+                if cut >= 0:
+                    end = cut + 1
+                    break
+        windows.append(Window(max(0, start - context), min(n, end + context), start, end))
+        start = end
+    return windows
+
+
 # --- the stage -------------------------------------------------------------------------------------------
 
 
@@ -413,13 +475,16 @@ def detect_spans(
     text_headers: Sequence[str] | None = None,
     analyzer: AnalyzerEngine | None = None,
     spacy_model: str = DEFAULT_SPACY_MODEL,
+    window_chars: int = NER_WINDOW_CHARS,
 ) -> pl.DataFrame:
     """The `spans` table for `messages` (columns doc_id, text, text_body_offset; x_from/x_to/x_cc if present).
 
     `analyzer`: a Presidio engine from `build_analyzer` (one is built from `spacy_model` when None).
     `text_headers`: the header names `text` was rendered with (config corpus.text_headers); when given,
     a header line in `text` outside this list is an error, because the table and config disagree.
-    Presidio runs in batches through spaCy's `nlp.pipe(batch_size=..., n_process=...)`.
+    Presidio runs on windows of at most `window_chars` characters (plus context) of each body, never more
+    than spaCy's `max_length`, in spaCy batches of `batch_size` windows, in `n_process` forked worker
+    processes when above 1. A failure, or a worker that dies, names the message (PiiDetectionError).
     """
     entity_types = _check_entity_types(entity_types)
     if not 0.0 <= score_threshold <= 1.0:
@@ -449,25 +514,40 @@ def detect_spans(
     # about half of CMU Enron), so each distinct body is analysed once.
     distinct: dict[str, int] = {}
     body_index = [distinct.setdefault(text[offset:], len(distinct)) for text, offset in zip(texts, offsets)]
-    # Equivalent to BatchAnalyzerEngine.analyze_iterator (same nlp_engine.process_batch -> nlp.pipe with
-    # batch_size and n_process, then analyze(nlp_artifacts=...)), but streamed: analyze_iterator returns
-    # one list of all results at the very end, with no progress on the way.
-    artifacts = analyzer.nlp_engine.process_batch(
-        iter(distinct), LANGUAGE, batch_size=batch_size, n_process=n_process
-    )
-    found: list[list[tuple[int, int, str, float]]] = []
-    with Progress(len(distinct), f"pii: detect ({len(distinct):,} distinct bodies of {len(texts):,} docs)",
-                  unit="bodies") as progress:
-        for body, nlp_artifacts in artifacts:
-            results = analyzer.analyze(
-                text=body,
-                language=LANGUAGE,
-                entities=entity_types,
-                score_threshold=score_threshold,
-                nlp_artifacts=nlp_artifacts,
-            )
-            found.append([(r.start, r.end, r.entity_type, float(r.score)) for r in results])
-            progress.update()
+    bodies = list(distinct)
+    max_length = analyzer.nlp_engine.nlp[LANGUAGE].max_length
+    piece = min(window_chars, max_length - 2 * NER_WINDOW_CONTEXT)
+    if piece < 1:
+        raise ValueError(f"spaCy's max_length ({max_length}) leaves no room for windows with "
+                         f"{NER_WINDOW_CONTEXT} characters of context on each side")
+    work = [(b, window) for b, body in enumerate(bodies) for window in body_windows(body, piece)]
+    found: list[list[tuple[int, int, str, float]]] = [[] for _ in bodies]
+    # One task: a spaCy batch of windows (nlp.pipe), then Presidio's recognizers on each window with the
+    # batch's NLP artifacts: what BatchAnalyzerEngine does, streamed (with progress) and in worker processes
+    # of our own. spaCy's own n_process waits forever when one of its workers dies (each worker holds the
+    # ends of every worker's pipe); a worker of ours that fails or dies is an error naming the message.
+    chunks = [work[i:i + batch_size] for i in range(0, len(work), batch_size)]
+    task = _AnalysisTask(analyzer, tuple(entity_types), score_threshold, batch_size)
+
+    def chunk_texts():
+        for chunk in chunks:
+            yield [bodies[b][w.start:w.end] for b, w in chunk]
+
+    described = f"{len(bodies):,} distinct bodies of {len(texts):,} docs"
+    if len(work) > len(bodies):
+        described += f", {len(work):,} windows"
+    with Progress(len(work), f"pii: detect ({described})", unit="windows") as progress:
+        try:
+            for k, results in enumerate(map_in_processes(task, chunk_texts(), n_process)):
+                for (b, window), window_results in zip(chunks[k], results):
+                    for start, end, entity_type, score in window_results:
+                        if window.own_start <= window.start + start < window.own_end:
+                            found[b].append((window.start + start, window.start + end, entity_type, score))
+                progress.update(len(chunks[k]))
+        except WorkerFailed as failure:
+            suspects = [item for chunk in chunks[failure.first:failure.last + 1] for item in chunk]
+            raise _detection_error(failure, suspects, bodies, task, messages, body_index,
+                                   n_process) from failure.__cause__
 
     for i in range(len(texts)):
         text, offset = texts[i], offsets[i]
@@ -503,6 +583,53 @@ def detect_spans(
             rows["value"].append(text[cand.start : cand.end])
             rows["normalized"].append(normal_forms[cand])
     return pl.DataFrame(rows, schema=SPANS_SCHEMA).sort("doc_id", "start")
+
+
+@dataclass(frozen=True)
+class _AnalysisTask:
+    """What a worker needs to analyse windows: the analyzer (inherited through fork) and its settings."""
+
+    analyzer: AnalyzerEngine
+    entity_types: tuple[str, ...]
+    score_threshold: float
+    batch_size: int
+
+    def __call__(self, window_texts: list[str]) -> list[list[tuple[int, int, str, float]]]:
+        """(start, end, entity_type, score) of each window's Presidio results, offsets in the window."""
+        artifacts = self.analyzer.nlp_engine.process_batch(window_texts, LANGUAGE, batch_size=self.batch_size)
+        return [
+            [(r.start, r.end, r.entity_type, float(r.score))
+             for r in self.analyzer.analyze(text=text, language=LANGUAGE, entities=list(self.entity_types),
+                                            score_threshold=self.score_threshold, nlp_artifacts=nlp_artifacts)]
+            for text, nlp_artifacts in artifacts
+        ]
+
+
+def _detection_error(failure: WorkerFailed, suspects: list, bodies: list[str], task: _AnalysisTask,
+                     messages: pl.DataFrame, body_index: list[int], n_process: int) -> PiiDetectionError:
+    """A PiiDetectionError naming the message whose body failed.
+
+    The windows of the batches the failure may come from are analysed again one at a time, each alone
+    (in a process of its own when workers were used: the failure may be a worker dying); the first that
+    fails is named with its own error. When none fails alone, their messages are named.
+    """
+    def describe(b: int) -> str:
+        rows = [i for i, index in enumerate(body_index) if index == b]
+        where = f"doc_id {messages['doc_id'][rows[0]]}"
+        if "path" in messages.columns:
+            where += f" ({messages['path'][rows[0]]})"
+        if len(rows) > 1:
+            where += f" and {len(rows) - 1} other message(s) with the same body"
+        return f"{where}, body of {len(bodies[b]):,} characters"
+
+    for b, window in suspects:
+        reason = run_alone(task, [bodies[b][window.start:window.end]], forked=n_process > 1)
+        if reason is not None:
+            return PiiDetectionError(f"pii: PII detection failed on {describe(b)} (characters "
+                                     f"{window.start:,}-{window.end:,}): {reason}")
+    where = "; ".join(dict.fromkeys(describe(b) for b, _ in suspects))
+    return PiiDetectionError(f"pii: PII detection failed ({failure.reason}) on one of {len(suspects)} window(s) "
+                             f"of {where}; each analysed alone succeeds")
 
 
 def summarize_spans(
