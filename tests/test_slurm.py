@@ -98,11 +98,12 @@ def cluster_profile(cluster: Cluster, directory: Path) -> tuple[dict, Path]:
     return profile, directory
 
 
-def snakemake_process(workdir: Path, *args: str, log: Path) -> subprocess.Popen:
+def snakemake_process(workdir: Path, *args: str, log: Path, nice: int = 0) -> subprocess.Popen:
     env = dict(os.environ, HF_HUB_OFFLINE="1", TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS="")
     env = {k: v for k, v in env.items() if not k.startswith("SLURM_")}
     return subprocess.Popen([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d",
-                             str(workdir), *args], stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
+                             str(workdir), *args], stdout=log.open("w"), stderr=subprocess.STDOUT, env=env,
+                            preexec_fn=lambda: os.nice(nice))
 
 
 def wait_for(runs: dict[str, tuple[subprocess.Popen, Path]], started: float) -> dict[str, float]:
@@ -161,9 +162,10 @@ def runs(cluster, tmp_path_factory) -> Runs:
         write_config(workdir, CONFIG)
     profile, profile_dir = cluster_profile(cluster, tmp_path_factory.mktemp("profile"))
     planned = planned_jobs(slurm_dir, "--profile", str(profile_dir))
-    # Both at once: the SLURM run waits on status checks most of the time.
+    # Both at once: the SLURM run spends much of its time waiting for the next status check, which the
+    # local run, at the lowest CPU priority, fills without slowing the cluster's jobs.
     started = time.monotonic()
-    local = snakemake_process(local_dir, "--cores", "2", log=local_dir / "snakemake.log")
+    local = snakemake_process(local_dir, "--cores", "2", log=local_dir / "snakemake.log", nice=19)
     on_slurm = snakemake_process(slurm_dir, "--profile", str(profile_dir), log=slurm_dir / "snakemake.log")
     try:
         job, step = kill_finetune_after_first_state(cluster, slurm_dir, on_slurm, started)
