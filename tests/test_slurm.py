@@ -24,6 +24,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 import yaml
+from piimem.train import read_train_log
 from polars.testing import assert_frame_equal
 from slurm.cluster import Cluster, ClusterError, start
 from test_workflow import SMALL
@@ -240,9 +241,15 @@ def test_killed_finetune_was_resubmitted_and_resumed_from_its_saved_state(runs):
     # Nothing lost: the same checkpoints, steps and training losses as the uninterrupted local run.
     assert manifest["checkpoints"] == local["checkpoints"]
     assert manifest["steps"] == local["steps"] and manifest["complete"]
-    train_log = (runs.slurm_dir / "logs/train/tiny-gpt2/none-full-s42.log").read_text()
-    assert f"resuming {RUN_DIR} at step {manifest['resumed_at_steps'][0]}" in train_log.replace(
-        str(runs.slurm_dir) + "/", "")
+    job_log = (runs.slurm_dir / "logs/train/tiny-gpt2/none-full-s42.log").read_text()
+    assert f"resuming {RUN_DIR} at step {manifest['resumed_at_steps'][0]}" in job_log
+    # Every step's loss once, from two attempts, equal to the uninterrupted run's.
+    steps = read_train_log(runs.slurm_dir / RUN_DIR / "train_log.tsv")
+    local_steps = read_train_log(runs.local_dir / RUN_DIR / "train_log.tsv")
+    assert (set(steps["attempt"]), set(local_steps["attempt"])) == ({1, 2}, {1})
+    assert steps["step"].to_list() == list(range(1, manifest["total_steps"] + 1))
+    columns = ("step", "epoch", "loss", "lr")
+    assert_frame_equal(steps.select(columns), local_steps.select(columns), check_exact=True)
 
 
 def test_a_rerun_plans_nothing(runs):
