@@ -42,6 +42,7 @@ def test_dry_run_plans_every_stage_once_and_each_defense(tmp_path):
         "synthetic_corpus": 1, "parse_corpus": 1, "split_corpus": 1, "detect_pii": 1, "evaluate_pii": 1,
         "deduplicate": 1, "defense_text": 4, "pretrain_tiny_gpt2": 1, "finetune": 4, "perplexity": 4,
         "mia_members": 1, "mia_reference": 1, "membership_inference": 4,
+        "mia_trained_texts": 3, "mia_trained_reference": 3,  # the defended runs' trained-text view
         "extraction_prompts": 2, "extract_base": 1, "extract_pii": 4, "canary_contexts": 1, "canary_exposure": 4,
         **REPORT,
     }
@@ -53,6 +54,7 @@ def test_dry_run_crosses_models_defenses_methods_and_seeds(tmp_path):
     jobs = planned_jobs(tmp_path)
     assert jobs["finetune"] == 2 * 3 * 2 and jobs["perplexity"] == 12 and jobs["defense_text"] == 2
     assert jobs["membership_inference"] == 12 and jobs["mia_reference"] == 1
+    assert jobs["mia_trained_texts"] == jobs["mia_trained_reference"] == 1  # one view per defense, shared by runs
     assert jobs["extract_pii"] == 12 and jobs["extract_base"] == 1 and jobs["extraction_prompts"] == 2
     out = snakemake(tmp_path, "-n").stdout
     assert "results/private/runs/tiny-gpt2/rmft-prefix-s2/manifest.json" in out
@@ -130,6 +132,8 @@ def test_synthetic_run_writes_every_output(synthetic_run):
     assert set(pl.read_parquet(results / "private/defense/none/train.parquet")["doc_id"]) == train_ids
     dedup_ids = set(pl.read_parquet(results / "private/defense/dedup/train.parquet")["doc_id"])
     assert dedup_ids < train_ids  # copies and quoted threads make some messages near duplicates
+    links = dict(pl.read_csv(results / "corpus/links.tsv", separator="\t").iter_rows())
+    assert links["test_with_train_text"] == 0 < links["test_with_train_text_if_split_by_body"]
 
 
 @pytest.mark.slow
@@ -156,13 +160,20 @@ def test_detection_quality_on_synthetic_ground_truth(synthetic_run):
 
 
 @pytest.mark.slow
-def test_rmft_leaves_each_pii_string_once_in_training_text(synthetic_run):
+def test_rmft_leaves_each_email_address_once_in_training_text(synthetic_run):
+    # The default runs the paper's RMFT: e-mail addresses only.
     summary = pl.read_csv(synthetic_run / "results/defense/rmft/summary.tsv", separator="\t")
-    assert summary.height == 6
-    assert summary["max_repeats_after"].to_list() == [1] * 6
+    assert summary["entity_type"].to_list() == ["EMAIL_ADDRESS"] and summary["max_repeats_after"][0] == 1
     assert (summary["replaced"] == summary["occurrences"] - summary["unique_strings"]).all()
     none = pl.read_csv(synthetic_run / "results/defense/none/summary.tsv", separator="\t")
     assert none.is_empty()
+    # Names are left as they are: the most frequent name of the train split occurs as often as without RMFT.
+    spans = pl.read_parquet(synthetic_run / "results/private/pii/spans.parquet")
+    texts = {d: pl.read_parquet(synthetic_run / f"results/private/defense/{d}/train.parquet") for d in ("none", "rmft")}
+    names = spans.filter(pl.col("entity_type") == "PERSON").join(texts["none"].select("doc_id"), on="doc_id")
+    name = names.group_by("value").len().sort("len", "value", descending=True)["value"][0]
+    counts = {d: sum(t.count(name) for t in texts[d]["text"]) for d in texts}
+    assert counts["rmft"] == counts["none"] >= 5
 
 
 @pytest.mark.slow
@@ -188,10 +199,12 @@ def test_second_run_plans_nothing_and_an_edit_reruns_only_its_dependants(synthet
     config = synthetic_run / "config/config.yaml"
     original = config.read_text()
     try:
+        # A defense's own options rebuild its text, its run and its run's trained-text view of the members.
+        trained_view = {"mia_trained_texts": 1, "mia_trained_reference": 1}
         write_config(synthetic_run, {**SMALL, "rmft": {"p": 0.5}})
-        assert planned_jobs(synthetic_run) == per_run(1, defense_text=1, finetune=1)
+        assert planned_jobs(synthetic_run) == per_run(1, defense_text=1, finetune=1, **trained_view)
         write_config(synthetic_run, {**SMALL, "dedup": {"threshold": 0.7}})
-        assert planned_jobs(synthetic_run) == per_run(1, deduplicate=1, defense_text=1, finetune=1)
+        assert planned_jobs(synthetic_run) == per_run(1, deduplicate=1, defense_text=1, finetune=1, **trained_view)
         write_config(synthetic_run, {**SMALL, "train": {**SMALL["train"], "lr": 1e-4}})
         assert planned_jobs(synthetic_run) == per_run(4, finetune=4)
         write_config(synthetic_run, {**SMALL, "utility": {"batch_size": 4}})
@@ -231,7 +244,7 @@ def test_training_outputs_checkpoints_and_perplexity(synthetic_run):
 
 @pytest.mark.slow
 def test_membership_inference_on_every_checkpoint(synthetic_run):
-    members = pl.read_parquet(synthetic_run / "results/private/mia/members.parquet")
+    members = pl.read_parquet(synthetic_run / "results/private/mia/tiny-gpt2/members.parquet")
     assert members["member"].sum() == (~members["member"]).sum() > 20
     splits = pl.read_parquet(synthetic_run / "results/corpus/splits.parquet")
     by_split = dict(zip(*members.join(splits, on="doc_id").group_by("member").agg(pl.col("split").unique())
@@ -244,6 +257,13 @@ def test_membership_inference_on_every_checkpoint(synthetic_run):
         assert ((table["auc_low"] <= table["auc"]) & (table["auc"] <= table["auc_high"])).all()
         assert table.filter(pl.col("attack") == "ref")["reference"][0] == "base model tiny-gpt2"
         assert (table["n_members"] == members["member"].sum()).all() and (table["n_unscored"] == 0).all()
+        assert table["member_text"].unique().to_list() == ["original"]  # the undefended run has one view
+    # A defended run is attacked on the members' original text and on the text it trained on.
+    rmft = pl.read_csv(synthetic_run / "results/runs/tiny-gpt2/rmft-full-s42/mia/c04.tsv", separator="\t")
+    assert rmft.group_by("member_text").len().sort("member_text").rows() == [("original", 6), ("trained", 6)]
+    trained = pl.read_parquet(synthetic_run / "results/private/mia/tiny-gpt2/trained/rmft.parquet")
+    assert trained["doc_id"].to_list() == members["doc_id"].to_list() and trained["text"].null_count() == 0
+    assert (trained["text"] != members["text"]).sum() > 0  # rewritten e-mail addresses
 
 
 @pytest.mark.slow
@@ -362,11 +382,18 @@ def test_metrics_tables_figures_and_report(synthetic_run):
     assert ppl.height == 1 and ppl["value"][0] == pytest.approx(
         utility.filter(pl.col("metric") == "ppl_mean")["value"][0])
     auc = metrics.filter(pl.col("metric") == "mia_auc/loss")
-    assert auc.height == 4 * 4 and ((auc["ci_low"] <= auc["value"]) & (auc["value"] <= auc["ci_high"])).all()
+    assert auc.filter(pl.col("member_text") == "original").height == 4 * 4  # runs x checkpoints
+    assert auc.filter(pl.col("member_text") == "trained").height == 3 * 4  # the defended runs
+    assert ((auc["ci_low"] <= auc["value"]) & (auc["value"] <= auc["ci_high"])).all()
+    assert metrics.filter(pl.col("metric") == "ppl_base")["value"].n_unique() == 1
     assert metrics.filter(pl.col("metric") == "ppl_mean")["ci_low"].is_null().all()
 
     rmft = pl.read_csv(results / "tables/rmft.csv")
-    assert rmft.height == 4 * 2  # defenses x prompt sets
+    assert rmft.height == 4 * 2 * 2  # defenses x prompt sets x PII scopes (e-mail, all)
+    assert {"AURC (%)", "AURC coverage (%)", "min PPL increase (%)"} <= set(rmft.columns)
+    claims = pl.read_csv(results / "tables/claims.csv")
+    assert set(claims["verdict"]) <= {"holds", "does not hold", "not testable"} and claims.height >= 9
+    assert claims["why"].null_count() == 0 and (results / "tables/claims.md").is_file()
     assert (results / "tables/finetuning.md").read_text().startswith("|")
     assert "\\begin{tabular}" in (results / "tables/extraction_by_type.tex").read_text()
     figures = sorted(p.name for p in (results / "figures").glob("*.png"))
@@ -377,7 +404,7 @@ def test_metrics_tables_figures_and_report(synthetic_run):
 
     snakemake(synthetic_run, "--report", "results/report.html")
     html = (results / "report.html").read_bytes().decode("utf-8", "ignore")
-    assert len(html) > 100_000 and "roc_curves.png" in html and "rmft.csv" in html
+    assert len(html) > 100_000 and "roc_curves.png" in html and "rmft.csv" in html and "claims.csv" in html
     truth = pl.read_parquet(synthetic_run / "resources/synthetic/ground_truth.parquet")
     secrets = {v for v in truth["value"].unique().to_list() if len(v) >= 6}
     assert not [s for s in secrets if s in html]
