@@ -39,7 +39,8 @@ def test_lint_is_clean(tmp_path):
 def test_dry_run_plans_every_stage_once_and_each_defense(tmp_path):
     write_config(tmp_path)
     assert planned_jobs(tmp_path) == {
-        "synthetic_corpus": 1, "parse_corpus": 1, "split_corpus": 1, "detect_pii": 1, "evaluate_pii": 1,
+        "synthetic_corpus": 1, "parse_corpus": 1, "split_corpus": 1, "corpus_stats": 1, "detect_pii": 1,
+        "evaluate_pii": 1,
         "deduplicate": 1, "defense_text": 4, "pretrain_tiny_gpt2": 1, "finetune": 4, "perplexity": 4,
         "mia_members": 1, "mia_reference": 1, "membership_inference": 4,
         "mia_trained_texts": 3, "mia_trained_reference": 3,  # the defended runs' trained-text view
@@ -426,7 +427,8 @@ def test_finished_run_passes_the_output_contract_check(synthetic_run):
 @pytest.mark.skipif(not ENRON_MINI.is_dir(), reason="../shared/data/enron-mini is not beside the project")
 def test_real_enron_sample_through_the_data_stages(tmp_path):
     write_config(tmp_path, {"corpus": {"source": "maildir", "path": str(ENRON_MINI)}, "defenses": ["rmft"]})
-    snakemake(tmp_path, "results/pii/summary.tsv", "results/defense/rmft/summary.tsv", "results/dedup/t0.8/summary.tsv")
+    snakemake(tmp_path, "results/pii/summary.tsv", "results/defense/rmft/summary.tsv", "results/dedup/t0.8/summary.tsv",
+              "results/corpus/stats.tsv")
     messages = pl.read_parquet(tmp_path / "results/private/corpus/messages.parquet", columns=["doc_id"])
     quarantine = pl.read_csv(tmp_path / "results/corpus/quarantine.tsv", separator="\t")
     assert messages.height + quarantine.height == 1041
@@ -436,3 +438,7 @@ def test_real_enron_sample_through_the_data_stages(tmp_path):
     assert counts.get("EMAIL_ADDRESS", 0) > 500 and counts.get("PERSON", 0) > 100
     rmft = pl.read_csv(tmp_path / "results/defense/rmft/summary.tsv", separator="\t")
     assert rmft["max_repeats_after"].max() == 1 and rmft["replaced"].sum() > 0
+    # Real mail: most PII strings occur once or twice, and many distinct addresses per message.
+    stats = dict(pl.read_csv(tmp_path / "results/corpus/stats.tsv", separator="\t").iter_rows())
+    assert stats["messages_sampled"] == 700 and stats["occurrences/1"] > 0.5
+    assert stats["distinct_per_1k_messages/EMAIL_ADDRESS"] > 1000 and stats["mean_occurrences/ALL"] < 4

@@ -238,6 +238,7 @@ def all_outputs():
     outputs = [
         "results/corpus/summary.tsv",
         "results/corpus/splits.parquet",
+        "results/corpus/stats.tsv",
         "results/pii/summary.tsv",
     ]
     outputs += [f"results/dedup/t{threshold:g}/summary.tsv" for threshold in dedup_thresholds(config)]

@@ -75,3 +75,24 @@ rule split_corpus:
         "../../envs/data.yaml"
     script:
         "../scripts/split_corpus.py"
+
+
+rule corpus_stats:
+    input:
+        messages="results/private/corpus/messages.parquet",
+        spans="results/private/pii/spans.parquet",
+        splits="results/corpus/splits.parquet",
+    output:
+        stats=report(
+            "results/corpus/stats.tsv",
+            caption="../report/corpus_stats.rst",
+            category="Corpus",
+        ),
+    params:
+        stats=config["corpus"]["stats"],
+    log:
+        "logs/corpus/stats.log",
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/corpus_stats.py"

@@ -93,6 +93,11 @@ def message_segments(body: str) -> list[str]:
     return [text for text in ("\n".join(p).strip() for p in parts) if text]
 
 
+def quotes_a_message(body: str) -> bool:
+    """Whether the body quotes or forwards another message (a `_QUOTE_START` line or a ">" line)."""
+    return any(_QUOTE_START.match(line) or line.lstrip().startswith(">") for line in body.splitlines())
+
+
 @dataclass(frozen=True)
 class LinkConfig:
     """`corpus.split.link`: which messages share a part and therefore a split."""
