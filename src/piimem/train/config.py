@@ -1,0 +1,175 @@
+"""Training settings: `TrainConfig` (config key `train`), `StateEvery` (`train.state_every`), the checkpoint
+schedule, and the precision a device trains in.
+
+Checkpoint k of an epoch with n optimizer steps is taken after step round(k / checkpoints_per_epoch * n) of
+it (half rounds up; at least step 1), counted from the start of training; ids and epochs are known before
+training (`checkpoint_schedule`), the steps once the epochs' sizes are (`checkpoint_steps`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from piimem.config import checkpoint_ids
+
+PACKINGS = ("blocks", "messages")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+_DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training hyper-parameters (defaults: the RMFT paper's GPT-2 setting). Invalid values raise
+    ValueError naming `train.<key>`."""
+
+    block_size: int = 128
+    packing: str = "blocks"
+    lr: float = 2e-5
+    weight_decay: float = 0.01
+    epochs: int = 3
+    warmup_steps: int = 500
+    batch_size: int = 8
+    grad_accum: int = 1
+    max_grad_norm: float = 1.0  # 0 disables clipping
+    precision: str = "auto"
+    compile: bool = False
+    checkpoints_per_epoch: int = 10
+    seed: int = 42
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        for key in ("block_size", "epochs", "batch_size", "grad_accum", "checkpoints_per_epoch"):
+            value = getattr(self, key)
+            if not is_int(value) or value < 1:
+                raise ValueError(f"train.{key}: expected a positive integer, got {value!r}")
+        if self.block_size < 2:
+            raise ValueError(f"train.block_size: expected at least 2 (one context and one target token), "
+                             f"got {self.block_size}")
+        for key in ("warmup_steps", "seed"):
+            value = getattr(self, key)
+            if not is_int(value) or value < 0:
+                raise ValueError(f"train.{key}: expected an integer >= 0, got {value!r}")
+        if not is_number(self.lr) or self.lr <= 0:
+            raise ValueError(f"train.lr: expected a number > 0, got {self.lr!r}")
+        for key in ("weight_decay", "max_grad_norm"):
+            value = getattr(self, key)
+            if not is_number(value) or value < 0:
+                raise ValueError(f"train.{key}: expected a number >= 0, got {value!r}")
+        if self.packing not in PACKINGS:
+            raise ValueError(f"train.packing: expected one of {PACKINGS}, got {self.packing!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"train.precision: expected one of {PRECISIONS}, got {self.precision!r}")
+        if not isinstance(self.compile, bool):
+            raise ValueError(f"train.compile: expected true or false, got {self.compile!r}")
+        if not isinstance(self.device, str) or not _DEVICE_PATTERN.match(self.device):
+            raise ValueError(f"train.device: expected auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
+
+    @classmethod
+    def from_dict(cls, values: Mapping) -> TrainConfig:
+        """From the config's `train` mapping; unknown keys are an error naming `train.<key>`."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"train.{unknown[0]}: unknown key (known: {', '.join(sorted(known))})")
+        return cls(**dict(values))
+
+
+@dataclass(frozen=True)
+class StateEvery:
+    """How often training saves its resumable state besides at checkpoints (config key train.state_every):
+    once `minutes` of training or `steps` optimizer steps have passed since the last save, whichever comes
+    first; None turns that limit off. It changes no result, so it is not part of a run's fingerprint."""
+
+    minutes: float | None = 5.0
+    steps: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.minutes is not None and (not is_number(self.minutes) or self.minutes <= 0):
+            raise ValueError(f"train.state_every.minutes: expected a number > 0 or null, got {self.minutes!r}")
+        if self.steps is not None and (not is_int(self.steps) or self.steps < 1):
+            raise ValueError(f"train.state_every.steps: expected a positive integer or null, got {self.steps!r}")
+
+    @classmethod
+    def from_dict(cls, values: Mapping | None) -> StateEvery:
+        """From the config's `train.state_every` mapping (None: the defaults)."""
+        values = dict(values or {})
+        unknown = sorted(set(values) - {"minutes", "steps"})
+        if unknown:
+            raise ValueError(f"train.state_every.{unknown[0]}: unknown key (known: minutes, steps)")
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    id: str  # "c01", ...
+    epoch: float  # training progress in epochs when it is taken: 0.1, 0.2, ... 3.0
+
+
+def checkpoint_schedule(epochs: int, checkpoints_per_epoch: int) -> list[Checkpoint]:
+    """The checkpoints of a run, known before training: ids c01.. and their position in epochs."""
+    if not is_int(epochs) or epochs < 1:
+        raise ValueError(f"train.epochs: expected a positive integer, got {epochs!r}")
+    if not is_int(checkpoints_per_epoch) or checkpoints_per_epoch < 1:
+        raise ValueError(f"train.checkpoints_per_epoch: expected a positive integer, "
+                         f"got {checkpoints_per_epoch!r}")
+    ids = checkpoint_ids(epochs, checkpoints_per_epoch)
+    # k / K rounded so that 3 / 10 prints as 0.3 rather than 0.30000000000000004.
+    return [Checkpoint(id=cid, epoch=round(k / checkpoints_per_epoch, 9))
+            for k, cid in enumerate(ids, start=1)]
+
+
+def checkpoint_steps(steps_per_epoch: list[int], checkpoints_per_epoch: int) -> list[int]:
+    """Global optimizer step (1-based) after which each checkpoint is taken, in schedule order.
+
+    Checkpoint j (1..K) of epoch e is at round_half_up(j / K * n_e) steps into that epoch, at least 1.
+    When an epoch has fewer steps than checkpoints, several checkpoints share a step.
+    """
+    steps, before = [], 0
+    for n in steps_per_epoch:
+        for j in range(1, checkpoints_per_epoch + 1):
+            # Integer round-half-up of j * n / K (Python's round() rounds halves to even).
+            within = (2 * j * n + checkpoints_per_epoch) // (2 * checkpoints_per_epoch)
+            steps.append(before + max(1, within))
+        before += n
+    return steps
+
+
+def resolve_precision(precision: str, device) -> str:
+    """"auto": bf16 on a GPU that has it, else fp16 (with loss scaling) on GPU, fp32 elsewhere."""
+    if precision == "auto":
+        if device.type == "cuda":
+            import torch
+
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "fp32"
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError(f"train.precision: fp16 needs a CUDA GPU (loss scaling), the device is "
+                         f"{device.type}; use fp32 or bf16")
+    if precision == "bf16" and device.type == "cuda":
+        import torch
+
+        if not torch.cuda.is_bf16_supported():
+            raise ValueError(f"train.precision: bf16 is not supported by "
+                             f"{torch.cuda.get_device_name(device)}; use fp16 or auto")
+    return precision
+
+
+def device_name(device) -> str:
+    if device.type == "cuda":
+        import torch
+
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return str(device)
+
