@@ -347,10 +347,16 @@ def generate_token_ids(
     top_k: int = 0,
     seed: int = 0,
     device: str = "auto",
+    cache: str = "dynamic",
 ) -> list[list[int]]:
     """Token ids of each prompt's continuation (new tokens only, up to and without the first EOS).
 
-    See `generate`, which decodes these.
+    See `generate`, which decodes these. `cache`: "dynamic" (the default, transformers' own) decodes into a
+    key/value cache grown by concatenation at every step; "static" into one allocated once per batch for
+    prompt and new tokens and written in place (on CPU as fast; on a GPU measured by bench/gpu.py). The
+    tokens are the same (tests/test_extraction.py; the static cache attends over its whole length, masked,
+    so only float rounding could differ). Models with virtual tokens (PEFT prompt-learning methods) always
+    use the dynamic cache PEFT builds for them.
     """
     import torch
     from transformers import GenerationConfig
@@ -363,6 +369,8 @@ def generate_token_ids(
         raise ValueError(f"generate: temperature must be > 0 for sampling, got {temperature!r}")
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
         raise ValueError(f"generate: top_k must be an integer >= 0 (0 = off), got {top_k!r}")
+    if cache not in ("static", "dynamic"):
+        raise ValueError(f"generate: cache must be 'static' or 'dynamic', got {cache!r}")
     prompts = list(prompts)
     bad = [i for i, p in enumerate(prompts) if not isinstance(p, str)]
     if bad:
@@ -400,6 +408,9 @@ def generate_token_ids(
 
     config = GenerationConfig(
         max_new_tokens=max_new_tokens, do_sample=do_sample, use_cache=True,
+        # disable_compile: transformers would otherwise compile the forward for a static cache on a GPU,
+        # once per new batch shape, and compiled kernels may round differently from the eager ones.
+        cache_implementation="static" if cache == "static" and n_virtual == 0 else None, disable_compile=True,
         temperature=temperature if do_sample else None, top_k=top_k if do_sample else None,
         top_p=1.0 if do_sample else None, num_beams=1,
         pad_token_id=pad_id, eos_token_id=eos_id, bos_token_id=tokenizer.bos_token_id,

@@ -17,7 +17,7 @@ import numpy as np
 import polars as pl
 
 from piimem.progress import Progress
-from piimem.scoring import resolve_device, shifted_token_nll
+from piimem.scoring import resolve_device
 from piimem.train.checkpoints import save_checkpoint
 from piimem.train.config import StateEvery, TrainConfig, device_name, is_int, resolve_precision
 from piimem.train.data import RunPlan, collate, micro_batches, plan_run
@@ -32,13 +32,15 @@ from piimem.train.distributed import (
     start_processes,
     sum_across_processes,
 )
+from piimem.train.loss import micro_batch_nll, output_head
 from piimem.train.state import (
+    StateWriter,
     find_state,
     load_state,
     prepare_run_dir,
     rng_states,
-    save_state,
     seed_everything,
+    take_snapshot,
 )
 from piimem.train.train_log import start_log, write_log_rows
 
@@ -71,7 +73,9 @@ def train(
     step)}], steps, total_steps, steps_per_epoch, examples_per_epoch, documents, tokens (non-padding
     input tokens trained on), seconds (training loop and checkpoint saving, summed over resumed calls;
     tokenization excluded), checkpoint_seconds, state_saves and state_seconds (resumable states saved
-    between checkpoints, and the time they took), tokens_per_s, device, precision (resolved), parameters,
+    between checkpoints, and the time training waited for them: copying, not writing, see StateWriter),
+    compile_seconds (with train.compile: the first step of each call, compilation included; it has a
+    train_log window of its own), tokens_per_s, device, precision (resolved), parameters,
     trainable_parameters, resumed_at_steps, processes, config. Each checkpoint directory also holds
     checkpoint.json (its manifest entry) and consumed.parquet.
 
@@ -112,6 +116,40 @@ def _check_context_length(model, block_size: int) -> None:
         raise ValueError(f"train.block_size: {block_size}{extra} exceeds the model's {limit} positions")
 
 
+def _transformer_blocks(model) -> list:
+    """The model's repeated layers: the largest ModuleList of modules of one class (GPT-2's transformer.h,
+    Llama's model.layers, GPT-NeoX's gpt_neox.layers), whatever PEFT wrappers sit around it."""
+    import torch
+
+    best: list = []
+    for module in model.modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) > len(best) \
+                and len({type(m) for m in module}) == 1:
+            best = list(module)
+    return best
+
+
+@contextlib.contextmanager
+def _compiled(model, enabled: bool):
+    """`train.compile`: the model to call, with each transformer block compiled in place (regional
+    compilation: one block's graph serves all of them, so it compiles in a fraction of the whole model's
+    time, and the model's state dict and save_pretrained stay as they are; the whole model wrapped when no
+    blocks are found). The blocks are plain again afterwards."""
+    import torch
+
+    blocks = _transformer_blocks(model) if enabled else []
+    if enabled and not blocks:
+        yield torch.compile(model)
+        return
+    for block in blocks:
+        block.compile()
+    try:
+        yield model
+    finally:
+        for block in blocks:
+            block._compiled_call_impl = None  # what nn.Module.compile set
+
+
 @dataclass
 class _Optimisation:
     """What an optimizer step needs besides the model: the trainable parameters and their optimizer,
@@ -149,7 +187,7 @@ def _optimisation(model, cfg: TrainConfig, precision: str, device, total_steps: 
 def _new_counters() -> dict:
     """What a run counts across calls; saved in the state (state.json), reported in the manifest."""
     return {"step": 0, "tokens": 0, "seconds": 0.0, "checkpoint_seconds": 0.0, "checkpoints": [],
-            "resumed_at_steps": [], "state_saves": 0, "state_seconds": 0.0}
+            "resumed_at_steps": [], "state_saves": 0, "state_seconds": 0.0, "compile_seconds": 0.0}
 
 
 def _manifest(complete: bool, counters: dict, plan: RunPlan, cfg: TrainConfig, fingerprint: str, device,
@@ -169,6 +207,7 @@ def _manifest(complete: bool, counters: dict, plan: RunPlan, cfg: TrainConfig, f
         "checkpoint_seconds": round(counters["checkpoint_seconds"], 3),
         "state_saves": counters.get("state_saves", 0),
         "state_seconds": round(counters.get("state_seconds", 0.0), 3),
+        "compile_seconds": round(counters.get("compile_seconds", 0.0), 3),
         "tokens_per_s": round(counters["tokens"] / seconds, 1) if seconds > 0 else None,
         "device": device_name(device),
         "precision": precision,
@@ -284,8 +323,9 @@ def _train(model, tokenizer, texts, cfg: TrainConfig, run_dir: Path, fingerprint
     if main:
         start_log(window.log_path, start_step)
 
-    forward = torch.compile(model) if cfg.compile else model
+    head = output_head(model)  # None: the loss from full logits (see piimem.train.loss)
     model.train()
+    writer = StateWriter(run_dir) if main else None
     pin = device.type == "cuda"
 
     def to_device(array: np.ndarray):
@@ -295,7 +335,8 @@ def _train(model, tokenizer, texts, cfg: TrainConfig, run_dir: Path, fingerprint
     last_state_step, last_state_time = start_step, time.monotonic()
 
     def save_run_state() -> None:
-        """Every process: its RNG states to rank 0, which writes the state; all wait until it is on disk."""
+        """Every process: its RNG states to rank 0, which copies the state and writes it while training
+        goes on (StateWriter); the others wait until rank 0 has its copy."""
         nonlocal last_state_step, last_state_time
         rng = {"rng": rng_states(device)}
         if world > 1:
@@ -305,9 +346,9 @@ def _train(model, tokenizer, texts, cfg: TrainConfig, run_dir: Path, fingerprint
             dist.gather_object(rng["rng"], gathered, dst=0)
             rng["rng_ranks"] = gathered
         if main:
-            save_state(run_dir, opt.trainable, opt.optimizer, opt.scheduler, opt.scaler, rng,
-                       {**counters, "since_checkpoint": window.since_checkpoint})
-        barrier(processes)  # the others continue once the state is on disk
+            writer.save(take_snapshot(opt.trainable, opt.optimizer, opt.scheduler, opt.scaler, rng,
+                                      {**counters, "since_checkpoint": window.since_checkpoint}))
+        barrier(processes)
         last_state_step, last_state_time = counters["step"], time.monotonic()
 
     def state_due(step: int) -> bool:
@@ -318,8 +359,9 @@ def _train(model, tokenizer, texts, cfg: TrainConfig, run_dir: Path, fingerprint
             due = due or rank0_decides(late, processes, device)  # clocks differ between processes
         return due
 
-    def train_step(examples: list[np.ndarray]):
-        """One optimizer step on this process's share of `examples`; returns the step loss (a tensor)."""
+    def train_step(forward, examples: list[np.ndarray]):
+        """One optimizer step on this process's share of `examples` through `forward` (the model or its
+        compiled form); returns the step loss (a tensor)."""
         # Loss = mean over the real target tokens of the whole (global) step, so micro-batches and
         # processes weigh by their tokens; each example of n tokens has n - 1 targets.
         n_targets = sum(len(x) - 1 for x in examples)
@@ -327,12 +369,11 @@ def _train(model, tokenizer, texts, cfg: TrainConfig, run_dir: Path, fingerprint
         step_loss = torch.zeros((), device=device)
         for batch in micro_batches(examples, cfg.batch_size, rank, world):
             ids_np, mask_np = collate(batch, pad_id)
-            ids, mask = to_device(ids_np), to_device(mask_np)
-            with (torch.autocast(device_type=device.type, dtype=opt.autocast_dtype) if opt.autocast_dtype
-                  else contextlib.nullcontext()):
-                logits = forward(input_ids=ids, attention_mask=mask, use_cache=False).logits
-            nll, _ = shifted_token_nll(logits, ids, mask)
-            loss = nll.sum() / max(n_targets, 1)
+            # No padding (full blocks): no mask, so attention can use its causal kernels.
+            mask = None if mask_np.all() else to_device(mask_np)
+            nll = micro_batch_nll(forward, to_device(ids_np), mask, head=head,
+                                  autocast_dtype=opt.autocast_dtype)
+            loss = nll / max(n_targets, 1)
             opt.scaler.scale(loss).backward()
             step_loss += loss.detach()
         if world > 1:
@@ -362,22 +403,27 @@ def _train(model, tokenizer, texts, cfg: TrainConfig, run_dir: Path, fingerprint
         counters["seconds"] += time.perf_counter() - started
         save_run_state()
 
-    stopped = False
-    with (Progress(total_steps - start_step, "train", unit="step") if main else Silent()) as progress:
+    def run_steps(forward, progress) -> bool:
+        """The optimizer steps from start_step on; True when stopped early (stop_after_step)."""
         for step in range(start_step + 1, total_steps + 1):
             _, epoch_after, examples = plan.step_examples(step)
             lr = opt.scheduler.get_last_lr()[0]
-            step_loss = train_step(examples)
+            started = time.perf_counter()
+            step_loss = train_step(forward, examples)
             step_tokens = sum(len(x) for x in examples)
             window.tokens += step_tokens
             counters["tokens"] += step_tokens
             counters["step"] = step
             window.pending.append((step, epoch_after, step_loss, lr))
             progress.update()
+            compiling = cfg.compile and step == start_step + 1  # the first step compiles the blocks
 
             due = plan.checkpoints_at.get(step, [])
-            if due or step == stop_after_step or window.due():
-                window.flush(counters)
+            if due or step == stop_after_step or window.due() or compiling:
+                window.flush(counters)  # after the compiling step: its own window, so later rates are clean
+            if compiling:
+                counters["compile_seconds"] = (counters.get("compile_seconds", 0.0)
+                                               + time.perf_counter() - started)
             if due:
                 take_checkpoints(step, due)
                 window.restart()
@@ -390,8 +436,16 @@ def _train(model, tokenizer, texts, cfg: TrainConfig, run_dir: Path, fingerprint
                 counters["seconds"] += time.perf_counter() - started
                 window.restart()
             if step == stop_after_step and step < total_steps:
-                stopped = True
-                break
+                return True
+        return False
+
+    try:
+        with (Progress(total_steps - start_step, "train", unit="step") if main else Silent()) as progress, \
+                _compiled(model, cfg.compile) as forward:
+            stopped = run_steps(forward, progress)
+    finally:
+        if writer is not None:
+            writer.wait()  # a state being written is finished, also when training failed
     window.flush(counters)
 
     def manifest(complete: bool) -> dict:

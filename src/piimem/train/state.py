@@ -7,10 +7,11 @@ Resume. At every checkpoint, and besides at least every `state_every` (minutes o
 optimizer steps, `StateEvery`), the trainer writes run_dir/state (trainable parameters by name, optimizer,
 scheduler, grad scaler, step, RNG states, counters, the losses since the last checkpoint) through a
 temporary directory and renames, so a killed run leaves either the old or the new state and loses at most
-`state_every` of work. A later call with the same fingerprint continues from it; since the data order is a
-pure function of (seed, epoch, doc_id), the steps already done are skipped by arithmetic and the result
-equals an uninterrupted run. When the run completes, manifest.json is written and the state (optimizer
-moments: twice the trainable parameters) is deleted.
+`state_every` of work (and the time one write takes: the state is copied to host memory at its step and
+written while training goes on, `StateWriter`). A later call with the same fingerprint continues from it;
+since the data order is a pure function of (seed, epoch, doc_id), the steps already done are skipped by
+arithmetic and the result equals an uninterrupted run. When the run completes, manifest.json is written
+and the state (optimizer moments: twice the trainable parameters) is deleted.
 
 Randomness. Dropout draws from torch's global generator, which has no per-call seed, so train() seeds
 the global torch, python and numpy generators from `seed` on a fresh start and restores them on resume.
@@ -18,10 +19,13 @@ the global torch, python and numpy generators from `seed` on a fresh start and r
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import random
 import shutil
+import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -90,9 +94,43 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)  # also seeds every CUDA device, lazily, without initialising CUDA
 
 
-def save_state(run_dir: Path, trainable: list, optimizer, scheduler, scaler, rng: dict,
-                counters: dict) -> None:
-    """`rng`: {"rng": states} for one process; with several also "rng_ranks", every rank's states."""
+@dataclass
+class StateSnapshot:
+    """A resumable state copied to host memory at one step: exactly what `write_state` puts on disk."""
+
+    trainable: dict  # parameter name -> tensor
+    rest: dict  # optimizer, scheduler and gradient-scaler state dicts, "rng" (and "rng_ranks")
+    counters: dict
+
+
+def _host_copy(value):
+    """`value` with every tensor in it copied to host memory (containers rebuilt, other leaves shared)."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {k: _host_copy(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_host_copy(v) for v in value)
+    return value
+
+
+def take_snapshot(trainable: list, optimizer, scheduler, scaler, rng: dict, counters: dict) -> StateSnapshot:
+    """Copy the state as it is now; training may change the originals right after.
+
+    `rng`: {"rng": states} for one process; with several also "rng_ranks", every rank's states.
+    """
+    return StateSnapshot(
+        trainable={name: p.detach().to("cpu", copy=True).contiguous() for name, p in trainable},
+        rest=_host_copy({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                         "scaler": scaler.state_dict(), **rng}),
+        counters=copy.deepcopy(counters))
+
+
+def write_state(run_dir: Path, snapshot: StateSnapshot) -> None:
+    """run_dir/state, through state.tmp and renames: a kill at any moment leaves a whole state (the new
+    one, or the previous one as state or state.old) or, before the first save, none."""
     import torch
     from safetensors.torch import save_file
 
@@ -100,11 +138,9 @@ def save_state(run_dir: Path, trainable: list, optimizer, scheduler, scaler, rng
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    save_file({name: p.detach().to("cpu").contiguous() for name, p in trainable},
-              tmp / "trainable.safetensors")
-    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(), **rng}, tmp / "optimizer.pt")
-    (tmp / "state.json").write_text(json.dumps(counters, indent=1))
+    save_file(snapshot.trainable, tmp / "trainable.safetensors")
+    torch.save(snapshot.rest, tmp / "optimizer.pt")
+    (tmp / "state.json").write_text(json.dumps(snapshot.counters, indent=1))
     if old.exists():
         shutil.rmtree(old)
     if final.exists():
@@ -114,8 +150,47 @@ def save_state(run_dir: Path, trainable: list, optimizer, scheduler, scaler, rng
         shutil.rmtree(old)
 
 
+class StateWriter:
+    """Writes snapshots with `write_state` in a thread of its own, one at a time, while training goes on.
+
+    Safe for resume because (1) a snapshot is a copy taken at its step, so it holds exactly what a
+    synchronous save would have written; (2) checkpoints are written before the snapshot of their step
+    is taken, so a state on disk never names a checkpoint that is not; (3) a new write starts only after
+    the previous one ended, so the renames never interleave; (4) `wait()` is called before the run's
+    manifest is written and the state deleted, before train() returns (also when it raises). A kill during
+    a write leaves the previous state, as a kill during a synchronous save does; the resumed run redoes
+    the steps since then and rewrites their checkpoints with the same contents.
+    """
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def save(self, snapshot: StateSnapshot) -> None:
+        self.wait()
+        self._thread = threading.Thread(target=self._write, args=(snapshot,), name="piimem-state-writer")
+        self._thread.start()
+
+    def _write(self, snapshot: StateSnapshot) -> None:
+        try:
+            write_state(self.run_dir, snapshot)
+        except BaseException as exc:  # handed to the training thread by wait()
+            self._error = exc
+
+    def wait(self) -> None:
+        """Until the state being written is on disk; a failed write raises here."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise RuntimeError(f"train: writing the resumable state to {self.run_dir / 'state'} failed: "
+                               f"{error}") from error
+
+
 def load_state(state_dir: Path, trainable: list, optimizer, scheduler, scaler, device,
-                processes: Processes) -> dict:
+               processes: Processes) -> dict:
     import torch
     from safetensors.torch import load_file
 
