@@ -26,8 +26,10 @@ ENRON_MINI = ROOT.parent / "shared" / "data" / "enron-mini"
 # Rows compared against a target, and their tolerance: a factor (ratio within 1/f..f) or a relative band.
 TARGETS = {"type_token_ratio": ("band", 0.3)}
 FACTOR = 1.5
-# Rows that describe the sample rather than the corpus, and rows too small to compare as a ratio.
+# Rows that describe the sample rather than the corpus.
 UNCOMPARED = ("messages", "distinct_bodies", "messages_sampled", "ttr_words_counted")
+# The synthetic corpus plants SSNs and card numbers on purpose (the canaries); real mail has almost none.
+CANARY_ROWS = ("/US_SSN", "/CREDIT_CARD")
 
 
 def corpus_tables(maildir: Path, config: dict) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
@@ -95,12 +97,14 @@ def main() -> int:
     met = missed = 0
     for statistic, ours, real in joined.select("statistic", "value", "value_real").rows():
         ratio = ours / real if ours is not None and real not in (None, 0) else math.nan
-        verdict = within_target(statistic, ratio)
+        verdict = None if statistic.endswith(CANARY_ROWS) else within_target(statistic, ratio)
         met += verdict is True
         missed += verdict is False
-        mark = "" if verdict is None else "ok" if verdict else "MISSED"
+        mark = ("canaries" if statistic.endswith(CANARY_ROWS) else "" if verdict is None
+                else "ok" if verdict else "MISSED")
         print(f"{statistic:34} {_num(ours):>11} {_num(real):>11} {_num(ratio):>7}  {mark}")
-    print(f"\n{met} rows within target, {missed} missed (factor {FACTOR}; type-token ratio within 30 %)")
+    print(f"\n{met} rows within target, {missed} missed (factor {FACTOR}; type-token ratio within 30 %; "
+          f"the planted canaries' rows not compared)")
     return 0
 
 

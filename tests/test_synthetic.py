@@ -205,15 +205,22 @@ def test_replies_and_forwards_quote_earlier_messages_verbatim(corpus):
                     quote = quote.lstrip("\n").split("\n\n", 1)[1]
                 assert quote in own_bodies
                 quoted[kind] += 1
-    assert quoted["reply"] > 0.2 * 720 and quoted["forward"] > 0.08 * 720
+    assert quoted["reply"] > 0.12 * 720 and quoted["forward"] > 0.05 * 720
 
 
-def test_signatures_repeat_a_persons_contact_details(corpus):
+def test_pii_strings_follow_a_heavy_tail_as_in_real_mail(corpus):
+    # Real mail (enron-mini): most distinct PII strings occur once (two thirds of a sample of distinct bodies;
+    # fewer over the whole corpus, whose copies and quotes repeat them), about 1 % 16 times or more.
     _, truth, _ = corpus
-    body = truth.filter(pl.col("field") == "body")
-    phones = body.filter((pl.col("entity_type") == "PHONE_NUMBER") & ~pl.col("is_canary"))
-    assert phones["n_occurrences"].median() >= 5
-    assert body.filter(pl.col("entity_type") == "LOCATION").height > 500
+    counts = truth.filter(~pl.col("is_canary")).group_by("entity_type", "value").agg(pl.len().alias("n"))
+    share_once = (counts["n"] == 1).mean()
+    assert 0.3 < share_once < 0.8 and 0.001 < (counts["n"] >= 16).mean() < 0.05
+    # The mailbox owners are the head: each of their addresses occurs in dozens of messages.
+    senders = truth.filter((pl.col("field") == "From")).group_by("value").len()
+    assert senders["len"].max() >= 20
+    # Places come from a wide list: cities at home and abroad, states and countries.
+    places = truth.filter(pl.col("entity_type") == "LOCATION")["value"].n_unique()
+    assert places > 200
 
 
 def test_refuses_a_non_empty_target(tmp_path):
