@@ -6,6 +6,8 @@ readable alone:
   config       TrainConfig (`train.*`), StateEvery (`train.state_every`), the checkpoint schedule, precision
   data         the data plan: data order, tokenized documents, blocks or messages, each step's examples,
                micro-batches, consumed documents
+  loss         the step loss: the NLL of the real target tokens, from logits or from hidden states in
+               vocabulary chunks
   state        the run's folder, its fingerprint, the resumable state and the random generators
   checkpoints  checkpoint folders
   train_log    train_log.tsv, appended across attempts, and `read_train_log`
