@@ -6,6 +6,7 @@ import json
 import math
 import re
 import stat
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -20,6 +21,13 @@ SMALL = {"corpus": {"synthetic": {"n_mailboxes": 4, "messages_per_mailbox": 30}}
 PER_RUN = ("perplexity", "membership_inference", "extract_pii", "canary_exposure")
 # Whatever reruns, the aggregation and everything built from it follow.
 REPORT = {"aggregate_metrics": 1, "tables": 1, "figures": 1, "all": 1}
+
+
+def report_assets_text() -> str:
+    import snakemake
+
+    assets = Path(snakemake.__file__).parent / "assets"
+    return "\n".join(p.read_bytes().decode("utf-8", "ignore") for p in assets.rglob("*") if p.is_file())
 
 
 def per_run(n: int, **extra: int) -> dict[str, int]:
@@ -408,7 +416,9 @@ def test_metrics_tables_figures_and_report(synthetic_run):
     assert len(html) > 100_000 and "roc_curves.png" in html and "rmft.csv" in html and "claims.csv" in html
     truth = pl.read_parquet(synthetic_run / "resources/synthetic/ground_truth.parquet")
     secrets = {v for v in truth["value"].unique().to_list() if len(v) >= 6}
-    assert not [s for s in secrets if s in html]
+    # Names such as "Michael" or "Monaco" also stand in the licences and fonts bundled into every report.
+    bundled = report_assets_text()
+    assert not [s for s in secrets if s in html and s not in bundled]
 
 
 @pytest.mark.skipif(not (SHARED / "scripts/check_outputs.py").is_file(), reason="../shared is not beside the project")
