@@ -126,7 +126,8 @@ def test_canaries_are_summarised_per_type_and_planted_count(tmp_path):
 
 def test_collect_metrics_is_sorted_whatever_the_file_order(tmp_path):
     files = [write_utility(tmp_path, "c02", 1.0), write_mia(tmp_path, "c02", 1.0), write_extraction(tmp_path),
-             write_canaries(tmp_path), write_utility(tmp_path), write_utility(tmp_path, run="results/runs/gpt2/none-full-s1")]
+             write_canaries(tmp_path), write_utility(tmp_path),
+             write_utility(tmp_path, run="results/runs/gpt2/none-full-s1")]
     forward = collect_metrics(files, corpus="synthetic")
     backward = collect_metrics(files[::-1], corpus="synthetic")
     assert forward.equals(backward)

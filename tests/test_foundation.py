@@ -12,6 +12,7 @@ from piimem.config import (
     checkpoint_ids,
     corpus_name,
     defense_variants,
+    result_kinds,
     result_stems,
     rmft_entity_types,
     run_names,
@@ -32,6 +33,7 @@ def _config(base_models=("tiny-gpt2",), block_size=128, n_positions=256, n_embd=
             "tiny_gpt2": {"n_positions": n_positions, "n_embd": n_embd, "n_head": n_head},
             "pii": {"entity_types": ["PERSON", "EMAIL_ADDRESS"]},
             "extraction": {"prompt_sets": ["train-prefix", "test"], "prompt_files": {}, "prompt_tokens": 64,
+                           "tuning_methods": None,
                            "new_tokens": 64, "entity_types": ["EMAIL_ADDRESS"],
                            "prefix_entity_types": ["EMAIL_ADDRESS"], "canaries": {"enabled": True}}}
 
@@ -90,13 +92,18 @@ def test_extraction_settings_must_fit_the_corpus_and_the_model(tmp_path):
     config["extraction"]["new_tokens"] = 100  # 64 + 100 + prompt tuning's 100 virtual tokens > 256
     with pytest.raises(ConfigError, match=r"extraction.new_tokens: prompt_tokens \+ new_tokens \(164\) \+ 100"):
         check_config(config)
+    config["extraction"]["tuning_methods"] = ["full"]  # prompt tuning's runs are not attacked by extraction
+    check_config(config)
+    config["extraction"]["tuning_methods"] = ["head"]
+    with pytest.raises(ConfigError, match=r"extraction.tuning_methods: \['head'\] not in tuning_methods"):
+        check_config(config)
 
 
 def _sweep(**overrides):
     config = {"defenses": ["none", "dedup", "rmft"], "rmft": {"p": 1.0, "scope": "email"}, "dedup": {"threshold": 0.8},
               "base_models": ["tiny-gpt2", "EleutherAI/pythia-160m"], "tuning_methods": ["full", "lora"],
               "seeds": [1, 2], "exclude": [], "corpus": {"source": "synthetic"},
-              "extraction": {"prompt_sets": ["test"], "canaries": {"enabled": True}}}
+              "extraction": {"prompt_sets": ["test"], "canaries": {"enabled": True}, "tuning_methods": None}}
     config.update(overrides)
     return config
 
@@ -147,18 +154,35 @@ def test_sweeps_are_the_cross_product_minus_exclusions():
     # a defense kind covers all its variants; a variant name only itself
     runs = run_names(_sweep(rmft={"p": [0.5, 1.0], "scope": "email"}, exclude=[{"defense": "rmft_p0.5"}]))
     assert not any("rmft_p0.5" in r for r in runs) and sum("rmft_p1-" in r for r in runs) == 8
-    assert not any("rmft" in r for r in run_names(_sweep(rmft={"p": [0.5, 1.0], "scope": "email"}, exclude=[{"defense": "rmft"}])))
+    swept = _sweep(rmft={"p": [0.5, 1.0], "scope": "email"}, exclude=[{"defense": "rmft"}])
+    assert not any("rmft" in r for r in run_names(swept))
+    # A list names several values: the defended runs of every method but full, in one entry.
+    both = run_names(_sweep(tuning_methods=["full", "lora", "prefix"],
+                            exclude=[{"defense": ["dedup", "rmft"], "tuning": ["lora", "prefix"]}]))
+    assert len(both) == 2 * 2 * (3 + 1 + 1) and "tiny-gpt2/rmft-lora-s1" not in both
+    assert "tiny-gpt2/none-prefix-s1" in both and "tiny-gpt2/dedup-full-s2" in both
     with pytest.raises(ConfigError, match=r"exclude\[0\]: \{'tuning': 'prefix'\} matches no run"):
         run_names(_sweep(exclude=[{"tuning": "prefix"}]))
     with pytest.raises(ConfigError, match="every run is excluded"):
         run_names(_sweep(exclude=[{"seed": 1}, {"seed": 2}]))
 
 
+def test_extraction_runs_on_the_tuning_methods_it_names():
+    config = _sweep(extraction={"prompt_sets": ["test"], "canaries": {"enabled": True}, "tuning_methods": ["full"]})
+    runs = run_names(config)
+    assert result_kinds(config, "tiny-gpt2/rmft-full-s1") == ["utility", "mia", "extraction", "canaries"]
+    assert result_kinds(config, "tiny-gpt2/none-lora-s1") == ["utility", "mia"]
+    assert "maxter" in result_stems(config, runs)[1]
+    config["extraction"]["tuning_methods"] = ["lora"]
+    assert result_kinds(config, "tiny-gpt2/rmft-full-s1") == ["utility", "mia"]
+
+
 def test_result_stems_follow_what_the_runs_produce():
     tables, figures = result_stems(_sweep(), run_names(_sweep()))
     assert tables == ["finetuning", "claims", "rmft", "extraction_by_type", "extraction_by_repetition"]
     assert "maxter" in figures and "canary_exposure" in figures
-    only_none = _sweep(defenses=["none"], extraction={"prompt_sets": [], "canaries": {"enabled": True}},
+    only_none = _sweep(defenses=["none"], extraction={"prompt_sets": [], "canaries": {"enabled": True},
+                                                      "tuning_methods": None},
                        corpus={"source": "cmu"})
     tables, figures = result_stems(only_none, run_names(only_none))
     assert tables == ["finetuning", "claims"]

@@ -22,13 +22,12 @@ def full_metrics() -> pl.DataFrame:
         for seed in (1, 2):
             for checkpoint, epoch in (("c01", 1.0), ("c02", 2.0)):
                 for bucket, rate in (("1", 5.0), ("2-3", 10.0), ("4-7", None)):
-                    rows += [(defense, "full", seed, checkpoint, epoch, "train-prefix", "ALL", f"ter_rep/{bucket}", rate),
-                             (defense, "full", seed, checkpoint, epoch, "train-prefix", "ALL", f"n_rep/{bucket}", 4.0)]
+                    at = (defense, "full", seed, checkpoint, epoch, "train-prefix", "ALL")
+                    rows += [(*at, f"ter_rep/{bucket}", rate), (*at, f"n_rep/{bucket}", 4.0)]
                 for planted, exposure in ((1, 1.0), (10, 4.0), (100, 9.0)):
-                    rows += [(defense, "full", seed, checkpoint, epoch, None, "US_SSN", f"canary_exposure/{planted}",
-                              exposure / (2 if defense == "rmft" else 1)),
-                             (defense, "full", seed, checkpoint, epoch, None, "US_SSN", f"canary_max_exposure/{planted}",
-                              10.0)]
+                    at = (defense, "full", seed, checkpoint, epoch, None, "US_SSN")
+                    rows += [(*at, f"canary_exposure/{planted}", exposure / (2 if defense == "rmft" else 1)),
+                             (*at, f"canary_max_exposure/{planted}", 10.0)]
                 rows.append((defense, "full", seed, checkpoint, epoch, None, None, "mia_auc/loss", 0.6, 0.55, 0.65))
     return metrics_frame(rows)
 

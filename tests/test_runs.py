@@ -47,6 +47,7 @@ def test_checkpoint_models_load_each_checkpoint_for_its_output(tmp_path):
     seen = [(output.name, checkpoint["id"], model.lm_head.weight.sum().item() - base.lm_head.weight.sum().item())
             for output, checkpoint, model in checkpoint_models(manifest, outputs, base)]
     assert [s[:2] for s in seen] == [("c02.tsv", "c02"), ("c01.tsv", "c01")]
-    assert seen[0][2] == pytest.approx(base.lm_head.weight.numel(), rel=1e-3) and seen[1][2] == pytest.approx(0, abs=1e-3)
+    assert seen[0][2] == pytest.approx(base.lm_head.weight.numel(), rel=1e-3)
+    assert seen[1][2] == pytest.approx(0, abs=1e-3)
     with pytest.raises(ValueError, match=r"checkpoint 'c09' is not in .*manifest.json"):
         list(checkpoint_models(manifest, [tmp_path / "c09.tsv"], base))

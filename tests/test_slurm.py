@@ -34,7 +34,8 @@ pytestmark = pytest.mark.slow
 
 # One defense and fewer pre-training epochs, bootstrap resamples and canary candidates keep both runs inside
 # CI's budget; train.gpus: 1 makes every model job ask for a GPU.
-CONFIG = {**SMALL, "defenses": ["none"], "train": {**SMALL["train"], "gpus": 1},
+CONFIG = {**SMALL, "defenses": ["none"], "tuning_methods": ["full"], "exclude": [],
+          "train": {**SMALL["train"], "gpus": 1},
           "tiny_gpt2": {**SMALL["tiny_gpt2"], "pretrain": {"epochs": 1}}, "mia": {"bootstrap": 100},
           "extraction": {**SMALL["extraction"], "canaries": {"n_candidates": 10}}}
 RUN_DIR = "results/private/runs/tiny-gpt2/none-full-s42"

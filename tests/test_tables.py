@@ -149,7 +149,8 @@ def mia_rows():
     rows = []
     for tuning, auc in (("prefix", 0.5), ("full", 0.9), ("lora_attention", 0.7), ("lora", 0.8)):
         for checkpoint, epoch, shift in (("c01", 1.0, -0.1), ("c02", 2.0, 0.0)):
-            rows += [("none", tuning, 1, checkpoint, epoch, None, None, "mia_auc/loss", auc + shift, auc - 0.05, auc + 0.05),
+            rows += [("none", tuning, 1, checkpoint, epoch, None, None, "mia_auc/loss", auc + shift, auc - 0.05,
+                      auc + 0.05),
                      ("none", tuning, 1, checkpoint, epoch, None, None, "mia_auc/min_k_20", auc - 0.1),
                      ("none", tuning, 1, checkpoint, epoch, None, None, "mia_tpr@1%fpr/loss", 0.01),
                      ("none", tuning, 1, checkpoint, epoch, None, None, "ppl_mean", 20.0 + epoch)]

@@ -17,8 +17,10 @@ SMALL = {"corpus": {"synthetic": {"n_mailboxes": 4, "messages_per_mailbox": 30}}
          "tiny_gpt2": {"n_embd": 128},
          "train": {"epochs": 2, "checkpoints_per_epoch": 2},
          "extraction": {"n_prompts": 48, "new_tokens": 24, "canaries": {"n_candidates": 30}}}
-# Jobs that evaluate one run: every checkpoint's perplexity, attacks and canary exposure.
-PER_RUN = ("perplexity", "membership_inference", "extract_pii", "canary_exposure")
+# The default's runs: the four defenses with full fine-tuning (the RMFT study) and five more tuning
+# methods on the undefended text (the fine-tuning-methods study); extraction attacks the first four.
+METHODS = ("head", "lora", "prefix", "prompt", "ptuning")
+N_RUNS, N_ATTACKED = 4 + len(METHODS), 4
 # Whatever reruns, the aggregation and everything built from it follow.
 REPORT = {"aggregate_metrics": 1, "tables": 1, "figures": 1, "all": 1}
 
@@ -30,8 +32,11 @@ def report_assets_text() -> str:
     return "\n".join(p.read_bytes().decode("utf-8", "ignore") for p in assets.rglob("*") if p.is_file())
 
 
-def per_run(n: int, **extra: int) -> dict[str, int]:
-    return {**dict.fromkeys(PER_RUN, n), **extra, **REPORT}
+def per_run(n: int, attacked: int | None = None, **extra: int) -> dict[str, int]:
+    """The jobs that evaluate `n` runs, `attacked` of them (all unless said) by extraction and canaries."""
+    attacked = n if attacked is None else attacked
+    jobs = {"perplexity": n, "membership_inference": n, "extract_pii": attacked, "canary_exposure": attacked}
+    return {**{k: v for k, v in jobs.items() if v}, **extra, **REPORT}
 
 
 def report(**jobs: int) -> dict[str, int]:
@@ -49,16 +54,18 @@ def test_dry_run_plans_every_stage_once_and_each_defense(tmp_path):
     assert planned_jobs(tmp_path) == {
         "synthetic_corpus": 1, "parse_corpus": 1, "split_corpus": 1, "corpus_stats": 1, "detect_pii": 1,
         "evaluate_pii": 1,
-        "deduplicate": 1, "defense_text": 4, "pretrain_tiny_gpt2": 1, "finetune": 4, "perplexity": 4,
-        "mia_members": 1, "mia_reference": 1, "membership_inference": 4,
+        "deduplicate": 1, "defense_text": 4, "pretrain_tiny_gpt2": 1, "finetune": N_RUNS, "perplexity": N_RUNS,
+        "mia_members": 1, "mia_reference": 1, "membership_inference": N_RUNS,
         "mia_trained_texts": 3, "mia_trained_reference": 3,  # the defended runs' trained-text view
-        "extraction_prompts": 2, "extract_base": 1, "extract_pii": 4, "canary_contexts": 1, "canary_exposure": 4,
+        "extraction_prompts": 2, "extract_base": 1, "extract_pii": N_ATTACKED, "canary_contexts": 1,
+        "canary_exposure": N_ATTACKED,
         **REPORT,
     }
 
 
 def test_dry_run_crosses_models_defenses_methods_and_seeds(tmp_path):
     write_config(tmp_path, {"defenses": ["none", "rmft"], "tuning_methods": ["full", "lora", "prefix"],
+                            "exclude": [], "extraction": {"tuning_methods": None},
                             "seeds": [1, 2], "train": {"epochs": 2, "checkpoints_per_epoch": 3}})
     jobs = planned_jobs(tmp_path)
     assert jobs["finetune"] == 2 * 3 * 2 and jobs["perplexity"] == 12 and jobs["defense_text"] == 2
@@ -71,16 +78,16 @@ def test_dry_run_crosses_models_defenses_methods_and_seeds(tmp_path):
 
 def test_dry_run_sweeps_rmft_probability_and_dedup_threshold_minus_exclusions(tmp_path):
     write_config(tmp_path, {"rmft": {"p": [0.5, 1.0]}, "dedup": {"threshold": [0.7, 0.8]},
-                            "tuning_methods": ["full", "lora"],
+                            "tuning_methods": ["full", "lora"], "extraction": {"tuning_methods": None},
                             "exclude": [{"defense": "scrub"}, {"defense": "rmft_p0.5", "tuning": "lora"}]})
     jobs = planned_jobs(tmp_path)
     # none, dedup_t0.7, dedup_t0.8, rmft_p0.5, rmft_p1 x full, lora = 10 runs, minus rmft_p0.5-lora
     assert (jobs["deduplicate"], jobs["defense_text"], jobs["finetune"], jobs["extract_pii"]) == (2, 6, 9, 9)
     out = snakemake(tmp_path, "-n", "results/runs/tiny-gpt2/rmft_p0.5-full-s42/utility/c01.tsv").stdout
     assert "rmft_p0.5" in out
-    write_config(tmp_path, {"exclude": [{"tuning": "lora"}]})
+    write_config(tmp_path, {"exclude": [{"tuning": "lora_mlp"}]})
     proc = snakemake(tmp_path, "-n", check=False)
-    assert proc.returncode != 0 and "exclude[0]: {'tuning': 'lora'} matches no run" in proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "exclude[0]: {'tuning': 'lora_mlp'} matches no run" in proc.stdout + proc.stderr
 
 
 @pytest.mark.parametrize(
@@ -215,18 +222,21 @@ def test_second_run_plans_nothing_and_an_edit_reruns_only_its_dependants(synthet
         write_config(synthetic_run, {**SMALL, "dedup": {"threshold": 0.7}})
         assert planned_jobs(synthetic_run) == per_run(1, deduplicate=1, defense_text=1, finetune=1, **trained_view)
         write_config(synthetic_run, {**SMALL, "train": {**SMALL["train"], "lr": 1e-4}})
-        assert planned_jobs(synthetic_run) == per_run(4, finetune=4)
+        assert planned_jobs(synthetic_run) == per_run(N_RUNS, N_ATTACKED, finetune=N_RUNS)
+        # A tuning method's options rebuild its runs alone, which extraction does not attack.
+        write_config(synthetic_run, {**SMALL, "tuning": {"lora": {"r": 8}}})
+        assert planned_jobs(synthetic_run) == per_run(1, 0, finetune=1)
         write_config(synthetic_run, {**SMALL, "utility": {"batch_size": 4}})
-        assert planned_jobs(synthetic_run) == report(perplexity=4)
+        assert planned_jobs(synthetic_run) == report(perplexity=N_RUNS)
         write_config(synthetic_run, {**SMALL, "mia": {"bootstrap": 200}})
-        assert planned_jobs(synthetic_run) == report(membership_inference=4)
+        assert planned_jobs(synthetic_run) == report(membership_inference=N_RUNS)
         # Decoding settings regenerate without rebuilding prompts; prompt settings rebuild both.
         write_config(synthetic_run, {**SMALL, "extraction": {**SMALL["extraction"], "new_tokens": 16}})
-        assert planned_jobs(synthetic_run) == report(extract_base=1, extract_pii=4)
+        assert planned_jobs(synthetic_run) == report(extract_base=1, extract_pii=N_ATTACKED)
         write_config(synthetic_run, {**SMALL, "extraction": {**SMALL["extraction"], "prompt_tokens": 32}})
-        assert planned_jobs(synthetic_run) == report(extraction_prompts=2, extract_base=1, extract_pii=4)
+        assert planned_jobs(synthetic_run) == report(extraction_prompts=2, extract_base=1, extract_pii=N_ATTACKED)
         write_config(synthetic_run, {**SMALL, "extraction": {**SMALL["extraction"], "canaries": {"n_candidates": 10}}})
-        assert planned_jobs(synthetic_run) == report(canary_exposure=4)
+        assert planned_jobs(synthetic_run) == report(canary_exposure=N_ATTACKED)
     finally:
         config.write_text(original)
 
@@ -276,26 +286,21 @@ def test_membership_inference_on_every_checkpoint(synthetic_run):
 
 
 @pytest.mark.slow
-def test_every_tuning_method_runs_through_the_workflow(synthetic_run):
-    config = synthetic_run / "config/config.yaml"
-    original = config.read_text()
-    methods = ["head", "lora", "prefix", "prompt", "ptuning"]
-    try:
-        write_config(synthetic_run, {**SMALL, "defenses": ["none"], "tuning_methods": methods,
-                                     "tuning": {"prompt": {"num_virtual_tokens": 20}}})
-        assert planned_jobs(synthetic_run) == per_run(5, finetune=5)
-        # Only the runs' own outputs: aggregating here would leave results/metrics.parquet holding
-        # none-* runs alone once the config is restored, and later tests read it.
-        kinds = ("utility", "mia", "extraction", "canaries")
-        snakemake(synthetic_run, *(f"results/runs/tiny-gpt2/none-{method}-s42/{kind}/c04.tsv"
-                                   for method in methods for kind in kinds))
-        for method in methods:
-            manifest = json.loads(
-                (synthetic_run / f"results/private/runs/tiny-gpt2/none-{method}-s42/manifest.json").read_text())
-            assert 0 < manifest["trainable_parameters"] < manifest["parameters"], method
-            assert (synthetic_run / f"results/runs/tiny-gpt2/none-{method}-s42/utility/c04.tsv").is_file()
-    finally:
-        config.write_text(original)
+def test_every_tuning_method_trains_and_is_attacked_by_membership_inference(synthetic_run):
+    runs = synthetic_run / "results/runs/tiny-gpt2"
+    full = json.loads((synthetic_run / "results/private/runs/tiny-gpt2/none-full-s42/manifest.json").read_text())
+    assert full["trainable_parameters"] == full["parameters"]
+    for method in METHODS:
+        manifest = json.loads(
+            (synthetic_run / f"results/private/runs/tiny-gpt2/none-{method}-s42/manifest.json").read_text())
+        assert 0 < manifest["trainable_parameters"] < manifest["parameters"], method
+        assert manifest["complete"] and len(manifest["checkpoints"]) == 4, method
+        mia = pl.read_csv(runs / f"none-{method}-s42/mia/c04.tsv", separator="\t")
+        assert mia["member_text"].unique().to_list() == ["original"] and mia.height == 6, method
+        assert (runs / f"none-{method}-s42/utility/c04.tsv").is_file()
+        # The methods study is measured by membership inference; extraction attacks the defenses' runs.
+        assert not (runs / f"none-{method}-s42/extraction").exists()
+        assert not (runs / f"none-{method}-s42/canaries").exists()
 
 
 @pytest.mark.slow
@@ -391,7 +396,7 @@ def test_metrics_tables_figures_and_report(synthetic_run):
     assert ppl.height == 1 and ppl["value"][0] == pytest.approx(
         utility.filter(pl.col("metric") == "ppl_mean")["value"][0])
     auc = metrics.filter(pl.col("metric") == "mia_auc/loss")
-    assert auc.filter(pl.col("member_text") == "original").height == 4 * 4  # runs x checkpoints
+    assert auc.filter(pl.col("member_text") == "original").height == N_RUNS * 4  # runs x checkpoints
     assert auc.filter(pl.col("member_text") == "trained").height == 3 * 4  # the defended runs
     assert ((auc["ci_low"] <= auc["value"]) & (auc["value"] <= auc["ci_high"])).all()
     assert metrics.filter(pl.col("metric") == "ppl_base")["value"].n_unique() == 1

@@ -400,4 +400,5 @@ def claims_table(metrics: pl.DataFrame, finetuning_epoch: float | None = None,
                  taus: Sequence[float] = TAU_GRID) -> pl.DataFrame:
     """Every claim of the two papers with our number and its verdict (module docstring); COLUMNS."""
     claims = rmft_claims(metrics, taus) + repetition_claims(metrics) + finetuning_claims(metrics, finetuning_epoch)
-    return _frame([c.row() for c in claims], text_columns=[c for c in COLUMNS if c not in ("ours", "CI low", "CI high")])
+    numbers = ("ours", "CI low", "CI high")
+    return _frame([c.row() for c in claims], text_columns=[c for c in COLUMNS if c not in numbers])

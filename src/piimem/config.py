@@ -21,7 +21,8 @@ def check_config(config: dict) -> None:
     corpus = config["corpus"]
     if corpus["source"] == "maildir":
         if not corpus["path"]:
-            raise ConfigError("corpus.path: required when corpus.source is 'maildir' (the root of a <mailbox>/<folder>/<file> tree)")
+            raise ConfigError("corpus.path: required when corpus.source is 'maildir' "
+                              "(the root of a <mailbox>/<folder>/<file> tree)")
         if not Path(corpus["path"]).is_dir():
             raise ConfigError(f"corpus.path: {corpus['path']!r} is not a directory (expected the root of a maildir)")
     fractions = corpus["split"]["fractions"]
@@ -40,7 +41,8 @@ def check_config(config: dict) -> None:
     if "tiny-gpt2" in config["base_models"]:
         tiny, block = config["tiny_gpt2"], config["train"]["block_size"]
         if fractions["public"] == 0:
-            raise ConfigError("corpus.split.fractions.public: must be above 0 when base_models has tiny-gpt2 (it is pre-trained on it)")
+            raise ConfigError("corpus.split.fractions.public: must be above 0 when base_models has tiny-gpt2 "
+                              "(it is pre-trained on it)")
         if block > tiny["n_positions"]:
             raise ConfigError(f"train.block_size: {block} exceeds tiny_gpt2.n_positions ({tiny['n_positions']})")
         from piimem.tuning import virtual_tokens
@@ -53,13 +55,16 @@ def check_config(config: dict) -> None:
                     f"tiny_gpt2.n_positions ({tiny['n_positions']})"
                 )
             generated = config["extraction"]["prompt_tokens"] + config["extraction"]["new_tokens"]
-            if config["extraction"]["prompt_sets"] and generated + extra > tiny["n_positions"]:
+            attacked = config["extraction"]["tuning_methods"]
+            if (config["extraction"]["prompt_sets"] and (attacked is None or method in attacked)
+                    and generated + extra > tiny["n_positions"]):
                 raise ConfigError(
                     f"extraction.new_tokens: prompt_tokens + new_tokens ({generated}) + {extra} virtual tokens of "
                     f"{method} exceed tiny_gpt2.n_positions ({tiny['n_positions']})"
                 )
         if tiny["n_embd"] % tiny["n_head"]:
-            raise ConfigError(f"tiny_gpt2.n_embd: {tiny['n_embd']} is not a multiple of tiny_gpt2.n_head ({tiny['n_head']})")
+            raise ConfigError(f"tiny_gpt2.n_embd: {tiny['n_embd']} is not a multiple of "
+                              f"tiny_gpt2.n_head ({tiny['n_head']})")
 
 
 def _check_defenses(config: dict) -> None:
@@ -113,7 +118,8 @@ def _check_extraction(config: dict) -> None:
     for name in extraction["prompt_sets"]:
         if name in BUILT_IN_PROMPT_SETS:
             if name in files:
-                raise ConfigError(f"extraction.prompt_files.{name}: {name!r} is a built-in prompt set; name the file otherwise")
+                raise ConfigError(f"extraction.prompt_files.{name}: {name!r} is a built-in prompt set; "
+                                  "name the file otherwise")
             if name != "train-prefix" and fractions[name] == 0:
                 raise ConfigError(f"extraction.prompt_sets: {name!r} needs corpus.split.fractions.{name} above 0")
         elif name not in files:
@@ -121,6 +127,11 @@ def _check_extraction(config: dict) -> None:
                               f"name in extraction.prompt_files ({sorted(files) or 'none given'})")
     # A prompt file not on disk yet is no config error: its one job fails saying what to put where
     # (missing_prompt_file), and the rest of the run goes on.
+    methods = extraction["tuning_methods"]
+    if methods is not None:
+        unknown = [m for m in methods if m not in config["tuning_methods"]]
+        if unknown:
+            raise ConfigError(f"extraction.tuning_methods: {unknown} not in tuning_methods {config['tuning_methods']}")
     detected = config["pii"]["entity_types"]
     for key in ("entity_types", "prefix_entity_types"):
         extra = [t for t in extraction[key] if t not in detected]
@@ -213,12 +224,22 @@ def variant_options(config: dict, name: str) -> dict:
     return {}
 
 
+def _matches(run_value, wanted) -> bool:
+    """Whether an exclude entry's value (one value or a list of them) names the run's value; a defense
+    run carries the set {variant, kind}, so a kind names all its variants."""
+    values = _as_list(wanted)
+    if isinstance(run_value, set):
+        return any(v in run_value for v in values)
+    return run_value in values
+
+
 def run_names(config: dict) -> list[str]:
     """The runs "{model slug}/{defense variant}-{tuning}-s{seed}": the cross product of base_models,
     defense variants, tuning_methods and seeds, minus those matching an entry of `exclude`.
 
     An exclude entry matches a run when every key it gives matches: base_model (as in base_models),
-    defense (a kind, which covers all its variants, or a variant name), tuning, seed.
+    defense (a kind, which covers all its variants, or a variant name), tuning, seed; a key may list
+    several values, any of which matches (so one entry can leave out a whole block of the cross product).
     """
     variants = defense_variants(config)
     runs, used = [], [False] * len(config["exclude"])
@@ -228,8 +249,7 @@ def run_names(config: dict) -> list[str]:
                 for seed in config["seeds"]:
                     run = {"base_model": model, "defense": {variant, options["defense"]}, "tuning": tuning,
                            "seed": seed}
-                    hits = [all(v in run[k] if k == "defense" else v == run[k] for k, v in entry.items())
-                            for entry in config["exclude"]]
+                    hits = [all(_matches(run[k], v) for k, v in entry.items()) for entry in config["exclude"]]
                     used = [u or h for u, h in zip(used, hits)]
                     if not any(hits):
                         runs.append(RunId(model_slug(model), variant, tuning, seed).path)
@@ -247,6 +267,23 @@ def canaries_measured(config: dict) -> bool:
     return config["corpus"]["source"] == "synthetic" and config["extraction"]["canaries"]["enabled"]
 
 
+def extracted(config: dict, run: str) -> bool:
+    """Whether the extraction attack (and canary exposure) runs on `run`: the config has prompt sets and
+    the run's tuning method is in extraction.tuning_methods (null: every method)."""
+    methods = config["extraction"]["tuning_methods"]
+    return bool(config["extraction"]["prompt_sets"]) and (methods is None or RunId.parse(run).tuning in methods)
+
+
+def result_kinds(config: dict, run: str) -> list[str]:
+    """The per-checkpoint results a run gets: utility and mia always, extraction and canaries where measured."""
+    kinds = ["utility", "mia"]
+    if extracted(config, run):
+        kinds.append("extraction")
+        if canaries_measured(config):
+            kinds.append("canaries")
+    return kinds
+
+
 def result_stems(config: dict, runs: list[str]) -> tuple[list[str], list[str]]:
     """(tables, figures) the report stage writes for this config: those whose data the runs produce.
 
@@ -254,7 +291,7 @@ def result_stems(config: dict, runs: list[str]) -> tuple[list[str], list[str]]:
     defense `none` beside another defense of the same base model and tuning method; canary exposure needs
     the synthetic corpus with canaries enabled. Membership inference and perplexity always run.
     """
-    extraction = bool(config["extraction"]["prompt_sets"])
+    extraction = any(extracted(config, run) for run in runs)
     tables = ["finetuning", "claims"]
     figures = ["metrics_by_checkpoint", "mia_auc_by_epoch", "roc_curves", "loss_distributions",
                "privacy_utility_auc"]
@@ -263,11 +300,11 @@ def result_stems(config: dict, runs: list[str]) -> tuple[list[str], list[str]]:
         figures += ["extraction_by_repetition", "privacy_utility_ter"]
         variants = defense_variants(config)
         kinds: dict[tuple[str, str], set[str]] = {}
-        for run in map(RunId.parse, runs):
+        for run in map(RunId.parse, filter(lambda r: extracted(config, r), runs)):
             kinds.setdefault((run.base, run.tuning), set()).add(variants[run.defense]["defense"])
         if any("none" in found and len(found) > 1 for found in kinds.values()):
             figures.append("maxter")
-    if canaries_measured(config):
+    if canaries_measured(config) and extraction:
         figures.append("canary_exposure")
     return tables, figures
 

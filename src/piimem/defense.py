@@ -121,10 +121,10 @@ def build_training_text(
     else:
         raise ValueError(f"defenses: unknown defense {defense!r} (expected one of {', '.join(DEFENSES)})")
     summary = _summary(defense, targeted, replacements)
+    first = texts.filter(pl.col("epoch") == 0)
     log.info(
         "defense %s: %d documents, %d characters, %d PII occurrences rewritten",
-        defense, texts.filter(pl.col("epoch") == 0).height,
-        texts.filter(pl.col("epoch") == 0)["text"].str.len_chars().sum(), replacements.filter(pl.col("epoch") == 0).height,
+        defense, first.height, first["text"].str.len_chars().sum(), replacements.filter(pl.col("epoch") == 0).height,
     )
     return TrainingText(texts=texts.sort("epoch", "doc_id"), replacements=replacements, summary=summary)
 

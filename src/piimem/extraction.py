@@ -474,8 +474,9 @@ def generate(
     padded prompt continues exactly as it would alone), decoded with the KV cache through
     `model.generate` (a PeftModel's own generate for prompt-based methods, which prepends its virtual
     tokens; prompt tuning and P-tuning ignore position ids, so their batches hold prompts of equal token
-    length only and need no padding). Greedy by default; `do_sample` draws with `temperature` and `top_k` (0 = no top-k cut) from a
-    generator seeded with `seed` (the caller's RNG state is left as it was; draws depend on the batching).
+    length only and need no padding). Greedy by default; `do_sample` draws with `temperature` and `top_k`
+    (0 = no top-k cut) from a generator seeded with `seed` (the caller's RNG state is left as it was; draws
+    depend on the batching).
     A prompt longer than the model's position limit minus `max_new_tokens` (minus the virtual tokens of
     prompt-based methods) is cut from the left. Generation stops at EOS; the text after it is dropped.
     The tokenizer's padding and truncation sides are restored afterwards.

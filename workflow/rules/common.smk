@@ -17,7 +17,6 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 sys.path.insert(0, _SRC)
 from piimem.io import make_private_dirs
 from piimem.config import (
-    canaries_measured,
     check_config,
     check_inputs,
     checkpoint_ids,
@@ -25,6 +24,7 @@ from piimem.config import (
     dedup_thresholds,
     defense_variants,
     model_slug,
+    result_kinds,
     result_stems,
     run_names,
     variant_options,
@@ -59,7 +59,6 @@ MISSING_PROMPT_FILES = [
     for name, path in config["extraction"]["prompt_files"].items()
     if name in PROMPT_SETS and not Path(path).is_file()
 ]
-CANARIES = canaries_measured(config)
 DEFENSES = defense_variants(config)
 RUNS = run_names(config)
 TABLES, FIGURES = result_stems(config, RUNS)
@@ -108,6 +107,12 @@ def defense_inputs(wildcards):
     elif kind in ("rmft", "scrub"):
         inputs["spans"] = "results/private/pii/spans.parquet"
     return inputs
+
+
+def model_threads(wildcards):
+    """CPU threads of a job that runs a model. The tiny GPT-2's matrices are too small to keep two threads
+    busy: two one-thread jobs side by side do 1.25x the work of one two-thread job (README "Performance")."""
+    return 1 if wildcards.base == "tiny-gpt2" else 2
 
 
 def base_model_inputs(wildcards):
@@ -216,8 +221,8 @@ def membership_inference_inputs(wildcards):
 
 def run_results(wildcards=None):
     """Every per-checkpoint result file of every run, the input of metrics.parquet."""
-    kinds = ["utility", "mia"] + ["extraction"] * bool(PROMPT_SETS) + ["canaries"] * CANARIES
-    return expand("results/runs/{run}/{kind}/{checkpoint}.tsv", run=RUNS, kind=kinds, checkpoint=CHECKPOINTS)
+    return [f"results/runs/{run}/{kind}/{checkpoint}.tsv" for run in RUNS for kind in result_kinds(config, run)
+            for checkpoint in CHECKPOINTS]
 
 
 def figure_inputs(wildcards):

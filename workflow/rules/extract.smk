@@ -53,7 +53,7 @@ rule extract_base:
         extraction=EXTRACTION_GENERATION,
         score_threshold=config["pii"]["score_threshold"],
         device=config["train"]["device"],
-    threads: 2
+    threads: model_threads
     resources:
         gpu=ONE_GPU,
     log:
@@ -90,7 +90,7 @@ rule extract_pii:
         extraction=EXTRACTION_GENERATION,
         score_threshold=config["pii"]["score_threshold"],
         device=config["train"]["device"],
-    threads: 2
+    threads: model_threads
     resources:
         gpu=ONE_GPU,
     log:
@@ -138,7 +138,7 @@ rule canary_exposure:
         seed=config["extraction"]["seed"],
         batch_size=config["extraction"]["batch_size"],
         device=config["train"]["device"],
-    threads: 2
+    threads: model_threads
     resources:
         gpu=ONE_GPU,
     log:

@@ -56,7 +56,7 @@ rule mia_reference:
         mia=MIA_SCORING,
         max_length=config["train"]["block_size"],
         device=config["train"]["device"],
-    threads: 2
+    threads: model_threads
     resources:
         gpu=ONE_GPU,
     log:
@@ -96,7 +96,7 @@ rule membership_inference:
         mia=config["mia"],
         max_length=config["train"]["block_size"],
         device=config["train"]["device"],
-    threads: 2
+    threads: model_threads
     resources:
         gpu=ONE_GPU,
     log:

@@ -42,7 +42,7 @@ rule finetune:
         # state_every changes no result: the script reads it from the config, so editing it reruns nothing.
         train={key: value for key, value in config["train"].items() if key != "state_every"},
         tuning=lambda wildcards: config["tuning"].get(wildcards.tuning, {}),
-    threads: 2
+    threads: model_threads
     resources:
         gpu=config["train"]["gpus"],
     log:
@@ -74,7 +74,7 @@ rule perplexity:
         max_length=config["train"]["block_size"],
         device=config["train"]["device"],
         seed=config["corpus"]["split"]["seed"],
-    threads: 2
+    threads: model_threads
     resources:
         gpu=ONE_GPU,
     log:

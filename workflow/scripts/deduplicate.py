@@ -9,7 +9,8 @@ from piimem.dedup import DedupConfig, dedup_summary, deduplicate
 from piimem.io import write_private_parquet, write_table
 
 train = split_texts(pl.read_parquet(snakemake.input.messages), pl.read_parquet(snakemake.input.splits), "train")
-result = deduplicate(train["doc_id"].to_list(), train["text"].to_list(), DedupConfig.from_config(snakemake.params.dedup))
+options = DedupConfig.from_config(snakemake.params.dedup)
+result = deduplicate(train["doc_id"].to_list(), train["text"].to_list(), options)
 write_table(result.clusters, snakemake.output.clusters)
 write_private_parquet(result.texts, snakemake.output.texts)
 write_table(dedup_summary(result), snakemake.output.summary)

@@ -154,8 +154,8 @@ def link_messages(messages: pl.DataFrame, cfg: LinkConfig) -> tuple[pl.DataFrame
                     left.append(int(owners[cluster_of[part]]))
                     right.append(int(owners[part]))
                     counts["part_links"] += 1
-    component = connected_components(table.height, np.asarray(left, dtype=np.int64), np.asarray(right, dtype=np.int64)) \
-        if table.height else np.empty(0, dtype=np.int64)
+    edges = np.asarray(left, dtype=np.int64), np.asarray(right, dtype=np.int64)
+    component = connected_components(table.height, *edges) if table.height else np.empty(0, dtype=np.int64)
     groups = pl.DataFrame({"doc_id": doc_ids, "group": doc_ids[component]},
                           schema={"doc_id": pl.Int64, "group": pl.Int64})
     sizes = groups.group_by("group").len()
@@ -260,7 +260,8 @@ def split_texts(messages: pl.DataFrame, splits: pl.DataFrame, split: str) -> pl.
 def corpus_summary(messages: pl.DataFrame, splits: pl.DataFrame, quarantine: pl.DataFrame) -> pl.DataFrame:
     """Public counts per split (and overall): messages, mailboxes, characters, folder copies."""
     table = messages.select(
-        "doc_id", "mailbox", pl.col("text").str.len_chars().alias("chars"), pl.col("duplicate_of").is_not_null().alias("copy")
+        "doc_id", "mailbox", pl.col("text").str.len_chars().alias("chars"),
+        pl.col("duplicate_of").is_not_null().alias("copy"),
     ).join(splits, on="doc_id")
 
     def counts(df: pl.DataFrame) -> pl.DataFrame:
@@ -271,5 +272,6 @@ def corpus_summary(messages: pl.DataFrame, splits: pl.DataFrame, quarantine: pl.
 
     rows = [counts(table.filter(pl.col("split") == name)).with_columns(split=pl.lit(name)) for name in SPLITS]
     rows.append(counts(table).with_columns(split=pl.lit("all")))
-    rows.append(pl.DataFrame({"split": ["quarantined"], "messages": [quarantine.height]}, schema_overrides={"messages": pl.Int64}))
+    rows.append(pl.DataFrame({"split": ["quarantined"], "messages": [quarantine.height]},
+                             schema_overrides={"messages": pl.Int64}))
     return pl.concat(rows, how="diagonal").select("split", "messages", "mailboxes", "characters", "copies")
