@@ -167,7 +167,10 @@ def runs(cluster, tmp_path_factory) -> Runs:
     # Both at once: the SLURM run spends much of its time waiting for the next status check, which the
     # local run, at the lowest CPU priority, fills without slowing the cluster's jobs.
     started = time.monotonic()
-    local = snakemake_process(local_dir, "--cores", "2", log=local_dir / "snakemake.log", nice=19)
+    # Each job with the threads it has on the cluster: torch's sums, and so the metrics, depend on them.
+    threads = [f"{rule}={n}" for rule, n in profile["set-threads"].items()]
+    local = snakemake_process(local_dir, "--cores", "2", "--set-threads", *threads, log=local_dir / "snakemake.log",
+                              nice=19)
     on_slurm = snakemake_process(slurm_dir, "--profile", str(profile_dir), log=slurm_dir / "snakemake.log")
     try:
         job, step = kill_finetune_after_first_state(cluster, slurm_dir, on_slurm, started)
