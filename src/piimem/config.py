@@ -55,9 +55,7 @@ def check_config(config: dict) -> None:
                     f"tiny_gpt2.n_positions ({tiny['n_positions']})"
                 )
             generated = config["extraction"]["prompt_tokens"] + config["extraction"]["new_tokens"]
-            attacked = config["extraction"]["tuning_methods"]
-            if (config["extraction"]["prompt_sets"] and (attacked is None or method in attacked)
-                    and generated + extra > tiny["n_positions"]):
+            if attacked_by_extraction(config, method) and generated + extra > tiny["n_positions"]:
                 raise ConfigError(
                     f"extraction.new_tokens: prompt_tokens + new_tokens ({generated}) + {extra} virtual tokens of "
                     f"{method} exceed tiny_gpt2.n_positions ({tiny['n_positions']})"
@@ -267,11 +265,16 @@ def canaries_measured(config: dict) -> bool:
     return config["corpus"]["source"] == "synthetic" and config["extraction"]["canaries"]["enabled"]
 
 
-def extracted(config: dict, run: str) -> bool:
-    """Whether the extraction attack (and canary exposure) runs on `run`: the config has prompt sets and
-    the run's tuning method is in extraction.tuning_methods (null: every method)."""
+def attacked_by_extraction(config: dict, tuning: str) -> bool:
+    """Whether the extraction attack (and canary exposure) runs on the runs of a tuning method: the config
+    has prompt sets and the method is in extraction.tuning_methods (null: every method)."""
     methods = config["extraction"]["tuning_methods"]
-    return bool(config["extraction"]["prompt_sets"]) and (methods is None or RunId.parse(run).tuning in methods)
+    return bool(config["extraction"]["prompt_sets"]) and (methods is None or tuning in methods)
+
+
+def extracted(config: dict, run: str) -> bool:
+    """Whether the extraction attack (and canary exposure) runs on `run`."""
+    return attacked_by_extraction(config, RunId.parse(run).tuning)
 
 
 def result_kinds(config: dict, run: str) -> list[str]:

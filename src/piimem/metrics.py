@@ -283,7 +283,8 @@ def match_rates(found_emails: Sequence[Sequence[str]], true_emails: Sequence[str
             "domain": _percent(domain, n, math.nan), "n": n}
 
 
-def _bucket_label(low: int, high: int | None) -> str:
+def bucket_label(low: int, high: int | None) -> str:
+    """A repetition bucket's name: "1", "2-3", "16+"."""
     if high is None:
         return f"{low}+"
     return str(low) if low == high else f"{low}-{high}"
@@ -311,7 +312,7 @@ def rate_by_repetition(found: Collection[PII], truth_counts: Mapping[PII, int],
     for low, high in buckets:
         members = [p for p, c in truth_counts.items() if c >= low and (high is None or c <= high)]
         extracted = sum(p in found for p in members)
-        rows.append((_bucket_label(low, high), low, high, len(members), extracted,
+        rows.append((bucket_label(low, high), low, high, len(members), extracted,
                      _percent(extracted, len(members), math.nan)))
     return pl.DataFrame(rows, schema={"bucket": pl.Utf8, "low": pl.Int64, "high": pl.Int64, "n_true": pl.Int64,
                                       "n_extracted": pl.Int64, "rate": pl.Float64}, orient="row")

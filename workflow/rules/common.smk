@@ -30,6 +30,7 @@ from piimem.config import (
     variant_options,
 )
 from piimem.metrics import tau_grid
+from piimem.models import TINY_GPT2
 from piimem.runs import RunId
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -111,8 +112,8 @@ def defense_inputs(wildcards):
 
 def model_threads(wildcards):
     """CPU threads of a job that runs a model. The tiny GPT-2's matrices are too small to keep two threads
-    busy: two one-thread jobs side by side do 1.25x the work of one two-thread job (README "Performance")."""
-    return 1 if wildcards.base == "tiny-gpt2" else 2
+    busy: two one-thread jobs side by side do 1.15-1.25x the work of one two-thread job (bench/threads.py)."""
+    return 1 if BASE_MODELS[wildcards.base] == TINY_GPT2 else 2
 
 
 def base_model_inputs(wildcards):

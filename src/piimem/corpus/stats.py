@@ -33,19 +33,12 @@ import re
 import numpy as np
 import polars as pl
 
-from piimem.metrics import REPETITION_BUCKETS
+from piimem.metrics import REPETITION_BUCKETS, bucket_label
 from piimem.pii.normalize import ENTITY_TYPES
 
 SAMPLE_SIZE = 700
 TTR_WORDS = 50_000
 _WORD = re.compile(r"[a-z0-9]+(?:['.-][a-z0-9]+)*")
-
-
-def _bucket(count: int) -> str:
-    for low, high in REPETITION_BUCKETS:
-        if count >= low and (high is None or count <= high):
-            return f"{low}+" if high is None else str(low) if low == high else f"{low}-{high}"
-    raise ValueError(count)
 
 
 def sample_distinct(messages: pl.DataFrame, n: int, seed: int) -> pl.DataFrame:
@@ -92,10 +85,9 @@ def corpus_statistics(messages: pl.DataFrame, spans: pl.DataFrame, splits: pl.Da
     covered = sampled.select((pl.col("end") - pl.col("start")).sum()).item() or 0
     rows.append(("pii_char_share", covered / max(sum(len(t) for t in texts), 1)))
     counts = sampled.group_by("entity_type", "normalized").len()["len"].to_list()
-    buckets = {_bucket(low): 0 for low, _ in REPETITION_BUCKETS}
-    for count in counts:
-        buckets[_bucket(count)] += 1
-    rows += [(f"occurrences/{name}", n / max(len(counts), 1)) for name, n in buckets.items()]
+    for low, high in REPETITION_BUCKETS:
+        n = sum(low <= c and (high is None or c <= high) for c in counts)
+        rows.append((f"occurrences/{bucket_label(low, high)}", n / max(len(counts), 1)))
 
     by_split = spans.join(splits, on="doc_id").select("split", "entity_type", "normalized").unique()
     train = by_split.filter(pl.col("split") == "train").drop("split")
