@@ -27,7 +27,8 @@ def write_mia(root, checkpoint="c01", epoch=0.5, run=RUN, drop=()):
     table = pl.DataFrame({
         "attack": ["loss", "min_k_20"], "reference": ["base model tiny-gpt2", None], "n_members": [100, 100],
         "n_nonmembers": [100, 100], "n_unscored": [0, 2], "auc": [0.62, 0.58], "auc_low": [0.55, 0.5],
-        "auc_high": [0.69, 0.66], "tpr_at_1pct_fpr": [0.05, 0.03], "tpr_at_0_1pct_fpr": [0.01, 0.0],
+        "auc_high": [0.69, 0.66], "tpr_at_1pct_fpr": [0.05, 0.03], "tpr_at_1pct_fpr_low": [0.01, 0.0],
+        "tpr_at_1pct_fpr_high": [0.12, 0.09], "tpr_at_0_1pct_fpr": [0.01, 0.0],
         "checkpoint": checkpoint, "epoch": epoch,
     }).drop(list(drop))
     write_table(table, path)
@@ -36,10 +37,10 @@ def write_mia(root, checkpoint="c01", epoch=0.5, run=RUN, drop=()):
 
 def write_extraction(root, checkpoint="c01", epoch=0.5, run=RUN):
     path = root / run / "extraction" / f"{checkpoint}.tsv"
-    rows = [("train-prefix", "ALL", "ter", 2.5), ("train-prefix", "ALL", "ser", 4.0),
-            ("train-prefix", "EMAIL_ADDRESS", "email_exact", 10.0), ("test", "PERSON", "ter_rep/16+", math.nan),
-            ("test", "PERSON", "n_rep/16+", 0.0)]
-    write_table(pl.DataFrame(rows, schema=["prompt_set", "entity_type", "metric", "value"], orient="row")
+    rows = [("train-prefix", "ALL", "ter", 2.5, 1, 40), ("train-prefix", "ALL", "ser", 4.0, 1, 25),
+            ("train-prefix", "EMAIL_ADDRESS", "email_exact", 10.0, 1, 10),
+            ("test", "PERSON", "ter_rep/16+", math.nan, 0, 0), ("test", "PERSON", "n_rep/16+", 0.0, None, None)]
+    write_table(pl.DataFrame(rows, schema=["prompt_set", "entity_type", "metric", "value", "k", "n"], orient="row")
                 .with_columns(checkpoint=pl.lit(checkpoint), epoch=pl.lit(epoch)), path)
     return path
 
@@ -86,7 +87,8 @@ def test_utility_rows_keep_every_metric_with_run_columns(tmp_path):
     row = value(table, "ppl_mean")
     assert row == {"corpus": "synthetic", "base_model": "tiny-gpt2", "defense": "rmft", "tuning": "lora_attention",
                    "seed": 7, "checkpoint": "c01", "epoch": 0.5, "prompt_set": None, "entity_type": None,
-                   "member_text": None, "metric": "ppl_mean", "value": 12.5, "ci_low": None, "ci_high": None}
+                   "member_text": None, "metric": "ppl_mean", "value": 12.5, "ci_low": None, "ci_high": None,
+                   "k": None, "n": None}
 
 
 def test_mia_rows_name_attack_and_rate_and_carry_the_auc_interval(tmp_path):
@@ -96,7 +98,8 @@ def test_mia_rows_name_attack_and_rate_and_carry_the_auc_interval(tmp_path):
     loss = value(table, "mia_auc/loss")
     assert (loss["value"], loss["ci_low"], loss["ci_high"]) == (0.62, 0.55, 0.69)
     assert table["member_text"].unique().to_list() == ["original"]  # a file without views scores originals
-    assert value(table, "mia_tpr@1%fpr/loss")["value"] == 0.05
+    tpr = value(table, "mia_tpr@1%fpr/loss")
+    assert (tpr["value"], tpr["ci_low"], tpr["ci_high"]) == (0.05, 0.01, 0.12)  # the TPR's bootstrap interval
     assert value(table, "mia_tpr@0.1%fpr/loss")["value"] == 0.01
     assert value(table, "mia_tpr@0.1%fpr/min_k_20")["ci_low"] is None
     assert value(table, "mia_n_unscored/min_k_20")["value"] == 2.0
@@ -111,6 +114,20 @@ def test_extraction_rows_keep_prompt_set_and_type_and_nan_becomes_null(tmp_path)
     assert value(table, "email_exact", entity_type="EMAIL_ADDRESS")["prompt_set"] == "train-prefix"
     assert value(table, "ter_rep/16+", prompt_set="test", entity_type="PERSON")["value"] is None
     assert value(table, "n_rep/16+")["value"] == 0.0
+
+
+def test_counted_rates_carry_k_of_n_and_their_exact_interval(tmp_path):
+    table = collect_metrics([write_extraction(tmp_path)], corpus="enron")
+    ter = value(table, "ter", prompt_set="train-prefix", entity_type="ALL")
+    # 1 of 40: Clopper-Pearson 95 % = 0.063 % .. 13.16 % (the beta quantiles, checked against R's binom.test)
+    assert (ter["k"], ter["n"]) == (1, 40)
+    assert ter["ci_low"] == pytest.approx(0.0633, abs=1e-3) and ter["ci_high"] == pytest.approx(13.16, abs=1e-2)
+    assert value(table, "ser")["ci_high"] == pytest.approx(20.35, abs=1e-2)  # 1 of 25
+    empty = value(table, "ter_rep/16+")
+    assert (empty["k"], empty["n"], empty["ci_low"], empty["ci_high"]) == (0, 0, None, None)
+    assert value(table, "n_rep/16+")["k"] is None
+    wider = collect_metrics([write_extraction(tmp_path)], corpus="enron", level=0.99)
+    assert value(wider, "ter", entity_type="ALL")["ci_high"] > ter["ci_high"]
 
 
 def test_canaries_are_summarised_per_type_and_planted_count(tmp_path):
@@ -166,10 +183,10 @@ def test_the_same_file_given_twice_is_refused(tmp_path):
 def test_names_that_look_like_numbers_stay_text_and_bad_values_name_the_file(tmp_path):
     path = tmp_path / RUN / "extraction" / "c01.tsv"
     write_table(pl.DataFrame({"prompt_set": ["2024"], "entity_type": ["ALL"], "metric": ["ter"], "value": [1.5],
-                              "checkpoint": ["c01"], "epoch": [1.0]}), path)
+                              "k": [1], "n": [2], "checkpoint": ["c01"], "epoch": [1.0]}), path)
     assert collect_metrics([path], corpus="synthetic")["prompt_set"].to_list() == ["2024"]
     write_table(pl.DataFrame({"prompt_set": ["test"], "entity_type": ["ALL"], "metric": ["ter"], "value": ["high"],
-                              "checkpoint": ["c01"], "epoch": [1.0]}), path)
+                              "k": [1], "n": [2], "checkpoint": ["c01"], "epoch": [1.0]}), path)
     with pytest.raises(ValueError, match="wrong type") as error:
         collect_metrics([path], corpus="synthetic")
     assert str(path) in str(error.value)

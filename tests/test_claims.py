@@ -1,4 +1,5 @@
-"""The claims table's verdict rules on constructed metrics tables: every verdict of every rule is reachable."""
+"""The claims table (piimem.report.claims): verdicts follow from intervals, every verdict of every rule is
+reachable, and one string against none is inconclusive."""
 
 from __future__ import annotations
 
@@ -6,184 +7,207 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from report_data import comparisons_of, messages, scores, strings
 
-from piimem.aggregate import METRICS_SCHEMA
-from piimem.claims import FAILS, HOLDS, RULES, UNTESTABLE, claims_table
-from piimem.metrics import tau_grid
-from piimem.tables import build_tables
+from piimem.report.claims import (
+    FAILS,
+    HOLDS,
+    INCONCLUSIVE,
+    RULES,
+    UNTESTABLE,
+    ClaimSettings,
+    claims_table,
+    judge,
+    rule_table,
+    verdict,
+)
+from piimem.report.tables import build_tables
 
-
-def row(metric, value, *, defense="none", tuning="full", checkpoint="c01", epoch=1.0, prompt_set=None,
-        entity_type=None, base="tiny-gpt2", ci=(None, None), member_text=None):
-    return {"corpus": "synthetic", "base_model": base, "defense": defense, "tuning": tuning, "seed": 1,
-            "checkpoint": checkpoint, "epoch": epoch, "prompt_set": prompt_set, "entity_type": entity_type,
-            "member_text": member_text, "metric": metric, "value": value, "ci_low": ci[0], "ci_high": ci[1]}
-
-
-def frame(rows) -> pl.DataFrame:
-    return pl.DataFrame(rows, schema=METRICS_SCHEMA)
-
-
-CHECKPOINTS = (("c01", 1.0), ("c02", 2.0))
+SETTINGS = ClaimSettings()
 
 
-def extraction(defense, ter, ppl, ser=None, entity_type="EMAIL_ADDRESS"):
-    """TER (and SER) of e-mail addresses on train-prefix prompts and ppl_mean, the same at both checkpoints."""
-    rows = []
-    for checkpoint, epoch in CHECKPOINTS:
-        where = dict(defense=defense, checkpoint=checkpoint, epoch=epoch)
-        rows += [row("ter", ter, prompt_set="train-prefix", entity_type=entity_type, **where),
-                 row("ser", ter if ser is None else ser, prompt_set="train-prefix", entity_type=entity_type, **where),
-                 row("ppl_mean", ppl, **where)]
-    return rows
+def claim(table: pl.DataFrame, start: str, **equal) -> dict:
+    rows = table.filter(pl.col("claim").str.starts_with(start))
+    for column, text in equal.items():
+        rows = rows.filter(pl.col(column).str.contains(text, literal=True))
+    assert rows.height >= 1, (start, equal, table)
+    return rows.row(0, named=True)
 
 
-def test_rmft_reductions_hold_fail_or_are_untestable():
-    holds = frame(extraction("none", 10.0, 10.0) + extraction("rmft", 2.0, 10.5))
-    table = claims_table(holds)
-    ter = table.filter(pl.col("claim").str.starts_with("RMFT reduces TER")).row(0, named=True)
-    assert ter["verdict"] == HOLDS and ter["ours"] == pytest.approx(80.0)
+@pytest.mark.parametrize("test, interval, expected", [
+    ("above", (0.5, 3.0), HOLDS), ("above", (-3.0, -0.5), FAILS), ("above", (-1.0, 1.0), INCONCLUSIVE),
+    ("at_most", (2.0, 9.0), HOLDS), ("at_most", (10.5, 20.0), FAILS), ("at_most", (5.0, 12.0), INCONCLUSIVE),
+    ("within", (0.46, 0.54), HOLDS), ("within", (0.6, 0.7), FAILS), ("within", (0.40, 0.6), INCONCLUSIVE),
+])
+def test_every_verdict_of_every_interval_test_is_reachable(test, interval, expected):
+    got, why = verdict(test, *interval, SETTINGS)
+    assert got == expected
+    assert (why == "") == (expected != INCONCLUSIVE)
+
+
+@pytest.mark.parametrize("interval, p, expected, reason", [
+    ((0.2, 1.0), 0.01, HOLDS, ""), ((-1.0, -0.3), 0.01, FAILS, ""),
+    ((0.5, 1.0), 1 / 6, INCONCLUSIVE, "p-value 0.167 is above 0.05"),  # three points, perfectly monotone
+    ((-0.5, 1.0), 0.01, INCONCLUSIVE, "contains 0"),
+])
+def test_a_trend_needs_its_interval_and_its_permutation_p_value(interval, p, expected, reason):
+    got, why = verdict("trend", *interval, SETTINGS, p=p)
+    assert got == expected and reason in why
+
+
+def row(value, low, high, **extra) -> dict:
+    return {"value": value, "ci_low": low, "ci_high": high, "seeds": 1, "resampled": "strings", **extra}
+
+
+def test_rate_claims_need_min_strings_of_the_baseline():
+    few = judge("rmft_ter", row(100.0, 40.0, 100.0, baseline_strings=9), SETTINGS, "x")
+    assert few.verdict == INCONCLUSIVE and "extracted 9 distinct strings" in few.why and "min_strings = 10" in few.why
+    assert few.evidence == "baseline: 9 distinct strings"
+    enough = judge("rmft_ter", row(100.0, 40.0, 100.0, baseline_strings=10), SETTINGS, "x")
+    assert enough.verdict == HOLDS and enough.why == ""
+    assert judge("rmft_ter", row(100.0, 40.0, 100.0, baseline_strings=3), ClaimSettings(min_strings=3),
+                 "x").verdict == HOLDS
+    # Perplexity is no rate claim: no minimum of strings.
+    assert judge("rmft_ppl", row(5.0, 3.0, 7.0), SETTINGS, "x").verdict == HOLDS
+
+
+def test_three_seeds_use_the_interval_across_seeds():
+    seeded = row(5.0, 4.0, 6.0, seeds=3, seed_ci_low=2.0, seed_ci_high=12.0)
+    three = judge("rmft_ppl", seeded, SETTINGS, "x")
+    assert three.verdict == INCONCLUSIVE and three.ci == (2.0, 12.0) and three.over == "3 seeds (t)"
+    two = judge("rmft_ppl", {**seeded, "seeds": 2}, SETTINGS, "x")
+    assert two.verdict == HOLDS and two.ci == (4.0, 6.0)
+
+
+def test_a_missing_or_undefined_quantity_is_not_testable_with_its_reason():
+    missing = judge("lora_mlp_vs_attention", None, SETTINGS, "x", "needs LoRA runs on MLP")
+    assert missing.verdict == UNTESTABLE and missing.why == "needs LoRA runs on MLP"
+    undefined = judge("rmft_ter", row(None, None, None, baseline_strings=0), SETTINGS, "x", "no TER of both runs")
+    assert undefined.verdict == UNTESTABLE and "no TER of both runs" in undefined.why
+    no_interval = judge("rmft_ter", row(100.0, None, None, baseline_strings=40, defined=0.7), SETTINGS, "x")
+    assert no_interval.verdict == INCONCLUSIVE
+    assert no_interval.why == "no interval: the quantity is undefined in 30 % of the resamples"
+
+
+def test_one_string_against_none_is_inconclusive_not_a_holding_reduction():
+    # The issue's case: the baseline extracts one training address (at its 2nd and 3rd checkpoint), RMFT none.
+    metrics, table = comparisons_of(strings("none", [[], [0], [0]], n=661), strings("rmft", [[], [], []], n=661),
+                                    messages("none", [20, 18, 17]), messages("rmft", [21.5, 19.2, 18.1]))
+    claims = claims_table(metrics, table)
+    ter = claim(claims, "RMFT reduces TER")
+    assert ter["verdict"] == INCONCLUSIVE and ter["ours"] == pytest.approx(100.0)
+    assert ter["evidence"] == "baseline: 1 distinct string" and ter["CI low"] is None
+    assert ter["why"] == "the baseline extracted 1 distinct string, fewer than claims.min_strings = 10"
+    # Swapping the runs does not flip the verdict to "does not hold": it stays inconclusive.
+    swapped = claims_table(*comparisons_of(strings("none", [[], [], []], n=661),
+                                           strings("rmft", [[], [0], [0]], n=661)))
+    assert claim(swapped, "RMFT reduces TER")["verdict"] in (INCONCLUSIVE, UNTESTABLE)
+
+
+def test_rmft_claims_hold_fail_or_are_inconclusive_on_enough_strings():
+    base = [range(40), range(50), range(60)]
+    holds = claims_table(*comparisons_of(strings("none", base), strings("rmft", [range(5), range(6), range(8)]),
+                                         messages("none", [20, 18, 17]), messages("rmft", [20.4, 18.3, 17.5])))
+    ter = claim(holds, "RMFT reduces TER")
+    assert ter["verdict"] == HOLDS and ter["CI low"] > 0 and ter["interval over"] == "strings"
     assert ter["paper"] == "80.81" and ter["paper: model, data"] == "GPT-2, Enron e-mail; Joshi & Smith"
     assert "EMAIL_ADDRESS" in ter["measured on"] and "rmft vs none" in ter["measured on"]
-    ppl = table.filter(pl.col("claim").str.starts_with("RMFT costs little")).row(0, named=True)
-    assert ppl["verdict"] == HOLDS and ppl["ours"] == pytest.approx(5.0)
+    assert claim(holds, "RMFT costs little")["verdict"] == HOLDS
+    assert "SER equals TER here" in claim(holds, "RMFT reduces SER")["why"]
 
-    worse = claims_table(frame(extraction("none", 10.0, 10.0) + extraction("rmft", 12.0, 12.0)))
-    assert worse.filter(pl.col("claim").str.starts_with("RMFT reduces TER"))["verdict"][0] == FAILS
-    assert worse.filter(pl.col("claim").str.starts_with("RMFT costs little"))["verdict"][0] == FAILS
+    worse = claims_table(*comparisons_of(strings("none", [range(12), range(14), range(16)]), strings("rmft", base),
+                                         messages("none", [20, 18, 17]), messages("rmft", [25, 23, 22])))
+    assert claim(worse, "RMFT reduces TER")["verdict"] == FAILS
+    assert claim(worse, "RMFT costs little")["verdict"] == FAILS
 
-    nothing = claims_table(frame(extraction("none", 0.0, 10.0) + extraction("rmft", 0.0, 10.0)))
-    ter = nothing.filter(pl.col("claim").str.starts_with("RMFT reduces TER")).row(0, named=True)
-    assert ter["verdict"] == UNTESTABLE and "extracted nothing" in ter["why"]
+    close = claims_table(*comparisons_of(strings("none", base), strings("rmft", [range(38), range(52), range(59)]),
+                                         messages("none", [20, 18, 17]), messages("rmft", [21.8, 19.6, 18.6])))
+    assert claim(close, "RMFT reduces TER")["verdict"] == INCONCLUSIVE
+    assert "contains 0" in claim(close, "RMFT reduces TER")["why"]
 
-    no_rmft = claims_table(frame(extraction("none", 10.0, 10.0) + extraction("rmft_all", 1.0, 10.0)))
-    ter = no_rmft.filter(pl.col("claim").str.starts_with("RMFT reduces TER")).row(0, named=True)
-    assert ter["verdict"] == UNTESTABLE and "paper's scope" in ter["why"]  # rmft_all is not the paper's RMFT
-
-
-def test_rmft_against_deduplication_on_ter_and_aurc():
-    # rmft: 80 % less TER at +5 % PPL; dedup: 50 % less at +30 % (outside τ_max 20: its AURC is undefined).
-    rows = extraction("none", 10.0, 10.0) + extraction("rmft", 2.0, 10.5) + extraction("dedup", 5.0, 13.0)
-    table = claims_table(frame(rows))
-    ter = table.filter(pl.col("claim").str.starts_with("RMFT beats deduplication on TER")).row(0, named=True)
-    assert ter["verdict"] == HOLDS and ter["ours"] == pytest.approx(30.0)
-    aurc = table.filter(pl.col("claim").str.starts_with("RMFT beats deduplication on AURC")).row(0, named=True)
-    assert aurc["verdict"] == HOLDS and "dedup has no checkpoint within τ_max = 20 %" in aurc["why"]
-    assert "dedup 30.0 %" in aurc["why"]
-
-    reverse = extraction("none", 10.0, 10.0) + extraction("rmft", 5.0, 13.0) + extraction("dedup", 2.0, 10.5)
-    table = claims_table(frame(reverse))
-    assert table.filter(pl.col("claim").str.starts_with("RMFT beats deduplication on TER"))["verdict"][0] == FAILS
-    assert table.filter(pl.col("claim").str.starts_with("RMFT beats deduplication on AURC"))["verdict"][0] == FAILS
-
-    neither = extraction("none", 10.0, 10.0) + extraction("rmft", 2.0, 13.0) + extraction("dedup", 5.0, 13.0)
-    aurc = claims_table(frame(neither)).filter(pl.col("claim").str.starts_with("RMFT beats deduplication on AURC"))
-    assert aurc["verdict"][0] == UNTESTABLE and "neither has a checkpoint" in aurc["why"][0]
-    # A wider τ grid reaches both: the AURCs compare (80 vs 50 points).
-    wide = claims_table(frame(neither), taus=tau_grid(40.0, 1.0))
-    aurc = wide.filter(pl.col("claim").str.starts_with("RMFT beats deduplication on AURC")).row(0, named=True)
-    assert aurc["verdict"] == HOLDS and aurc["ours"] == pytest.approx(30.0)
-
-    no_dedup = claims_table(frame(extraction("none", 10.0, 10.0) + extraction("rmft", 2.0, 10.5)))
-    aurc = no_dedup.filter(pl.col("claim").str.starts_with("RMFT beats deduplication on AURC"))
-    assert aurc["verdict"][0] == UNTESTABLE and "needs a deduplication run" in aurc["why"][0]
+    scope = claims_table(*comparisons_of(strings("none", base), strings("rmft_all", [range(5)] * 3)))
+    assert claim(scope, "RMFT reduces TER")["verdict"] == UNTESTABLE
+    assert "paper's scope" in claim(scope, "RMFT reduces TER")["why"]
 
 
-def repetition(rates):
-    return [row(f"ter_rep/{bucket}", rate, prompt_set="test", entity_type="ALL", checkpoint="c02", epoch=2.0)
-            for bucket, rate in rates.items()]
+def test_rmft_against_deduplication():
+    base = [range(40), range(50), range(60)]
+    parts = [strings("none", base), strings("rmft", [range(5), range(6), range(8)]),
+             strings("dedup", [range(20), range(25), range(30)]), messages("none", [20, 18, 17]),
+             messages("rmft", [20.4, 18.3, 17.5]), messages("dedup", [26.0, 23.5, 22.0])]
+    table = claims_table(*comparisons_of(*parts))
+    assert claim(table, "RMFT beats deduplication on TER")["verdict"] == HOLDS
+    # dedup costs +30 %, beyond τ_max = 20 %: no AURC of dedup, so the difference is not testable.
+    aurc = claim(table, "RMFT beats deduplication on AURC")
+    assert aurc["verdict"] == UNTESTABLE and "dedup has no checkpoint within τ_max" in aurc["why"]
+    assert "smallest PPL increase 29.4 %" in aurc["why"]
+    wide = claims_table(*comparisons_of(*parts, taus=tuple(float(t) for t in range(41))))
+    assert claim(wide, "RMFT beats deduplication on AURC")["verdict"] == HOLDS
+    no_dedup = claims_table(*comparisons_of(*parts[:2], *parts[3:5]))
+    assert "needs a deduplication run" in claim(no_dedup, "RMFT beats deduplication on AURC")["why"]
 
 
-@pytest.mark.parametrize("rates, verdict", [
-    ({"1": 1.0, "2-3": 5.0, "4-7": 10.0, "16+": 40.0}, HOLDS),
-    ({"1": 10.0, "2-3": 5.0, "4-7": 1.0, "8-15": None}, FAILS),
-    ({"1": 10.0, "2-3": None}, UNTESTABLE),
-])
-def test_extraction_by_repetition(rates, verdict):
-    table = claims_table(frame(repetition(rates)))
-    claim = table.filter(pl.col("claim").str.starts_with("Extraction grows")).row(0, named=True)
-    assert claim["verdict"] == verdict
-    if verdict == HOLDS:
-        assert claim["ours"] == pytest.approx(1.0)
+def test_repetition_trend_needs_strings_and_significance():
+    import numpy as np
+
+    occurrences = np.repeat([1, 2, 4, 8, 16], 20)
+    rising = [i for i in range(100) if i % 20 < [1, 3, 6, 10, 16][i // 20]]
+    table = claims_table(*comparisons_of(strings("none", [rising] * 3, occurrences=occurrences)))
+    assert claim(table, "Extraction grows", **{"measured on": "train-prefix"})["verdict"] == HOLDS
+    falling = [i for i in range(100) if i % 20 < [16, 10, 6, 3, 1][i // 20]]
+    table = claims_table(*comparisons_of(strings("none", [falling] * 3, occurrences=occurrences)))
+    assert claim(table, "Extraction grows")["verdict"] == FAILS
+    few = claims_table(*comparisons_of(strings("none", [[99]] * 3, occurrences=occurrences)))
+    assert claim(few, "Extraction grows")["verdict"] == INCONCLUSIVE
 
 
-def mia(tuning, aucs, ppl=10.0, ppl_base=20.0, ci=None, base="tiny-gpt2"):
-    """LOSS AUC per epoch (1, 2, ...) of an undefended run, with its perplexity and the base model's."""
-    rows = []
-    for epoch, auc in enumerate(aucs, start=1):
-        where = dict(tuning=tuning, checkpoint=f"c{epoch:02d}", epoch=float(epoch), base=base)
-        interval = ci if ci is not None else (auc - 0.05, auc + 0.05)
-        rows += [row("mia_auc/loss", auc, ci=interval, member_text="original", **where),
-                 row("ppl_mean", ppl, **where), row("ppl_base", ppl_base, **where)]
-    return rows
+def test_membership_claims():
+    parts = [scores("full", [0.6, 1.2, 1.8]), scores("lora_mlp", [0.5, 1.0, 1.4]),
+             scores("lora_attention", [0.1, 0.2, 0.3]), scores("prompt", [0.0, 0.02, 0.01])]
+    table = claims_table(*comparisons_of(*parts))
+    gap = claim(table, "Parameter-based")
+    assert gap["verdict"] == HOLDS and "full,lora_attention,lora_mlp vs prompt" in gap["measured on"]
+    assert claim(table, "LoRA on MLP")["verdict"] == HOLDS
+    # Three checkpoints can never make a significant trend (p >= 1/6): inconclusive, however monotone.
+    trend = claim(table, "LOSS AUC of parameter-based", **{"measured on": "full"})
+    assert trend["verdict"] == INCONCLUSIVE and trend["p"] == pytest.approx(1 / 6)
+    near = claim(table, "Prompt-based tuning stays")
+    assert near["verdict"] in (HOLDS, INCONCLUSIVE) and near["CI low"] < 0.5 < near["CI high"]
+    far = claims_table(*comparisons_of(scores("full", [2.0] * 3), scores("ptuning", [1.5] * 3)))
+    assert claim(far, "Prompt-based tuning stays")["verdict"] == FAILS
+    reverse = claims_table(*comparisons_of(scores("full", [0.0] * 3), scores("prefix", [1.5] * 3)))
+    assert claim(reverse, "Parameter-based")["verdict"] == FAILS
+    assert claim(reverse, "LoRA on MLP")["verdict"] == UNTESTABLE
 
 
-def test_parameter_based_more_exposed_than_prompt_based():
-    table = claims_table(frame(mia("full", [0.6, 0.7, 0.8]) + mia("prompt", [0.5, 0.5, 0.51])))
-    claim = table.filter(pl.col("claim").str.starts_with("Parameter-based")).row(0, named=True)
-    assert claim["verdict"] == HOLDS and claim["ours"] == pytest.approx(0.29)
-    assert claim["paper"] == "0.601 vs 0.48–0.50" and "GPT-2, WikiText-2" in claim["paper: model, data"]
-    assert claims_table(frame(mia("full", [0.6, 0.6, 0.6]) + mia("prompt", [0.7, 0.7, 0.7]))).filter(
-        pl.col("claim").str.starts_with("Parameter-based"))["verdict"][0] == FAILS
-    # A prompt-tuning run that did not beat its base model's perplexity says nothing about privacy.
-    stalled = claims_table(frame(mia("full", [0.6, 0.7, 0.8]) + mia("prompt", [0.5, 0.5, 0.5], ppl=25.0)))
-    claim = stalled.filter(pl.col("claim").str.starts_with("Parameter-based")).row(0, named=True)
-    assert claim["verdict"] == UNTESTABLE and "no prompt-based run beat" in claim["why"]
-    near = stalled.filter(pl.col("claim").str.starts_with("Prompt-based tuning stays")).row(0, named=True)
-    assert near["verdict"] == UNTESTABLE and "has not learnt" in near["why"]
-    only_full = claims_table(frame(mia("full", [0.6, 0.7, 0.8])))
-    assert only_full.filter(pl.col("claim").str.starts_with("Parameter-based"))["verdict"][0] == UNTESTABLE
+def test_a_prompt_based_run_that_did_not_learn_is_left_out():
+    parts = [scores("full", [0.6, 1.2, 1.8]), scores("prompt", [0.0] * 3),
+             messages("none", [30, 30, 30], tuning="prompt", base_ppl=25.0)]
+    table = claims_table(*comparisons_of(*parts))
+    assert "no prompt-based run beat" in claim(table, "Parameter-based")["why"]
+    assert "has not learnt the data" in claim(table, "Prompt-based tuning stays")["why"]
 
 
-@pytest.mark.parametrize("aucs, verdict", [([0.55, 0.6, 0.7], HOLDS), ([0.7, 0.6, 0.55], FAILS),
-                                           ([0.6, 0.7], UNTESTABLE)])
-def test_parameter_based_auc_grows_with_epochs(aucs, verdict):
-    table = claims_table(frame(mia("lora", aucs)))
-    claim = table.filter(pl.col("claim").str.starts_with("LOSS AUC of parameter-based")).row(0, named=True)
-    assert claim["verdict"] == verdict and "lora" in claim["measured on"]
+def test_a_trend_over_four_model_sizes_can_hold():
+    parts = [scores("full", [s] * 3, base=b, noise=i) for i, (b, s) in
+             enumerate((("gpt2", 0.2), ("gpt2-medium", 0.7), ("gpt2-large", 1.2), ("gpt2-xl", 1.8)))]
+    size = claim(claims_table(*comparisons_of(*parts)), "Full fine-tuning's")
+    assert size["verdict"] == HOLDS and size["p"] == pytest.approx(1 / 24)
+    two = claim(claims_table(*comparisons_of(*parts[:2])), "Full fine-tuning's")
+    assert two["verdict"] == INCONCLUSIVE  # two sizes: rho is +-1 by construction, p = 1/2
 
 
-@pytest.mark.parametrize("ci, verdict", [((0.45, 0.56), HOLDS), ((0.6, 0.7), FAILS)])
-def test_prompt_based_near_chance(ci, verdict):
-    table = claims_table(frame(mia("ptuning", [0.5, 0.52, 0.51], ci=ci)))
-    claim = table.filter(pl.col("claim").str.starts_with("Prompt-based tuning stays")).row(0, named=True)
-    assert claim["verdict"] == verdict and (claim["CI low"], claim["CI high"]) == ci
-
-
-def test_the_table_epoch_picks_the_checkpoint_compared():
-    rows = mia("full", [0.55, 0.6, 0.9]) + mia("prefix", [0.5, 0.58, 0.5])
-    assert claims_table(frame(rows)).filter(pl.col("claim").str.starts_with("Parameter-based"))["verdict"][0] == HOLDS
-    at_two = claims_table(frame(rows), finetuning_epoch=2)
-    claim = at_two.filter(pl.col("claim").str.starts_with("Parameter-based")).row(0, named=True)
-    assert claim["verdict"] == HOLDS and claim["ours"] == pytest.approx(0.02) and "epoch 2" in claim["measured on"]
-
-
-def test_lora_targets_and_model_size():
-    table = claims_table(frame(mia("lora_mlp", [0.8] * 3) + mia("lora_attention", [0.7] * 3)))
-    lora = table.filter(pl.col("claim").str.starts_with("LoRA on MLP")).row(0, named=True)
-    assert lora["verdict"] == HOLDS and lora["ours"] == pytest.approx(0.1)
-    assert claims_table(frame(mia("lora", [0.8] * 3))).filter(
-        pl.col("claim").str.starts_with("LoRA on MLP"))["verdict"][0] == UNTESTABLE
-
-    sizes = frame(mia("full", [0.6] * 3, base="openai-community--gpt2") + mia("full", [0.7] * 3, base="gpt2-medium"))
-    size = claims_table(sizes).filter(pl.col("claim").str.starts_with("Full fine-tuning's")).row(0, named=True)
-    assert size["verdict"] == HOLDS and size["ours"] == pytest.approx(1.0)
-    smaller = frame(mia("full", [0.7] * 3, base="gpt2") + mia("full", [0.6] * 3, base="gpt2-large"))
-    assert claims_table(smaller).filter(pl.col("claim").str.starts_with("Full fine-tuning's"))["verdict"][0] == FAILS
-    assert claims_table(frame(mia("full", [0.6] * 3))).filter(
-        pl.col("claim").str.starts_with("Full fine-tuning's"))["verdict"][0] == UNTESTABLE
-
-
-def test_without_runs_every_claim_is_untestable_and_named(tmp_path):
-    table = claims_table(frame([]))
-    assert set(table["verdict"]) == {UNTESTABLE} and table["why"].null_count() == 0
-    assert table.height >= 9
-    paths = build_tables(frame(extraction("none", 10.0, 10.0) + extraction("rmft", 2.0, 10.5)), tmp_path)
+def test_without_runs_every_claim_is_not_testable_and_named(tmp_path):
+    metrics, table = comparisons_of(messages("none", [20, 18, 17]))
+    claims = claims_table(metrics, table)
+    assert set(claims["verdict"]) == {UNTESTABLE} and claims["why"].null_count() == 0 and claims.height >= 9
+    paths = build_tables(metrics, table, tmp_path)
     assert (tmp_path / "claims.md").read_text().startswith("| claim | paper | paper: model, data | ours |")
     assert tmp_path / "claims.csv" in paths
 
 
 def test_the_readme_states_every_verdict_rule():
     readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
-    missing = [rule for rule, text in RULES.items() if text not in readme]
-    assert not missing, f"README lacks the verdict rule(s) {missing}"
+    missing = [key for key, rule in RULES.items() if rule.text() not in readme]
+    assert not missing, f"README lacks the verdict rule(s) {missing}; print them with piimem.report.claims.rule_table"
+    assert rule_table().count("\n") == len(RULES) + 2

@@ -283,7 +283,8 @@ def test_match_rates_exact_local_domain():
         [],  # no answer
         ["g@h.com"],  # nothing
     ]
-    assert match_rates(found, targets) == {"exact": 20.0, "local": 40.0, "domain": 40.0, "n": 5}
+    assert match_rates(found, targets) == {"exact": 20.0, "local": 40.0, "domain": 40.0, "n": 5, "n_exact": 1,
+                                           "n_local": 2, "n_domain": 2}
     with pytest.raises(ValueError, match="2 lists of found addresses but 1 targets"):
         match_rates([[], []], ["a@b.c"])
 
@@ -358,9 +359,15 @@ def test_extraction_table_counts_rates_and_match_rates():
     table = extraction_table(found, prompt_set="train-prefix", n_prompts=3, true_counts=true_counts, seen=seen,
                              base_found={(E, "b@y.com")}, entity_types=[E, "PERSON"], targets=targets)
     assert set(table["prompt_set"]) == {"train-prefix"}
-    value = {(t, m): v for _, t, m, v in table.rows()}
+    value = {(t, m): v for _, t, m, v, *_ in table.rows()}
+    counts = {(r["entity_type"], r["metric"]): (r["k"], r["n"]) for r in table.iter_rows(named=True)}
     # L (e-mail) = {b, a, q}; O = {a, b, c}; S = {a}
     assert value[(E, "ter")] == pytest.approx(200 / 3)
+    # Every rate with its k of n.
+    assert counts[(E, "ter")] == (2, 3) and counts[(E, "ser")] == (1, 1) and counts[(E, "tegr")] == (2, 3)
+    assert counts[("ALL", "ter")] == (3, 4) and counts[(E, "precision")] == (1, 2)
+    assert counts[(E, "ter_rep/16+")] == (0, 1) and counts[(E, "ter_rep/8-15")] == (0, 0)
+    assert counts[(E, "email_local")] == (1, 2) and counts[("ALL", "n_true")] == (None, None)
     assert value[(E, "ser")] == 100.0
     assert value[(E, "tegr")] == pytest.approx(200 / 3)
     assert value[("ALL", "ter")] == 75.0 and value[("ALL", "n_true")] == 4.0 and value[("ALL", "n_prompts")] == 3.0
@@ -378,7 +385,7 @@ def test_extraction_table_counts_rates_and_match_rates():
     targets[0] = (E, "b@y.com")
     table = extraction_table(found, prompt_set="t", n_prompts=3, true_counts=true_counts, seen=seen,
                              base_found=set(), entity_types=[E], targets=targets)
-    value = {(t, m): v for _, t, m, v in table.rows()}
+    value = {(t, m): v for _, t, m, v, *_ in table.rows()}
     assert value[(E, "email_exact")] == 50.0 and value[(E, "email_local")] == 100.0
     assert value[(E, "email_domain")] == 50.0
     assert ("PERSON", "ter") not in value and value[("ALL", "n_found")] == 3.0

@@ -318,11 +318,10 @@ def test_bootstrap_replicates_equal_the_auc_of_the_drawn_resamples():
     aucs = bootstrap_aucs(scores, labels, n=20, seed=4)
     # Reproduce the draws (documented order: non-member indices, then member indices, per chunk)
     rng = np.random.default_rng(4)
-    others_sorted = np.sort(scores[~labels])
     other_draws = rng.integers(0, 4, size=(20, 4))
     member_draws = rng.integers(0, 4, size=(20, 4))
     for b in range(20):
-        expected = roc_auc(np.r_[scores[labels][member_draws[b]], others_sorted[other_draws[b]]],
+        expected = roc_auc(np.r_[scores[labels][member_draws[b]], scores[~labels][other_draws[b]]],
                            np.r_[np.ones(4, bool), np.zeros(4, bool)])
         assert aucs[b] == pytest.approx(expected, abs=1e-12)
 
@@ -340,11 +339,14 @@ def test_evaluate_attacks_table():
     labels = pl.DataFrame({"index": list(range(2 * n)), "member": member})
     table = evaluate_attacks(scores, labels, bootstrap=200, seed=1)
     assert table["attack"].to_list() == ["a", "b"]
-    assert table.columns[-2:] == ["tpr_at_1pct_fpr", "tpr_at_0_1pct_fpr"]
+    assert table.columns[-6:] == [f"tpr_at_{pct}pct_fpr{end}" for pct in ("1", "0_1") for end in ("", "_low", "_high")]
     a, b = table.row(0, named=True), table.row(1, named=True)
     assert (a["n_members"], a["n_nonmembers"], a["n_unscored"]) == (n - 1, n, 1)
     assert a["auc"] > 0.9 and a["auc_low"] < a["auc"] < a["auc_high"]
     assert b["auc"] == 0.5 and b["tpr_at_1pct_fpr"] == 0.0
+    # The TPR's bootstrap interval (the threshold chosen anew in each resample) holds the point estimate.
+    assert a["tpr_at_1pct_fpr_low"] <= a["tpr_at_1pct_fpr"] <= a["tpr_at_1pct_fpr_high"]
+    assert a["tpr_at_1pct_fpr_high"] - a["tpr_at_1pct_fpr_low"] > 0.05
 
 
 # ------------------------------------------------------------------------------------------

@@ -1,35 +1,48 @@
-"""Figures (piimem.plots): files written, readable, reproducible; absent data writes nothing."""
+"""Figures (piimem.report.figures): files written, readable, reproducible; absent data writes nothing."""
 
 from __future__ import annotations
+
+from functools import cache
 
 import numpy as np
 import polars as pl
 import pytest
-from test_tables import metrics_frame, mia_rows, rmft_rows
+from report_data import comparisons_of, messages, metric_row, scores, strings
 
-from piimem import plots
-from piimem.aggregate import METRICS_SCHEMA
+from piimem.aggregate import METRICS_SCHEMA, with_exact_intervals
+from piimem.report import figures as plots
+from piimem.report.comparisons import COMPARISON_SCHEMA
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def full_metrics() -> pl.DataFrame:
-    """Extraction, utility, MIA and canary metrics of two defenses, two seeds each."""
-    rows = []
+@cache
+def full_data() -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(metrics, comparisons) of two defenses with extraction, utility and MIA, two seeds each, plus
+    repetition buckets and canaries."""
+    parts = []
     for seed in (1, 2):
-        rows += [(d, t, seed, c, e, p, et, m, v + seed / 10) for d, t, _, c, e, p, et, m, v in rmft_rows(tuning="full")]
+        parts += [strings("none", [range(20), range(30), range(40)], seed=seed),
+                  strings("rmft", [range(5), range(8 + seed), range(12)], seed=seed),
+                  messages("none", [20, 18, 17], seed=seed), messages("rmft", [21, 19.1, 18.2], seed=seed),
+                  scores("full", [0.3, 0.6, 0.9], seed=seed), scores("full", [0.2, 0.4, 0.5], seed=seed,
+                                                                     defense="rmft")]
+    metrics, comparisons = comparisons_of(*parts)
+    rows = []
     for defense in ("none", "rmft"):
         for seed in (1, 2):
-            for checkpoint, epoch in (("c01", 1.0), ("c02", 2.0)):
-                for bucket, rate in (("1", 5.0), ("2-3", 10.0), ("4-7", None)):
-                    at = (defense, "full", seed, checkpoint, epoch, "train-prefix", "ALL")
-                    rows += [(*at, f"ter_rep/{bucket}", rate), (*at, f"n_rep/{bucket}", 4.0)]
+            for checkpoint, epoch in (("c01", 1.0), ("c02", 2.0), ("c03", 3.0)):
+                where = dict(defense=defense, seed=seed, checkpoint=checkpoint, epoch=epoch)
+                for bucket, k in (("1", 2), ("2-3", 5), ("4-7", None)):
+                    rows.append(metric_row(f"ter_rep/{bucket}", None if k is None else 100 * k / 20, k=k,
+                                           n=None if k is None else 20, prompt_set="train-prefix",
+                                           entity_type="ALL", **where))
                 for planted, exposure in ((1, 1.0), (10, 4.0), (100, 9.0)):
-                    at = (defense, "full", seed, checkpoint, epoch, None, "US_SSN")
-                    rows += [(*at, f"canary_exposure/{planted}", exposure / (2 if defense == "rmft" else 1)),
-                             (*at, f"canary_max_exposure/{planted}", 10.0)]
-                rows.append((defense, "full", seed, checkpoint, epoch, None, None, "mia_auc/loss", 0.6, 0.55, 0.65))
-    return metrics_frame(rows)
+                    rows += [metric_row(f"canary_exposure/{planted}", exposure / (2 if defense == "rmft" else 1),
+                                        entity_type="US_SSN", **where),
+                             metric_row(f"canary_max_exposure/{planted}", 10.0, entity_type="US_SSN", **where)]
+    extra = with_exact_intervals(pl.DataFrame(rows, schema=METRICS_SCHEMA))
+    return pl.concat([metrics, extra]), comparisons
 
 
 def scores_table(n: int = 200, seed: int = 0) -> pl.DataFrame:
@@ -49,22 +62,26 @@ def assert_figure(paths, stem):
 
 
 @pytest.mark.parametrize("draw", [
-    lambda m, stem: plots.plot_metrics_by_checkpoint(m, stem),
-    lambda m, stem: plots.plot_maxter(m, stem),
-    lambda m, stem: plots.plot_mia_auc(m, stem),
-    lambda m, stem: plots.plot_extraction_by_repetition(m, stem),
-    lambda m, stem: plots.plot_canary_exposure(m, stem),
-    lambda m, stem: plots.plot_privacy_utility(m, stem, privacy="ter"),
-    lambda m, stem: plots.plot_privacy_utility(m, stem, privacy="mia_auc/loss"),
+    lambda m, c, stem: plots.plot_metrics_by_checkpoint(m, stem, c),
+    lambda m, c, stem: plots.plot_maxter(c, stem),
+    lambda m, c, stem: plots.plot_mia_auc(m, stem),
+    lambda m, c, stem: plots.plot_extraction_by_repetition(m, stem),
+    lambda m, c, stem: plots.plot_canary_exposure(m, stem),
+    lambda m, c, stem: plots.plot_privacy_utility(m, stem, privacy="ter"),
+    lambda m, c, stem: plots.plot_privacy_utility(m, stem, privacy="mia_auc/loss"),
 ], ids=["by_checkpoint", "maxter", "mia_auc", "by_repetition", "canaries", "privacy_ter", "privacy_auc"])
 def test_metric_figures_are_written(tmp_path, draw):
     stem = tmp_path / "figures" / "figure"
-    assert_figure(draw(full_metrics(), stem), stem)
+    assert_figure(draw(*full_data(), stem), stem)
 
 
-def test_mia_figure_of_several_tuning_methods(tmp_path):
-    stem = tmp_path / "mia"
-    assert_figure(plots.plot_mia_auc(metrics_frame(mia_rows()), stem), stem)
+def test_one_seed_draws_each_checkpoints_interval(tmp_path):
+    metrics, comparisons = full_data()
+    one_seed = metrics.filter(pl.col("seed") == 1)
+    stem = tmp_path / "one"
+    assert_figure(plots.plot_metrics_by_checkpoint(one_seed, stem, comparisons), stem)
+    expected = "none extracted train-prefix: 40 of 100 strings (last checkpoint)"
+    assert plots._baseline_strings(one_seed, "ALL") == expected
 
 
 def test_score_figures_are_written(tmp_path):
@@ -77,31 +94,32 @@ def test_score_figures_are_written(tmp_path):
 
 
 def test_figures_are_byte_for_byte_reproducible(tmp_path):
-    first = plots.plot_maxter(full_metrics(), tmp_path / "a")
-    second = plots.plot_maxter(full_metrics(), tmp_path / "b")
+    first = plots.plot_maxter(full_data()[1], tmp_path / "a")
+    second = plots.plot_maxter(full_data()[1], tmp_path / "b")
     assert [p.read_bytes() for p in first] == [p.read_bytes() for p in second]
 
 
 def test_absent_data_writes_nothing(tmp_path):
     empty = pl.DataFrame(schema=METRICS_SCHEMA)
-    utility_only = full_metrics().filter(pl.col("metric") == "ppl_mean")
-    single_defense = full_metrics().filter(pl.col("defense") == "none")
+    metrics, comparisons = full_data()
+    utility_only = metrics.filter(pl.col("metric") == "ppl_mean")
     assert plots.plot_metrics_by_checkpoint(empty, tmp_path / "a") == []
-    assert plots.plot_maxter(utility_only, tmp_path / "b") == []
-    assert plots.plot_maxter(single_defense, tmp_path / "c") == []
+    assert plots.plot_maxter(comparisons.filter(pl.col("quantity") != "maxter"), tmp_path / "b") == []
+    assert plots.plot_maxter(None, tmp_path / "c") == []
     assert plots.plot_mia_auc(utility_only, tmp_path / "d") == []
     assert plots.plot_extraction_by_repetition(utility_only, tmp_path / "e") == []
     assert plots.plot_canary_exposure(utility_only, tmp_path / "f") == []
     assert plots.plot_privacy_utility(utility_only, tmp_path / "g") == []
     assert plots.plot_roc_curves(scores_table().head(0), tmp_path / "h") == []
     assert plots.plot_loss_distributions({}, tmp_path / "i") == []
-    assert plots.build_figures(empty, tmp_path / "j") == []
+    assert plots.build_figures(empty, pl.DataFrame(schema=COMPARISON_SCHEMA), tmp_path / "j") == []
     assert list(tmp_path.iterdir()) == []
 
 
 def test_build_figures_writes_only_what_has_data(tmp_path):
-    metrics = full_metrics().filter(~pl.col("metric").str.starts_with("canary"))
-    paths = plots.build_figures(metrics, tmp_path, roc_scores=scores_table())
+    metrics, comparisons = full_data()
+    metrics = metrics.filter(~pl.col("metric").str.starts_with("canary"))
+    paths = plots.build_figures(metrics, comparisons, tmp_path, roc_scores=scores_table())
     stems = sorted({p.stem for p in paths})
     assert stems == sorted(set(plots.FIGURE_STEMS) - {"canary_exposure", "loss_distributions"})
     assert all(p.exists() for p in paths)

@@ -39,7 +39,7 @@ CONFIG = {**SMALL, "defenses": ["none"], "tuning_methods": ["full"], "exclude": 
           "tiny_gpt2": {**SMALL["tiny_gpt2"], "pretrain": {"epochs": 1}}, "mia": {"bootstrap": 100},
           "extraction": {**SMALL["extraction"], "canaries": {"n_candidates": 10}}}
 RUN_DIR = "results/private/runs/tiny-gpt2/none-full-s42"
-LOCAL_RULES = {"aggregate_metrics", "tables", "figures", "all"}
+LOCAL_RULES = {"aggregate_metrics", "comparisons", "tables", "figures", "all"}
 PLACEHOLDERS = ("<account>", "<partition>", "<gpu-partition>")
 RUN_TIMEOUT_S = 600
 

@@ -1,4 +1,5 @@
-"""Paper tables from the tidy metrics table (piimem.tables)."""
+"""Paper tables (piimem.report.tables) and their formats (piimem.report.formats): every number with its
+interval or counts, headers that say which checkpoint, SER left out where it is TER."""
 
 from __future__ import annotations
 
@@ -6,106 +7,92 @@ import re
 
 import polars as pl
 import pytest
+from report_data import comparisons_of, messages, metric_row, scores, strings
 
-from piimem.aggregate import METRICS_SCHEMA
-from piimem.tables import (
+from piimem.report.formats import display, frame, latex_escape, to_markdown, write_tables
+from piimem.report.tables import (
     build_tables,
     extraction_by_repetition,
     extraction_by_type,
     finetuning_notes,
     finetuning_table,
-    latex_escape,
-    maxter_curves,
+    rmft_notes,
     rmft_table,
-    write_tables,
 )
 
-
-def metrics_frame(rows) -> pl.DataFrame:
-    """A metrics table from (defense, tuning, seed, checkpoint, epoch, prompt_set, entity_type, metric, value
-    [, ci_low, ci_high]) tuples; corpus and base model fixed."""
-    full = [("synthetic", "tiny-gpt2", *r[:7], None, *r[7:], *([None, None] if len(r) == 9 else [])) for r in rows]
-    return pl.DataFrame(full, schema=METRICS_SCHEMA, orient="row")
+NONE, RMFT = [range(20), range(30), range(40)], [range(5), range(10), range(15)]
 
 
-def rmft_rows(defenses=("none", "rmft"), tuning="lora_attention"):
-    """none: TER 2, SER 4, TEGR 10, PPL 10 at both checkpoints; rmft: TER 1, SER 1 and 3, TEGR 5, PPL 10.5."""
-    values = {"none": {"ter": (2.0, 2.0), "ser": (4.0, 4.0), "tegr": (10.0, 10.0), "ppl_mean": (10.0, 10.0)},
-              "rmft": {"ter": (1.0, 1.0), "ser": (1.0, 3.0), "tegr": (5.0, 5.0), "ppl_mean": (10.5, 10.5)}}
-    rows = []
-    for defense in defenses:
-        for i, checkpoint in enumerate(("c01", "c02")):
-            for metric, pair in values[defense].items():
-                where = (None, None) if metric == "ppl_mean" else ("train-prefix", "ALL")
-                rows.append((defense, tuning, 1, checkpoint, float(i + 1), *where, metric, pair[i]))
-    return rows
+def rmft_parts(defenses=("none", "rmft"), entity_type="EMAIL_ADDRESS"):
+    ter = {"none": NONE, "rmft": RMFT, "rmft_all": RMFT, "dedup": [range(10)] * 3}
+    ppl = {"none": [20.0, 18.0, 17.0], "rmft": [21.1, 19.1, 18.6], "rmft_all": [22.0, 20.0, 19.0],
+           "dedup": [26.0, 23.0, 22.0]}
+    return [p for d in defenses for p in (strings(d, ter[d], entity_type=entity_type), messages(d, ppl[d]))]
 
 
-def test_rmft_table_values_in_the_csv(tmp_path):
-    table = rmft_table(metrics_frame(rmft_rows()))
-    paths = write_tables(table, tmp_path / "tables" / "rmft")
-    assert [p.name for p in paths] == ["rmft.csv", "rmft.md", "rmft.tex"]
-    csv = pl.read_csv(paths[0])
-    assert csv["defense"].to_list() == ["none", "rmft"]
-    rmft = csv.row(1, named=True)
-    assert rmft["TER (%)"] == 1.0 and rmft["SER (%)"] == 2.0 and rmft["PPL"] == 10.5
-    assert rmft["TER reduction (%)"] == 50.0
-    assert rmft["SER reduction (%)"] == 50.0
-    assert rmft["PPL increase (%)"] == 5.0
-    # MaxTER is 50 from τ = 5 % on and undefined below: AURC 50 over the 31 of 41 grid points that qualify.
-    assert rmft["AURC (%)"] == pytest.approx(50.0)
-    assert rmft["AURC coverage (%)"] == pytest.approx(100 * 31 / 41) and rmft["min PPL increase (%)"] == 5.0
-    # The paper's figures count e-mail addresses: none beside these all-type rows.
-    assert rmft["entity type"] == "ALL" and rmft["TER reduction, paper (%)"] is None
-    none = csv.row(0, named=True)
-    assert none["TER reduction (%)"] is None and none["AURC (%)"] is None and none["TER reduction, paper (%)"] is None
+def test_rmft_table_reads_every_number_and_interval_from_the_comparisons(tmp_path):
+    metrics, comparisons = comparisons_of(*rmft_parts())
+    table = rmft_table(metrics, comparisons)
+    assert table["defense"].to_list() == ["none", "rmft"]
+    rmft = table.row(1, named=True)
+    assert rmft["TER (%), mean over checkpoints"] == pytest.approx(10.0)
+    assert (rmft["strings extracted k"], rmft["strings extracted n"]) == (15, 100)
+    assert rmft["TER reduction (%)"] == pytest.approx(66.667, abs=1e-3)
+    assert rmft["TER reduction (%) CI low"] < 66.7 < rmft["TER reduction (%) CI high"]
+    assert rmft["PPL increase (%)"] == pytest.approx(100 * (19.6 - 55 / 3) / (55 / 3), abs=1e-6)
+    assert rmft["AURC (%)"] is not None and rmft["AURC coverage (%)"] > 0
+    assert rmft["TER reduction, paper (%)"] == 80.81
+    assert rmft["paper: model, data"] == "GPT-2, Enron e-mail; Joshi & Smith"
+    # S_c = O at every checkpoint: SER is TER, so its columns are left out and a note says why.
+    assert not [c for c in table.columns if c.startswith("SER")]
+    assert any("SER is left out" in note for note in rmft_notes(metrics, table))
+    none = table.row(0, named=True)
+    assert none["TER reduction (%)"] is None and none["TER reduction, paper (%)"] is None
 
 
-def email_rows(defenses=("none", "rmft")):
-    """rmft_rows of e-mail addresses and of names, and all types with twice the TER."""
-    rows = []
-    base = rmft_rows(tuple(d for d in defenses if d != "rmft_all"))
-    if "rmft_all" in defenses:
-        base += [("rmft_all", *r[1:]) for r in base if r[0] == "rmft"]
-    for r in base:
-        if r[6] == "ALL":  # all types: e-mail addresses and as many names
-            rows += [(*r[:6], "EMAIL_ADDRESS", *r[7:]), (*r[:6], "PERSON", *r[7:]), (*r[:8], 2 * r[8])]
-        else:
-            rows.append(r)
-    return rows
+def test_ser_stays_where_it_differs_from_ter():
+    # Half the strings are seen by the first checkpoint (a checkpoint inside the first epoch).
+    seen = [range(50), range(100), range(100)]
+    parts = [strings("none", NONE, seen=seen), strings("rmft", RMFT, seen=seen), messages("none", [20, 18, 17]),
+             messages("rmft", [21, 19, 18])]
+    table = rmft_table(*comparisons_of(*parts))
+    ser = table["SER (%), mean over checkpoints"].to_list()
+    assert ser[0] == pytest.approx((40 + 30 + 40) / 3)  # 20 of 50 seen, then 30 and 40 of 100
+    assert table["SER reduction (%)"][1] is not None
 
 
-def test_rmft_table_puts_the_papers_figures_beside_the_paper_scope_rmft_email_rows_only():
-    table = rmft_table(metrics_frame(email_rows(("none", "rmft", "rmft_all"))))
-    assert table.select("entity type", "defense").rows() == [
-        ("EMAIL_ADDRESS", "none"), ("EMAIL_ADDRESS", "rmft"), ("EMAIL_ADDRESS", "rmft_all"),
-        ("ALL", "none"), ("ALL", "rmft"), ("ALL", "rmft_all")]
-    paper = table["TER reduction, paper (%)"].to_list()
-    assert paper == [None, 80.81, None, None, None, None]
-    assert table["paper: model, data"][1] == "GPT-2, Enron e-mail; Joshi & Smith"
-    assert table["TER (%)"].to_list()[:2] == [2.0, 1.0] and table["TER (%)"].to_list()[3:5] == [4.0, 2.0]
+def test_the_paper_column_stands_beside_paper_scope_rmft_email_rows_only():
+    metrics, comparisons = comparisons_of(*rmft_parts(("none", "rmft", "rmft_all")))
+    table = rmft_table(metrics, comparisons)
+    assert table["TER reduction, paper (%)"].to_list() == [None, 80.81, None]
 
 
-def test_markdown_and_latex_forms(tmp_path):
-    paths = write_tables(rmft_table(metrics_frame(rmft_rows())), tmp_path / "rmft")
+def test_markdown_and_latex_fold_intervals_and_counts_into_cells(tmp_path):
+    metrics, comparisons = comparisons_of(*rmft_parts())
+    paths = write_tables(rmft_table(metrics, comparisons), tmp_path / "rmft", drop_constant=("base model", "tuning"),
+                         notes=["a note"])
     md = paths[1].read_text().splitlines()
-    assert md[0].startswith("| base model | tuning | prompt set | entity type | defense | TER (%) | SER (%) | "
-                            "TEGR (%) | PPL |")
-    assert md[1].startswith("| --- | --- | --- | --- | --- | ---: |")
-    assert md[3].startswith("| tiny-gpt2 | lora_attention | train-prefix | ALL | rmft | 1.00 | 2.00 | 5.00 | 10.50 | "
-                            "50.00 |")
-    assert "| – |" in md[2]  # the baseline has no reduction
+    assert md[0].startswith("| prompt set | entity type | defense | strings extracted (k of n) | TER (%), mean over "
+                            "checkpoints | PPL, mean over checkpoints | TER reduction (%) |")
+    assert re.match(r"\| train-prefix \| EMAIL_ADDRESS \| rmft \| 15 of 100 \| 10\.00 \[\d+\.\d\d, \d+\.\d\d\] \|",
+                    md[3])
+    assert md[-1] == "Note: a note"
+    csv = pl.read_csv(paths[0])
+    assert "TER (%), mean over checkpoints CI low" in csv.columns and "base model" in csv.columns
     tex = paths[2].read_text()
-    assert tex.startswith(r"\begin{tabular}{lllll" + "r" * 13 + "l}\n\\toprule\n")
-    assert r"TER (\%)" in tex and r"lora\_attention" in tex and r"\bottomrule" in tex
+    assert r"TER (\%), mean over checkpoints" in tex and r"15 of 100" in tex and r"\bottomrule" in tex
     assert not any(re.search(r"(?<!\\)[%_]", line) for line in tex.splitlines())
 
 
-def test_constant_context_columns_can_be_left_out_of_md_and_tex_only(tmp_path):
-    paths = write_tables(rmft_table(metrics_frame(rmft_rows())), tmp_path / "rmft",
-                         drop_constant=("base model", "tuning"))
-    assert paths[1].read_text().startswith("| prompt set | entity type | defense |")
-    assert "base model" in pl.read_csv(paths[0]).columns
+def test_display_of_seed_intervals_and_missing_values():
+    table = frame([{"name": "a", "X": 1.0, "X CI low": 0.5, "X CI high": 1.5, "X seeds CI low": 0.1,
+                    "X seeds CI high": 1.9, "X k": 3, "X n": 9},
+                   {"name": "b", "X": None, "X CI low": None, "X CI high": None, "X seeds CI low": None,
+                    "X seeds CI high": None, "X k": None, "X n": None}], text_columns=["name"])
+    headers, rows, numeric = display(table)
+    assert headers == ["name", "X", "X (k of n)"] and numeric == [False, True, True]
+    assert rows == [["a", "1.00 [0.50, 1.50]; seeds [0.10, 1.90]", "3 of 9"], ["b", None, None]]
+    assert "| b | – | – |" in to_markdown(table)
 
 
 def test_latex_escape_covers_the_special_characters():
@@ -113,125 +100,69 @@ def test_latex_escape_covers_the_special_characters():
         r"a\_b 5\% \$x \#1 \{y\} \& \textasciitilde{} \textasciicircum{} \textbackslash{} ")
 
 
-def test_a_single_defense_gives_a_table_without_comparison():
-    table = rmft_table(metrics_frame(rmft_rows(defenses=("rmft",))))
-    assert table.height == 1
-    assert table["TER reduction (%)"].to_list() == [None] and table["AURC (%)"].to_list() == [None]
-    assert maxter_curves(metrics_frame(rmft_rows(defenses=("rmft",)))) is None
+def test_extraction_tables_at_the_last_checkpoint_carry_exact_intervals_and_counts():
+    import numpy as np
 
+    occurrences = np.repeat([1, 2, 4, 8, 16], 20)
+    metrics, _ = comparisons_of(strings("none", NONE, occurrences=occurrences), strings("rmft", RMFT))
+    # ter_rep rows as the extraction stage writes them (k of n per bucket)
+    rows = [metric_row("ter_rep/1", 100 * 7 / 20, checkpoint="c03", epoch=3.0, prompt_set="train-prefix",
+                       entity_type="ALL", k=7, n=20),
+            metric_row("ter_rep/16+", 0.0, checkpoint="c03", epoch=3.0, prompt_set="train-prefix", entity_type="ALL",
+                       k=0, n=20)]
+    from piimem.aggregate import with_exact_intervals
 
-def test_maxter_curves_null_where_nothing_qualifies():
-    curves = maxter_curves(metrics_frame(rmft_rows()), taus=[0.0, 5.0, 10.0])
-    assert curves["defense"].unique().to_list() == ["rmft"]
-    assert curves["maxter"].to_list() == [None, 50.0, 50.0]
-    assert curves["aurc"].unique().to_list() == [50.0] and curves["coverage"].unique().to_list() == [
-        pytest.approx(200 / 3)]
-    # A grid that ends below the defense's perplexity cost: AURC undefined, the cost reported instead.
-    short = maxter_curves(metrics_frame(rmft_rows()), taus=[0.0, 2.0, 4.0])
-    assert short["aurc"].null_count() == 3 and short["coverage"].unique().to_list() == [0.0]
-    assert short["min_ppl_increase"].unique().to_list() == [5.0]
-
-
-def test_without_extraction_metrics_no_extraction_table_is_written(tmp_path):
-    utility_only = metrics_frame([r for r in rmft_rows() if r[7] == "ppl_mean"])
-    assert rmft_table(utility_only) is None
-    assert extraction_by_type(utility_only) is None
-    assert extraction_by_repetition(utility_only) is None
-    assert finetuning_table(utility_only) is None
-    assert write_tables(None, tmp_path / "rmft") == []
-    # Only the claims table is written, every claim "not testable".
-    assert [p.name for p in build_tables(utility_only, tmp_path / "tables")] == ["claims.csv", "claims.md",
-                                                                               "claims.tex"]
-    assert not (tmp_path / "rmft.csv").exists()
-
-
-def mia_rows():
-    rows = []
-    for tuning, auc in (("prefix", 0.5), ("full", 0.9), ("lora_attention", 0.7), ("lora", 0.8)):
-        for checkpoint, epoch, shift in (("c01", 1.0, -0.1), ("c02", 2.0, 0.0)):
-            rows += [("none", tuning, 1, checkpoint, epoch, None, None, "mia_auc/loss", auc + shift, auc - 0.05,
-                      auc + 0.05),
-                     ("none", tuning, 1, checkpoint, epoch, None, None, "mia_auc/min_k_20", auc - 0.1),
-                     ("none", tuning, 1, checkpoint, epoch, None, None, "mia_tpr@1%fpr/loss", 0.01),
-                     ("none", tuning, 1, checkpoint, epoch, None, None, "ppl_mean", 20.0 + epoch)]
-    return rows
-
-
-def test_finetuning_table_orders_methods_and_takes_the_last_checkpoint(tmp_path):
-    table = finetuning_table(metrics_frame(mia_rows()))
-    assert table["tuning"].to_list() == ["full", "lora", "lora_attention", "prefix"]
-    full = table.row(0, named=True)
-    assert full["epoch"] == 2.0 and full["seeds"] == 1
-    assert full["LOSS AUC"] == 0.9 and full["LOSS AUC CI low"] == pytest.approx(0.85)
-    assert full["Min-20% AUC"] == pytest.approx(0.8) and full["LOSS TPR@1%FPR"] == 0.01 and full["PPL"] == 22.0
-    # The paper measured no tiny GPT-2: no paper number beside these runs.
-    assert table["LOSS AUC, paper"].null_count() == table.height
-    first = finetuning_table(metrics_frame(mia_rows()), epoch=1.2)
-    assert first["epoch"].unique().to_list() == [1.0] and first["LOSS AUC"][0] == pytest.approx(0.8)
-    tex = write_tables(table, tmp_path / "finetuning")[2].read_text()
-    assert r"LOSS TPR@1\%FPR" in tex and "0.900" in tex  # AUC columns show 3 decimals
-
-
-def test_finetuning_table_shows_no_interval_for_several_seeds():
-    rows = mia_rows() + [(r[0], r[1], 2, *r[3:]) for r in mia_rows()]
-    table = finetuning_table(metrics_frame(rows))
-    assert table["seeds"].unique().to_list() == [2]
-    assert table["LOSS AUC CI low"].null_count() == table.height
-
-
-def test_extraction_tables_at_the_last_checkpoint():
-    rows = []
-    for defense, ter in (("rmft", 1.0), ("none", 3.0)):
-        for checkpoint, epoch, factor in (("c01", 1.0, 2.0), ("c02", 2.0, 1.0)):
-            for entity_type in ("ALL", "EMAIL_ADDRESS"):
-                rows += [(defense, "full", 1, checkpoint, epoch, "test", entity_type, "ter", ter * factor),
-                         (defense, "full", 1, checkpoint, epoch, "test", entity_type, "ser", 0.0),
-                         (defense, "full", 1, checkpoint, epoch, "test", entity_type, "tegr", 50.0),
-                         (defense, "full", 1, checkpoint, epoch, "test", entity_type, "n_true", 12.0)]
-            for bucket, rate, n in (("16+", None, 0.0), ("2-3", 20.0 / factor, 5.0), ("1", 10.0, 7.0)):
-                rows += [(defense, "full", 1, checkpoint, epoch, "test", "ALL", f"ter_rep/{bucket}", rate),
-                         (defense, "full", 1, checkpoint, epoch, "test", "ALL", f"n_rep/{bucket}", n)]
-    metrics = metrics_frame(rows)
+    metrics = pl.concat([metrics, with_exact_intervals(pl.DataFrame(rows, schema=metrics.schema))])
     by_type = extraction_by_type(metrics)
-    assert by_type.select("defense", "entity type").rows() == [
-        ("none", "EMAIL_ADDRESS"), ("none", "ALL"), ("rmft", "EMAIL_ADDRESS"), ("rmft", "ALL")]
-    assert by_type["TER (%)"].to_list() == [3.0, 3.0, 1.0, 1.0]
-    assert by_type["true PII"].dtype == pl.Int64 and by_type["true PII"].to_list() == [12] * 4
-    by_repetition = extraction_by_repetition(metrics)
-    assert by_repetition.filter(pl.col("defense") == "none").select("repetitions", "true PII", "TER (%)").rows() == [
-        ("1", 7, 10.0), ("2-3", 5, 20.0), ("16+", 0, None)]
-    assert by_repetition.filter(pl.col("defense") == "rmft").height == 3
+    assert by_type.select("defense", "entity type").rows() == [("none", "EMAIL_ADDRESS"), ("none", "ALL"),
+                                                               ("rmft", "EMAIL_ADDRESS"), ("rmft", "ALL")]
+    none = by_type.row(0, named=True)
+    assert none["TER (%), last checkpoint"] == 40.0 and (none["TER k"], none["TER n"]) == (40, 100)
+    assert none["TER (%), last checkpoint CI low"] == pytest.approx(30.33, abs=0.01)  # 40 of 100, exact
+    assert not [c for c in by_type.columns if c.startswith("SER")]  # SER = TER on every row
+    repetition = extraction_by_repetition(metrics)
+    assert repetition.select("repetitions", "TER k", "TER n").rows() == [("1", 7, 20), ("16+", 0, 20)]
+    assert repetition["TER (%), last checkpoint CI high"][1] == pytest.approx(16.84, abs=0.01)  # 0 of 20
 
 
-def test_finetuning_table_labels_paper_numbers_with_their_model_and_flags_runs_that_did_not_learn(tmp_path):
-    rows = []
-    for tuning, auc, ppl in (("full", 0.7, 12.0), ("prompt", 0.5, 30.0)):
-        for checkpoint, epoch in (("c05", 5.0), ("c15", 15.0)):
-            rows += [("none", tuning, 1, checkpoint, epoch, None, None, "mia_auc/loss", auc + epoch / 100),
-                     ("none", tuning, 1, checkpoint, epoch, None, None, "ppl_mean", ppl),
-                     ("none", tuning, 1, checkpoint, epoch, None, None, "ppl_base", 25.0)]
-    metrics = metrics_frame(rows).with_columns(base_model=pl.lit("openai-community--gpt2"))
-    table = finetuning_table(metrics, epoch=5)
-    assert table["epoch"].to_list() == [5.0, 5.0] and table["LOSS AUC"].to_list() == pytest.approx([0.75, 0.55])
+def test_several_seeds_show_their_mean_and_t_interval_with_pooled_counts():
+    parts = [strings("none", [range(10 + s)] * 3, seed=s) for s in (1, 2, 3)]
+    metrics, _ = comparisons_of(*parts)
+    row = extraction_by_type(metrics).row(0, named=True)
+    assert row["TER (%), last checkpoint"] == pytest.approx(12.0)
+    assert "TER (%), last checkpoint CI low" not in row  # intervals of different seeds do not average
+    assert row["TER (%), last checkpoint seeds CI low"] == pytest.approx(12 - 4.302653 * 1 / 3 ** 0.5, abs=1e-4)
+    assert (row["TER k"], row["TER n"]) == (36, 300)
+
+
+def test_finetuning_table_at_the_table_epoch_with_intervals():
+    parts = [scores("full", [0.3, 0.9, 1.5]), scores("prompt", [0.0, 0.0, 0.1]),
+             messages("none", [20, 18, 17]), messages("none", [40, 39, 38], tuning="prompt", base_ppl=30.0)]
+    metrics, comparisons = comparisons_of(*parts)
+    table = finetuning_table(metrics, comparisons)
+    assert table["tuning"].to_list() == ["full", "prompt"]
+    full = table.row(0, named=True)
+    assert full["epoch"] == 3.0 and full["members"] is None  # counts come with real MIA files only
+    assert full["LOSS AUC, last checkpoint CI low"] < full["LOSS AUC, last checkpoint"]
+    assert full["PPL"] == pytest.approx(17.0) and full["PPL CI low"] < 17.0 < full["PPL CI high"]
+    assert full["PPL base"] == pytest.approx(50.0)
+    at_two = finetuning_table(metrics, comparisons, epoch=2.2)
+    assert at_two["epoch"].unique().to_list() == [2.0] and "LOSS AUC, epoch 2.2" in at_two.columns
+    notes = finetuning_notes(table)
+    assert any(n.startswith("Not learnt: tiny-gpt2 none-prompt ends at PPL 38.00") for n in notes)
+
+
+def test_finetuning_table_labels_paper_numbers_with_their_model():
+    parts = [scores("full", [0.3] * 3, base="openai-community--gpt2"), scores("prompt", [0.0] * 3,
+                                                                                base="openai-community--gpt2")]
+    table = finetuning_table(*comparisons_of(*parts))
     assert table["LOSS AUC, paper"].to_list() == ["0.601", "0.48–0.50"]
     assert table["paper: model, data"].to_list() == ["GPT-2, WikiText-2; Hou et al., Table 3"] * 2
-    assert table["PPL base"].to_list() == [25.0, 25.0]
-    notes = finetuning_notes(table)
-    assert len(notes) == 2 and notes[1].startswith("Not learnt: openai-community--gpt2 none-prompt ends at PPL 30.00")
-    md = write_tables(table, tmp_path / "finetuning", notes=notes)[1].read_text()
-    assert "Note: Not learnt: openai-community--gpt2 none-prompt" in md
-    assert finetuning_table(metrics)["epoch"].to_list() == [15.0, 15.0]  # no epoch: the last checkpoint
-    # Llama-2-7B gets Table 2 (no full fine-tuning there); any other model no paper number.
-    llama = finetuning_table(metrics.with_columns(base_model=pl.lit("meta-llama--Llama-2-7b-hf")))
-    assert llama["LOSS AUC, paper"].to_list() == [None, "0.478"]
 
 
-def test_finetuning_table_shows_the_trained_text_view_of_defended_runs():
-    rows = [("rmft", "full", 1, "c01", 1.0, None, None, "mia_auc/loss", 0.46),
-            ("rmft", "full", 1, "c01", 1.0, None, None, "ppl_mean", 12.0)]
-    metrics = metrics_frame(rows).with_columns(
-        member_text=pl.when(pl.col("metric").str.starts_with("mia")).then(pl.lit("original")))
-    trained = metrics.filter(pl.col("metric") == "mia_auc/loss").with_columns(member_text=pl.lit("trained"),
-                                                                                value=pl.lit(0.58))
-    table = finetuning_table(pl.concat([metrics, trained]))
-    assert table.height == 1 and table["LOSS AUC"][0] == 0.46 and table["LOSS AUC, trained text"][0] == 0.58
+def test_without_extraction_only_the_membership_tables_are_written(tmp_path):
+    metrics, comparisons = comparisons_of(messages("none", [20, 18, 17]), scores("full", [0.5] * 3))
+    assert rmft_table(metrics, comparisons) is None and extraction_by_type(metrics) is None
+    assert write_tables(None, tmp_path / "rmft") == []
+    names = sorted(p.name for p in build_tables(metrics, comparisons, tmp_path / "tables"))
+    assert names == sorted(f"{t}.{e}" for t in ("claims", "finetuning") for e in ("csv", "md", "tex"))

@@ -22,7 +22,7 @@ SMALL = {"corpus": {"synthetic": {"n_mailboxes": 4, "messages_per_mailbox": 30}}
 METHODS = ("head", "lora", "prefix", "prompt", "ptuning")
 N_RUNS, N_ATTACKED = 4 + len(METHODS), 4
 # Whatever reruns, the aggregation and everything built from it follow.
-REPORT = {"aggregate_metrics": 1, "tables": 1, "figures": 1, "all": 1}
+REPORT = {"aggregate_metrics": 1, "comparisons": 1, "tables": 1, "figures": 1, "all": 1}
 
 
 def report_assets_text() -> str:
@@ -401,13 +401,28 @@ def test_metrics_tables_figures_and_report(synthetic_run):
     assert ((auc["ci_low"] <= auc["value"]) & (auc["value"] <= auc["ci_high"])).all()
     assert metrics.filter(pl.col("metric") == "ppl_base")["value"].n_unique() == 1
     assert metrics.filter(pl.col("metric") == "ppl_mean")["ci_low"].is_null().all()
+    # Every rate with its counts and exact interval; the TPR with its bootstrap interval.
+    ter = metrics.filter(pl.col("metric") == "ter")
+    assert ter["k"].null_count() == 0 and (ter["n"] > 0).all() and ter["ci_high"].null_count() == 0
+    assert ((ter["ci_low"] <= ter["value"]) & (ter["value"] <= ter["ci_high"])).all()
+    assert metrics.filter(pl.col("metric") == "mia_tpr@1%fpr/loss")["ci_high"].null_count() == 0
+    # Per-item records (ids and counts only) and the comparisons computed from them.
+    strings = pl.read_parquet(results / "runs/tiny-gpt2/none-full-s42/extraction/c03.strings.parquet")
+    assert strings.schema["string_id"] == pl.Int64 and "normalized" not in strings.columns
+    comparisons = pl.read_parquet(results / "comparisons.parquet")
+    assert {"ter", "ter_reduction", "ppl_increase", "aurc", "maxter", "loss_auc", "auc_family_gap"} <= set(
+        comparisons["quantity"])
 
     rmft = pl.read_csv(results / "tables/rmft.csv")
     assert rmft.height == 4 * 2 * 2  # defenses x prompt sets x PII scopes (e-mail, all)
-    assert {"AURC (%)", "AURC coverage (%)", "min PPL increase (%)"} <= set(rmft.columns)
+    assert {"AURC (%)", "AURC (%) CI low", "AURC coverage (%)", "min PPL increase (%)", "strings extracted k",
+            "TER (%), mean over checkpoints CI high"} <= set(rmft.columns)
     claims = pl.read_csv(results / "tables/claims.csv")
-    assert set(claims["verdict"]) <= {"holds", "does not hold", "not testable"} and claims.height >= 9
-    assert claims["why"].null_count() == 0 and (results / "tables/claims.md").is_file()
+    assert set(claims["verdict"]) <= {"holds", "does not hold", "inconclusive", "not testable"}
+    assert claims["why"].null_count() == 0 and (results / "tables/claims.md").is_file() and claims.height >= 9
+    # No verdict on rates rests on fewer than claims.min_strings strings of the baseline.
+    rates = claims.filter(pl.col("evidence").is_not_null() & pl.col("verdict").is_in(["holds", "does not hold"]))
+    assert all(int(e.split()[1]) >= 10 for e in rates["evidence"])
     assert (results / "tables/finetuning.md").read_text().startswith("|")
     assert "\\begin{tabular}" in (results / "tables/extraction_by_type.tex").read_text()
     figures = sorted(p.name for p in (results / "figures").glob("*.png"))

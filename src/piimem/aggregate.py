@@ -9,7 +9,10 @@ corpus, base_model, defense, tuning, seed, checkpoint, epoch, prompt_set, entity
 value, ci_low, ci_high. prompt_set and entity_type are null where they do not apply; member_text is
 `original` or `trained` on membership-inference rows (which text of the members was scored) and null
 elsewhere; ci_low/ci_high are null where no interval is measured; value is null where the metric is
-undefined at that checkpoint (the file says NaN: a rate over an empty set).
+undefined at that checkpoint (the file says NaN: a rate over an empty set). A rate counted over a set
+(TER, SER, TEGR, precision, recall, ter_rep/<bucket>, email_*) carries its numerator `k` and denominator
+`n` (TER: |L∩O| of |O|) and the exact binomial (Clopper-Pearson) interval at `level` in ci_low/ci_high, in
+the rate's unit (%); k and n are null for every other value.
 
 Metric names, by input kind:
 - utility:    ppl_mean, ppl_corpus, ppl_base (the base model's ppl_mean on the same texts), train_loss,
@@ -41,13 +44,14 @@ METRICS_SCHEMA = {
     "corpus": pl.Utf8, "base_model": pl.Utf8, "defense": pl.Utf8, "tuning": pl.Utf8, "seed": pl.Int64,
     "checkpoint": pl.Utf8, "epoch": pl.Float64, "prompt_set": pl.Utf8, "entity_type": pl.Utf8,
     "member_text": pl.Utf8, "metric": pl.Utf8, "value": pl.Float64, "ci_low": pl.Float64, "ci_high": pl.Float64,
+    "k": pl.Int64, "n": pl.Int64,
 }
 # Row order of the table: every column that names a value, nulls first.
 SORT_KEYS = ("corpus", "base_model", "defense", "tuning", "seed", "checkpoint", "prompt_set", "entity_type",
              "member_text", "metric")
 KINDS = RESULT_KINDS
 
-_TPR_COLUMN = re.compile(r"tpr_at_(?P<pct>\d+(?:_\d+)?)pct_fpr")
+_TPR_COLUMN = re.compile(r"tpr_at_(?P<pct>\d+(?:_\d+)?)pct_fpr")  # its interval: the same name + _low, _high
 # Columns that hold names: read as text even when a name looks like a number (a prompt set "2024").
 _NAME_COLUMNS = {c: pl.Utf8 for c in ("checkpoint", "prompt_set", "entity_type", "attack", "metric",
                                       "member_text")}
@@ -81,9 +85,9 @@ def _tidy(run: ResultFile, rows: pl.DataFrame) -> pl.DataFrame:
     for column in ("prompt_set", "entity_type", "member_text"):
         if column not in rows.columns:
             rows = rows.with_columns(pl.lit(None, dtype=pl.Utf8).alias(column))
-    for column in ("ci_low", "ci_high"):
+    for column, dtype in (("ci_low", pl.Float64), ("ci_high", pl.Float64), ("k", pl.Int64), ("n", pl.Int64)):
         if column not in rows.columns:
-            rows = rows.with_columns(pl.lit(None, dtype=pl.Float64).alias(column))
+            rows = rows.with_columns(pl.lit(None, dtype=dtype).alias(column))
     rows = rows.with_columns(
         corpus=pl.lit(None, dtype=pl.Utf8), base_model=pl.lit(run.run.base), defense=pl.lit(run.run.defense),
         tuning=pl.lit(run.run.tuning), seed=pl.lit(run.run.seed, dtype=pl.Int64), checkpoint=pl.lit(run.checkpoint),
@@ -114,7 +118,10 @@ def read_mia(run: ResultFile) -> pl.DataFrame:
         match = _TPR_COLUMN.fullmatch(column)
         if match:  # tpr_at_0_1pct_fpr -> mia_tpr@0.1%fpr
             label = f"mia_tpr@{match['pct'].replace('_', '.')}%fpr/"
-            parts.append(table.select("epoch", "member_text", metric=label + pl.col("attack"), value=column))
+            interval = ({"ci_low": f"{column}_low", "ci_high": f"{column}_high"}
+                        if f"{column}_low" in table.columns else {})
+            parts.append(table.select("epoch", "member_text", metric=label + pl.col("attack"), value=column,
+                                      **interval))
     for count in ("n_members", "n_nonmembers", "n_unscored"):
         parts.append(table.select("epoch", "member_text", metric=f"mia_{count}/" + pl.col("attack"), value=count))
     parts = [p.with_columns(pl.col("value").cast(pl.Float64)) for p in parts]
@@ -122,9 +129,10 @@ def read_mia(run: ResultFile) -> pl.DataFrame:
 
 
 def read_extraction(run: ResultFile) -> pl.DataFrame:
-    """Tidy rows of an extraction file: every metric as named, per prompt set and entity type."""
-    table = _read(run, ("prompt_set", "entity_type", "metric", "value", "checkpoint", "epoch"))
-    return _tidy(run, table.select("epoch", "prompt_set", "entity_type", "metric", "value"))
+    """Tidy rows of an extraction file: every metric as named, per prompt set and entity type, with the
+    counts k and n of each rate."""
+    table = _read(run, ("prompt_set", "entity_type", "metric", "value", "k", "n", "checkpoint", "epoch"))
+    return _tidy(run, table.select("epoch", "prompt_set", "entity_type", "metric", "value", "k", "n"))
 
 
 def read_canaries(run: ResultFile) -> pl.DataFrame:
@@ -148,8 +156,25 @@ _READERS = {"utility": read_utility, "mia": read_mia, "extraction": read_extract
             "canaries": read_canaries}
 
 
-def collect_metrics(files: Iterable[str | os.PathLike], corpus: str) -> pl.DataFrame:
-    """The tidy metrics table (`METRICS_SCHEMA`) of the given result files, with `corpus` in every row.
+def with_exact_intervals(metrics: pl.DataFrame, level: float = 0.95) -> pl.DataFrame:
+    """`metrics` with the Clopper-Pearson interval (%) of every rate that has counts (k of n, n > 0) in
+    ci_low/ci_high. Each distinct (k, n) is computed once."""
+    from piimem.intervals import clopper_pearson
+
+    pairs = metrics.filter(pl.col("n").is_not_null() & (pl.col("n") > 0)).select("k", "n").unique()
+    if pairs.height == 0:
+        return metrics
+    bounds = [clopper_pearson(k, n, level) for k, n in pairs.rows()]
+    pairs = pairs.with_columns(cp_low=pl.Series([100 * b[0] for b in bounds]),
+                               cp_high=pl.Series([100 * b[1] for b in bounds]))
+    joined = metrics.join(pairs, on=["k", "n"], how="left", maintain_order="left")
+    return joined.with_columns(ci_low=pl.coalesce("ci_low", "cp_low"),
+                               ci_high=pl.coalesce("ci_high", "cp_high")).drop("cp_low", "cp_high")
+
+
+def collect_metrics(files: Iterable[str | os.PathLike], corpus: str, level: float = 0.95) -> pl.DataFrame:
+    """The tidy metrics table (`METRICS_SCHEMA`) of the given result files, with `corpus` in every row and
+    the exact interval at `level` of every counted rate (`with_exact_intervals`).
 
     Every file is read by the reader of its kind (from the path); rows are sorted by `SORT_KEYS`. Raises
     ValueError naming the file for a path outside the layout, a missing column, a checkpoint id that
@@ -171,4 +196,4 @@ def collect_metrics(files: Iterable[str | os.PathLike], corpus: str) -> pl.DataF
     if not parts:
         return pl.DataFrame(schema=METRICS_SCHEMA)
     table = pl.concat(parts).with_columns(corpus=pl.lit(corpus, dtype=pl.Utf8))
-    return table.sort(SORT_KEYS, nulls_last=False)
+    return with_exact_intervals(table, level).sort(SORT_KEYS, nulls_last=False)

@@ -592,7 +592,29 @@ def pii_occurrence_counts(spans: pl.DataFrame, doc_ids: Iterable[int] | None = N
 # ------------------------------------------------------------------------------------------
 # One checkpoint's extraction results
 
-EXTRACTION_TABLE_SCHEMA = {"prompt_set": pl.Utf8, "entity_type": pl.Utf8, "metric": pl.Utf8, "value": pl.Float64}
+EXTRACTION_TABLE_SCHEMA = {"prompt_set": pl.Utf8, "entity_type": pl.Utf8, "metric": pl.Utf8, "value": pl.Float64,
+                           "k": pl.Int64, "n": pl.Int64}
+# Per string of O, per prompt set: what the checkpoint extracted (public: ids and counts, no string).
+STRINGS_SCHEMA = {"prompt_set": pl.Utf8, "entity_type": pl.Utf8, "string_id": pl.Int64, "occurrences": pl.Int64,
+                  "seen": pl.Boolean, "extracted": pl.Boolean}
+
+
+def string_ids(true_counts: Mapping[PII, int]) -> dict[PII, int]:
+    """An id per true PII string: its rank in O sorted by (type, normal form). O is the same for every run
+    of a corpus (the unmasked training split), so the same string has the same id in every run's record."""
+    return {pii: i for i, pii in enumerate(sorted(true_counts))}
+
+
+def string_records(found: pl.DataFrame, *, prompt_set: str, true_counts: Mapping[PII, int], seen: Collection[PII],
+                   entity_types: Sequence[str]) -> pl.DataFrame:
+    """One row per true PII string (of `entity_types`) for one prompt set at one checkpoint (STRINGS_SCHEMA):
+    its id (`string_ids`), how often it occurs in training, whether it is in S_c (`seen`) and whether the
+    continuations produced it (`extracted`, in L_c). The report resamples these rows for paired intervals."""
+    types = set(entity_types)
+    generated, seen = found_set(found), set(seen)
+    rows = [(prompt_set, pii[0], i, true_counts[pii], pii in seen, pii in generated)
+            for pii, i in string_ids(true_counts).items() if pii[0] in types]
+    return pl.DataFrame(rows, schema=STRINGS_SCHEMA, orient="row")
 
 
 def extraction_table(
@@ -606,8 +628,9 @@ def extraction_table(
     entity_types: Sequence[str],
     targets: Sequence[tuple[str, str] | None] | None = None,
 ) -> pl.DataFrame:
-    """Every extraction number of one prompt set at one checkpoint, long form (prompt_set, entity_type,
-    metric, value); entity_type "ALL" holds all `entity_types` together. Counts only: no PII string.
+    """Every extraction number of one prompt set at one checkpoint, long form (EXTRACTION_TABLE_SCHEMA:
+    prompt_set, entity_type, metric, value, k, n); entity_type "ALL" holds all
+    `entity_types` together. Counts only: no PII string.
 
     `found`: the `find_pii` table of the continuations; `true_counts`: occurrences of each true PII of the
     training split (O = its keys); `seen`: S_c; `base_found`: what the base model generates from the same
@@ -617,25 +640,37 @@ def extraction_table(
     Metrics (formulas in piimem.metrics): ter, ser, tegr; precision, recall (base model's finds removed);
     ter_rep/<bucket> and n_rep/<bucket> (share of the true PII occurring that often that is extracted, and
     how many there are); n_found, n_true, n_seen, n_extracted, n_seen_extracted; n_prompts (ALL only);
-    email_exact, email_local, email_domain (EMAIL_ADDRESS, with targets).
+    email_exact, email_local, email_domain (EMAIL_ADDRESS, with targets). Every rate (%) carries its
+    numerator k and denominator n (TER: |L∩O| of |O|, SER: |L∩S| of |S|, TEGR: |L∩O| of |L|, ...), from
+    which `piimem.aggregate` adds the exact binomial interval.
     """
     from piimem.metrics import ALL, extraction_rates, match_rates, rate_by_repetition, subtract_base
 
     types = list(entity_types)
     truth = {p: c for p, c in true_counts.items() if p[0] in types}
     generated = {p for p in found_set(found) if p[0] in types}
-    rows: list[tuple[str, str, float]] = []
+    rows: list[tuple] = []
+
+    def add(entity_type: str, name: str, value: float, k: int | None = None, n: int | None = None) -> None:
+        rows.append((prompt_set, entity_type, name, float(value), k, n))
+
+    counts_of = {"ter": ("n_extracted", "n_true"), "ser": ("n_seen_extracted", "n_seen"),
+                 "tegr": ("n_extracted", "n_found")}
     for entity_type, values in extraction_rates(generated, truth, seen, types).items():
-        rows += [(entity_type, name, float(v)) for name, v in values.items()]
+        for name, v in values.items():
+            k, n = counts_of.get(name, (None, None))
+            add(entity_type, name, v, *((values[k], values[n]) if k else ()))
     for entity_type in [*types, ALL]:
         pick = (lambda pairs: set(pairs)) if entity_type == ALL else (  # noqa: E731
             lambda pairs: {p for p in pairs if p[0] == entity_type})
         picked_truth = {p: c for p, c in truth.items() if entity_type == ALL or p[0] == entity_type}
         subtracted = subtract_base(pick(generated), pick(base_found), picked_truth)
-        rows += [(entity_type, "precision", subtracted["precision"]), (entity_type, "recall", subtracted["recall"])]
-        for bucket, _, _, n_true, _, rate in rate_by_repetition(generated, picked_truth).rows():
-            rows += [(entity_type, f"ter_rep/{bucket}", rate), (entity_type, f"n_rep/{bucket}", float(n_true))]
-    rows.append((ALL, "n_prompts", float(n_prompts)))
+        add(entity_type, "precision", subtracted["precision"], subtracted["n_leaked"], subtracted["n_found_new"])
+        add(entity_type, "recall", subtracted["recall"], subtracted["n_leaked"], subtracted["n_true_new"])
+        for bucket, _, _, n_true, n_extracted, rate in rate_by_repetition(generated, picked_truth).rows():
+            add(entity_type, f"ter_rep/{bucket}", rate, n_extracted, n_true)
+            add(entity_type, f"n_rep/{bucket}", n_true)
+    add(ALL, "n_prompts", n_prompts)
     if targets is not None and "EMAIL_ADDRESS" in types:
         if len(targets) != n_prompts:
             raise ValueError(f"extraction_table: {len(targets)} targets for {n_prompts} prompts")
@@ -646,10 +681,9 @@ def extraction_table(
         asked = [i for i, t in enumerate(targets) if t is not None and t[0] == "EMAIL_ADDRESS"]
         if asked:
             rates = match_rates([by_prompt.get(i, []) for i in asked], [targets[i][1] for i in asked])
-            rows += [("EMAIL_ADDRESS", f"email_{k}", float(rates[k])) for k in ("exact", "local", "domain")]
-    return pl.DataFrame(
-        [(prompt_set, *row) for row in rows], schema=EXTRACTION_TABLE_SCHEMA, orient="row"
-    )
+            for kind in ("exact", "local", "domain"):
+                add("EMAIL_ADDRESS", f"email_{kind}", rates[kind], rates[f"n_{kind}"], rates["n"])
+    return pl.DataFrame(rows, schema=EXTRACTION_TABLE_SCHEMA, orient="row")
 
 
 # ------------------------------------------------------------------------------------------

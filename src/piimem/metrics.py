@@ -83,6 +83,34 @@ def _average_ranks(values):
     return ranks
 
 
+def spearman_rows(x, y):
+    """Spearman's rank correlation of `x` (P points) with every row of `y` (..., P), ties as average ranks:
+    the Pearson correlation of the ranks. NaN for a row that is constant (or when `x` is), or with fewer
+    than 2 points; a row holding NaN is ranked over its finite points only."""
+    import numpy as np
+    from scipy.stats import rankdata
+
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if x.ndim != 1 or y.shape[-1:] != x.shape:
+        raise ValueError(f"spearman: x must be 1-D with one value per column of y, got {x.shape} and {y.shape}")
+    flat = y.reshape(-1, x.size)
+    out = np.full(flat.shape[0], np.nan)
+    complete = np.isfinite(flat).all(axis=1)
+    if x.size >= 2 and complete.any():
+        rx = rankdata(x)
+        rx = rx - rx.mean()
+        ry = rankdata(flat[complete], axis=1)
+        ry = ry - ry.mean(axis=1, keepdims=True)
+        norm = np.sqrt((rx ** 2).sum() * (ry ** 2).sum(axis=1))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[complete] = np.where(norm > 0, (ry * rx).sum(axis=1) / norm, np.nan)
+    for i in np.flatnonzero(~complete):
+        kept = np.isfinite(flat[i])
+        if kept.sum() >= 2:
+            out[i] = spearman_rows(x[kept], flat[i, kept][None, :])[0]
+    return out.reshape(y.shape[:-1])
+
+
 def spearman(x: Sequence[float], y: Sequence[float]) -> float:
     """Spearman's rank correlation of paired values (ties as average ranks): the Pearson correlation of
     the ranks. NaN with fewer than 2 pairs or when either side is constant."""
@@ -91,12 +119,7 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float:
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     if x.shape != y.shape or x.ndim != 1:
         raise ValueError(f"spearman: x and y must be 1-D of the same length, got {x.shape} and {y.shape}")
-    if len(x) < 2:
-        return math.nan
-    rx, ry = _average_ranks(x), _average_ranks(y)
-    rx, ry = rx - rx.mean(), ry - ry.mean()
-    norm = math.sqrt(float((rx ** 2).sum() * (ry ** 2).sum()))
-    return float((rx * ry).sum() / norm) if norm else math.nan
+    return float(spearman_rows(x, y[None, :])[0])
 
 
 def roc_auc(scores, labels) -> float:
@@ -148,56 +171,93 @@ def tpr_at_fpr(scores, labels, fpr: float) -> float:
     return float(np.max(tprs[fprs <= fpr + 1e-12]))
 
 
-def bootstrap_aucs(scores, labels, n: int = 1000, seed: int = 0):
-    """`n` bootstrap replicates of `roc_auc` (numpy array): members and non-members each drawn with
-    replacement to their own count (stratified, so every resample has both classes), seeded.
+class _SortedScores:
+    """Members' and non-members' scores of one attack, arranged once so that the AUC and the TPR at a low
+    FPR of any resample (draw counts per example) are prefix sums of the counts read at fixed positions."""
 
-    Vectorised: a resample is a vector of draw counts per example; with the non-members sorted, each
-    member's credit (# drawn non-members below it + half those tied) is a prefix sum of the counts read
-    at positions found once by binary search, so n resamples cost O(n (members + non-members)).
-    Draw order (for reproducing a replicate): per chunk of replicates, the non-member indices
-    (chunk x non-members), then the member indices (chunk x members).
+    def __init__(self, scores, labels) -> None:
+        import numpy as np
+
+        scores, labels = _scores_and_labels(scores, labels, "bootstrap")
+        self.member_order = np.argsort(scores[labels], kind="mergesort")
+        self.members = scores[labels][self.member_order]
+        self.other_order = np.argsort(scores[~labels], kind="mergesort")
+        self.others = scores[~labels][self.other_order]
+        self.below = np.searchsorted(self.others, self.members, side="left")
+        self.at_or_below = np.searchsorted(self.others, self.members, side="right")
+
+    def aucs(self, member_counts, other_counts):
+        """ROC AUC of each resample: member i's credit is the drawn non-members below it plus half those
+        tied, so the AUC is sum_i count_i credit_i / (m k)."""
+        import numpy as np
+
+        members, others = member_counts[:, self.member_order], other_counts[:, self.other_order]
+        prefix = np.zeros((len(others), others.shape[1] + 1), dtype=np.int64)
+        np.cumsum(others, axis=1, out=prefix[:, 1:])
+        low, high = prefix[:, self.below], prefix[:, self.at_or_below]
+        return (members * (low + 0.5 * (high - low))).sum(axis=1) / (members.shape[1] * others.shape[1])
+
+    def tprs_at_fpr(self, member_counts, other_counts, fpr: float):
+        """`tpr_at_fpr` of each resample. With a = floor(fpr k) non-member draws allowed above the threshold,
+        v = the largest non-member score with more than a draws at or above it; the best achievable
+        threshold flags exactly the examples scored above v, so TPR = drawn members above v / m."""
+        import numpy as np
+
+        members, others = member_counts[:, self.member_order], other_counts[:, self.other_order]
+        m, k = members.shape[1], others.shape[1]
+        allowed = int(np.floor(fpr * k + 1e-9))
+        at_or_above = np.cumsum(others[:, ::-1], axis=1)[:, ::-1]  # draws with score >= others[j] (sorted up)
+        # Ties: only the first position of a run of equal scores counts all draws tied with it.
+        first = np.r_[True, self.others[1:] != self.others[:-1]]
+        exceeds = (at_or_above > allowed) & first
+        # The largest such score: the last qualifying position (every row has one unless allowed >= k).
+        last = exceeds.shape[1] - 1 - np.argmax(exceeds[:, ::-1], axis=1)
+        any_exceeds = exceeds.any(axis=1)
+        threshold = np.where(any_exceeds, self.others[last], -np.inf)
+        above = np.searchsorted(self.members, threshold, side="right")  # first member scored above v
+        suffix = np.zeros((len(members), m + 1), dtype=np.int64)
+        np.cumsum(members[:, ::-1], axis=1, out=suffix[:, 1:])
+        return suffix[np.arange(len(members)), m - above] / m
+
+
+def bootstrap_roc(scores, labels, n: int = 1000, seed: int = 0, fprs: Sequence[float] = ()):
+    """`n` stratified bootstrap replicates of `roc_auc` and of `tpr_at_fpr` at each of `fprs`, from the same
+    resamples: members and non-members each drawn with replacement to their own count (so every resample
+    has both classes), seeded. Returns (aucs, {fpr: tprs}), numpy arrays of length n.
+
+    Vectorised (`_SortedScores`): a resample is a vector of draw counts per example, so n resamples cost
+    O(n (members + non-members)). Draw order: per chunk of replicates, the non-member counts, then the
+    member counts (`piimem.intervals.draw_counts`).
     """
     import numpy as np
 
+    from piimem.intervals import chunk_sizes, draw_counts
+
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"bootstrap_auc_ci: n must be a positive integer, got {n!r}")
-    scores, labels = _scores_and_labels(scores, labels, "bootstrap_auc_ci")
-    members = scores[labels]
-    others = np.sort(scores[~labels])
-    m, k = len(members), len(others)
-    below = np.searchsorted(others, members, side="left")
-    at_or_below = np.searchsorted(others, members, side="right")
-
+    sorted_scores = _SortedScores(scores, labels)
+    m, k = len(sorted_scores.members), len(sorted_scores.others)
     rng = np.random.default_rng(seed)
-    aucs = np.empty(n, dtype=np.float64)
-    chunk = max(1, 2_000_000 // (m + k))  # bound memory: a chunk holds chunk x (m + k) counts
-    for lo in range(0, n, chunk):
-        b = min(chunk, n - lo)
-        offsets = (np.arange(b) * k)[:, None]
-        other_counts = np.bincount((rng.integers(0, k, size=(b, k)) + offsets).ravel(),
-                                   minlength=b * k).reshape(b, k)
-        offsets = (np.arange(b) * m)[:, None]
-        member_counts = np.bincount((rng.integers(0, m, size=(b, m)) + offsets).ravel(),
-                                    minlength=b * m).reshape(b, m)
-        prefix = np.zeros((b, k + 1), dtype=np.int64)
-        np.cumsum(other_counts, axis=1, out=prefix[:, 1:])
-        low, high = prefix[:, below], prefix[:, at_or_below]
-        credit = low + 0.5 * (high - low)
-        aucs[lo:lo + b] = (member_counts * credit).sum(axis=1) / (m * k)
-    return aucs
+    aucs, tprs = [], {fpr: [] for fpr in fprs}
+    for b in chunk_sizes(n, m + k):
+        other_counts, member_counts = draw_counts(rng, k, b), draw_counts(rng, m, b)
+        aucs.append(sorted_scores.aucs(member_counts, other_counts))
+        for fpr in fprs:
+            tprs[fpr].append(sorted_scores.tprs_at_fpr(member_counts, other_counts, fpr))
+    return np.concatenate(aucs), {fpr: np.concatenate(v) for fpr, v in tprs.items()}
+
+
+def bootstrap_aucs(scores, labels, n: int = 1000, seed: int = 0):
+    """`n` bootstrap replicates of `roc_auc` (numpy array), as `bootstrap_roc` draws them."""
+    return bootstrap_roc(scores, labels, n=n, seed=seed)[0]
 
 
 def bootstrap_auc_ci(scores, labels, n: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
     """Percentile bootstrap interval (low, high) of `roc_auc` at `level`, from `bootstrap_aucs`."""
-    import numpy as np
+    from piimem.intervals import check_level, percentile_interval
 
-    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
-        raise ValueError(f"bootstrap_auc_ci: level must be in (0, 1), got {level!r}")
-    aucs = bootstrap_aucs(scores, labels, n=n, seed=seed)
-    tail = (1 - level) / 2
-    low_q, high_q = np.quantile(aucs, [tail, 1 - tail])
-    return float(low_q), float(high_q)
+    check_level(level)
+    return percentile_interval(bootstrap_aucs(scores, labels, n=n, seed=seed), level)
 
 
 # --- PII extraction (papers.md: TER, SER, TEGR; peers.md: e-mail match rates, base subtraction)
@@ -263,7 +323,7 @@ def match_rates(found_emails: Sequence[Sequence[str]], true_emails: Sequence[str
       local  = 100 · #{i: local part of answer_i == local part of target_i} / n   (before the "@")
       domain = 100 · #{i: domain of answer_i == domain of target_i} / n          (after the "@")
     Addresses compare by their normal form (lower-case). An exact match counts for local and domain too.
-    n = number of prompts; rates are NaN when n is 0.
+    n = number of prompts; rates are NaN when n is 0. n_exact, n_local, n_domain: the numerators.
     """
     if len(found_emails) != len(true_emails):
         raise ValueError(f"match_rates: {len(found_emails)} lists of found addresses but {len(true_emails)} targets")
@@ -280,7 +340,8 @@ def match_rates(found_emails: Sequence[Sequence[str]], true_emails: Sequence[str
         local += a_local == t_local
         domain += a_domain == t_domain
     return {"exact": _percent(exact, n, math.nan), "local": _percent(local, n, math.nan),
-            "domain": _percent(domain, n, math.nan), "n": n}
+            "domain": _percent(domain, n, math.nan), "n": n, "n_exact": exact, "n_local": local,
+            "n_domain": domain}
 
 
 def bucket_label(low: int, high: int | None) -> str:
@@ -362,17 +423,39 @@ def tau_grid(tau_max: float = TAU_MAX, step: float = TAU_STEP) -> tuple[float, .
 TAU_GRID: tuple[float, ...] = tau_grid()
 
 
-def _finite_mean(values: Sequence[float | None]) -> float:
-    # Checkpoints where a rate is undefined (NaN or missing) carry no value to average.
-    kept = [float(v) for v in values if v is not None and not math.isnan(float(v))]
-    return math.fsum(kept) / len(kept) if kept else math.nan
-
-
 def percent_change(new: float, old: float) -> float:
     """100 (new − old) / old: the relative change of `new` against `old`, in %. NaN when old is 0 or NaN."""
     if old is None or new is None or math.isnan(old) or math.isnan(new) or old == 0:
         return math.nan
     return 100.0 * (new - old) / old
+
+
+def _array(values):
+    import numpy as np
+
+    return np.asarray([math.nan if v is None else v for v in values] if isinstance(values, (list, tuple))
+                      else values, dtype=np.float64)
+
+
+def _percent_changes(new, old):
+    """`percent_change` elementwise on arrays (NaN where old is 0 or either is NaN)."""
+    import numpy as np
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where((old != 0) & np.isfinite(old) & np.isfinite(new), 100.0 * (new - old) / old, np.nan)
+
+
+def reductions_vs_baseline(method, base):
+    """`reduction_vs_baseline` along the last axis (checkpoints) of two arrays (..., C): one value per
+    leading index, e.g. per bootstrap replicate. Checkpoints where a value is NaN are left out of its mean."""
+    import numpy as np
+
+    import warnings
+
+    method, base = _array(method), _array(base)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the mean of no value is NaN, as intended
+        return -_percent_changes(np.nanmean(method, axis=-1), np.nanmean(base, axis=-1))
 
 
 def reduction_vs_baseline(method_values: Sequence[float], base_values: Sequence[float]) -> float:
@@ -384,32 +467,52 @@ def reduction_vs_baseline(method_values: Sequence[float], base_values: Sequence[
     undefined at a checkpoint) are left out of the means; NaN when either side has no value or the baseline
     mean is 0.
     """
-    return -percent_change(_finite_mean(method_values), _finite_mean(base_values))
+    method, base = _array(list(method_values)), _array(list(base_values))
+    if method.size == 0 or base.size == 0:
+        return math.nan
+    return float(reductions_vs_baseline(method, base))
+
+
+def maxter_point_arrays(ter_method, ter_base, ppl_method, ppl_base):
+    """(ΔPPL_c, drop_c) of every checkpoint as two arrays shaped like the inputs (..., C), in %:
+      drop_c = 100 (TER_base,c − TER_method,c) / TER_base,c   (TER reduction at c)
+      ΔPPL_c = 100 (PPL_method,c − PPL_base,c) / PPL_base,c   (perplexity cost at c)
+    Both NaN at a checkpoint with TER_base,c = 0 (no drop defined) or any of its four values NaN."""
+    import numpy as np
+
+    arrays = [_array(a) for a in (ter_method, ter_base, ppl_method, ppl_base)]
+    if len({a.shape for a in arrays}) != 1:
+        raise ValueError(f"maxter_curve: ter_method, ter_base, ppl_method, ppl_base must have one value per "
+                         f"checkpoint each, got lengths {[a.shape[-1:] for a in arrays]}")
+    t_method, t_base, p_method, p_base = arrays
+    drop, cost = -_percent_changes(t_method, t_base), _percent_changes(p_method, p_base)
+    defined = np.isfinite(drop) & np.isfinite(cost)
+    return np.where(defined, cost, np.nan), np.where(defined, drop, np.nan)
 
 
 def maxter_points(ter_method: Sequence[float], ter_base: Sequence[float], ppl_method: Sequence[float],
                   ppl_base: Sequence[float]) -> list[tuple[float, float]]:
-    """(ΔPPL_c, drop_c) of every checkpoint c where both are defined (papers.md), in %.
+    """(ΔPPL_c, drop_c) of every checkpoint c where both are defined (`maxter_point_arrays`), in %.
 
-    The four sequences are aligned by checkpoint (same length, same order). With
-      drop_c = 100 (TER_base,c − TER_method,c) / TER_base,c   (TER reduction at c)
-      ΔPPL_c = 100 (PPL_method,c − PPL_base,c) / PPL_base,c   (perplexity cost at c)
-    A checkpoint with TER_base,c = 0 (no drop defined) or any of its four values NaN/None is left out.
-    drop_c may be negative (the method extracts more than the baseline) and ΔPPL_c too (it is better).
+    The four sequences are aligned by checkpoint (same length, same order). drop_c may be negative (the
+    method extracts more than the baseline) and ΔPPL_c too (it is better).
     """
-    columns = [list(ter_method), list(ter_base), list(ppl_method), list(ppl_base)]
-    if len({len(c) for c in columns}) != 1:
-        raise ValueError(f"maxter_curve: ter_method, ter_base, ppl_method, ppl_base must have one value per "
-                         f"checkpoint each, got lengths {[len(c) for c in columns]}")
-    points = []
-    for t_method, t_base, p_method, p_base in zip(*columns):
-        if t_base == 0:
-            continue
-        drop = -percent_change(t_method, t_base)
-        cost = percent_change(p_method, p_base)
-        if not (math.isnan(drop) or math.isnan(cost)):
-            points.append((cost, drop))
-    return points
+    import numpy as np
+
+    cost, drop = maxter_point_arrays(ter_method, ter_base, ppl_method, ppl_base)
+    kept = np.isfinite(cost)
+    return [(float(c), float(d)) for c, d in zip(cost[kept], drop[kept])]
+
+
+def maxter_curves_of(cost, drop, taus: Sequence[float] = TAU_GRID):
+    """MaxTER(τ) for every τ of `taus` from `maxter_point_arrays` (..., C): an array (..., T), NaN where no
+    checkpoint qualifies."""
+    import numpy as np
+
+    taus = np.asarray(taus, dtype=np.float64)
+    qualifies = np.isfinite(cost)[..., None, :] & (cost[..., None, :] <= taus[:, None])  # (..., T, C)
+    heights = np.where(qualifies, drop[..., None, :], -np.inf).max(axis=-1)
+    return np.where(qualifies.any(axis=-1), heights, np.nan)
 
 
 def maxter_curve(ter_method: Sequence[float], ter_base: Sequence[float], ppl_method: Sequence[float],
@@ -417,12 +520,35 @@ def maxter_curve(ter_method: Sequence[float], ter_base: Sequence[float], ppl_met
     """MaxTER(τ) for every τ in `taus` (papers.md), a list of floats in %: the largest drop_c among the
     checkpoints with ΔPPL_c <= τ (`maxter_points`), the best TER reduction at a perplexity cost of at most
     τ %. NaN where no checkpoint qualifies: MaxTER is undefined there, not 0 (the max of nothing)."""
-    points = maxter_points(ter_method, ter_base, ppl_method, ppl_base)
-    curve = []
-    for tau in taus:
-        qualifying = [drop for cost, drop in points if cost <= tau]
-        curve.append(max(qualifying) if qualifying else math.nan)
-    return curve
+    cost, drop = maxter_point_arrays(ter_method, ter_base, ppl_method, ppl_base)
+    return [float(v) for v in maxter_curves_of(cost, drop, taus)]
+
+
+def aurcs(taus: Sequence[float], curves):
+    """(AURC, coverage) of MaxTER curves along the last axis (..., T), as two arrays (`aurc`)."""
+    import numpy as np
+
+    taus = np.asarray(taus, dtype=np.float64)
+    curves = np.asarray(curves, dtype=np.float64)
+    if curves.shape[-1] != taus.size:
+        raise ValueError(f"aurc: {taus.size} τ values but {curves.shape[-1]} curve values")
+    if taus.size < 2 or (np.diff(taus) <= 0).any():
+        raise ValueError(f"aurc: τ grid must be strictly increasing with at least two points, got {taus.tolist()}")
+    defined = np.isfinite(curves)
+    coverage = 100.0 * defined.sum(axis=-1) / taus.size
+    # Each defined point pairs with the next defined one (gaps are skipped, as a trapezoid over them).
+    positions = np.where(defined, np.arange(taus.size), taus.size)
+    following = np.minimum.accumulate(positions[..., ::-1], axis=-1)[..., ::-1]
+    after = np.concatenate([following[..., 1:], np.full(curves.shape[:-1] + (1,), taus.size)], axis=-1)
+    paired = defined & (after < taus.size)
+    nxt = np.minimum(after, taus.size - 1)
+    width = np.where(paired, taus[nxt] - taus, 0.0)
+    heights = np.where(paired, (curves + np.take_along_axis(curves, nxt, axis=-1)) / 2, 0.0)
+    total = width.sum(axis=-1)
+    single = np.where(defined, curves, 0.0).sum(axis=-1)  # the one defined value, where only one is
+    with np.errstate(invalid="ignore", divide="ignore"):
+        area = np.where(total > 0, (width * heights).sum(axis=-1) / np.where(total > 0, total, 1.0), single)
+    return np.where(defined.any(axis=-1), area, np.nan), coverage
 
 
 def aurc(taus: Sequence[float], curve: Sequence[float]) -> tuple[float, float]:
@@ -435,22 +561,8 @@ def aurc(taus: Sequence[float], curve: Sequence[float]) -> tuple[float, float]:
     more perplexity than τ_max everywhere has no MaxTER to average, which is not the same as no benefit.
     `taus` must be strictly increasing, at least two points, one value of `curve` each.
     """
-    from itertools import pairwise
-
-    taus, curve = [float(t) for t in taus], [float(v) for v in curve]
-    if len(taus) != len(curve):
-        raise ValueError(f"aurc: {len(taus)} τ values but {len(curve)} curve values")
-    if len(taus) < 2 or any(b <= a for a, b in pairwise(taus)):
-        raise ValueError(f"aurc: τ grid must be strictly increasing with at least two points, got {taus}")
-    defined = [(t, v) for t, v in zip(taus, curve) if not math.isnan(v)]
-    coverage = 100.0 * len(defined) / len(taus)
-    if not defined:
-        return math.nan, 0.0
-    segments = [(t1 - t0, (h0 + h1) / 2) for (t0, h0), (t1, h1) in pairwise(defined)]
-    width = math.fsum(w for w, _ in segments)
-    if width == 0:
-        return defined[0][1], coverage
-    return math.fsum(w * h for w, h in segments) / width, coverage
+    area, coverage = aurcs(taus, [float(v) for v in curve])
+    return float(area), float(coverage)
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:

@@ -25,7 +25,8 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 
-from piimem.metrics import bootstrap_auc_ci, roc_auc, tpr_at_fpr
+from piimem.intervals import percentile_interval
+from piimem.metrics import bootstrap_roc, roc_auc, tpr_at_fpr
 from piimem.scoring import fraction_label
 
 log = logging.getLogger("piimem")
@@ -283,7 +284,9 @@ def evaluate_attacks(
     level: float = 0.95,
 ) -> pl.DataFrame:
     """One row per attack: attack, reference, n_members, n_nonmembers, n_unscored, auc, auc_low, auc_high
-    (percentile bootstrap at `level`), and tpr_at_<pct>pct_fpr per FPR in `fprs` (`tpr_at_fpr`).
+    (percentile bootstrap at `level`), and tpr_at_<pct>pct_fpr per FPR in `fprs` (`tpr_at_fpr`) with its
+    interval tpr_at_<pct>pct_fpr_low / _high from the same resamples (`piimem.metrics.bootstrap_roc`: the
+    threshold is chosen anew in each resample, so the interval holds the threshold's uncertainty too).
 
     `scores`: `attack_scores` output; `labels`: (index, member: bool). Examples with a null or NaN score
     are left out and counted in n_unscored.
@@ -297,7 +300,8 @@ def evaluate_attacks(
     for (attack,), group in joined.group_by(["attack"], maintain_order=True):
         scored = group.filter(pl.col("score").is_not_null() & pl.col("score").is_not_nan())
         s, y = scored["score"].to_numpy(), scored["member"].to_numpy()
-        low, high = bootstrap_auc_ci(s, y, n=bootstrap, seed=seed, level=level)
+        aucs, tprs = bootstrap_roc(s, y, n=bootstrap, seed=seed, fprs=fprs)
+        low, high = percentile_interval(aucs, level)
         row = {
             "attack": attack,
             "reference": group["reference"][0] if "reference" in group.columns else None,
@@ -310,8 +314,9 @@ def evaluate_attacks(
         }
         for fpr in fprs:
             row[_fpr_label(fpr)] = tpr_at_fpr(s, y, fpr)
+            row[f"{_fpr_label(fpr)}_low"], row[f"{_fpr_label(fpr)}_high"] = percentile_interval(tprs[fpr], level)
         rows.append(row)
     schema = {"attack": pl.Utf8, "reference": pl.Utf8, "n_members": pl.Int64, "n_nonmembers": pl.Int64,
               "n_unscored": pl.Int64, "auc": pl.Float64, "auc_low": pl.Float64, "auc_high": pl.Float64}
-    schema.update({_fpr_label(f): pl.Float64 for f in fprs})
+    schema.update({f"{_fpr_label(f)}{end}": pl.Float64 for f in fprs for end in ("", "_low", "_high")})
     return pl.DataFrame(rows, schema=schema) if rows else pl.DataFrame(schema=schema)

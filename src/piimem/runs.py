@@ -4,7 +4,8 @@ A run is one base model x defense variant x tuning method x seed. Its name, `{de
 sits under the base model's slug, so its path is `{base}/{defense}-{tuning}-s{seed}`: e.g.
 `tiny-gpt2/rmft_p0.5-lora-s42`. Defense and tuning names never hold "-", a slug never holds "/".
 `RunId` is the one place that builds and parses these names; result files sit at
-`results/runs/{run path}/{kind}/{checkpoint}.tsv`.
+`results/runs/{run path}/{kind}/{checkpoint}.tsv`, their per-item records (one row per true PII string,
+test message or MIA example, no text) beside them at `{kind}/{checkpoint}.{part}.parquet`.
 
 `checkpoint_models` is the one loop over a finished run's checkpoints that every evaluation rule
 (perplexity, membership inference, extraction, canary exposure) runs: it loads the base model once and
@@ -70,18 +71,22 @@ class ResultFile:
     run: RunId
     kind: str
     checkpoint: str
+    part: str | None = None  # a per-item record's name ("strings", "messages", "scores"); None: the .tsv
 
     @classmethod
-    def parse(cls, path: str | os.PathLike) -> ResultFile:
-        """Read run, kind and checkpoint from a path ending in `{base}/{run name}/{kind}/{checkpoint}.tsv`.
+    def parse(cls, path: str | os.PathLike, part: bool = False) -> ResultFile:
+        """Read run, kind and checkpoint from a path ending in `{base}/{run name}/{kind}/{checkpoint}.tsv`,
+        or with `part`, in `{kind}/{checkpoint}.{part}.parquet` (a per-item record).
 
         ValueError naming the file for any other layout or an unknown kind.
         """
         path = Path(path)
         parts = path.parts
+        ending = "{checkpoint}.{part}.parquet" if part else "{checkpoint}.tsv"
         expected = (f"{path}: not a run result file; expected .../{{base}}/{{defense}}-{{tuning}}-s{{seed}}/"
-                    f"{{kind}}/{{checkpoint}}.tsv (defense and tuning without '-', kind one of {RESULT_KINDS})")
-        if len(parts) < 4 or path.suffix != ".tsv":
+                    f"{{kind}}/{ending} (defense and tuning without '-', kind one of {RESULT_KINDS})")
+        stem, dot, record = path.name.removesuffix(".parquet").partition(".")
+        if len(parts) < 4 or (path.suffix != ".tsv" if not part else not (path.suffix == ".parquet" and dot)):
             raise ValueError(expected)
         try:
             run = RunId.parse(f"{parts[-4]}/{parts[-3]}")
@@ -89,7 +94,7 @@ class ResultFile:
             raise ValueError(expected) from error
         if parts[-2] not in RESULT_KINDS:
             raise ValueError(f"{path}: unknown result kind {parts[-2]!r} (expected one of {RESULT_KINDS})")
-        return cls(path, run, parts[-2], path.stem)
+        return cls(path, run, parts[-2], stem, record) if part else cls(path, run, parts[-2], path.stem)
 
 
 def read_checkpoints(manifest_path: str | os.PathLike) -> dict[str, dict]:

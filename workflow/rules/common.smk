@@ -31,6 +31,7 @@ from piimem.config import (
 )
 from piimem.metrics import tau_grid
 from piimem.models import TINY_GPT2
+from piimem.report.comparisons import item_files
 from piimem.runs import RunId
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -226,6 +227,11 @@ def run_results(wildcards=None):
             for checkpoint in CHECKPOINTS]
 
 
+def item_results(wildcards=None):
+    """The per-item record beside every per-checkpoint result that has one (strings, messages, scores)."""
+    return item_files(run_results())
+
+
 def figure_inputs(wildcards):
     """metrics.parquet, and the member/non-member scores drawn per example: the last checkpoint of the
     first run of each tuning method (the first run overall for the ROC curves) and the base model's."""
@@ -235,6 +241,7 @@ def figure_inputs(wildcards):
     base = RunId.parse(RUNS[0]).base
     return {
         "metrics": "results/metrics.parquet",
+        "comparisons": "results/comparisons.parquet",
         "scores": [f"results/runs/{run}/mia/{CHECKPOINTS[-1]}.scores.parquet" for run in first.values()],
         "reference": f"results/private/mia/{base}/reference.parquet",
     }

@@ -85,6 +85,11 @@ rule extract_pii:
             "results/runs/{{base}}/{{defense}}-{{tuning}}-s{{seed}}/extraction/{checkpoint}.tsv",
             checkpoint=CHECKPOINTS,
         ),
+        # Per true PII string (an id, no text): extracted or not, for the report's paired intervals.
+        strings=expand(
+            "results/runs/{{base}}/{{defense}}-{{tuning}}-s{{seed}}/extraction/{checkpoint}.strings.parquet",
+            checkpoint=CHECKPOINTS,
+        ),
     params:
         base_model=lambda wildcards: BASE_MODELS[wildcards.base],
         extraction=EXTRACTION_GENERATION,

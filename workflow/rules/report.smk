@@ -4,6 +4,7 @@
 
 localrules:
     aggregate_metrics,
+    comparisons,
     tables,
     figures,
     all,
@@ -16,6 +17,7 @@ rule aggregate_metrics:
         metrics="results/metrics.parquet",
     params:
         corpus=CORPUS,
+        level=config["report"]["ci"]["level"],
     log:
         "logs/report/aggregate_metrics.log",
     conda:
@@ -24,9 +26,32 @@ rule aggregate_metrics:
         "../scripts/aggregate_metrics.py"
 
 
+# Every interval that needs the runs' per-item records (strings, test messages, MIA examples): paired
+# bootstraps of the comparisons between runs, read by the tables, the claims and the figures.
+rule comparisons:
+    input:
+        metrics="results/metrics.parquet",
+        records=item_results,
+    output:
+        comparisons="results/comparisons.parquet",
+    params:
+        ci=config["report"]["ci"],
+        finetuning_epoch=config["report"]["finetuning_epoch"],
+        taus=TAUS,
+    log:
+        "logs/report/comparisons.log",
+    benchmark:
+        "benchmarks/report/comparisons.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/comparisons.py"
+
+
 rule tables:
     input:
         metrics="results/metrics.parquet",
+        comparisons="results/comparisons.parquet",
     output:
         markdown=expand("results/tables/{table}.md", table=TABLES),
         csv=[
@@ -40,7 +65,8 @@ rule tables:
         latex=expand("results/tables/{table}.tex", table=TABLES),
     params:
         finetuning_epoch=config["report"]["finetuning_epoch"],
-        taus=TAUS,
+        level=config["report"]["ci"]["level"],
+        claims=config["claims"],
     log:
         "logs/report/tables.log",
     conda:
@@ -63,8 +89,6 @@ rule figures:
             for figure in FIGURES
         ],
         pdf=expand("results/figures/{figure}.pdf", figure=FIGURES),
-    params:
-        taus=TAUS,
     log:
         "logs/report/figures.log",
     conda:

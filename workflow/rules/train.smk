@@ -68,6 +68,12 @@ rule perplexity:
             "results/runs/{{base}}/{{defense}}-{{tuning}}-s{{seed}}/utility/{checkpoint}.tsv",
             checkpoint=CHECKPOINTS,
         ),
+        # Per test message (doc_id, scored tokens, NLL sums of the checkpoint and of the base model; no
+        # text): for the report's paired intervals.
+        messages=expand(
+            "results/runs/{{base}}/{{defense}}-{{tuning}}-s{{seed}}/utility/{checkpoint}.messages.parquet",
+            checkpoint=CHECKPOINTS,
+        ),
     params:
         base_model=lambda wildcards: BASE_MODELS[wildcards.base],
         utility=config["utility"],

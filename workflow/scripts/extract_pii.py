@@ -10,7 +10,8 @@ import polars as pl
 import torch
 
 from piimem.corpus.splits import split_texts
-from piimem.extraction import extraction_table, find_pii, found_set, generate, pii_occurrence_counts, pii_set
+from piimem.extraction import (extraction_table, find_pii, found_set, generate, pii_occurrence_counts, pii_set,
+                               string_records)
 from piimem.io import write_private_parquet, write_table
 from piimem.models import load_base_model, workflow_model_source
 from piimem.pii.detect import build_analyzer
@@ -50,12 +51,13 @@ else:
     true_counts = pii_occurrence_counts(spans, train_ids, options["entity_types"])
     base_found = pl.read_parquet(inputs.base_found)
     found_paths = dict(zip(snakemake.output.results, snakemake.output.found))
+    string_paths = dict(zip(snakemake.output.results, snakemake.output.strings))
     for result_path, checkpoint, model in checkpoint_models(inputs.manifest, snakemake.output.results, base):
         seen = pii_set(spans, pl.read_parquet(checkpoint["dir"] / "consumed.parquet")["doc_id"],
                        options["entity_types"])
         found = attack(model)
         write_private_parquet(found, found_paths[str(result_path)])
-        tables = []
+        tables, strings = [], []
         for name, prompts in prompt_sets.items():
             targets = (list(prompts.select("entity_type", "normalized").rows())
                        if "normalized" in prompts.columns else None)
@@ -65,6 +67,9 @@ else:
                 base_found=found_set(base_found.filter(pl.col("prompt_set") == name)),
                 entity_types=options["entity_types"], targets=targets,
             ))
+            strings.append(string_records(found.filter(pl.col("prompt_set") == name), prompt_set=name,
+                                          true_counts=true_counts, seen=seen, entity_types=options["entity_types"]))
+        write_table(stamp(pl.concat(strings), checkpoint), string_paths[str(result_path)])
         table = pl.concat(tables)
         write_table(stamp(table, checkpoint), result_path)
         ter = table.filter((pl.col("entity_type") == "ALL") & (pl.col("metric") == "ter"))

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import polars as pl
 
-from piimem.plots import build_figures
+from piimem.report.figures import build_figures
 from piimem.runs import RunId
 
-inputs, params = snakemake.input, snakemake.params
+inputs = snakemake.input
 # results/runs/{base}/{run name}/mia/{checkpoint}.scores.parquet; the members' original text only.
 scores = {RunId.parse("/".join(Path(path).parts[-4:-2])).name:
           pl.read_parquet(path).filter(pl.col("member_text") == "original") for path in inputs.scores}
@@ -17,8 +17,8 @@ first = next(iter(scores.values()))
 # The base model's statistics carry no member label: the runs' score files do, by the same index.
 loss_models = {"pre-trained": pl.read_parquet(inputs.reference).join(first.select("index", "member"), on="index")}
 loss_models.update({f"{run} (last checkpoint)": table for run, table in scores.items()})
-written = build_figures(pl.read_parquet(inputs.metrics), Path(snakemake.output.png[0]).parent,
-                        roc_scores=first, loss_models=loss_models, taus=params.taus)
+written = build_figures(pl.read_parquet(inputs.metrics), pl.read_parquet(inputs.comparisons),
+                        Path(snakemake.output.png[0]).parent, roc_scores=first, loss_models=loss_models)
 missing = sorted(set(map(str, snakemake.output)) - set(map(str, written)))
 if missing:
     raise ValueError(f"figures: no data for {missing}; metrics.parquet lacks the values they are drawn from")

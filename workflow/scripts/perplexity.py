@@ -26,18 +26,24 @@ if params.utility["max_examples"] and test.height > params.utility["max_examples
 texts = test["text"].to_list()
 
 
-def score(model) -> dict:
+def score(model) -> tuple[dict, pl.DataFrame]:
     scores = token_nll(model, tokenizer, texts, max_length=params.max_length,
                        batch_size=params.utility["batch_size"], device=params.device)
     values = perplexity(scores["nll_sum"], scores["n_tokens"])
-    return {**values, "n_examples": scores.height, "n_tokens": int(scores["n_tokens"].sum())}
+    per_message = scores.select("n_tokens", "nll_sum").with_columns(doc_id=test["doc_id"])
+    return {**values, "n_examples": scores.height, "n_tokens": int(scores["n_tokens"].sum())}, per_message
 
 
 # The base model's perplexity on the same texts: a run that ends no lower has not learnt the data.
-ppl_base = score(base)["ppl_mean"]
+base_values, base_messages = score(base)
+ppl_base = base_values["ppl_mean"]
 log.info("base model: ppl_mean %.3f", ppl_base)
+message_paths = dict(zip(snakemake.output.utility, snakemake.output.messages))
 for output, checkpoint, model in checkpoint_models(inputs.manifest, snakemake.output.utility, base):
-    values = score(model)
+    values, per_message = score(model)
+    per_message = per_message.with_columns(base_nll_sum=base_messages["nll_sum"])
+    write_table(stamp(per_message.select("doc_id", "n_tokens", "nll_sum", "base_nll_sum"), checkpoint),
+                message_paths[str(output)])
     values.update(ppl_base=ppl_base,
                   train_loss=math.nan if checkpoint["train_loss"] is None else checkpoint["train_loss"])
     write_table(stamp(pl.DataFrame({"metric": list(values), "value": [float(v) for v in values.values()]}),

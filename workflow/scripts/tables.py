@@ -6,11 +6,17 @@ from pathlib import Path
 
 import polars as pl
 
-from piimem.tables import build_tables
+from piimem.report.claims import ClaimSettings
+from piimem.report.tables import build_tables
 
-params = snakemake.params
-written = build_tables(pl.read_parquet(snakemake.input.metrics), Path(snakemake.output.csv[0]).parent,
-                       finetuning_epoch=params.finetuning_epoch, taus=params.taus)
+params, inputs = snakemake.params, snakemake.input
+claims = ClaimSettings(level=params.level, min_strings=params.claims["min_strings"],
+                       max_ppl_increase=params.claims["max_ppl_increase"],
+                       chance_margin=params.claims["chance_margin"], min_seeds=params.claims["min_seeds"],
+                       finetuning_epoch=params.finetuning_epoch)
+written = build_tables(pl.read_parquet(inputs.metrics), pl.read_parquet(inputs.comparisons),
+                       Path(snakemake.output.csv[0]).parent, finetuning_epoch=params.finetuning_epoch,
+                       level=params.level, claims_settings=claims)
 missing = sorted(set(map(str, snakemake.output)) - set(map(str, written)))
 if missing:
     raise ValueError(f"tables: no data for {missing}; metrics.parquet lacks the values they are built from")

@@ -1,4 +1,4 @@
-"""Paper figures from the tidy metrics table and the per-checkpoint MIA score files.
+"""Paper figures from the tidy metrics table, the comparison table and the per-checkpoint MIA score files.
 
 Every plot function takes its data and a file stem, writes stem.png (150 dpi) and stem.pdf with `save`,
 and returns the two paths; when its data is absent (no extraction in the config, a single defense for
@@ -8,7 +8,10 @@ software versions in their metadata, so rebuilding from the same data gives the 
 
 One style for all (`STYLE`): seaborn's whitegrid, paper context, a colour-blind palette with a fixed
 colour per defense and per tuning method, so the same run has the same colour in every figure.
-`build_figures(metrics, folder, ...)` draws every figure that has data under the stems of `FIGURE_STEMS`.
+`build_figures(metrics, comparisons, folder, ...)` draws every figure that has data under the stems of
+`FIGURE_STEMS`. Rates are drawn with their intervals: the exact binomial interval of each checkpoint's
+TER/SER (one seed), MaxTER with its paired bootstrap band, AUC with its bootstrap band, and each panel of
+extraction rates says how many strings the baseline extracted.
 """
 
 from __future__ import annotations
@@ -22,23 +25,23 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from piimem.metrics import TAU_GRID, pareto_front, roc_curve
-from piimem.tables import (
+from piimem.metrics import pareto_front, roc_curve
+from piimem.report.select import (
     BASELINE,
     DEFENSE_ORDER,
+    PAPER_ENTITY_TYPE,
     TUNING_ORDER,
     at_checkpoint,
     attack_label,
     attack_rank,
     bucket_rank,
     defense_rank,
-    extraction_by_repetition,
     extraction_entity_types,
-    maxter_curves,
     original_view,
     prompt_set_rank,
     tuning_rank,
 )
+from piimem.report.tables import extraction_by_repetition
 
 DPI = 150
 STYLE = {"style": "whitegrid", "context": "paper", "palette": "colorblind"}
@@ -166,17 +169,39 @@ def _prompt_sets(frame: pl.DataFrame) -> list[str]:
 # Figures from the metrics table
 
 
+def _baseline_strings(metrics: pl.DataFrame, entity_type: str, prompt_set: str | None = None) -> str:
+    """"none extracted k of n strings (last checkpoint)" of each prompt set, for a panel's caption line."""
+    rows = at_checkpoint(metrics.filter((pl.col("metric") == "ter") & (pl.col("defense") == BASELINE)
+                                        & (pl.col("entity_type") == entity_type) & pl.col("k").is_not_null()))
+    if prompt_set is not None:
+        rows = rows.filter(pl.col("prompt_set") == prompt_set)
+    parts = [f"{p}: {k} of {n}" for p, k, n in rows.group_by("prompt_set").agg(pl.col("k").sum(), pl.col("n").sum())
+             .sort(pl.col("prompt_set").map_elements(lambda v: prompt_set_rank(v)[0], return_dtype=pl.Int64)).rows()]
+    return f"{BASELINE} extracted " + ", ".join(parts) + " strings (last checkpoint)" if parts else ""
+
+
 def plot_metrics_by_checkpoint(metrics: pl.DataFrame, stem: str | os.PathLike,
+                               comparisons: pl.DataFrame | None = None,
                                metric_names: Sequence[str] = ("ter", "ser", "ppl_mean"),
                                entity_type: str = "ALL") -> list[Path]:
     """One panel per metric against epoch, a line per run (hue = defense; tuning/base model added to the
-    label when they vary); the line is the mean over seeds, the band ± one standard deviation when there
-    are several. Extraction metrics (of `entity_type`) get one line style per prompt set when there are
-    several. Metrics without values are left out; none at all: []."""
+    label when they vary); the line is the mean over seeds. The band: with one seed the interval of each
+    checkpoint's value (TER, SER: exact binomial; PPL: the bootstrap over test messages from `comparisons`),
+    with several ± one standard deviation over seeds. Extraction metrics (of `entity_type`) get one line style
+    per prompt set when there are several, and the panel says how many strings the baseline extracted.
+    Metrics without values are left out; none at all: []."""
     import seaborn as sns
 
     rows = _values(metrics, metric_names).filter(pl.col("entity_type").is_null()
                                                  | (pl.col("entity_type") == entity_type))
+    if comparisons is not None and "ppl_mean" in metric_names:
+        # PPL with its interval over the test messages, per checkpoint (the comparison table's).
+        ppl = comparisons.filter((pl.col("quantity") == "ppl_mean") & pl.col("checkpoint").is_not_null())
+        rows = rows.join(ppl.select("base_model", "tuning", "defense", "checkpoint", pl.lit("ppl_mean").alias("metric"),
+                                    pl.col("ci_low").alias("ppl_low"), pl.col("ci_high").alias("ppl_high")),
+                         on=["base_model", "tuning", "defense", "checkpoint", "metric"], how="left")
+        rows = rows.with_columns(ci_low=pl.coalesce("ci_low", "ppl_low"),
+                                 ci_high=pl.coalesce("ci_high", "ppl_high")).drop("ppl_low", "ppl_high")
     present = [m for m in metric_names if rows.filter(pl.col("metric") == m).height]
     if not present:
         return []
@@ -192,31 +217,48 @@ def plot_metrics_by_checkpoint(metrics: pl.DataFrame, stem: str | os.PathLike,
             sns.lineplot(data=frame, x="epoch", y="value", hue="run", hue_order=order, palette=colors,
                          style="prompt set" if styled else None, style_order=sets if styled else None,
                          errorbar="sd" if several_seeds else None, marker="o", markersize=4, ax=ax)
+            if not several_seeds:
+                _interval_bands(ax, data, colors)
             label = METRIC_LABELS.get(metric, metric)
             title = label.split(" (")[0] + (f", prompts: {sets[0]}" if len(sets) == 1 else "")
             ax.set(xlabel="epoch", ylabel=label, title=title)
+            if metric in ("ter", "ser"):
+                ax.set_xlabel(f"epoch\n{_baseline_strings(metrics, entity_type)}", fontsize="small")
         _legend_outside(fig, axes)
     return save(fig, stem)
 
 
-def plot_maxter(metrics: pl.DataFrame, stem: str | os.PathLike, baseline: str = BASELINE,
-                entity_type: str | None = None, taus: Sequence[float] = TAU_GRID) -> list[Path]:
-    """MaxTER(τ) of every defense against `baseline` (`piimem.tables.maxter_curves`), one panel per prompt
-    set (and base model / tuning when several), AURC and its coverage in the legend. τ where no checkpoint
-    qualifies are gaps (MaxTER is undefined there), and a note under the panel says so; a defense with no
-    qualifying τ at all is listed with its smallest perplexity increase. `entity_type`: the TER's PII scope
-    (default: e-mail addresses when measured, the paper's, else all types). []: no TER, no perplexity, or
-    no defense beside the baseline."""
+def _interval_bands(ax, data: pl.DataFrame, colors: Mapping[str, tuple]) -> None:
+    """A translucent band from ci_low to ci_high per series (and prompt set), where the rows have one."""
+    for (name, _), band in data.filter(pl.col("ci_low").is_not_null()).group_by("series", "prompt_set"):
+        band = band.sort("epoch")
+        ax.fill_between(band["epoch"].to_numpy(), band["ci_low"].to_numpy(), band["ci_high"].to_numpy(),
+                        color=colors[name], alpha=0.15, linewidth=0)
+
+
+def plot_maxter(comparisons: pl.DataFrame, stem: str | os.PathLike, entity_type: str | None = None) -> list[Path]:
+    """MaxTER(τ) of every defense against the baseline, with its paired bootstrap band (strings and messages
+    resampled; the comparison table's `maxter` rows), one panel per prompt set (and base model / tuning when
+    several), AURC with its interval and coverage in the legend. τ where no checkpoint qualifies are gaps
+    (MaxTER is undefined there), and a note under the panel says so; a defense with no qualifying τ at all
+    is listed with its smallest perplexity increase. `entity_type`: the TER's PII scope (default: e-mail
+    addresses when measured, the paper's, else all types). []: no MaxTER rows."""
     import seaborn as sns
 
-    if entity_type is None:
-        scopes = extraction_entity_types(metrics)
-        entity_type = scopes[0] if scopes else "ALL"
-    curves = maxter_curves(metrics, baseline=baseline, entity_type=entity_type, taus=taus)
-    if curves is None:
+    curves = comparisons.filter(pl.col("quantity") == "maxter") if comparisons is not None else None
+    if curves is None or curves.height == 0:
         return []
-    panels = curves.select("base_model", "tuning", "prompt_set").unique(maintain_order=True).rows()
+    if entity_type is None:
+        types = set(curves["entity_type"].to_list())
+        entity_type = PAPER_ENTITY_TYPE if PAPER_ENTITY_TYPE in types else "ALL"
+    curves = curves.filter(pl.col("entity_type") == entity_type).sort("tau")
+    summary = {(r["base_model"], r["tuning"], r["prompt_set"], r["defense"], r["quantity"]): r
+               for r in comparisons.filter(pl.col("quantity").is_in(["aurc", "min_ppl_increase"])
+                                           & (pl.col("entity_type") == entity_type)).iter_rows(named=True)}
+    panels = sorted(curves.select("base_model", "tuning", "prompt_set").unique().rows(),
+                    key=lambda p: (p[0], tuning_rank(p[1]), prompt_set_rank(p[2])))
     colors = _colors(curves["defense"].unique().to_list(), DEFENSE_ORDER)
+    taus = curves["tau"].unique().sort().to_list()
     with _style():
         fig, axes = _figure(len(panels))
         for ax, (base_model, tuning, prompt_set) in zip(axes, panels):
@@ -225,29 +267,39 @@ def plot_maxter(metrics: pl.DataFrame, stem: str | os.PathLike, baseline: str = 
             gaps = []
             for defense in sorted(panel["defense"].unique().to_list(), key=defense_rank):
                 line = panel.filter(pl.col("defense") == defense)
-                area, coverage, cheapest = line["aurc"][0], line["coverage"][0], line["min_ppl_increase"][0]
-                if area is None:
-                    label = f"{defense} (AURC undefined: min ΔPPL {cheapest:.1f} %)" if cheapest is not None \
-                        else f"{defense} (AURC undefined)"
+                area = summary.get((base_model, tuning, prompt_set, defense, "aurc"), {})
+                cheapest = summary.get((base_model, tuning, prompt_set, defense, "min_ppl_increase"), {})
+                if area.get("value") is None:
+                    label = (f"{defense} (AURC undefined: min ΔPPL {cheapest['value']:.1f} %)"
+                             if cheapest.get("value") is not None else f"{defense} (AURC undefined)")
                 else:
-                    label = f"{defense} (AURC {area:.1f} % on {coverage:.0f} % of τ)"
-                if coverage < 100:
+                    interval = (f" [{area['ci_low']:.0f}, {area['ci_high']:.0f}]" if area.get("ci_low") is not None
+                                else " [no interval]")
+                    label = f"{defense} (AURC {area['value']:.1f} %{interval} on {area['coverage']:.0f} % of τ)"
+                if area.get("coverage") is None or area["coverage"] < 100:
                     gaps.append(defense)
-                values = line["maxter"].fill_null(float("nan")).to_numpy()
-                ax.plot(line["tau"].to_numpy(), values, color=colors[defense], marker=".", label=label)
+                tau = line["tau"].to_numpy()
+                values = line["value"].fill_null(float("nan")).to_numpy()
+                ax.plot(tau, values, color=colors[defense], marker=".", label=label)
+                low, high = (line[c].fill_null(float("nan")).to_numpy() for c in ("ci_low", "ci_high"))
+                ax.fill_between(tau, low, high, color=colors[defense], alpha=0.15, linewidth=0)
             ax.axhline(0, color="grey", linewidth=0.8)
-            ax.set(xlabel="perplexity budget τ (% PPL increase)",
-                   ylabel=f"MaxTER: TER reduction vs {baseline} (%)",
+            ax.set(xlabel="perplexity budget τ (% PPL increase)", ylabel=f"MaxTER: TER reduction vs {BASELINE} (%)",
                    title=_panel_title(base_model, tuning, prompt_set, panels) + f", {entity_type}")
             ax.set_xlim(min(taus), max(taus))
-            defined = panel["maxter"].drop_nulls()
-            ax.set_ylim(min([0.0, *defined.to_list()]) - 5, 105)  # MaxTER is a reduction: at most 100 %
+            defined = panel["value"].drop_nulls()
+            ax.set_ylim(min([0.0, *defined.to_list(), *panel["ci_low"].drop_nulls().to_list()]) - 5, 105)
             ax.legend(fontsize="small", loc="lower right")
+            lines = [ax.get_xlabel()]
+            evidence = panel["baseline_strings"].drop_nulls()
+            if evidence.len():
+                lines.append(f"{BASELINE} extracted {evidence[0]} distinct strings (any checkpoint)")
             if defined.is_empty():
                 ax.text(0.5, 0.6, "no checkpoint of any defense\nwithin the τ grid", transform=ax.transAxes,
                         ha="center", va="center", color="grey")
             elif gaps:
-                ax.set_xlabel(ax.get_xlabel() + "\ngaps: MaxTER undefined (no checkpoint within τ)")
+                lines.append("gaps: MaxTER undefined (no checkpoint within τ)")
+            ax.set_xlabel("\n".join(lines))
         sns.despine(fig=fig)
     return save(fig, stem)
 
@@ -292,16 +344,20 @@ def plot_mia_auc(metrics: pl.DataFrame, stem: str | os.PathLike,
 
 def plot_extraction_by_repetition(metrics: pl.DataFrame, stem: str | os.PathLike,
                                   checkpoint: str | None = None, entity_type: str = "ALL") -> list[Path]:
-    """Share of true PII extracted (%) by how often it occurs in the training data (`piimem.tables.
-    extraction_by_repetition`, last checkpoint), bars per defense, one panel per prompt set (and base model /
-    tuning when several); the number of true PII per bucket under each tick. []: no ter_rep metric."""
-    import seaborn as sns
-
+    """Share of true PII extracted (%) by how often it occurs in the training data (`piimem.report.tables.
+    extraction_by_repetition`, last checkpoint), bars per defense with the exact binomial interval as error
+    bars (one seed; several: ± one standard deviation over seeds), one panel per prompt set (and base model /
+    tuning when several); the number of true PII per bucket under each tick, and how many the baseline
+    extracted. []: no ter_rep metric."""
     table = extraction_by_repetition(metrics, checkpoint=checkpoint, entity_type=entity_type)
-    if table is None or table["TER (%)"].drop_nulls().len() == 0:
+    value = next((c for c in (table.columns if table is not None else []) if c.startswith("TER (%)")
+                  and not c.endswith(("CI low", "CI high"))), None)
+    if table is None or value is None or table[value].drop_nulls().len() == 0:
         return []
     panels = table.select("base model", "tuning", "prompt set").unique(maintain_order=True).rows()
     colors = _colors(table["defense"].unique().to_list(), DEFENSE_ORDER)
+    low, high = (f"{value} CI low", f"{value} CI high") if f"{value} CI low" in table.columns else (
+        f"{value} seeds CI low", f"{value} seeds CI high")
     with _style():
         fig, axes = _figure(len(panels))
         for ax, (base_model, tuning, prompt_set) in zip(axes, panels):
@@ -309,14 +365,27 @@ def plot_extraction_by_repetition(metrics: pl.DataFrame, stem: str | os.PathLike
                                 & (pl.col("prompt set") == prompt_set))
             buckets = sorted(data["repetitions"].unique().to_list(), key=bucket_rank)
             defenses = sorted(data["defense"].unique().to_list(), key=defense_rank)
-            sns.barplot(data=data.to_pandas(), x="repetitions", y="TER (%)", hue="defense", order=buckets,
-                        hue_order=defenses, palette=colors, ax=ax)
-            counts = {b: data.filter(pl.col("repetitions") == b)["true PII"].max() for b in buckets}
+            width = 0.8 / len(defenses)
+            for i, defense in enumerate(defenses):
+                rows = {r["repetitions"]: r for r in data.filter(pl.col("defense") == defense).iter_rows(named=True)}
+                x = np.arange(len(buckets)) - 0.4 + width * (i + 0.5)
+                heights = np.array([_or_nan(rows.get(b, {}).get(value)) for b in buckets])
+                lows = np.array([_or_nan(rows.get(b, {}).get(low)) for b in buckets])
+                highs = np.array([_or_nan(rows.get(b, {}).get(high)) for b in buckets])
+                ax.bar(x, np.nan_to_num(heights), width, color=colors[defense], label=defense)
+                errors = [np.nan_to_num(heights - lows), np.nan_to_num(highs - heights)]
+                ax.errorbar(x, np.nan_to_num(heights), yerr=errors, fmt="none", ecolor="black", elinewidth=0.8,
+                            capsize=2)
+            counts = {b: data.filter(pl.col("repetitions") == b)["TER n"].max() for b in buckets}
             ax.set_xticks(range(len(buckets)), [f"{b}\n(n={counts[b]})" for b in buckets])
-            ax.set(xlabel="occurrences in the training data", ylabel="true PII extracted (%)",
-                   title=_panel_title(base_model, tuning, prompt_set, panels))
+            ax.set(xlabel="occurrences in the training data\n" + _baseline_strings(metrics, entity_type, prompt_set),
+                   ylabel="true PII extracted (%)", title=_panel_title(base_model, tuning, prompt_set, panels))
             ax.legend(title=None, fontsize="small")
     return save(fig, stem)
+
+
+def _or_nan(value) -> float:
+    return math.nan if value is None else float(value)
 
 
 def plot_canary_exposure(metrics: pl.DataFrame, stem: str | os.PathLike,
@@ -365,9 +434,11 @@ def plot_privacy_utility(metrics: pl.DataFrame, stem: str | os.PathLike, privacy
                          checkpoint: str | None = None) -> list[Path]:
     """Privacy against utility: one point per run (base model, defense, tuning, seed) at its last checkpoint
     (or `checkpoint`), x = ppl_mean, y = `privacy` (a metric name: "ter", "ser" — of `entity_type` on
-    `prompt_set`, default the first present in piimem.tables.PROMPT_SET_ORDER — or "mia_auc/loss", ...),
+    `prompt_set`, default the first present in PROMPT_SET_ORDER — or "mia_auc/loss", ...), with the
+    privacy metric's interval as a vertical error bar (exact binomial for rates, bootstrap for AUCs),
     colour = defense, marker = tuning, each point labelled. The Pareto front (`piimem.metrics.pareto_front`,
-    both lower is better) is drawn as a step line. []: no value of `privacy` or no ppl_mean."""
+    both lower is better, on the point estimates) is drawn as a step line. []: no value of `privacy` or no
+    ppl_mean."""
     import seaborn as sns
 
     rows = _values(metrics, [privacy])
@@ -376,7 +447,8 @@ def plot_privacy_utility(metrics: pl.DataFrame, stem: str | os.PathLike, privacy
         prompt_set = prompt_set if prompt_set is not None else sets[0]
         rows = rows.filter((pl.col("prompt_set") == prompt_set) & (pl.col("entity_type") == entity_type))
     keys = ["base_model", "defense", "tuning", "seed"]
-    privacy_at = at_checkpoint(rows, checkpoint=checkpoint).select(*keys, "checkpoint", y="value")
+    privacy_at = at_checkpoint(rows, checkpoint=checkpoint).select(*keys, "checkpoint", y="value", y_low="ci_low",
+                                                                   y_high="ci_high")
     ppl = _values(metrics, ["ppl_mean"]).select(*keys, "checkpoint", x="value")
     points = privacy_at.join(ppl, on=[*keys, "checkpoint"], how="inner")
     if points.height == 0:
@@ -403,6 +475,11 @@ def plot_privacy_utility(metrics: pl.DataFrame, stem: str | os.PathLike, privacy
             label = " / ".join([row["defense"], *(str(row[c]) for c in varying), f"s{row['seed']}"])
             ax.annotate(label, (row["x"], row["y"]), xytext=(4, 3), textcoords="offset points",
                         fontsize="x-small")
+        bars = points.filter(pl.col("y_low").is_not_null())
+        if bars.height:
+            ax.errorbar(bars["x"].to_numpy(), bars["y"].to_numpy(),
+                        yerr=[(bars["y"] - bars["y_low"]).to_numpy(), (bars["y_high"] - bars["y"]).to_numpy()],
+                        fmt="none", ecolor="grey", elinewidth=0.8, capsize=2, zorder=0)
         on_front = points[front]
         ax.step(on_front["x"].to_numpy(), on_front["y"].to_numpy(), where="post", color="black", linewidth=1,
                 linestyle=":", label="Pareto front")
@@ -505,10 +582,14 @@ def plot_loss_distributions(models: Mapping[str, pl.DataFrame | str | os.PathLik
 # All figures
 
 
-def build_figures(metrics: pl.DataFrame, folder: str | os.PathLike,
+def _maxter_scope(metrics: pl.DataFrame) -> str:
+    scopes = extraction_entity_types(metrics)
+    return scopes[0] if scopes else "ALL"
+
+
+def build_figures(metrics: pl.DataFrame, comparisons: pl.DataFrame | None, folder: str | os.PathLike,
                   roc_scores: pl.DataFrame | str | os.PathLike | None = None,
-                  loss_models: Mapping[str, pl.DataFrame | str | os.PathLike] | None = None,
-                  taus: Sequence[float] = TAU_GRID) -> list[Path]:
+                  loss_models: Mapping[str, pl.DataFrame | str | os.PathLike] | None = None) -> list[Path]:
     """Every figure that has data, under `folder` with the stems of `FIGURE_STEMS`; the paths written.
 
     roc_curves needs `roc_scores` (one MIA score file) and loss_distributions `loss_models` (see
@@ -516,8 +597,8 @@ def build_figures(metrics: pl.DataFrame, folder: str | os.PathLike,
     """
     folder = Path(folder)
     metrics = original_view(metrics)  # membership inference on the members' original text, the headline
-    paths = plot_metrics_by_checkpoint(metrics, folder / "metrics_by_checkpoint")
-    paths += plot_maxter(metrics, folder / "maxter", taus=taus)
+    paths = plot_metrics_by_checkpoint(metrics, folder / "metrics_by_checkpoint", comparisons)
+    paths += plot_maxter(comparisons, folder / "maxter", entity_type=_maxter_scope(metrics))
     paths += plot_mia_auc(metrics, folder / "mia_auc_by_epoch")
     if roc_scores is not None:
         paths += plot_roc_curves(roc_scores, folder / "roc_curves")

@@ -1,0 +1,134 @@
+"""Uncertainty, in one place: exact binomial intervals, bootstrap resampling, intervals across seeds, trend
+tests. The report's comparisons (`piimem.report.comparisons`) and the attacks' own intervals use these.
+
+- `clopper_pearson(k, n)`: the exact binomial interval of a rate k of n (scipy's `binomtest`).
+- `resample_counts(rng, n, resamples)`: bootstrap resamples as draw counts per item, in chunks of
+  replicates (a resample of n items is a length-n vector of how often each item was drawn); a statistic
+  that is a weighted sum over items (a rate, a mean) is then one matrix product per chunk.
+- `percentile_interval(replicates)`: the percentile bootstrap interval over the finite replicates.
+- `t_interval(values)`: Student's t interval of a mean, for values measured once per seed.
+- `trend_p_value(x, y)`: the exact permutation p-value of a positive Spearman trend (all n! orders).
+
+Levels are fractions (0.95); rates are what the caller gives (fractions or percentages).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from itertools import permutations
+
+import numpy as np
+
+LEVEL = 0.95
+RESAMPLES = 1000
+# Draw counts held at once: a chunk of replicates x items stays near 16 MB of int64.
+_CHUNK_CELLS = 2_000_000
+
+
+def check_level(level: float) -> float:
+    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
+        raise ValueError(f"interval level must be a fraction in (0, 1) such as 0.95, got {level!r}")
+    return float(level)
+
+
+def clopper_pearson(k: int, n: int, level: float = LEVEL) -> tuple[float, float]:
+    """Exact (Clopper-Pearson) interval of the proportion k / n, as fractions; (nan, nan) when n is 0.
+
+    Never shorter than the nominal level: it inverts the two one-sided binomial tests, so 0 of n gives
+    (0, 1 - ((1 - level) / 2) ** (1 / n)), e.g. 0 of 661 -> (0, 0.56 %)."""
+    from scipy.stats import binomtest
+
+    level = check_level(level)
+    if n == 0:
+        return math.nan, math.nan
+    if not 0 <= k <= n:
+        raise ValueError(f"clopper_pearson: k must lie in 0..n, got {k} of {n}")
+    interval = binomtest(int(k), int(n)).proportion_ci(confidence_level=level, method="exact")
+    return float(interval.low), float(interval.high)
+
+
+def rng_for(seed: int, *scope: object) -> np.random.Generator:
+    """A generator seeded by the config's seed and a scope (names, numbers): each comparison draws its
+    own stream, so adding a run or a table to a config leaves every other interval unchanged."""
+    import zlib
+
+    key = zlib.crc32("\x1f".join(map(str, scope)).encode())
+    return np.random.default_rng([int(seed), key])
+
+
+def chunk_sizes(resamples: int, cells_per_resample: int, chunk_cells: int = _CHUNK_CELLS) -> list[int]:
+    """How many replicates each chunk holds so that a chunk's draw counts stay near `chunk_cells` cells."""
+    if isinstance(resamples, bool) or not isinstance(resamples, int) or resamples < 1:
+        raise ValueError(f"resamples must be a positive integer, got {resamples!r}")
+    chunk = max(1, chunk_cells // max(1, cells_per_resample))
+    return [min(chunk, resamples - low) for low in range(0, resamples, chunk)]
+
+
+def draw_counts(rng: np.random.Generator, n: int, b: int) -> np.ndarray:
+    """b bootstrap resamples of n items as a (b, n) int64 array of draw counts (rows sum to n): uniform
+    draws with replacement."""
+    if n < 1:
+        raise ValueError(f"a bootstrap resample needs at least one item, got {n}")
+    offsets = (np.arange(b) * n)[:, None]
+    return np.bincount((rng.integers(0, n, size=(b, n)) + offsets).ravel(), minlength=b * n).reshape(b, n)
+
+
+def resample_counts(rng: np.random.Generator, n: int, resamples: int = RESAMPLES,
+                    chunk_cells: int = _CHUNK_CELLS) -> Iterator[np.ndarray]:
+    """Bootstrap resamples of n items in chunks (`draw_counts`), whose sizes b add up to `resamples`."""
+    for b in chunk_sizes(resamples, n, chunk_cells):
+        yield draw_counts(rng, n, b)
+
+
+def percentile_interval(replicates: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
+    """(low, high) percentile interval of bootstrap replicates, over the finite ones (a replicate where
+    the statistic is undefined, e.g. a reduction against a baseline mean of 0, carries no value);
+    (nan, nan) when none is finite."""
+    level = check_level(level)
+    values = np.asarray(replicates, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return math.nan, math.nan
+    tail = (1 - level) / 2
+    low, high = np.quantile(values, [tail, 1 - tail])
+    return float(low), float(high)
+
+
+def t_interval(values: Sequence[float], level: float = LEVEL) -> tuple[float, float]:
+    """Student's t interval of the mean of `values` (one per seed), NaN ignored; (nan, nan) with fewer
+    than two values. Identical values give a zero-width interval."""
+    from scipy.stats import t
+
+    level = check_level(level)
+    kept = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=np.float64)
+    if kept.size < 2:
+        return math.nan, math.nan
+    mean, sd = float(kept.mean()), float(kept.std(ddof=1))
+    half = float(t.ppf(1 - (1 - level) / 2, kept.size - 1)) * sd / math.sqrt(kept.size)
+    return mean - half, mean + half
+
+
+def trend_p_value(x: Sequence[float], y: Sequence[float], alternative: str = "greater") -> float:
+    """One-sided exact permutation p-value of Spearman's rho(x, y) > 0 (`alternative` "less": < 0): the
+    share of the n! orders of y whose rho is at least as extreme as the observed one. With n points the
+    smallest possible p is 1 / n!: three points can never reach 0.05 (1/6), which is why a trend of three
+    points is never called significant here. NaN with fewer than two points or a constant side; n above 8
+    uses scipy's permutation_test (20,000 random orders, seeded)."""
+    from piimem.metrics import spearman
+
+    if alternative not in ("greater", "less"):
+        raise ValueError(f"trend_p_value: alternative must be 'greater' or 'less', got {alternative!r}")
+    sign = 1.0 if alternative == "greater" else -1.0
+    x, y = list(map(float, x)), list(map(float, y))
+    observed = spearman(x, y)
+    if math.isnan(observed):
+        return math.nan
+    if len(y) > 8:
+        from scipy.stats import permutation_test
+
+        result = permutation_test((np.asarray(y),), lambda v: spearman(x, v), permutation_type="pairings",
+                                  alternative=alternative, n_resamples=20_000, rng=0)
+        return float(result.pvalue)
+    rhos = [spearman(x, list(order)) for order in permutations(y)]
+    return sum(sign * r >= sign * observed - 1e-12 for r in rhos) / len(rhos)

@@ -1,0 +1,399 @@
+"""The claims table: which findings of the two papers the configuration's runs support, and how firmly.
+
+Every claim is one entry of `RULES`: what it says, the paper's figure with the model and data it was
+measured on (`piimem.report.papers`), the quantity of the comparison table it reads
+(`piimem.report.comparisons.QUANTITIES`) and its test. A verdict follows from the quantity's interval:
+
+- `holds`: the interval lies entirely on the paper's side (above 0, within the perplexity budget, within
+  the chance band); for a trend, also its exact permutation p-value is at most 1 - level;
+- `does not hold`: the interval lies entirely on the other side (a trend: and significant that way);
+- `inconclusive`: the interval straddles the bound (the reason gives the interval), the quantity has no
+  interval (undefined in more than 1 - level of the resamples), or a rate claim's baseline extracted fewer
+  than `claims.min_strings` distinct strings (too few to compare rates on);
+- `not testable`: the runs the claim needs are missing or the quantity is undefined (the reason says which).
+
+The interval is the item interval (strings, messages, or members and non-members, resampled; paired
+between runs) with one or two seeds, and the t interval across seeds with three or more
+(`ClaimSettings.min_seeds`). RMFT claims use the paper's scope: e-mail addresses when
+measured and the paper-scope RMFT variants; membership-inference claims the undefended runs, the LOSS
+attack on the members' original text, at `report.finetuning_epoch`, leaving out prompt-based runs whose
+perplexity is no lower than their base model's.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import polars as pl
+
+from piimem.intervals import LEVEL
+from piimem.report import papers
+from piimem.report.formats import frame
+from piimem.report.select import (
+    BASELINE,
+    PAPER_ENTITY_TYPE,
+    defense_kind,
+    is_paper_rmft,
+    learnt_runs,
+    prompt_set_rank,
+    ser_equals_ter,
+    tuning_family,
+    tuning_rank,
+)
+
+HOLDS, FAILS, INCONCLUSIVE, UNTESTABLE = "holds", "does not hold", "inconclusive", "not testable"
+VERDICTS = (HOLDS, FAILS, INCONCLUSIVE, UNTESTABLE)
+COLUMNS = ("claim", "paper", "paper: model, data", "ours", "CI low", "CI high", "interval over", "p", "evidence",
+           "measured on", "verdict", "why")
+
+
+@dataclass(frozen=True)
+class ClaimSettings:
+    """The `claims` section of the config, with the report's interval level and table epoch."""
+
+    level: float = LEVEL
+    min_strings: int = 10  # fewest distinct strings the baseline must extract for a rate claim
+    max_ppl_increase: float = 10.0  # "a small perplexity cost": the paper's +5.73 % with room for noise
+    chance_margin: float = 0.05  # "near chance": an AUC interval within 0.5 +- this
+    min_seeds: int = 3
+    finetuning_epoch: float | None = None
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One claim: its text, the paper's figure, the comparison quantity it reads and how it is tested."""
+
+    claim: str
+    paper: str
+    paper_label: str
+    quantity: str  # the comparison table's quantity (piimem.report.comparisons.QUANTITIES)
+    compares: str  # what that quantity is, in words
+    test: str  # "above" (bound 0), "at_most" (the perplexity budget), "within" (the chance band), "trend"
+    rate_claim: bool = False  # needs claims.min_strings strings extracted by the baseline
+
+    def text(self, settings: ClaimSettings = ClaimSettings()) -> str:
+        """The verdict rule in words (the README prints these)."""
+        interval = f"the {100 * settings.level:g} % interval of {self.compares}"
+        what = {
+            "above": f"holds when {interval} lies above 0, does not hold when it lies below 0",
+            "at_most": f"holds when {interval} lies at or below {settings.max_ppl_increase:g} %, does not hold "
+                       f"when it lies above",
+            "within": f"holds when {interval} lies within 0.5 +- {settings.chance_margin:g}, does not hold when "
+                      f"it lies outside that band",
+            "trend": f"holds when {interval} lies above 0 and its exact permutation p-value is at most "
+                     f"{1 - settings.level:.2g}; does not hold when both say the reverse",
+        }[self.test]
+        if self.rate_claim:
+            what += f"; inconclusive while the baseline extracted fewer than {settings.min_strings} distinct strings"
+        return what + "; inconclusive otherwise"
+
+
+_RMFT = papers.RMFT_TER_REDUCTION.label
+_GPT2, _PROMPT = papers.table3_figure("gpt2", "full"), papers.table3_figure("gpt2", "prompt")
+RULES: dict[str, Rule] = {
+    "rmft_ter": Rule("RMFT reduces TER vs plain fine-tuning (reduction, %)", f"{papers.RMFT_TER_REDUCTION.value:.2f}",
+                     _RMFT, "ter_reduction",
+                     "RMFT's TER reduction vs none (mean over checkpoints)", "above", rate_claim=True),
+    "rmft_ser": Rule("RMFT reduces SER vs plain fine-tuning (reduction, %)", f"{papers.RMFT_SER_REDUCTION.value:.2f}",
+                     _RMFT, "ser_reduction",
+                     "RMFT's SER reduction vs none (mean over checkpoints)", "above", rate_claim=True),
+    "rmft_ppl": Rule("RMFT costs little perplexity (increase, %)", f"{papers.RMFT_PPL_INCREASE.value:.2f}", _RMFT,
+                     "ppl_increase", "RMFT's perplexity increase vs none (mean over checkpoints)", "at_most"),
+    "rmft_vs_dedup_ter": Rule("RMFT beats deduplication on TER reduction (difference, points)", "RMFT ahead", _RMFT,
+                              "ter_reduction_difference",
+                              "RMFT's TER reduction minus deduplication's", "above", rate_claim=True),
+    "rmft_vs_dedup_aurc": Rule("RMFT beats deduplication on AURC (difference, points)", "RMFT ahead", _RMFT,
+                               "aurc_difference",
+                               "RMFT's AURC minus deduplication's", "above", rate_claim=True),
+    "repetition": Rule("Extraction grows with a PII string's repetition count (Spearman rho)", "grows",
+                       "premise of Joshi & Smith (Kandpal et al.; Lee et al.)", "repetition_trend",
+                       "the Spearman correlation of repetition bucket and TER (baseline, last checkpoint)", "trend",
+                       rate_claim=True),
+    "parameter_vs_prompt": Rule("Parameter-based tuning is more exposed to MIA than prompt-based (min - max LOSS "
+                                "AUC)", f"{_GPT2.text()} vs {_PROMPT.text()}", _GPT2.label, "auc_family_gap",
+                                "the lowest parameter-based LOSS AUC minus the highest prompt-based one (prompt-based "
+                                "runs that did not beat their base model's perplexity left out)", "above"),
+    "auc_grows": Rule("LOSS AUC of parameter-based tuning grows with epochs (Spearman rho)", "rises towards 1",
+                      "GPT-2 to Llama-2-7B; Hou et al., figures", "auc_trend",
+                      "the Spearman correlation of epoch and LOSS AUC", "trend"),
+    "prompt_near_chance": Rule("Prompt-based tuning stays near chance (LOSS AUC)", _PROMPT.text(), _PROMPT.label,
+                               "loss_auc",
+                               "the LOSS AUC", "within"),
+    "lora_mlp_vs_attention": Rule("LoRA on MLP memorises more than LoRA on attention (LOSS AUC difference)",
+                                  "MLP ahead", "GPT-2, Llama; Hou et al.", "auc_difference",
+                                  "lora_mlp's LOSS AUC minus lora_attention's", "above"),
+    "model_size": Rule("Full fine-tuning's LOSS AUC grows with model size (Spearman rho)",
+                       " < ".join(papers.table3_figure(m, "full").text()
+                                  for m in ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")),
+                       "GPT-2 sizes, WikiText-2; Hou et al., Table 3", "size_trend",
+                       "the Spearman correlation of GPT-2 size and full fine-tuning's LOSS AUC", "trend"),
+}
+
+
+@dataclass
+class Claim:
+    rule: str
+    measured_on: str = ""
+    ours: float | None = None
+    ci: tuple[float | None, float | None] = (None, None)
+    over: str = ""
+    p: float | None = None
+    evidence: str = ""
+    verdict: str = UNTESTABLE
+    why: str = ""
+
+    def row(self, settings: ClaimSettings) -> dict:
+        rule = RULES[self.rule]
+        return {"claim": rule.claim, "paper": rule.paper, "paper: model, data": rule.paper_label,
+                "ours": self.ours, "CI low": self.ci[0], "CI high": self.ci[1], "interval over": self.over,
+                "p": self.p, "evidence": self.evidence, "measured on": self.measured_on, "verdict": self.verdict,
+                "why": self.why or rule.text(settings)}
+
+
+# ------------------------------------------------------------------------------------------
+# Verdicts from intervals
+
+
+def _finite(value) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
+def verdict(test: str, low: float, high: float, settings: ClaimSettings, value: float | None = None,
+            p: float | None = None) -> tuple[str, str]:
+    """(verdict, why) of one test on an interval [low, high] (module docstring); why is "" when the rule
+    text says it all."""
+    interval = f"[{low:.3g}, {high:.3g}]"
+    if test == "above":
+        if low > 0:
+            return HOLDS, ""
+        if high < 0:
+            return FAILS, ""
+        return INCONCLUSIVE, f"the interval {interval} contains 0"
+    if test == "at_most":
+        bound = settings.max_ppl_increase
+        if high <= bound:
+            return HOLDS, ""
+        if low > bound:
+            return FAILS, ""
+        return INCONCLUSIVE, f"the interval {interval} straddles {bound:g} %"
+    if test == "within":
+        band = (0.5 - settings.chance_margin, 0.5 + settings.chance_margin)
+        if band[0] <= low and high <= band[1]:
+            return HOLDS, ""
+        if high < band[0] or low > band[1]:
+            return FAILS, ""
+        return INCONCLUSIVE, f"the interval {interval} is not inside the band [{band[0]:g}, {band[1]:g}] nor " \
+                             f"outside it"
+    if test == "trend":
+        alpha = 1 - settings.level
+        significant = p is not None and p <= alpha + 1e-12
+        if low > 0 and significant:
+            return HOLDS, ""
+        if high < 0 and significant:
+            return FAILS, ""
+        reasons = []
+        if not (low > 0 or high < 0):
+            reasons.append(f"the interval {interval} contains 0")
+        if not significant:
+            reasons.append(f"the permutation p-value {p:.3g} is above {alpha:.2g}" if p is not None
+                           else "no permutation p-value")
+        return INCONCLUSIVE, "; ".join(reasons)
+    raise ValueError(f"unknown claim test {test!r}")
+
+
+def judge(rule_key: str, row: dict | None, settings: ClaimSettings, measured_on: str,
+          missing: str = "the runs it needs are missing") -> Claim:
+    """The claim of `rule_key` on one comparison row (None: not testable, because `missing`)."""
+    rule = RULES[rule_key]
+    if row is None:
+        return Claim(rule_key, measured_on, why=missing)
+    value = row.get("value")
+    use_seeds = (row.get("seeds") or 0) >= settings.min_seeds
+    low, high = (row.get("seed_ci_low"), row.get("seed_ci_high")) if use_seeds else (row.get("ci_low"),
+                                                                                       row.get("ci_high"))
+    over = f"{row['seeds']} seeds (t)" if use_seeds else (row.get("resampled") or "")
+    evidence = "" if row.get("baseline_strings") is None else f"baseline: {_strings(row['baseline_strings'])}"
+    claim = Claim(rule_key, measured_on, value if _finite(value) else None,
+                  (low if _finite(low) else None, high if _finite(high) else None), over, row.get("p_value"),
+                  evidence)
+    if not _finite(value):
+        claim.why = missing
+        return claim
+    if rule.rate_claim and (row.get("baseline_strings") or 0) < settings.min_strings:
+        claim.verdict = INCONCLUSIVE
+        claim.why = (f"the baseline extracted {_strings(row.get('baseline_strings') or 0)}, fewer than "
+                     f"claims.min_strings = {settings.min_strings}")
+        return claim
+    if not (_finite(low) and _finite(high)):
+        claim.verdict = INCONCLUSIVE
+        defined = row.get("defined")
+        claim.why = "no interval" + ("" if defined is None else
+                                     f": the quantity is undefined in {100 * (1 - defined):.0f} % of the resamples")
+        return claim
+    claim.verdict, claim.why = verdict(rule.test, low, high, settings, value, row.get("p_value"))
+    return claim
+
+
+def _strings(n: int) -> str:
+    return f"{n} distinct string" + ("" if n == 1 else "s")
+
+
+# ------------------------------------------------------------------------------------------
+# The claims of each study
+
+
+def _rows(comparisons: pl.DataFrame, quantity: str, **equal) -> list[dict]:
+    rows = comparisons.filter(pl.col("quantity") == quantity)
+    for column, value in equal.items():
+        rows = rows.filter(pl.col(column).is_null() if value is None else pl.col(column) == value)
+    return list(rows.iter_rows(named=True))
+
+
+def _one(comparisons: pl.DataFrame, quantity: str, **equal) -> dict | None:
+    rows = _rows(comparisons, quantity, **equal)
+    return rows[0] if rows else None
+
+
+def rmft_claims(metrics: pl.DataFrame, comparisons: pl.DataFrame, settings: ClaimSettings) -> list[Claim]:
+    rate_rules = ("rmft_ter", "rmft_ser", "rmft_ppl", "rmft_vs_dedup_ter", "rmft_vs_dedup_aurc")
+    ter = [r for r in _rows(comparisons, "ter", defense=BASELINE)]
+    scopes = {r["entity_type"] for r in ter}
+    entity_type = PAPER_ENTITY_TYPE if PAPER_ENTITY_TYPE in scopes else "ALL"
+    contexts = sorted({(r["base_model"], r["tuning"], r["prompt_set"]) for r in ter if r["entity_type"] == entity_type},
+                      key=lambda c: (c[0], tuning_rank(c[1]), prompt_set_rank(c[2])))
+    if not contexts:
+        return [Claim(rule, why="needs extraction metrics (extraction.prompt_sets) and a run of the defense none")
+                for rule in rate_rules]
+    defenses = sorted({r["defense"] for r in _rows(comparisons, "ter")})
+    rmfts = [d for d in defenses if is_paper_rmft(d)]
+    dedups = [d for d in defenses if defense_kind(d) == "dedup"]
+    same = ser_equals_ter(metrics)
+    claims = []
+    for base_model, tuning, prompt_set in contexts:
+        where = f"{base_model}, {tuning}, prompts {prompt_set}, {entity_type}"
+        scope = dict(base_model=base_model, tuning=tuning, prompt_set=prompt_set, entity_type=entity_type)
+        if not rmfts:
+            claims += [Claim(rule, where, why="needs an RMFT run of the paper's scope (defenses: rmft, rmft.scope: "
+                             "email)") for rule in rate_rules]
+            continue
+        for rmft in rmfts:
+            on = f"{where}: {rmft} vs {BASELINE}"
+            claims.append(judge("rmft_ter", _one(comparisons, "ter_reduction", defense=rmft, **scope), settings, on,
+                                "no TER of both runs"))
+            ser = judge("rmft_ser", _one(comparisons, "ser_reduction", defense=rmft, **scope), settings, on,
+                        "no SER of both runs")
+            if {(base_model, d, tuning, prompt_set, entity_type) for d in (rmft, BASELINE)} <= same:
+                ser.why = (ser.why + "; " if ser.why else "") + "SER equals TER here (S_c = O at every checkpoint)"
+            claims.append(ser)
+            claims.append(judge("rmft_ppl", _one(comparisons, "ppl_increase", base_model=base_model, tuning=tuning,
+                                                 defense=rmft), settings, f"{base_model}, {tuning}: {rmft} vs "
+                                f"{BASELINE}, test messages", "no perplexity of both runs"))
+            if not dedups:
+                claims += [Claim(rule, on, why="needs a deduplication run (defenses: dedup)")
+                           for rule in rate_rules[3:]]
+                continue
+            for dedup in dedups:
+                vs = f"{where}: {rmft} vs {dedup}"
+                claims.append(judge("rmft_vs_dedup_ter", _one(comparisons, "ter_reduction_difference", defense=rmft,
+                                                              versus=dedup, **scope), settings, vs,
+                                    "no TER reduction of both defenses"))
+                claims.append(judge("rmft_vs_dedup_aurc", _one(comparisons, "aurc_difference", defense=rmft,
+                                                               versus=dedup, **scope), settings, vs,
+                                    _aurc_missing(comparisons, scope, rmft, dedup)))
+    return claims
+
+
+def _aurc_missing(comparisons: pl.DataFrame, scope: dict, rmft: str, dedup: str) -> str:
+    """Why an AURC difference is undefined: which defense has no checkpoint within τ_max, how far off."""
+    parts = []
+    for name in (rmft, dedup):
+        area = _one(comparisons, "aurc", defense=name, **scope)
+        cheapest = _one(comparisons, "min_ppl_increase", defense=name, **scope)
+        if area is None or area["value"] is None:
+            cost = cheapest["value"] if cheapest and cheapest["value"] is not None else None
+            parts.append(f"{name} has no checkpoint within τ_max" + ("" if cost is None else
+                                                                     f" (smallest PPL increase {cost:.1f} %)"))
+    return "; ".join(parts) or "no AURC of both defenses"
+
+
+def repetition_claims(comparisons: pl.DataFrame, settings: ClaimSettings) -> list[Claim]:
+    # All PII types together where measured (more strings per bucket), else the one scope there is.
+    rows = _rows(comparisons, "repetition_trend", entity_type="ALL") or _rows(comparisons, "repetition_trend")
+    rows.sort(key=lambda r: (r["base_model"], tuning_rank(r["tuning"]), prompt_set_rank(r["prompt_set"])))
+    if not rows:
+        return [Claim("repetition", why="needs extraction metrics of a run of the defense none")]
+    return [judge("repetition", row, settings, f"{row['base_model']}, {row['tuning']}, prompts {row['prompt_set']}, "
+                                               f"{row['entity_type']}, {BASELINE}, last checkpoint",
+                  "fewer than 2 repetition buckets hold true PII") for row in rows]
+
+
+def finetuning_claims(metrics: pl.DataFrame, comparisons: pl.DataFrame, settings: ClaimSettings) -> list[Claim]:
+    at = "the last checkpoint" if settings.finetuning_epoch is None else f"epoch {settings.finetuning_epoch:g}"
+    aucs = _rows(comparisons, "loss_auc", defense=BASELINE)
+    if not aucs:
+        missing = "needs membership inference on a run of the defense none"
+        return [Claim(rule, why=missing) for rule in
+                ("parameter_vs_prompt", "auc_grows", "prompt_near_chance", "lora_mlp_vs_attention", "model_size")]
+    learnt = learnt_runs(metrics, settings.finetuning_epoch)
+    claims = []
+    for base_model in sorted({r["base_model"] for r in aucs}):
+        runs = sorted((r for r in aucs if r["base_model"] == base_model), key=lambda r: tuning_rank(r["tuning"]))
+        on = f"{base_model}, {BASELINE}, {at}"
+        families = {f: [r["tuning"] for r in runs if tuning_family(r["tuning"]) == f] for f in ("parameter", "prompt")}
+        stalled = [t for t in families["prompt"] if not learnt.get((base_model, BASELINE, t), True)]
+        gap = _one(comparisons, "auc_family_gap", base_model=base_model)
+        if not families["parameter"] or not families["prompt"]:
+            missing = ("needs a parameter-based (full, head, lora) and a prompt-based (prefix, prompt, ptuning) "
+                       "tuning method")
+        else:
+            missing = f"no prompt-based run beat its base model's perplexity ({', '.join(stalled)})"
+        note = f"; left out, not learnt: {', '.join(stalled)}" if stalled and gap else ""
+        claims.append(judge("parameter_vs_prompt", gap, settings,
+                            on + (f": {gap['tuning']} vs {gap['versus']}{note}" if gap else ""), missing))
+        for row in _rows(comparisons, "auc_trend", base_model=base_model):
+            claims.append(judge("auc_grows", row, settings, f"{base_model}, {BASELINE}, {row['tuning']}, all "
+                                                            f"checkpoints"))
+        for tuning in families["prompt"]:
+            row = next(r for r in runs if r["tuning"] == tuning)
+            claim = judge("prompt_near_chance", row, settings, f"{base_model}, {BASELINE}, {tuning}, {at}")
+            if tuning in stalled:
+                claim.verdict, claim.why = UNTESTABLE, (f"{tuning}'s perplexity is no lower than its base model's: "
+                                                        f"the run has not learnt the data")
+            claims.append(claim)
+        claims.append(judge("lora_mlp_vs_attention", _one(comparisons, "auc_difference", base_model=base_model,
+                                                          tuning="lora_mlp", versus="lora_attention"), settings, on,
+                            "needs LoRA runs on MLP and on attention projections (tuning methods lora_mlp and "
+                            "lora_attention)"))
+    size = _one(comparisons, "size_trend")
+    claims.append(judge("model_size", size, settings,
+                        f"{size['versus']}, {BASELINE}, full, {at}" if size else f"{BASELINE}, full, {at}",
+                        "needs full fine-tuning of at least two GPT-2 sizes (base_models: gpt2, gpt2-medium, ...)"))
+    return claims
+
+
+# ------------------------------------------------------------------------------------------
+
+
+def claims_table(metrics: pl.DataFrame, comparisons: pl.DataFrame,
+                 settings: ClaimSettings = ClaimSettings()) -> pl.DataFrame:
+    """Every claim of the two papers with our number, its interval and its verdict (module docstring)."""
+    claims = (rmft_claims(metrics, comparisons, settings) + repetition_claims(comparisons, settings)
+              + finetuning_claims(metrics, comparisons, settings))
+    numbers = ("ours", "CI low", "CI high", "p")
+    return frame([c.row(settings) for c in claims], text_columns=[c for c in COLUMNS if c not in numbers])
+
+
+def claims_notes(table: pl.DataFrame | None, settings: ClaimSettings) -> list[str]:
+    if table is None or table.height == 0:
+        return []
+    counts = {v: table.filter(pl.col("verdict") == v).height for v in VERDICTS}
+    return [f"{100 * settings.level:g} % intervals; verdicts: " + ", ".join(f"{n} {v}" for v, n in counts.items()) +
+            ". A verdict follows from the interval (README, \"Claims\"), never from the point estimate alone."]
+
+
+def rule_table(settings: ClaimSettings = ClaimSettings()) -> str:
+    """The registry as a markdown table (claim, paper's figure, rule), as the README prints it."""
+    lines = ["| claim (paper's figure) | verdict rule |", "|---|---|"]
+    lines += [f"| {r.claim} ({r.paper}; {r.paper_label}) | {r.text(settings)} |" for r in RULES.values()]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,605 @@
+"""Every number that needs resampling, with its interval, computed once from the per-item records.
+
+The runs write one row per item beside their per-checkpoint results (no text, ids only): per true PII
+string whether a checkpoint extracted it (`extraction/{c}.strings.parquet`), per test message its NLL
+(`utility/{c}.messages.parquet`), per MIA example its attack scores (`mia/{c}.scores.parquet`). `compare`
+turns them into one long table (COMPARISON_SCHEMA, `results/comparisons.parquet`) that the tables, the
+claims and the figures read, so that a number and its interval are computed in one place.
+
+How each interval is made (`QUANTITIES` says it per quantity):
+- Extraction: a bootstrap over the strings of O. A resample draws |O| strings with replacement; every run
+  of the experiment (same base model, tuning, prompt set, PII scope) is re-scored on the same resample,
+  from which strings each of its checkpoints extracted, so comparisons between runs are paired. A single
+  run's mean rate has an exact interval instead (`_mean_rate`), which a bootstrap cannot give at 0.
+- Perplexity: a bootstrap over the test messages, every run re-scored on the same resample (paired).
+- MaxTER and AURC: strings and messages resampled together (resample i of both).
+- Membership inference: a stratified bootstrap over members and non-members (each to its own count),
+  shared by every run of the base model, so AUC differences and trends are paired.
+Each comparison draws its own seeded stream (`piimem.intervals.rng_for`: the config's `report.ci.seed`
+and the experiment's names). Intervals are percentile intervals at `report.ci.level` over the resamples
+where the quantity is defined; `defined` is that share, and below `level` no interval is given.
+
+Seeds: a quantity is computed per seed (runs compared seed with seed) and averaged; the item interval is
+the percentile interval of that seed mean over resamples (item noise only), and with two or more seeds
+`seed_ci_low`/`seed_ci_high` is Student's t interval of the per-seed values (training noise too).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+
+from piimem.intervals import (
+    LEVEL,
+    RESAMPLES,
+    chunk_sizes,
+    clopper_pearson,
+    draw_counts,
+    percentile_interval,
+    rng_for,
+    t_interval,
+    trend_p_value,
+)
+from piimem.metrics import (
+    ALL,
+    REPETITION_BUCKETS,
+    TAU_GRID,
+    _SortedScores,
+    aurcs,
+    maxter_curves_of,
+    maxter_point_arrays,
+    reductions_vs_baseline,
+    spearman_rows,
+)
+from piimem.report import papers
+from piimem.report.select import (
+    BASELINE,
+    defense_kind,
+    defense_rank,
+    extraction_entity_types,
+    learnt_runs,
+    tuning_family,
+    tuning_rank,
+)
+from piimem.runs import ResultFile
+
+COMPARISON_SCHEMA = {
+    "quantity": pl.Utf8, "base_model": pl.Utf8, "tuning": pl.Utf8, "defense": pl.Utf8, "versus": pl.Utf8,
+    "prompt_set": pl.Utf8, "entity_type": pl.Utf8, "checkpoint": pl.Utf8, "epoch": pl.Float64, "tau": pl.Float64,
+    "value": pl.Float64, "ci_low": pl.Float64, "ci_high": pl.Float64, "defined": pl.Float64, "seeds": pl.Int64,
+    "seed_ci_low": pl.Float64, "seed_ci_high": pl.Float64, "p_value": pl.Float64, "k": pl.Int64, "n": pl.Int64,
+    "baseline_strings": pl.Int64, "coverage": pl.Float64, "resampled": pl.Utf8,
+}
+# What each quantity is (README "Statistics" prints this). "over checkpoints": the mean over checkpoints;
+# `versus` names the run compared with (a defense, or a tuning method for the AUC comparisons).
+QUANTITIES = {
+    "ter": "TER (%) of one run, mean over checkpoints, with the mean of the checkpoints' exact intervals at the "
+           "Bonferroni level; k = strings of O it extracted at any checkpoint (and seed), n = |O|",
+    "ser": "SER (%) of one run, mean over checkpoints, interval as ter; k = strings extracted while in S_c, n = "
+           "|S| at the last checkpoint",
+    "ter_reduction": "TER reduction (%) vs `versus` (none), the paper's definition on the means over "
+                     "checkpoints; baseline_strings = strings the baseline extracted; paired over strings",
+    "ser_reduction": "SER reduction (%) vs none, as ter_reduction",
+    "ter_reduction_difference": "TER reduction of `defense` minus that of `versus` (RMFT vs dedup, points), "
+                                "both against none; paired over strings",
+    "maxter": "MaxTER(tau) (%) vs none at one tau; strings and messages resampled",
+    "aurc": "AURC (%) of the MaxTER curve vs none (mean height where defined; `coverage` = % of the tau grid "
+            "defined at the point estimate); strings and messages resampled",
+    "aurc_difference": "AURC of `defense` minus that of `versus` (points), resamples where both are defined",
+    "min_ppl_increase": "smallest per-checkpoint perplexity increase (%) vs none among checkpoints with a "
+                        "defined TER drop; resamples messages",
+    "repetition_trend": "Spearman rho of repetition bucket and TER at the last checkpoint (non-empty "
+                        "buckets); p_value = exact permutation p of a trend in rho's direction; resamples strings",
+    "ppl_mean": "ppl_mean (mean over test messages of exp(mean NLL)) of one run: over checkpoints "
+                "(checkpoint null) or at one checkpoint; n = messages; resamples messages",
+    "ppl_increase": "perplexity increase (%) vs none, on the means over checkpoints; paired over messages",
+    "ppl_base": "ppl_mean of the base model (before fine-tuning) on the same test messages; resamples messages",
+    "loss_auc": "LOSS AUC of one run at the table epoch (report.finetuning_epoch); n = members + non-members; "
+                "resamples members and non-members",
+    "auc_difference": "LOSS AUC of `tuning` minus that of `versus` at the table epoch; paired over members "
+                      "and non-members",
+    "auc_family_gap": "lowest LOSS AUC of the parameter-based runs (`tuning`) minus the highest of the "
+                      "prompt-based runs that learnt (`versus`) at the table epoch; paired",
+    "auc_trend": "Spearman rho of epoch and LOSS AUC over a run's checkpoints; p_value = exact permutation p in "
+                 "rho's direction; paired over members and non-members",
+    "size_trend": "Spearman rho of GPT-2 size and full fine-tuning's LOSS AUC at the table epoch; each base "
+                  "model's sample resampled on its own",
+}
+RUN_COLUMNS = ("base_model", "defense", "tuning", "seed")
+PARTS = {"extraction": "strings", "utility": "messages", "mia": "scores"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """`report.ci` (level, resamples, seed), the tau grid and the table epoch of the config."""
+
+    level: float = LEVEL
+    resamples: int = RESAMPLES
+    seed: int = 42
+    taus: tuple[float, ...] = TAU_GRID
+    finetuning_epoch: float | None = None
+
+
+# ------------------------------------------------------------------------------------------
+# Per-item records
+
+
+@dataclass
+class Items:
+    """The per-item records of every run, with the run's columns (RUN_COLUMNS) and checkpoint:
+    strings (prompt_set, entity_type, string_id, occurrences, seen, extracted), messages (doc_id, n_tokens,
+    nll_sum, base_nll_sum: the base model's on the same message), scores (index, member, loss: the LOSS
+    score of the members' original text)."""
+
+    strings: pl.DataFrame = field(default_factory=pl.DataFrame)
+    messages: pl.DataFrame = field(default_factory=pl.DataFrame)
+    scores: pl.DataFrame = field(default_factory=pl.DataFrame)
+
+
+def item_files(results: Iterable[str]) -> list[str]:
+    """The per-item record beside each per-checkpoint result file (`{kind}/{checkpoint}.{part}.parquet`)."""
+    out = []
+    for path in map(str, results):
+        kind = ResultFile.parse(path).kind
+        if kind in PARTS:
+            out.append(path.removesuffix(".tsv") + f".{PARTS[kind]}.parquet")
+    return out
+
+
+def read_items(paths: Iterable[str | os.PathLike]) -> Items:
+    """Items from per-item record files (`item_files`); ValueError naming a file that lacks a column."""
+    need = {"strings": ("prompt_set", "entity_type", "string_id", "occurrences", "seen", "extracted"),
+            "messages": ("doc_id", "n_tokens", "nll_sum", "base_nll_sum"), "scores": ("index", "member", "loss")}
+    parts: dict[str, list[pl.DataFrame]] = {name: [] for name in need}
+    for path in paths:
+        record = ResultFile.parse(path, part=True)
+        if record.part not in need:
+            raise ValueError(f"{path}: unknown per-item record {record.part!r} (expected one of {list(need)})")
+        table = pl.read_parquet(record.path)
+        if record.part == "scores" and "member_text" in table.columns:
+            table = table.filter(pl.col("member_text") == "original")
+        missing = [c for c in need[record.part] if c not in table.columns]
+        if missing:
+            raise ValueError(f"{path}: per-item record lacks column(s) {missing}; it has {table.columns}")
+        run = record.run
+        parts[record.part].append(table.select(
+            pl.lit(run.base).alias("base_model"), pl.lit(run.defense).alias("defense"),
+            pl.lit(run.tuning).alias("tuning"), pl.lit(run.seed, dtype=pl.Int64).alias("seed"),
+            pl.lit(record.checkpoint).alias("checkpoint"), *need[record.part]))
+    return Items(**{name: pl.concat(frames) if frames else pl.DataFrame() for name, frames in parts.items()})
+
+
+# ------------------------------------------------------------------------------------------
+# Estimates: a quantity per seed, at the point and in every resample
+
+
+@dataclass
+class Estimate:
+    """A quantity per seed: `point` (S, ...) on the items as measured, `boot` (B, S, ...) on each resample."""
+
+    seeds: tuple[int, ...]
+    point: np.ndarray
+    boot: np.ndarray
+
+    def on(self, seeds: Sequence[int]) -> Estimate:
+        index = [self.seeds.index(s) for s in seeds]
+        return Estimate(tuple(seeds), self.point[index], self.boot[:, index])
+
+    def at(self, index) -> Estimate:
+        """The estimate at one position of its last axis (a checkpoint, a tau)."""
+        return Estimate(self.seeds, self.point[..., index], self.boot[..., index])
+
+
+def combine(function: Callable, *estimates: Estimate) -> Estimate:
+    """`function` of estimates on the seeds they share, applied alike to the points and the resamples (it
+    must work on the trailing axes, e.g. checkpoints)."""
+    seeds = sorted(set.intersection(*(set(e.seeds) for e in estimates)))
+    picked = [e.on(seeds) for e in estimates]
+    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return Estimate(tuple(seeds), function(*(e.point for e in picked)), function(*(e.boot for e in picked)))
+
+
+def _nanmean(values: np.ndarray, axis) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the mean of no value is NaN, as intended
+        return np.nanmean(values, axis=axis)
+
+
+def summary(estimate: Estimate, level: float) -> dict:
+    """value (mean over seeds), its item interval, the share of resamples where it is defined, and with two
+    or more seeds the t interval across seeds. A scalar estimate per seed: point (S,), boot (B, S).
+
+    No item interval where the quantity is undefined in more than 1 - level of the resamples (a reduction
+    against a baseline that extracted one string is undefined whenever a resample misses that string):
+    percentiles of the remaining resamples would describe a selected subset, not the estimate."""
+    if not estimate.seeds:
+        return {"value": None}
+    value = float(_nanmean(estimate.point, 0))
+    replicates = _nanmean(estimate.boot, 1)
+    defined = float(np.isfinite(replicates).mean())
+    low, high = (percentile_interval(replicates, level) if math.isfinite(value) and defined >= level - 1e-12
+                 else (math.nan, math.nan))
+    seed_low, seed_high = t_interval(list(estimate.point), level) if len(estimate.seeds) > 1 else (math.nan,) * 2
+    return {"value": value, "ci_low": low, "ci_high": high, "defined": defined,
+            "seeds": len(estimate.seeds), "seed_ci_low": seed_low, "seed_ci_high": seed_high}
+
+
+# ------------------------------------------------------------------------------------------
+# Aligning a run's records into arrays (seed, checkpoint, item)
+
+
+def _checkpoints(frame: pl.DataFrame, metrics: pl.DataFrame) -> list[str]:
+    """A run group's checkpoints in epoch order (epochs from metrics.parquet)."""
+    ids = set(frame["checkpoint"].unique().to_list())
+    epochs = dict(metrics.filter(pl.col("checkpoint").is_in(list(ids))).select("checkpoint", "epoch").unique().rows())
+    return sorted(ids, key=lambda c: (epochs.get(c, math.inf), c))
+
+
+def _arrays(frame: pl.DataFrame, item: str, columns: Sequence[str], checkpoints: Sequence[str],
+            items: np.ndarray, what: str) -> tuple[tuple[int, ...], dict[str, np.ndarray]]:
+    """(seeds, {column: (S, C, N) array}) of one run's records, items in the order of `items`."""
+    seeds = tuple(sorted(frame["seed"].unique().to_list()))
+    order = pl.DataFrame({"checkpoint": list(checkpoints), "_c": list(range(len(checkpoints)))})
+    ranked = (frame.join(order, on="checkpoint").join(pl.DataFrame({item: items, "_i": np.arange(len(items))}),
+                                                      on=item).sort("seed", "_c", "_i"))
+    expected = len(seeds) * len(checkpoints) * len(items)
+    if ranked.height != expected or frame.height != expected:
+        raise ValueError(f"{what}: the per-item records do not cover every item at every checkpoint of every seed "
+                         f"({frame.height} rows, expected {len(seeds)} seeds x {len(checkpoints)} checkpoints x "
+                         f"{len(items)} items); rerun the attack of that run")
+    shape = (len(seeds), len(checkpoints), len(items))
+    return seeds, {c: ranked[c].to_numpy().reshape(shape) for c in columns}
+
+
+def _resampled(seeds, arrays: dict[str, np.ndarray], statistic: Callable, weight_chunks: list[np.ndarray]) -> Estimate:
+    """`statistic(weights (b, N), arrays) -> (b, S, C)` at the point (all weights 1) and on every resample."""
+    n = next(iter(arrays.values())).shape[-1]
+    point = statistic(np.ones((1, n)), arrays)[0]
+    boot = np.concatenate([statistic(w, arrays) for w in weight_chunks]) if weight_chunks else point[None]
+    return Estimate(seeds, point, boot)
+
+
+def _weight_chunks(rng: np.random.Generator, n: int, resamples: int) -> list[np.ndarray]:
+    return [draw_counts(rng, n, b) for b in chunk_sizes(resamples, n)]
+
+
+def _weighted_mean(weights: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Weighted mean over items: (b, N) x (S, C, N) -> (b, S, C)."""
+    return np.einsum("bn,scn->bsc", weights, values) / weights.sum(axis=1)[:, None, None]
+
+
+def _weighted_rate(weights: np.ndarray, hits: np.ndarray, among: np.ndarray | None = None) -> np.ndarray:
+    """100 x weighted share of `hits` among the items (or among those marked in `among`), NaN over none."""
+    if among is None:
+        return 100.0 * _weighted_mean(weights, hits.astype(np.float64))
+    numerator = np.einsum("bn,scn->bsc", weights, (hits & among).astype(np.float64))
+    denominator = np.einsum("bn,scn->bsc", weights, among.astype(np.float64))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denominator > 0, 100.0 * numerator / denominator, np.nan)
+
+
+# ------------------------------------------------------------------------------------------
+# The comparisons
+
+
+def _row(quantity: str, values: dict, **keys) -> dict:
+    return {"quantity": quantity, **keys, **values}
+
+
+def _perplexity(messages: pl.DataFrame, metrics: pl.DataFrame, settings: Settings) -> tuple[list[dict], dict]:
+    """ppl_mean (over checkpoints and per checkpoint) of every run and ppl_increase vs none, paired over the
+    test messages; also {(base, tuning, defense): (Estimate (S, C), checkpoints)} for the MaxTER curves."""
+    rows, estimates = [], {}
+    if messages.height == 0:
+        return rows, estimates
+    scored = messages.filter(pl.col("n_tokens") > 0).with_columns(
+        ppl=(pl.col("nll_sum") / pl.col("n_tokens")).exp(),
+        ppl_base=(pl.col("base_nll_sum") / pl.col("n_tokens")).exp())
+    for (base_model, tuning), group in sorted(scored.group_by("base_model", "tuning"),
+                                              key=lambda g: (g[0][0], tuning_rank(g[0][1]))):
+        docs = np.sort(group["doc_id"].unique().to_numpy())
+        checkpoints = _checkpoints(group, metrics)
+        rng = rng_for(settings.seed, "messages", base_model, tuning)
+        chunks = _weight_chunks(rng, len(docs), settings.resamples)
+        first = group.filter((pl.col("defense") == group["defense"][0]) & (pl.col("seed") == group["seed"][0])
+                             & (pl.col("checkpoint") == checkpoints[0]))
+        seeds, arrays = _arrays(first, "doc_id", ["ppl_base"], checkpoints[:1], docs, f"{base_model} base model")
+        base_model_ppl = _resampled(seeds, arrays, lambda w, a: _weighted_mean(w, a["ppl_base"]), chunks)
+        rows.append(_row("ppl_base", summary(combine(lambda p: p[..., 0], base_model_ppl), settings.level),
+                         base_model=base_model, tuning=tuning, n=len(docs), resampled="messages"))
+        for (defense,), run in sorted(group.group_by("defense"), key=lambda g: defense_rank(g[0][0])):
+            seeds, arrays = _arrays(run, "doc_id", ["ppl"], checkpoints, docs,
+                                    f"{base_model}/{defense}-{tuning} test messages")
+            estimate = _resampled(seeds, arrays, lambda w, a: _weighted_mean(w, a["ppl"]), chunks)
+            estimates[(base_model, tuning, defense)] = (estimate, checkpoints)
+            keys = dict(base_model=base_model, tuning=tuning, defense=defense, n=len(docs), resampled="messages")
+            rows.append(_row("ppl_mean", summary(combine(lambda p: _nanmean(p, -1), estimate), settings.level),
+                             **keys))
+            epochs = _epochs(metrics, base_model, defense, tuning)
+            for i, checkpoint in enumerate(checkpoints):
+                rows.append(_row("ppl_mean", summary(estimate.at(i), settings.level), checkpoint=checkpoint,
+                                 epoch=epochs.get(checkpoint), **keys))
+        base = estimates.get((base_model, tuning, BASELINE))
+        for (b, t, defense), (estimate, _) in list(estimates.items()):
+            if (b, t) != (base_model, tuning) or defense == BASELINE or base is None:
+                continue
+            increase = combine(lambda m, r: -reductions_vs_baseline(m, r), estimate, base[0])
+            rows.append(_row("ppl_increase", summary(increase, settings.level), base_model=base_model, tuning=tuning,
+                             defense=defense, versus=BASELINE, n=len(docs), resampled="messages"))
+    return rows, estimates
+
+
+def _epochs(metrics: pl.DataFrame, base_model: str, defense: str, tuning: str) -> dict[str, float]:
+    rows = metrics.filter((pl.col("base_model") == base_model) & (pl.col("defense") == defense)
+                          & (pl.col("tuning") == tuning))
+    return dict(rows.select("checkpoint", "epoch").unique().rows())
+
+
+def _extraction(strings: pl.DataFrame, metrics: pl.DataFrame, perplexity: dict, settings: Settings) -> list[dict]:
+    """ter, ser per run; reductions, MaxTER, AURC vs none; RMFT vs dedup; the repetition trend of none."""
+    rows: list[dict] = []
+    if strings.height == 0:
+        return rows
+    for entity_type in extraction_entity_types(metrics) or [ALL]:
+        scoped = strings if entity_type == ALL else strings.filter(pl.col("entity_type") == entity_type)
+        for (base_model, tuning, prompt_set), group in sorted(
+                scoped.group_by("base_model", "tuning", "prompt_set"),
+                key=lambda g: (g[0][0], tuning_rank(g[0][1]), g[0][2])):
+            rows += _extraction_experiment(group, metrics, perplexity, settings, base_model=base_model,
+                                           tuning=tuning, prompt_set=prompt_set, entity_type=entity_type)
+    return rows
+
+
+def _extraction_experiment(group: pl.DataFrame, metrics: pl.DataFrame, perplexity: dict, settings: Settings,
+                           **keys) -> list[dict]:
+    level, taus = settings.level, np.asarray(settings.taus, dtype=np.float64)
+    ids = np.sort(group["string_id"].unique().to_numpy())
+    checkpoints = _checkpoints(group, metrics)
+    rng = rng_for(settings.seed, "strings", *keys.values())
+    chunks = _weight_chunks(rng, len(ids), settings.resamples)
+    runs, strings_of = {}, {}
+    for (defense,), run in sorted(group.group_by("defense"), key=lambda g: defense_rank(g[0][0])):
+        what = f"{keys['base_model']}/{defense}-{keys['tuning']} strings, prompts {keys['prompt_set']}"
+        seeds, arrays = _arrays(run, "string_id", ["extracted", "seen", "occurrences"], checkpoints, ids, what)
+        runs[defense] = {
+            "ter": _resampled(seeds, arrays, lambda w, a: _weighted_rate(w, a["extracted"]), chunks),
+            "ser": _resampled(seeds, arrays, lambda w, a: _weighted_rate(w, a["extracted"], a["seen"]), chunks),
+            "arrays": arrays, "seeds": seeds,
+        }
+        strings_of[defense] = int(arrays["extracted"].any(axis=(0, 1)).sum())
+    rows = []
+    for defense, run in runs.items():
+        arrays = run["arrays"]
+        extracted, seen = arrays["extracted"], arrays["seen"]
+        base = dict(keys, defense=defense, resampled="checkpoints (exact)")
+        rows.append(_row("ter", _mean_rate(extracted.sum(-1), np.full(extracted.shape[:2], len(ids)), level),
+                         k=strings_of[defense], n=len(ids), **base))
+        rows.append(_row("ser", _mean_rate((extracted & seen).sum(-1), seen.sum(-1), level),
+                         k=int((extracted & seen).any(axis=(0, 1)).sum()), n=int(seen[:, -1].any(axis=0).sum()),
+                         **base))
+    if BASELINE not in runs:
+        return rows
+    baseline = runs[BASELINE]
+    evidence = strings_of[BASELINE]
+    reductions, areas = {}, {}
+    ppl_base = perplexity.get((keys["base_model"], keys["tuning"], BASELINE))
+    for defense, run in runs.items():
+        if defense == BASELINE:
+            continue
+        compared = dict(keys, defense=defense, versus=BASELINE, baseline_strings=evidence, n=len(ids))
+        for metric in ("ter", "ser"):
+            reduction = combine(reductions_vs_baseline, run[metric], baseline[metric])
+            if metric == "ter":
+                reductions[defense] = reduction
+            rows.append(_row(f"{metric}_reduction", summary(reduction, level), resampled="strings", **compared))
+        ppl = perplexity.get((keys["base_model"], keys["tuning"], defense))
+        if ppl is None or ppl_base is None or ppl[1] != checkpoints:
+            continue
+        cost_drop = combine(lambda tm, tb, pm, pb: np.stack(maxter_point_arrays(tm, tb, pm, pb), axis=-2),
+                            run["ter"], baseline["ter"], ppl[0], ppl_base[0])
+        # stacked: (S, 2, C) at the point, (B, S, 2, C) resampled; [..., 0, :] is the cost, [..., 1, :] the drop
+        curves = combine(lambda cd: maxter_curves_of(cd[..., 0, :], cd[..., 1, :], taus), cost_drop)
+        area = combine(lambda c: aurcs(taus, c)[0], curves)
+        areas[defense] = area
+        coverage = combine(lambda c: aurcs(taus, c)[1], curves)
+        both = dict(compared, resampled="strings+messages")
+        rows.append(_row("aurc", summary(area, level), coverage=float(_nanmean(coverage.point, 0)), **both))
+        for i, tau in enumerate(taus):
+            rows.append(_row("maxter", summary(curves.at(i), level), tau=float(tau), **both))
+        cheapest = combine(lambda cd: np.where(np.isfinite(cd[..., 0, :]).any(-1),
+                                               np.nanmin(np.where(np.isfinite(cd[..., 0, :]), cd[..., 0, :], np.inf),
+                                                         axis=-1), np.nan), cost_drop)
+        rows.append(_row("min_ppl_increase", summary(cheapest, level), **both))
+    for rmft in (d for d in runs if defense_kind(d) == "rmft"):
+        for dedup in (d for d in runs if defense_kind(d) == "dedup"):
+            vs = dict(keys, defense=rmft, versus=dedup, baseline_strings=evidence, n=len(ids))
+            rows.append(_row("ter_reduction_difference",
+                             summary(combine(np.subtract, reductions[rmft], reductions[dedup]), level),
+                             resampled="strings", **vs))
+            if rmft in areas and dedup in areas:
+                rows.append(_row("aurc_difference", summary(combine(np.subtract, areas[rmft], areas[dedup]), level),
+                                 resampled="strings+messages", **vs))
+    rows.append(_repetition_trend(baseline, chunks, level, keys, evidence, len(ids)))
+    return rows
+
+
+def _mean_rate(k: np.ndarray, n: np.ndarray, level: float) -> dict:
+    """A rate's mean over checkpoints (and seeds), in %, from its counts k of n (seeds x checkpoints), with
+    an exact interval: the mean of the Clopper-Pearson bounds of each of the m rates at level
+    1 - (1 - level) / m. All m intervals hold at once with probability >= level (Bonferroni), so their mean
+    holds the mean rate at least as often. (A bootstrap over strings cannot do this where nothing was
+    extracted: every resample extracts nothing too, [0, 0]; the exact interval says how much a run could
+    still extract.) With several seeds, also the t interval of the per-seed means."""
+    kept = n > 0
+    if not kept.any():
+        return {"value": None}
+    each = 1 - (1 - level) / kept.sum()
+    bounds = np.asarray([clopper_pearson(int(a), int(b), each) for a, b in zip(k[kept], n[kept])])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_seed = _nanmean(np.where(kept, 100 * k / np.where(kept, n, 1), np.nan), 1)
+    seed_low, seed_high = t_interval(list(per_seed), level) if len(per_seed) > 1 else (math.nan, math.nan)
+    return {"value": float(np.mean(100 * k[kept] / n[kept])), "ci_low": float(100 * bounds[:, 0].mean()),
+            "ci_high": float(100 * bounds[:, 1].mean()), "defined": 1.0, "seeds": len(per_seed),
+            "seed_ci_low": seed_low, "seed_ci_high": seed_high}
+
+
+def _repetition_trend(run: dict, chunks: list[np.ndarray], level: float, keys: dict, evidence: int,
+                      n: int) -> dict:
+    """Spearman rho of repetition bucket (lower bound) and TER at the last checkpoint over the buckets that
+    hold true PII; a resample whose rates are all equal has no trend (rho 0)."""
+    occurrences = run["arrays"]["occurrences"][0, 0]
+    masks = [(occurrences >= low) & (occurrences <= (high if high is not None else np.inf))
+             for low, high in REPETITION_BUCKETS]
+    kept = [i for i, mask in enumerate(masks) if mask.any()]
+    lows = np.asarray([REPETITION_BUCKETS[i][0] for i in kept], dtype=np.float64)
+    extracted = run["arrays"]["extracted"][:, -1].astype(np.float64)  # (S, N), the last checkpoint
+
+    def rates(weights: np.ndarray, _arrays) -> np.ndarray:  # (b, S, buckets)
+        out = []
+        for i in kept:
+            w = weights * masks[i]
+            total = w.sum(axis=1)[:, None]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out.append(np.where(total > 0, 100.0 * (w @ extracted.T) / total, np.nan))
+        return np.stack(out, axis=-1)
+
+    by_bucket = _resampled(run["seeds"], run["arrays"], rates, chunks)
+    row = dict(keys, defense=BASELINE, checkpoint=None, baseline_strings=evidence, n=n, resampled="strings")
+    if len(kept) < 2:
+        return _row("repetition_trend", {"value": None}, **row)
+
+    def trend(r: np.ndarray) -> np.ndarray:
+        rho = spearman_rows(lows, r)
+        return np.where(np.isnan(rho) & ~np.isnan(r).all(-1), 0.0, rho)
+
+    rho = combine(trend, by_bucket)
+    values = summary(rho, level)
+    values["p_value"] = _trend_p(lows, _nanmean(by_bucket.point, 0), values["value"])
+    return _row("repetition_trend", values, **row)
+
+
+def _membership(scores: pl.DataFrame, metrics: pl.DataFrame, settings: Settings) -> list[dict]:
+    """LOSS AUC of every undefended run at the table epoch, AUC differences and trends, paired over the
+    members and non-members of each base model."""
+    rows: list[dict] = []
+    if scores.height == 0:
+        return rows
+    learnt = learnt_runs(metrics, settings.finetuning_epoch)
+    at_epoch: dict[str, dict[str, Estimate]] = {}
+    for (base_model,), group in sorted(scores.filter(pl.col("defense") == BASELINE).group_by("base_model")):
+        group = _scored_everywhere(group)
+        aucs = _aucs(group, metrics, settings, base_model)
+        chosen = {}
+        for tuning, (estimate, run_epochs) in aucs.items():
+            index = _nearest(run_epochs, settings.finetuning_epoch)
+            chosen[tuning] = estimate.at(index)
+            n = int(group.filter((pl.col("tuning") == tuning)).select("index").n_unique())
+            rows.append(_row("loss_auc", summary(chosen[tuning], settings.level), base_model=base_model,
+                             tuning=tuning, defense=BASELINE, epoch=run_epochs[index], n=n,
+                             resampled="members+non-members"))
+            if tuning_family(tuning) == "parameter" and len(run_epochs) >= 2:
+                rho = combine(lambda a: spearman_rows(np.asarray(run_epochs), a), estimate)
+                values = summary(rho, settings.level)
+                values["p_value"] = _trend_p(run_epochs, _nanmean(estimate.point, 0), values["value"])
+                rows.append(_row("auc_trend", values, base_model=base_model, tuning=tuning, defense=BASELINE, n=n,
+                                 resampled="members+non-members"))
+        at_epoch[base_model] = chosen
+        keys = dict(base_model=base_model, defense=BASELINE, resampled="members+non-members")
+        parameter = [t for t in chosen if tuning_family(t) == "parameter"]
+        prompt = [t for t in chosen if tuning_family(t) == "prompt" and learnt.get((base_model, BASELINE, t), True)]
+        if parameter and prompt:
+            gap = combine(lambda *a: np.min(np.stack(a[:len(parameter)]), axis=0)
+                          - np.max(np.stack(a[len(parameter):]), axis=0),
+                          *(chosen[t] for t in parameter), *(chosen[t] for t in prompt))
+            rows.append(_row("auc_family_gap", summary(gap, settings.level), tuning=",".join(parameter),
+                             versus=",".join(prompt), **keys))
+        if "lora_mlp" in chosen and "lora_attention" in chosen:
+            rows.append(_row("auc_difference", summary(combine(np.subtract, chosen["lora_mlp"],
+                                                               chosen["lora_attention"]), settings.level),
+                             tuning="lora_mlp", versus="lora_attention", **keys))
+    sized = sorted((papers.model_size_rank(b), b) for b, chosen in at_epoch.items()
+                   if "full" in chosen and papers.model_size_rank(b) is not None)
+    if len(sized) >= 2:
+        # Each base model has its own sample: seed means per model, resampled independently, side by side.
+        per_model = [_seed_mean(at_epoch[b]["full"]) for _, b in sized]
+        stacked = Estimate((0,), np.concatenate([e.point for e in per_model], axis=-1),
+                           np.concatenate([e.boot for e in per_model], axis=-1))
+        ranks = np.asarray([r for r, _ in sized], dtype=np.float64)
+        values = summary(combine(lambda a: spearman_rows(ranks, a), stacked), settings.level)
+        values["p_value"] = _trend_p(ranks, stacked.point[0], values["value"])
+        rows.append(_row("size_trend", values, tuning="full", defense=BASELINE,
+                         versus=",".join(b for _, b in sized), resampled="members+non-members"))
+    return rows
+
+
+def _trend_p(x, y, rho: float | None) -> float:
+    """The exact permutation p-value of a trend in the direction of the observed rho (`trend_p_value`)."""
+    if rho is None or not math.isfinite(rho):
+        return math.nan
+    return trend_p_value(x, y, alternative="less" if rho < 0 else "greater")
+
+
+def _seed_mean(estimate: Estimate) -> Estimate:
+    """An estimate (S,) as one value per resample: (1, 1) at the point, (B, 1, 1) resampled."""
+    return Estimate((0,), _nanmean(estimate.point, 0)[None, None], _nanmean(estimate.boot, 1)[:, None, None])
+
+
+def _nearest(epochs: Sequence[float], epoch: float | None) -> int:
+    """Index of the checkpoint nearest `epoch` (ties: the earlier), the last when None (as `at_checkpoint`)."""
+    if epoch is None:
+        return len(epochs) - 1
+    return min(range(len(epochs)), key=lambda i: (abs(epochs[i] - epoch), epochs[i]))
+
+
+def _scored_everywhere(group: pl.DataFrame) -> pl.DataFrame:
+    """The examples every run scored (an example of fewer than 2 tokens has no score anywhere), so that
+    every run is compared on the same members and non-members."""
+    unscored = group.filter(pl.col("loss").is_null() | pl.col("loss").is_nan())["index"].unique()
+    return group.filter(~pl.col("index").is_in(unscored.to_list()))
+
+
+def _aucs(group: pl.DataFrame, metrics: pl.DataFrame, settings: Settings,
+          base_model: str) -> dict[str, tuple[Estimate, list[float]]]:
+    """{tuning: (LOSS AUC Estimate (S, C), the checkpoints' epochs)} of one base model's undefended runs."""
+    examples = group.select("index", "member").unique("index").sort("index")
+    indexes, labels = examples["index"].to_numpy(), examples["member"].to_numpy().astype(bool)
+    members, others = np.flatnonzero(labels), np.flatnonzero(~labels)
+    rng = rng_for(settings.seed, "members", base_model)
+    draws = [(draw_counts(rng, len(others), b), draw_counts(rng, len(members), b))
+             for b in chunk_sizes(settings.resamples, len(indexes))]
+    out = {}
+    for (tuning,), run in sorted(group.group_by("tuning"), key=lambda g: tuning_rank(g[0][0])):
+        checkpoints = _checkpoints(run, metrics)
+        seeds, arrays = _arrays(run, "index", ["loss"], checkpoints, indexes, f"{base_model}/none-{tuning} MIA scores")
+        point = np.empty((len(seeds), len(checkpoints)))
+        boot = np.empty((settings.resamples, len(seeds), len(checkpoints)))
+        ones = (np.ones((1, len(members)), dtype=np.int64), np.ones((1, len(others)), dtype=np.int64))
+        for s in range(len(seeds)):
+            for c in range(len(checkpoints)):
+                sorted_scores = _SortedScores(arrays["loss"][s, c], labels)
+                point[s, c] = sorted_scores.aucs(*ones)[0]
+                boot[:, s, c] = np.concatenate([sorted_scores.aucs(m, o) for o, m in draws])
+        epochs = _epochs(metrics, base_model, BASELINE, tuning)
+        out[tuning] = (Estimate(seeds, point, boot), [epochs.get(c, math.nan) for c in checkpoints])
+    return out
+
+
+# ------------------------------------------------------------------------------------------
+
+
+def compare(metrics: pl.DataFrame, items: Items, settings: Settings = Settings()) -> pl.DataFrame:
+    """The comparison table (COMPARISON_SCHEMA; module docstring) of a metrics table and its runs' items."""
+    rows, perplexity = _perplexity(items.messages, metrics, settings)
+    rows += _extraction(items.strings, metrics, perplexity, settings)
+    rows += _membership(items.scores, metrics, settings)
+    clean = [{c: (None if isinstance(r.get(c), float) and math.isnan(r[c]) else r.get(c)) for c in COMPARISON_SCHEMA}
+             for r in rows]
+    return pl.DataFrame(clean, schema=COMPARISON_SCHEMA, orient="row") if clean else pl.DataFrame(
+        schema=COMPARISON_SCHEMA)

@@ -1,0 +1,199 @@
+"""Selecting and ranking rows of the tidy metrics table (`piimem.aggregate.METRICS_SCHEMA`).
+
+Names the report sorts by (defenses, tuning methods, attacks, prompt sets, repetition buckets) and the
+row selections every table, claim and figure starts from: one metric of one experiment, one checkpoint per
+run, the members' original text, per-checkpoint seed means.
+
+Averaging: a value "over checkpoints" is the mean over checkpoints of the mean over seeds at each
+checkpoint; a value "at the last checkpoint" is taken, per run, at the run's checkpoint with the largest
+epoch, then averaged over seeds. Undefined values (null: a rate over an empty set) are left out of means.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+
+import polars as pl
+
+from piimem.report import papers
+
+BASELINE = "none"
+# Display order of defenses and tuning methods; names not listed follow, alphabetically. Every tuning name
+# that starts with "lora" (lora_attention, lora_mlp, ...) sorts with "lora".
+DEFENSE_ORDER = ("none", "dedup", "rmft", "scrub")
+TUNING_ORDER = ("full", "head", "lora", "prefix", "prompt", "ptuning")
+ATTACK_ORDER = ("loss", "ref", "zlib", "min_k", "min_k_pp", "lowercase")
+# Prompt sets: the paper's main one (prefixes of training PII) first, user-given sets after, alphabetically.
+PROMPT_SET_ORDER = ("train-prefix", "test", "public")
+# The RMFT paper's TER and SER count e-mail addresses only: its figures stand beside our e-mail rows.
+PAPER_ENTITY_TYPE = "EMAIL_ADDRESS"
+RUN_KEYS = ("base_model", "defense", "tuning", "seed")
+
+
+def _rank(value: str | None, order: Sequence[str]) -> tuple[int, str]:
+    value = "" if value is None else value
+    for i, name in enumerate(order):
+        if value == name or (name == "lora" and value.startswith("lora")):
+            return i, value
+    return len(order), value
+
+
+def defense_rank(defense: str | None) -> tuple[int, str]:
+    """Sort key of a defense name: DEFENSE_ORDER first, then the others alphabetically."""
+    return _rank(defense, DEFENSE_ORDER)
+
+
+def tuning_rank(tuning: str | None) -> tuple[int, str]:
+    """Sort key of a tuning name: TUNING_ORDER (lora* with lora), then the others alphabetically."""
+    return _rank(tuning, TUNING_ORDER)
+
+
+def prompt_set_rank(prompt_set: str | None) -> tuple[int, str]:
+    """Sort key of a prompt set name: PROMPT_SET_ORDER first, then the others alphabetically."""
+    return _rank(prompt_set, PROMPT_SET_ORDER)
+
+
+def attack_rank(attack: str) -> tuple[int, str]:
+    """Sort key of an attack name; min_k_<K> and min_k_pp_<K> sort by their family."""
+    family = attack
+    for prefix in ("min_k_pp", "min_k"):
+        if attack.startswith(prefix):
+            family = prefix
+            break
+    return _rank(family, ATTACK_ORDER)[0], attack
+
+
+def attack_label(attack: str) -> str:
+    """Display name of an attack: LOSS, Ref, Zlib, Min-20%, Min-20%++, Lowercase."""
+    if attack.startswith("min_k_pp_"):
+        return f"Min-{attack.removeprefix('min_k_pp_')}%++"
+    if attack.startswith("min_k_"):
+        return f"Min-{attack.removeprefix('min_k_')}%"
+    return {"loss": "LOSS", "ref": "Ref", "zlib": "Zlib", "lowercase": "Lowercase"}.get(attack, attack)
+
+
+def bucket_rank(bucket: str) -> int:
+    """Sort key of a repetition bucket label ("1", "2-3", "16+"): its lower bound."""
+    return int(bucket.split("-")[0].rstrip("+"))
+
+
+def sort_rows(rows: list[dict], keys: Sequence[str]) -> list[dict]:
+    """`rows` sorted by `keys`: defense and tuning in display order, other columns alphabetically."""
+    rankers = {"defense": defense_rank, "tuning": tuning_rank, "prompt_set": prompt_set_rank}
+    return sorted(rows, key=lambda r: [rankers[k](r[k]) if k in rankers else _rank(r[k], ()) for k in keys])
+
+
+def defense_kind(defense: str) -> str:
+    """The defense a variant name belongs to: "rmft_all_p0.5" -> "rmft" (piimem.config.defense_variants)."""
+    return defense.split("_", 1)[0]
+
+
+def is_paper_rmft(defense: str) -> bool:
+    """An RMFT variant of the paper's scope (e-mail addresses): any rmft variant but the `all` scope."""
+    return defense_kind(defense) == "rmft" and "all" not in defense.split("_")[1:]
+
+
+def tuning_family(tuning: str) -> str | None:
+    """"parameter" (full, head, lora*), "prompt" (prefix, prompt, ptuning) or None: Hou et al.'s two kinds."""
+    base = tuning.split("_", 1)[0]
+    return "parameter" if base in papers.PARAMETER_BASED else "prompt" if base in papers.PROMPT_BASED else None
+
+
+def original_view(metrics: pl.DataFrame) -> pl.DataFrame:
+    """The rows that score the members' original text (membership inference's headline view), and every
+    row without a view (not membership inference)."""
+    if "member_text" not in metrics.columns:
+        return metrics
+    return metrics.filter(pl.col("member_text").is_null() | (pl.col("member_text") == "original"))
+
+
+def finite(values: Iterable[float | None]) -> list[float]:
+    return [v for v in values if v is not None and not math.isnan(v)]
+
+
+def mean(values: Iterable[float | None]) -> float | None:
+    kept = finite(values)
+    return math.fsum(kept) / len(kept) if kept else None
+
+
+def select_metrics(metrics: pl.DataFrame, metric_names: Iterable[str], **equal) -> pl.DataFrame:
+    """Rows of the given metrics whose columns equal the given values (None matches null)."""
+    rows = metrics.filter(pl.col("metric").is_in(list(metric_names)))
+    for column, value in equal.items():
+        rows = rows.filter(pl.col(column).is_null() if value is None else pl.col(column) == value)
+    return rows.with_columns(pl.col("value").fill_nan(None))
+
+
+def seed_means(rows: pl.DataFrame, keys: Sequence[str]) -> pl.DataFrame:
+    """Mean over seeds of value (and ci, epoch) per `keys` + checkpoint + metric, with the number of seeds."""
+    group = [*keys, "checkpoint", "metric"]
+    return rows.group_by(group).agg(
+        pl.col("epoch").mean(), pl.col("value").mean(), pl.col("ci_low").mean(), pl.col("ci_high").mean(),
+        pl.col("seed").n_unique().alias("seeds"),
+    ).sort(group, nulls_last=False)
+
+
+def at_checkpoint(rows: pl.DataFrame, checkpoint: str | None = None,
+                  epoch: float | None = None) -> pl.DataFrame:
+    """The rows of one checkpoint per run: `checkpoint` by id; else the checkpoint whose epoch is nearest to
+    `epoch` (ties: the earlier); else (both None) the run's last checkpoint (largest epoch)."""
+    if rows.height == 0:
+        return rows
+    if checkpoint is not None:
+        return rows.filter(pl.col("checkpoint") == checkpoint)
+    run_epochs = rows.select(*RUN_KEYS, "checkpoint", "epoch").unique()
+    distance = -pl.col("epoch") if epoch is None else (pl.col("epoch") - epoch).abs()
+    ranked = run_epochs.with_columns(distance=distance).sort([*RUN_KEYS, "distance", "epoch", "checkpoint"],
+                                                             nulls_last=True)
+    chosen = ranked.group_by(RUN_KEYS, maintain_order=True).first().select(*RUN_KEYS, "checkpoint")
+    return rows.join(chosen, on=[*RUN_KEYS, "checkpoint"], how="semi", nulls_equal=True)
+
+
+def by_checkpoint(rows: pl.DataFrame, keys: Sequence[str],
+                  metric: str) -> dict[tuple, dict[str, float | None]]:
+    """{key values: {checkpoint: seed-mean value}} of one metric."""
+    out: dict[tuple, dict[str, float | None]] = {}
+    for row in seed_means(rows.filter(pl.col("metric") == metric), keys).iter_rows(named=True):
+        out.setdefault(tuple(row[k] for k in keys), {})[row["checkpoint"]] = row["value"]
+    return out
+
+
+def extraction_entity_types(metrics: pl.DataFrame) -> list[str]:
+    """The PII scopes the RMFT table, claims and MaxTER figure show: e-mail addresses (the paper's) when
+    measured, and all types together when other types were measured as well."""
+    measured = set(select_metrics(metrics, ["ter"])["entity_type"].drop_nulls().to_list())
+    shown = [PAPER_ENTITY_TYPE] if PAPER_ENTITY_TYPE in measured else []
+    if "ALL" in measured and (not shown or measured - {PAPER_ENTITY_TYPE, "ALL"}):
+        shown.append("ALL")
+    return shown
+
+
+def learnt_runs(metrics: pl.DataFrame, epoch: float | None = None) -> dict[tuple[str, str, str], bool]:
+    """{(base model, defense, tuning): whether the run's ppl_mean (seed mean, at the checkpoint nearest
+    `epoch`, or the last) is below its base model's}. A run that ends no lower has not learnt text like
+    the test messages, so its attack results say nothing about privacy. Runs without ppl_base count as
+    learnt."""
+    rows = at_checkpoint(select_metrics(metrics, ["ppl_mean", "ppl_base"]), epoch=epoch)
+    means = rows.group_by("base_model", "defense", "tuning", "metric").agg(pl.col("value").mean())
+    values: dict[tuple, dict[str, float]] = {}
+    for base_model, defense, tuning, metric, value in means.rows():
+        values.setdefault((base_model, defense, tuning), {})[metric] = value
+    return {key: v.get("ppl_base") is None or v.get("ppl_mean") is None or v["ppl_mean"] < v["ppl_base"]
+            for key, v in values.items()}
+
+
+def ser_equals_ter(metrics: pl.DataFrame) -> set[tuple[str, str, str, str, str]]:
+    """The (base model, defense, tuning, prompt set, entity type) whose SER is TER by construction: S_c = O
+    (|S_c| = |O|) at every checkpoint of every seed given, as after the first epoch, when the model has
+    consumed every training example. A deduplicated run's S_c lacks the removed messages' PII, so its SER
+    can differ."""
+    rows = select_metrics(metrics, ["ter", "ser"])
+    if rows.height == 0:
+        return set()
+    keys = ["base_model", "defense", "tuning", "prompt_set", "entity_type"]
+    wide = rows.pivot("metric", index=[*keys, "seed", "checkpoint"], values="n")
+    if "ser" not in wide.columns or "ter" not in wide.columns:
+        return set()
+    equal = wide.group_by(keys).agg((pl.col("ser") == pl.col("ter")).all().alias("equal"))
+    return {tuple(r[:-1]) for r in equal.rows() if r[-1]}

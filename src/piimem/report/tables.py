@@ -1,0 +1,365 @@
+"""Paper tables from the tidy metrics table and the comparison table (`piimem.report.comparisons`).
+
+Each table function returns a polars table with human-readable column headers, or None when the values it
+needs are absent (a config without extraction, say); `formats.write_tables` skips None. Every number has
+its interval or its counts beside it, as companion columns (`piimem.report.formats`): "<X> CI low/high"
+(the within-run interval), "<X> seeds CI low/high" (the t interval across seeds, with two or more seeds),
+"<X> k/n" (a rate's counts). Headers say which checkpoint a number is from ("mean over checkpoints",
+"last checkpoint", "epoch 5").
+
+Sources: numbers over checkpoints, and every comparison between runs, come from the comparison table
+(item resampling); numbers at one checkpoint come from metrics.parquet: extraction rates with their exact
+binomial interval and counts, AUCs and TPRs with their bootstrap interval (pooled counts, and no item
+interval, with several seeds: intervals of different seeds do not average into one; the seeds' t
+interval stands there instead).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import polars as pl
+
+from piimem.intervals import LEVEL, t_interval
+from piimem.report import papers
+from piimem.report.claims import ClaimSettings, claims_notes, claims_table
+from piimem.report.formats import CI, COUNTS, SEEDS_CI, frame, write_tables
+from piimem.report.select import (
+    PAPER_ENTITY_TYPE,
+    at_checkpoint,
+    attack_label,
+    attack_rank,
+    bucket_rank,
+    defense_rank,
+    is_paper_rmft,
+    mean,
+    original_view,
+    prompt_set_rank,
+    select_metrics,
+    ser_equals_ter,
+    tuning_rank,
+)
+
+TABLE_STEMS = ("rmft", "finetuning", "extraction_by_type", "extraction_by_repetition", "claims")
+# Human headers of the key columns, shared by every table.
+HEADERS = {"base_model": "base model", "tuning": "tuning", "defense": "defense", "prompt_set": "prompt set",
+           "entity_type": "entity type"}
+OVER_CHECKPOINTS, LAST = "mean over checkpoints", "last checkpoint"
+SER_EQUALS_TER = ("SER is left out where it equals TER by construction: every checkpoint comes after the first "
+                  "epoch, when the model has consumed every training example, so S_c = O and |L∩S_c|/|S_c| = TER.")
+
+
+# ------------------------------------------------------------------------------------------
+# Cells: a number with its companions
+
+
+def comparison_cells(row: dict | None, name: str) -> dict:
+    """{name: value, name CI low/high, and with two or more seeds name seeds CI low/high} of one row of
+    the comparison table (empty cells when the row is missing)."""
+    row = row or {}
+    cells = {name: row.get("value"), name + CI[0]: row.get("ci_low"), name + CI[1]: row.get("ci_high")}
+    if (row.get("seeds") or 0) > 1:
+        cells.update({name + SEEDS_CI[0]: row.get("seed_ci_low"), name + SEEDS_CI[1]: row.get("seed_ci_high")})
+    return cells
+
+
+def metric_cells(rows: Sequence[dict], name: str, counts: bool = False, level: float = LEVEL) -> dict:
+    """{name: mean over seeds, its interval, its counts} of one metric's rows at one checkpoint, one row per
+    seed: with one seed the row's own interval (ci_low/ci_high) and counts; with several the seeds' t
+    interval, no item interval, and counts pooled over the seeds."""
+    values = [r["value"] for r in rows]
+    cells = {name: mean(values)}
+    if len(rows) == 1:
+        cells.update({name + CI[0]: rows[0].get("ci_low"), name + CI[1]: rows[0].get("ci_high")})
+    elif len(rows) > 1:
+        low, high = t_interval([math.nan if v is None else v for v in values], level)
+        cells.update({name + SEEDS_CI[0]: None if math.isnan(low) else low,
+                      name + SEEDS_CI[1]: None if math.isnan(high) else high})
+    if counts:
+        ks, ns = [r.get("k") for r in rows], [r.get("n") for r in rows]
+        known = rows and None not in ks and None not in ns
+        label = name.split(" (")[0]
+        cells.update({label + COUNTS[0]: sum(ks) if known else None, label + COUNTS[1]: sum(ns) if known else None})
+    return cells
+
+
+def _lookup(comparisons: pl.DataFrame | None, **equal) -> dict[tuple, dict]:
+    """{(base_model, tuning, prompt_set, entity_type, defense, versus, checkpoint): row} of the comparison rows
+    matching `equal`."""
+    if comparisons is None or comparisons.height == 0:
+        return {}
+    rows = comparisons
+    for column, value in equal.items():
+        rows = rows.filter(pl.col(column).is_null() if value is None else pl.col(column) == value)
+    keys = ("base_model", "tuning", "prompt_set", "entity_type", "defense", "versus", "checkpoint")
+    return {tuple(r[k] for k in keys): r for r in rows.iter_rows(named=True)}
+
+
+def _by_run(rows: pl.DataFrame, keys: Sequence[str]) -> dict[tuple, dict[str, list[dict]]]:
+    """{key values: {metric: [one row per seed]}}."""
+    out: dict[tuple, dict[str, list[dict]]] = {}
+    for r in rows.sort("seed").iter_rows(named=True):
+        out.setdefault(tuple(r[k] for k in keys), {}).setdefault(r["metric"], []).append(r)
+    return out
+
+
+# ------------------------------------------------------------------------------------------
+# Tables
+
+
+def rmft_table(metrics: pl.DataFrame, comparisons: pl.DataFrame, paper: bool = True) -> pl.DataFrame | None:
+    """The RMFT comparison (papers.md §1): one row per base model, tuning, prompt set, PII scope (entity
+    type: e-mail addresses, the paper's, and all types when measured) and defense, every number over the
+    checkpoints with its paired interval from the comparison table.
+
+    Columns: strings of O extracted at any checkpoint (k of |O|); TER, SER (%) and PPL, means over
+    checkpoints; TER and SER reduction and PPL increase vs none (%); the smallest per-checkpoint PPL increase;
+    AURC (%) of the MaxTER curve vs none over the τ where it is defined, and that coverage. With `paper`, the
+    RMFT paper's figures (GPT-2, Enron, e-mail addresses) beside the paper-scope RMFT rows of e-mail
+    addresses, labelled with their model and data. SER columns are left out when SER equals TER by
+    construction (`ser_equals_ter`; `rmft_notes` says so). None when there is no TER comparison.
+    """
+    if comparisons is None or comparisons.filter(pl.col("quantity") == "ter").height == 0:
+        return None
+    same = ser_equals_ter(metrics)
+    quantity = {q: _lookup(comparisons, quantity=q) for q in
+                ("ter", "ser", "ter_reduction", "ser_reduction", "aurc", "min_ppl_increase")}
+    ppl = {(k[0], k[1], k[4]): r for k, r in _lookup(comparisons, quantity="ppl_mean", checkpoint=None).items()}
+    increase = {(k[0], k[1], k[4]): r for k, r in _lookup(comparisons, quantity="ppl_increase").items()}
+    rows = []
+    for key, ter in quantity["ter"].items():
+        base_model, tuning, prompt_set, entity_type, defense, _, _ = key
+        versus = (base_model, tuning, prompt_set, entity_type, defense, "none", None)
+        # SER of a run whose S_c = O, and its reduction against a baseline with S_c = O too, is TER's again.
+        ser_is_ter = {(base_model, d, tuning, prompt_set, entity_type) for d in (defense, "none")} <= same
+        row = {HEADERS["base_model"]: base_model, HEADERS["tuning"]: tuning, HEADERS["prompt_set"]: prompt_set,
+               HEADERS["entity_type"]: entity_type, HEADERS["defense"]: defense,
+               "strings extracted k": ter["k"], "strings extracted n": ter["n"],
+               **comparison_cells(ter, f"TER (%), {OVER_CHECKPOINTS}")}
+        row.update(comparison_cells(None if ser_is_ter else quantity["ser"].get(key), f"SER (%), {OVER_CHECKPOINTS}"))
+        row.update(comparison_cells(ppl.get((base_model, tuning, defense)), f"PPL, {OVER_CHECKPOINTS}"))
+        row.update(comparison_cells(quantity["ter_reduction"].get(versus), "TER reduction (%)"))
+        row.update(comparison_cells(None if ser_is_ter else quantity["ser_reduction"].get(versus), "SER reduction (%)"))
+        row.update(comparison_cells(increase.get((base_model, tuning, defense)), "PPL increase (%)"))
+        row.update(comparison_cells(quantity["min_ppl_increase"].get(versus), "min PPL increase (%)"))
+        aurc = quantity["aurc"].get(versus)
+        row.update(comparison_cells(aurc, "AURC (%)"))
+        row["AURC coverage (%)"] = None if aurc is None else aurc["coverage"]
+        if paper:
+            shown = is_paper_rmft(defense) and entity_type == PAPER_ENTITY_TYPE
+            figures = (papers.RMFT_TER_REDUCTION, papers.RMFT_SER_REDUCTION, papers.RMFT_PPL_INCREASE)
+            row.update({"TER reduction, paper (%)": figures[0].value if shown else None,
+                        "SER reduction, paper (%)": figures[1].value if shown else None,
+                        "PPL increase, paper (%)": figures[2].value if shown else None,
+                        "paper: model, data": figures[0].label if shown else None})
+        rows.append(row)
+    rows.sort(key=lambda r: (*_context_rank(r)[:3], r["entity type"] != PAPER_ENTITY_TYPE, _context_rank(r)[3]))
+    return _drop_empty_ser(frame(rows, text_columns=[*HEADERS.values(), "paper: model, data"]))
+
+
+def _drop_empty_ser(table: pl.DataFrame) -> pl.DataFrame:
+    """The table without its SER columns when every row's SER equals its TER (all left empty)."""
+    ser = [c for c in table.columns if c.startswith("SER") and "paper" not in c]
+    if ser and all(table[c].null_count() == table.height for c in ser):
+        return table.drop([c for c in table.columns if c.startswith("SER")])
+    return table
+
+
+def rmft_notes(metrics: pl.DataFrame, table: pl.DataFrame | None, level: float = LEVEL) -> list[str]:
+    """What the RMFT table's brackets are, and when SER is left out because it equals TER."""
+    if table is None:
+        return []
+    notes = [f"[low, high]: {100 * level:g} % bootstrap interval over the true PII strings (TER, SER, reductions), "
+             f"the test messages (PPL) or both (AURC), paired between runs; \"seeds\": t interval across seeds. "
+             f"No interval where the number is undefined in more than {100 * (1 - level):g} % of the resamples "
+             f"(a reduction against a baseline that extracted a handful of strings)."]
+    if ser_equals_ter(metrics):
+        notes.append(SER_EQUALS_TER)
+    return notes
+
+
+def _context_rank(row: dict) -> tuple:
+    """Sort key of a table row by the experiment it comes from: base model, tuning, prompt set, defense."""
+    return (row["base model"], tuning_rank(row["tuning"]), prompt_set_rank(row["prompt set"]),
+            defense_rank(row["defense"]))
+
+
+def _at(epoch: float | None, checkpoint: str | None) -> str:
+    return f"checkpoint {checkpoint}" if checkpoint else LAST if epoch is None else f"epoch {epoch:g}"
+
+
+def finetuning_table(metrics: pl.DataFrame, comparisons: pl.DataFrame | None = None, epoch: float | None = None,
+                     checkpoint: str | None = None, level: float = LEVEL) -> pl.DataFrame | None:
+    """Membership inference by tuning method, the layout of Hou et al.'s Table 2: one row per base model,
+    defense and tuning method, at one checkpoint per run (`at_checkpoint`: by id, nearest `epoch` (the
+    config's report.finetuning_epoch), or the last), averaged over seeds.
+
+    Columns: epoch, seeds; the members and non-members attacked; LOSS AUC and LOSS TPR@1%FPR (fraction)
+    with their bootstrap intervals; the AUC of every other attack with its interval, all on the members'
+    original text; for defended runs, the LOSS AUC on the text the model trained on ("LOSS AUC, trained
+    text"); PPL (ppl_mean on the test messages, its interval over the messages from the comparison table
+    when given) and the base model's PPL on the same text; the paper's LOSS AUC where the paper measured the
+    same model (`piimem.report.papers.finetuning_figure`), with its model and data in the next column.
+    None when there is no mia_auc metric.
+    """
+    keys = ("base_model", "defense", "tuning")
+    auc_names = [m for m in metrics["metric"].unique().to_list() if m.startswith("mia_auc/")]
+    auc = select_metrics(original_view(metrics), auc_names)
+    if auc.height == 0:
+        return None
+    extra = ["mia_tpr@1%fpr/loss", "mia_n_members/loss", "mia_n_nonmembers/loss", "ppl_mean", "ppl_base"]
+    trained = select_metrics(metrics.filter(pl.col("member_text") == "trained") if "member_text" in metrics.columns
+                             else metrics.clear(), ["mia_auc/loss"]).with_columns(metric=pl.lit("trained/mia_auc/loss"))
+    chosen = at_checkpoint(pl.concat([auc, select_metrics(original_view(metrics), extra), trained]),
+                           checkpoint=checkpoint, epoch=epoch)
+    attacks = sorted({m.split("/", 1)[1] for m in auc["metric"].unique().to_list()}, key=attack_rank)
+    ppl_at = {(k[0], k[1], k[4], k[6]): r for k, r in _lookup(comparisons, quantity="ppl_mean").items()
+              if k[6] is not None}
+    ppl_base = {(k[0], k[1]): r for k, r in _lookup(comparisons, quantity="ppl_base").items()}
+    at = _at(epoch, checkpoint)
+    rows = []
+    runs = _by_run(chosen, keys)
+    for key in sorted(runs, key=lambda k: (k[0], defense_rank(k[1]), tuning_rank(k[2]))):
+        values = runs[key]
+        seeds = max(len(v) for v in values.values())
+        first = next(iter(values.values()))
+        row = {HEADERS["base_model"]: key[0], HEADERS["defense"]: key[1], HEADERS["tuning"]: key[2],
+               "epoch": mean(r["epoch"] for r in first), "seeds": seeds}
+        sizes = [values.get(f"mia_n_{c}/loss", [{}])[0].get("value") for c in ("members", "nonmembers")]
+        row.update({"members": None if sizes[0] is None else round(sizes[0]),
+                    "non-members": None if sizes[1] is None else round(sizes[1])})
+        if "loss" in attacks:
+            row.update(metric_cells(values.get("mia_auc/loss", []), f"LOSS AUC, {at}", level=level))
+            row.update(metric_cells(values.get("mia_tpr@1%fpr/loss", []), "LOSS TPR@1%FPR", level=level))
+        for attack in attacks:
+            if attack != "loss":
+                row.update(metric_cells(values.get(f"mia_auc/{attack}", []), f"{attack_label(attack)} AUC",
+                                        level=level))
+        if trained.height:
+            row.update(metric_cells(values.get("trained/mia_auc/loss", []), "LOSS AUC, trained text", level=level))
+        checkpoint_id = first[0]["checkpoint"]
+        from_items = ppl_at.get((key[0], key[2], key[1], checkpoint_id))
+        row.update(comparison_cells(from_items, "PPL") if from_items is not None
+                   else metric_cells(values.get("ppl_mean", []), "PPL", level=level))
+        base = ppl_base.get((key[0], key[2]))
+        row.update(comparison_cells(base, "PPL base") if base is not None
+                   else {"PPL base": mean(r["value"] for r in values.get("ppl_base", []))})
+        figure = papers.finetuning_figure(key[0], key[2])
+        row["LOSS AUC, paper"] = None if figure is None else figure.text()
+        row["paper: model, data"] = None if figure is None else figure.label
+        rows.append(row)
+    return frame(rows, text_columns=[*(HEADERS[k] for k in keys), "LOSS AUC, paper", "paper: model, data"],
+                 int_columns=["seeds", "members", "non-members"])
+
+
+def finetuning_notes(table: pl.DataFrame | None, level: float = LEVEL) -> list[str]:
+    """Footnotes of the fine-tuning table: the intervals; which text the AUCs score; runs whose perplexity
+    is no lower than the base model's have not learnt the data, so their AUC near 0.5 says nothing about
+    privacy."""
+    if table is None or table.height == 0:
+        return []
+    notes = [f"[low, high]: {100 * level:g} % bootstrap interval over members and non-members (AUC, TPR; the "
+             f"threshold chosen anew in each resample) or the test messages (PPL); \"seeds\": t interval across "
+             f"seeds.",
+             "AUCs score the members' original text (the privacy question); \"LOSS AUC, trained text\" scores "
+             "what a defended run trained on, against non-members put through the same defense."]
+    stalled = table.filter(pl.col("PPL base").is_not_null() & (pl.col("PPL") >= pl.col("PPL base")))
+    for row in stalled.iter_rows(named=True):
+        notes.append(f"Not learnt: {row['base model']} {row['defense']}-{row['tuning']} ends at PPL "
+                     f"{row['PPL']:.2f} on the test messages, no lower than its base model's {row['PPL base']:.2f}: "
+                     f"it has not learnt text like them, so an AUC near 0.5 need not mean privacy.")
+    return notes
+
+
+def extraction_by_type(metrics: pl.DataFrame, checkpoint: str | None = None,
+                       level: float = LEVEL) -> pl.DataFrame | None:
+    """TER, SER, TEGR (%) with their exact intervals and counts (TER: |L∩O| of |O|, SER: |L∩S| of |S|,
+    TEGR: |L∩O| of |L|) per entity type ("ALL" last), per base model, tuning, prompt set and defense, at
+    the last checkpoint of each run (or `checkpoint`), averaged over seeds. SER is left out when it equals
+    TER by construction (`ser_equals_ter`). None when there is no TER."""
+    keys = ("base_model", "tuning", "prompt_set", "defense", "entity_type")
+    rows = at_checkpoint(select_metrics(metrics, ["ter", "ser", "tegr"]), checkpoint=checkpoint)
+    if rows.filter(pl.col("metric") == "ter").height == 0:
+        return None
+    same = ser_equals_ter(rows)
+    at = f"checkpoint {checkpoint}" if checkpoint else LAST
+    out = []
+    for key, values in _by_run(rows, keys).items():
+        row = {HEADERS[k]: v for k, v in zip(keys, key)}
+        row.update(metric_cells(values.get("ter", []), f"TER (%), {at}", counts=True, level=level))
+        ser_is_ter = (key[0], key[3], key[1], key[2], key[4]) in same
+        row.update(metric_cells([] if ser_is_ter else values.get("ser", []), f"SER (%), {at}", counts=True,
+                                level=level))
+        row.update(metric_cells(values.get("tegr", []), f"TEGR (%), {at}", counts=True, level=level))
+        out.append(row)
+    out.sort(key=lambda r: (*_context_rank(r), r["entity type"] == "ALL", r["entity type"]))
+    return _drop_empty_ser(frame(out, text_columns=[HEADERS[k] for k in keys]))
+
+
+def extraction_notes(metrics: pl.DataFrame, table: pl.DataFrame | None, level: float = LEVEL) -> list[str]:
+    if table is None:
+        return []
+    notes = [f"[low, high]: exact (Clopper-Pearson) {100 * level:g} % interval of the rate; k of n: its counts "
+             f"(summed over seeds when there are several, with the seeds' t interval instead)."]
+    if ser_equals_ter(at_checkpoint(select_metrics(metrics, ["ter", "ser"]))):
+        notes.append(SER_EQUALS_TER)
+    return notes
+
+
+def extraction_by_repetition(metrics: pl.DataFrame, checkpoint: str | None = None, entity_type: str = "ALL",
+                             level: float = LEVEL) -> pl.DataFrame | None:
+    """Share of true PII extracted by how often it occurs in training (ter_rep/<bucket>, %, with its exact
+    interval and k of n: extracted of the true PII in the bucket), per base model, tuning, prompt set,
+    defense and bucket, at the last checkpoint of each run (or `checkpoint`), averaged over seeds. Long
+    form, buckets in increasing order. None when there is no ter_rep metric."""
+    names = [m for m in metrics["metric"].unique().to_list() if m.startswith("ter_rep/")]
+    rows = at_checkpoint(select_metrics(metrics, names, entity_type=entity_type), checkpoint=checkpoint)
+    if rows.height == 0:
+        return None
+    rows = rows.with_columns(bucket=pl.col("metric").str.split("/").list.get(1))
+    keys = ("base_model", "tuning", "prompt_set", "defense", "bucket")
+    at = f"checkpoint {checkpoint}" if checkpoint else LAST
+    out = []
+    for key, values in _by_run(rows, keys).items():
+        row = {**{HEADERS.get(k, "repetitions"): v for k, v in zip(keys, key)}}
+        row.update(metric_cells(next(iter(values.values())), f"TER (%), {at}", counts=True, level=level))
+        out.append(row)
+    out.sort(key=lambda r: (*_context_rank(r), bucket_rank(r["repetitions"])))
+    return frame(out, text_columns=[*(HEADERS[k] for k in keys[:-1]), "repetitions"])
+
+
+def build_tables(metrics: pl.DataFrame, comparisons: pl.DataFrame, folder: str | os.PathLike, *,
+                 finetuning_epoch: float | None = None, level: float = LEVEL,
+                 claims_settings=None) -> list[Path]:
+    """Every table that has data, written under `folder` with the stems of `TABLE_STEMS`; the paths.
+
+    rmft: `rmft_table`; finetuning: `finetuning_table` at `finetuning_epoch` (None: the last checkpoint)
+    with `finetuning_notes`; extraction_by_type, extraction_by_repetition: at the last checkpoint; claims:
+    `piimem.report.claims.claims_table` with `claims_settings` (its defaults when None). Key columns with
+    one value are left out of md/tex.
+    """
+    folder = Path(folder)
+    settings = claims_settings or ClaimSettings(level=level)
+    # Columns that only say which experiment the rows come from (not what the rows compare).
+    context = {"rmft": ("base model", "tuning", "prompt set"), "finetuning": ("base model", "defense"),
+               "extraction_by_type": ("base model", "tuning", "prompt set"),
+               "extraction_by_repetition": ("base model", "tuning", "prompt set"), "claims": ()}
+    rmft = rmft_table(metrics, comparisons)
+    finetuning = finetuning_table(metrics, comparisons, epoch=finetuning_epoch, level=level)
+    by_type = extraction_by_type(metrics, level=level)
+    claims = claims_table(metrics, comparisons, settings)
+    tables = {
+        "rmft": (rmft, rmft_notes(metrics, rmft, level)),
+        "finetuning": (finetuning, finetuning_notes(finetuning, level)),
+        "extraction_by_type": (by_type, extraction_notes(metrics, by_type, level)),
+        "extraction_by_repetition": (extraction_by_repetition(metrics, level=level),
+                                     extraction_notes(metrics, by_type, level)[:1]),
+        "claims": (claims, claims_notes(claims, settings)),
+    }
+    paths: list[Path] = []
+    for stem, (table, notes) in tables.items():
+        paths += write_tables(table, folder / stem, drop_constant=context[stem], notes=notes)
+    return paths

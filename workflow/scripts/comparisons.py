@@ -1,0 +1,19 @@
+from piimem.logs import log_to_file
+
+log = log_to_file(snakemake.log[0])
+
+import time
+
+import polars as pl
+
+from piimem.io import write_table
+from piimem.report.comparisons import Settings, compare, read_items
+
+params, inputs = snakemake.params, snakemake.input
+started = time.perf_counter()
+settings = Settings(level=params.ci["level"], resamples=params.ci["resamples"], seed=params.ci["seed"],
+                    taus=tuple(params.taus), finetuning_epoch=params.finetuning_epoch)
+table = compare(pl.read_parquet(inputs.metrics), read_items(inputs.records), settings)
+write_table(table, snakemake.output.comparisons)
+log.info("comparisons: %d rows of %d quantities, %d resamples each, in %.1f s", table.height,
+         table["quantity"].n_unique(), settings.resamples, time.perf_counter() - started)
