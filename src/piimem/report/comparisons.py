@@ -270,17 +270,22 @@ def _weight_chunks(rng: np.random.Generator, n: int, resamples: int) -> list[np.
     return [draw_counts(rng, n, b) for b in chunk_sizes(resamples, n)]
 
 
+def _weighted_sum(weights: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Sum over items of draw counts x values: (b, N) and (S, C, N) -> (b, S, C), one matrix product."""
+    flat = values.reshape(-1, values.shape[-1]).astype(np.float64)
+    return (weights.astype(np.float64) @ flat.T).reshape((len(weights), *values.shape[:-1]))
+
+
 def _weighted_mean(weights: np.ndarray, values: np.ndarray) -> np.ndarray:
     """Weighted mean over items: (b, N) x (S, C, N) -> (b, S, C)."""
-    return np.einsum("bn,scn->bsc", weights, values) / weights.sum(axis=1)[:, None, None]
+    return _weighted_sum(weights, values) / weights.sum(axis=1)[:, None, None]
 
 
 def _weighted_rate(weights: np.ndarray, hits: np.ndarray, among: np.ndarray | None = None) -> np.ndarray:
     """100 x weighted share of `hits` among the items (or among those marked in `among`), NaN over none."""
     if among is None:
-        return 100.0 * _weighted_mean(weights, hits.astype(np.float64))
-    numerator = np.einsum("bn,scn->bsc", weights, (hits & among).astype(np.float64))
-    denominator = np.einsum("bn,scn->bsc", weights, among.astype(np.float64))
+        return 100.0 * _weighted_mean(weights, hits)
+    numerator, denominator = _weighted_sum(weights, hits & among), _weighted_sum(weights, among)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(denominator > 0, 100.0 * numerator / denominator, np.nan)
 

@@ -50,6 +50,7 @@ FIGURE_STEMS = ("metrics_by_checkpoint", "maxter", "mia_auc_by_epoch", "roc_curv
                 "extraction_by_repetition", "canary_exposure", "privacy_utility_ter", "privacy_utility_auc")
 # Columns of a MIA score file that are not attack scores.
 SCORE_FILE_COLUMNS = ("index", "member", "n_tokens", "nll_mean")
+MAX_BANDS = 5  # interval bands in one panel; beyond this they hide each other
 METRIC_LABELS = {"ter": "TER (%)", "ser": "SER (%)", "tegr": "TEGR (%)",
                  "ppl_mean": "PPL (mean over examples)", "ppl_corpus": "PPL (token-weighted)",
                  "train_loss": "training loss (nats/token)",
@@ -187,7 +188,8 @@ def plot_metrics_by_checkpoint(metrics: pl.DataFrame, stem: str | os.PathLike,
     """One panel per metric against epoch, a line per run (hue = defense; tuning/base model added to the
     label when they vary); the line is the mean over seeds. The band: with one seed the interval of each
     checkpoint's value (TER, SER: exact binomial; PPL: the bootstrap over test messages from `comparisons`),
-    with several ± one standard deviation over seeds. Extraction metrics (of `entity_type`) get one line style
+    drawn when a panel has at most MAX_BANDS lines (more hide each other), with several ± one standard
+    deviation over seeds. Extraction metrics (of `entity_type`) get one line style
     per prompt set when there are several, and the panel says how many strings the baseline extracted.
     Metrics without values are left out; none at all: []."""
     import seaborn as sns
@@ -217,13 +219,14 @@ def plot_metrics_by_checkpoint(metrics: pl.DataFrame, stem: str | os.PathLike,
             sns.lineplot(data=frame, x="epoch", y="value", hue="run", hue_order=order, palette=colors,
                          style="prompt set" if styled else None, style_order=sets if styled else None,
                          errorbar="sd" if several_seeds else None, marker="o", markersize=4, ax=ax)
-            if not several_seeds:
+            if not several_seeds and data["series"].n_unique() <= MAX_BANDS:
                 _interval_bands(ax, data, colors)
             label = METRIC_LABELS.get(metric, metric)
             title = label.split(" (")[0] + (f", prompts: {sets[0]}" if len(sets) == 1 else "")
             ax.set(xlabel="epoch", ylabel=label, title=title)
-            if metric in ("ter", "ser"):
-                ax.set_xlabel(f"epoch\n{_baseline_strings(metrics, entity_type)}", fontsize="small")
+        note = _baseline_strings(metrics, entity_type) if {"ter", "ser"} & set(present) else ""
+        if note:
+            fig.supxlabel(note, fontsize="small")
         _legend_outside(fig, axes)
     return save(fig, stem)
 
@@ -293,7 +296,8 @@ def plot_maxter(comparisons: pl.DataFrame, stem: str | os.PathLike, entity_type:
             lines = [ax.get_xlabel()]
             evidence = panel["baseline_strings"].drop_nulls()
             if evidence.len():
-                lines.append(f"{BASELINE} extracted {evidence[0]} distinct strings (any checkpoint)")
+                lines.append(f"{BASELINE} extracted {evidence[0]} distinct string{'' if evidence[0] == 1 else 's'} "
+                             f"(any checkpoint)")
             if defined.is_empty():
                 ax.text(0.5, 0.6, "no checkpoint of any defense\nwithin the τ grid", transform=ax.transAxes,
                         ha="center", va="center", color="grey")
