@@ -71,12 +71,16 @@ def test_rate_claims_need_min_strings_of_the_baseline():
     assert judge("rmft_ppl", row(5.0, 3.0, 7.0), SETTINGS, "x").verdict == HOLDS
 
 
-def test_three_seeds_use_the_interval_across_seeds():
+def test_three_seeds_need_both_the_item_and_the_seed_interval():
     seeded = row(5.0, 4.0, 6.0, seeds=3, seed_ci_low=2.0, seed_ci_high=12.0)
     three = judge("rmft_ppl", seeded, SETTINGS, "x")
-    assert three.verdict == INCONCLUSIVE and three.ci == (2.0, 12.0) and three.over == "3 seeds (t)"
+    assert three.verdict == INCONCLUSIVE and three.ci == (2.0, 12.0) and three.over == "strings and 3 seeds (t)"
     two = judge("rmft_ppl", {**seeded, "seeds": 2}, SETTINGS, "x")
     assert two.verdict == HOLDS and two.ci == (4.0, 6.0)
+    # Seeds that agree closely cannot narrow what the shared sample allows: the item interval still counts.
+    near = judge("prompt_near_chance", row(0.50, 0.42, 0.59, seeds=3, seed_ci_low=0.499, seed_ci_high=0.505),
+                 SETTINGS, "x")
+    assert near.verdict == INCONCLUSIVE and near.ci == (0.42, 0.59)
 
 
 def test_a_missing_or_undefined_quantity_is_not_testable_with_its_reason():

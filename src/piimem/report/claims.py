@@ -13,8 +13,9 @@ measured on (`piimem.report.papers`), the quantity of the comparison table it re
 - `not testable`: the runs the claim needs are missing or the quantity is undefined (the reason says which).
 
 The interval is the item interval (strings, messages, or members and non-members, resampled; paired
-between runs) with one or two seeds, and the t interval across seeds with three or more
-(`ClaimSettings.min_seeds`). RMFT claims use the paper's scope: e-mail addresses when
+between runs); with three or more seeds (`ClaimSettings.min_seeds`) it is the hull of the item interval
+and the t interval across seeds: the seeds share the items, so the t interval holds training noise only
+and the item interval sampling noise only, and a verdict needs both on one side. RMFT claims use the paper's scope: e-mail addresses when
 measured and the paper-scope RMFT variants; membership-inference claims the undefended runs, the LOSS
 attack on the members' original text, at `report.finetuning_epoch`, leaving out prompt-based runs whose
 perplexity is no lower than their base model's.
@@ -84,9 +85,11 @@ class Rule:
             "trend": f"holds when {interval} lies above 0 and its exact permutation p-value is at most "
                      f"{1 - settings.level:.2g}; does not hold when both say the reverse",
         }[self.test]
+        what += "; inconclusive otherwise"
         if self.rate_claim:
-            what += f"; inconclusive while the baseline extracted fewer than {settings.min_strings} distinct strings"
-        return what + "; inconclusive otherwise"
+            what += (f", and always while the baseline extracted fewer than {settings.min_strings} distinct strings "
+                     f"(claims.min_strings)")
+        return what
 
 
 _RMFT = papers.RMFT_TER_REDUCTION.label
@@ -209,10 +212,15 @@ def judge(rule_key: str, row: dict | None, settings: ClaimSettings, measured_on:
     if row is None:
         return Claim(rule_key, measured_on, why=missing)
     value = row.get("value")
-    use_seeds = (row.get("seeds") or 0) >= settings.min_seeds
-    low, high = (row.get("seed_ci_low"), row.get("seed_ci_high")) if use_seeds else (row.get("ci_low"),
-                                                                                       row.get("ci_high"))
-    over = f"{row['seeds']} seeds (t)" if use_seeds else (row.get("resampled") or "")
+    low, high = row.get("ci_low"), row.get("ci_high")
+    over = row.get("resampled") or ""
+    if (row.get("seeds") or 0) >= settings.min_seeds and _finite(low) and _finite(high):
+        # The seeds share the items (strings, messages, members): the t interval across seeds sees training
+        # noise only, the item interval sampling noise only, so a verdict needs both on one side.
+        seed_low, seed_high = row.get("seed_ci_low"), row.get("seed_ci_high")
+        if _finite(seed_low) and _finite(seed_high):
+            low, high = min(low, seed_low), max(high, seed_high)
+            over = f"{over} and {row['seeds']} seeds (t)"
     evidence = "" if row.get("baseline_strings") is None else f"baseline: {_strings(row['baseline_strings'])}"
     claim = Claim(rule_key, measured_on, value if _finite(value) else None,
                   (low if _finite(low) else None, high if _finite(high) else None), over, row.get("p_value"),
@@ -269,7 +277,7 @@ def rmft_claims(metrics: pl.DataFrame, comparisons: pl.DataFrame, settings: Clai
     rmfts = [d for d in defenses if is_paper_rmft(d)]
     dedups = [d for d in defenses if defense_kind(d) == "dedup"]
     same = ser_equals_ter(metrics)
-    claims = []
+    claims, judged_ppl = [], set()
     for base_model, tuning, prompt_set in contexts:
         where = f"{base_model}, {tuning}, prompts {prompt_set}, {entity_type}"
         scope = dict(base_model=base_model, tuning=tuning, prompt_set=prompt_set, entity_type=entity_type)
@@ -286,9 +294,12 @@ def rmft_claims(metrics: pl.DataFrame, comparisons: pl.DataFrame, settings: Clai
             if {(base_model, d, tuning, prompt_set, entity_type) for d in (rmft, BASELINE)} <= same:
                 ser.why = (ser.why + "; " if ser.why else "") + "SER equals TER here (S_c = O at every checkpoint)"
             claims.append(ser)
-            claims.append(judge("rmft_ppl", _one(comparisons, "ppl_increase", base_model=base_model, tuning=tuning,
-                                                 defense=rmft), settings, f"{base_model}, {tuning}: {rmft} vs "
-                                f"{BASELINE}, test messages", "no perplexity of both runs"))
+            if (base_model, tuning, rmft) not in judged_ppl:  # perplexity does not depend on the prompt set
+                judged_ppl.add((base_model, tuning, rmft))
+                claims.append(judge("rmft_ppl", _one(comparisons, "ppl_increase", base_model=base_model,
+                                                     tuning=tuning, defense=rmft), settings,
+                                    f"{base_model}, {tuning}: {rmft} vs {BASELINE}, test messages",
+                                    "no perplexity of both runs"))
             if not dedups:
                 claims += [Claim(rule, on, why="needs a deduplication run (defenses: dedup)")
                            for rule in rate_rules[3:]]
@@ -394,6 +405,6 @@ def claims_notes(table: pl.DataFrame | None, settings: ClaimSettings) -> list[st
 
 def rule_table(settings: ClaimSettings = ClaimSettings()) -> str:
     """The registry as a markdown table (claim, paper's figure, rule), as the README prints it."""
-    lines = ["| claim (paper's figure) | verdict rule |", "|---|---|"]
-    lines += [f"| {r.claim} ({r.paper}; {r.paper_label}) | {r.text(settings)} |" for r in RULES.values()]
+    lines = ["| claim | paper's figure | verdict rule |", "|---|---|---|"]
+    lines += [f"| {r.claim} | {r.paper} ({r.paper_label}) | {r.text(settings)} |" for r in RULES.values()]
     return "\n".join(lines) + "\n"

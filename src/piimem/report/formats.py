@@ -40,9 +40,14 @@ def latex_escape(text: str) -> str:
     return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
 
 
+# Columns of mixed units (the claims table's AUC differences beside percentages) keep three decimals.
+THREE_DECIMALS = ("ours", "CI low", "CI high", "p")
+
+
 def decimals_for(column: str) -> int:
-    """Decimals shown for a column in md and tex: 3 for AUC and TPR (values near 0.5 or 0), else 2."""
-    return 3 if "AUC" in column or "TPR" in column else 2
+    """Decimals shown for a column in md and tex: 3 for AUC and TPR (values near 0.5 or 0) and the claims'
+    numbers, else 2."""
+    return 3 if "AUC" in column or "TPR" in column or column in THREE_DECIMALS else 2
 
 
 def _number(value, column: str, infinity: str) -> str | None:
