@@ -18,7 +18,7 @@ from piimem.intervals import (
     t_interval,
     trend_p_value,
 )
-from piimem.metrics import _SortedScores, bootstrap_aucs, bootstrap_roc, reductions_vs_baseline, roc_auc, tpr_at_fpr
+from piimem.metrics import SortedScores, bootstrap_aucs, bootstrap_roc, reductions_vs_baseline, roc_auc, tpr_at_fpr
 
 SIMULATIONS = 1000
 
@@ -87,7 +87,7 @@ def test_paired_bootstrap_of_an_auc_difference_covers_the_truth():
         a = math.sqrt(0.5) * shared + math.sqrt(0.5) * own + 1.0 * labels
         b = math.sqrt(0.5) * shared + math.sqrt(0.5) * rng.normal(0, 1, 300) + 0.5 * labels
         others, members = draw_counts(rng, 150, 400), draw_counts(rng, 150, 400)
-        difference = _SortedScores(a, labels).aucs(members, others) - _SortedScores(b, labels).aucs(members, others)
+        difference = SortedScores(a, labels).aucs(members, others) - SortedScores(b, labels).aucs(members, others)
         low, high = percentile_interval(difference)
         covered.append(low <= truth <= high)
     assert 0.92 <= np.mean(covered) <= 0.975
@@ -118,7 +118,7 @@ def test_the_tpr_of_each_resample_is_the_tpr_of_the_resampled_examples():
         truth = np.r_[np.ones(25, bool), np.zeros(35, bool)]
         for fpr in (0.05, 0.2):
             assert tprs[fpr][b] == pytest.approx(tpr_at_fpr(resampled, truth, fpr))
-        assert _SortedScores(scores, labels).aucs(members[b:b + 1], others[b:b + 1])[0] == pytest.approx(
+        assert SortedScores(scores, labels).aucs(members[b:b + 1], others[b:b + 1])[0] == pytest.approx(
             roc_auc(resampled, truth))
 
 

@@ -171,7 +171,7 @@ def tpr_at_fpr(scores, labels, fpr: float) -> float:
     return float(np.max(tprs[fprs <= fpr + 1e-12]))
 
 
-class _SortedScores:
+class SortedScores:
     """Members' and non-members' scores of one attack, arranged once so that the AUC and the TPR at a low
     FPR of any resample (draw counts per example) are prefix sums of the counts read at fixed positions."""
 
@@ -225,7 +225,7 @@ def bootstrap_roc(scores, labels, n: int = 1000, seed: int = 0, fprs: Sequence[f
     resamples: members and non-members each drawn with replacement to their own count (so every resample
     has both classes), seeded. Returns (aucs, {fpr: tprs}), numpy arrays of length n.
 
-    Vectorised (`_SortedScores`): a resample is a vector of draw counts per example, so n resamples cost
+    Vectorised (`SortedScores`): a resample is a vector of draw counts per example, so n resamples cost
     O(n (members + non-members)). Draw order: per chunk of replicates, the non-member counts, then the
     member counts (`piimem.intervals.draw_counts`).
     """
@@ -235,7 +235,7 @@ def bootstrap_roc(scores, labels, n: int = 1000, seed: int = 0, fprs: Sequence[f
 
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"bootstrap_auc_ci: n must be a positive integer, got {n!r}")
-    sorted_scores = _SortedScores(scores, labels)
+    sorted_scores = SortedScores(scores, labels)
     m, k = len(sorted_scores.members), len(sorted_scores.others)
     rng = np.random.default_rng(seed)
     aucs, tprs = [], {fpr: [] for fpr in fprs}

@@ -50,7 +50,7 @@ from piimem.metrics import (
     ALL,
     REPETITION_BUCKETS,
     TAU_GRID,
-    _SortedScores,
+    SortedScores,
     aurcs,
     maxter_curves_of,
     maxter_point_arrays,
@@ -588,7 +588,7 @@ def _aucs(group: pl.DataFrame, metrics: pl.DataFrame, settings: Settings,
         ones = (np.ones((1, len(members)), dtype=np.int64), np.ones((1, len(others)), dtype=np.int64))
         for s in range(len(seeds)):
             for c in range(len(checkpoints)):
-                sorted_scores = _SortedScores(arrays["loss"][s, c], labels)
+                sorted_scores = SortedScores(arrays["loss"][s, c], labels)
                 point[s, c] = sorted_scores.aucs(*ones)[0]
                 boot[:, s, c] = np.concatenate([sorted_scores.aucs(m, o) for o, m in draws])
         epochs = _epochs(metrics, base_model, BASELINE, tuning)

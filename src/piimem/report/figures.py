@@ -176,9 +176,11 @@ def _baseline_strings(metrics: pl.DataFrame, entity_type: str, prompt_set: str |
                                         & (pl.col("entity_type") == entity_type) & pl.col("k").is_not_null()))
     if prompt_set is not None:
         rows = rows.filter(pl.col("prompt_set") == prompt_set)
-    parts = [f"{p}: {k} of {n}" for p, k, n in rows.group_by("prompt_set").agg(pl.col("k").sum(), pl.col("n").sum())
-             .sort(pl.col("prompt_set").map_elements(lambda v: prompt_set_rank(v)[0], return_dtype=pl.Int64)).rows()]
-    return f"{BASELINE} extracted " + ", ".join(parts) + " strings (last checkpoint)" if parts else ""
+    counts = rows.group_by("prompt_set").agg(pl.col("k").sum(), pl.col("n").sum(), pl.len().alias("runs"))
+    counts = counts.sort(pl.col("prompt_set").map_elements(lambda v: prompt_set_rank(v)[0], return_dtype=pl.Int64))
+    parts = [f"{p}: {k} of {n}" for p, k, n, _ in counts.rows()]
+    pooled = f", summed over {counts['runs'].max()} runs" if counts.height and counts["runs"].max() > 1 else ""
+    return f"{BASELINE} extracted " + ", ".join(parts) + f" strings (last checkpoint{pooled})" if parts else ""
 
 
 def plot_metrics_by_checkpoint(metrics: pl.DataFrame, stem: str | os.PathLike,
