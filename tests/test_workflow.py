@@ -421,8 +421,10 @@ def test_metrics_tables_figures_and_report(synthetic_run):
     assert set(claims["verdict"]) <= {"holds", "does not hold", "inconclusive", "not testable"}
     assert claims["why"].null_count() == 0 and (results / "tables/claims.md").is_file() and claims.height >= 9
     # No verdict on rates rests on fewer than claims.min_strings strings of the baseline.
-    rates = claims.filter(pl.col("evidence").is_not_null() & pl.col("verdict").is_in(["holds", "does not hold"]))
+    rates = claims.filter(pl.col("evidence").str.starts_with("baseline:")
+                          & pl.col("verdict").is_in(["holds", "does not hold"]))
     assert all(int(e.split()[1]) >= 10 for e in rates["evidence"])
+    assert claims.filter(pl.col("evidence").str.starts_with("baseline:")).height >= 4
     assert (results / "tables/finetuning.md").read_text().startswith("|")
     assert "\\begin{tabular}" in (results / "tables/extraction_by_type.tex").read_text()
     figures = sorted(p.name for p in (results / "figures").glob("*.png"))
