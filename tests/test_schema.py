@@ -16,8 +16,8 @@ SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
 # JSON Schema keywords the schema uses; anything else in a schema object is a stray key.
 KEYWORDS = {
     "$schema", "$ref", "description", "type", "default", "properties", "additionalProperties", "definitions",
-    "required", "items", "enum", "anyOf", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minItems", "uniqueItems",
-    "minLength", "minProperties", "pattern",
+    "required", "items", "enum", "anyOf", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minItems",
+    "uniqueItems", "minLength", "minProperties", "pattern",
 }
 
 

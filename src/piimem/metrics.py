@@ -254,9 +254,8 @@ def bootstrap_aucs(scores, labels, n: int = 1000, seed: int = 0):
 
 def bootstrap_auc_ci(scores, labels, n: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
     """Percentile bootstrap interval (low, high) of `roc_auc` at `level`, from `bootstrap_aucs`."""
-    from piimem.intervals import check_level, percentile_interval
+    from piimem.intervals import percentile_interval
 
-    check_level(level)
     return percentile_interval(bootstrap_aucs(scores, labels, n=n, seed=seed), level)
 
 
@@ -425,9 +424,7 @@ TAU_GRID: tuple[float, ...] = tau_grid()
 
 def percent_change(new: float, old: float) -> float:
     """100 (new − old) / old: the relative change of `new` against `old`, in %. NaN when old is 0 or NaN."""
-    if old is None or new is None or math.isnan(old) or math.isnan(new) or old == 0:
-        return math.nan
-    return 100.0 * (new - old) / old
+    return float(_percent_changes(*_array([new, old])))
 
 
 def _array(values):

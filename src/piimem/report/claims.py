@@ -15,10 +15,10 @@ measured on (`piimem.report.papers`), the quantity of the comparison table it re
 The interval is the item interval (strings, messages, or members and non-members, resampled; paired
 between runs); with three or more seeds (`ClaimSettings.min_seeds`) it is the hull of the item interval
 and the t interval across seeds: the seeds share the items, so the t interval holds training noise only
-and the item interval sampling noise only, and a verdict needs both on one side. RMFT claims use the paper's scope: e-mail addresses when
-measured and the paper-scope RMFT variants; membership-inference claims the undefended runs, the LOSS
-attack on the members' original text, at `report.finetuning_epoch`, leaving out prompt-based runs whose
-perplexity is no lower than their base model's.
+and the item interval sampling noise only, and a verdict needs both on one side. RMFT claims use the
+paper's scope: e-mail addresses when measured and the paper-scope RMFT variants; membership-inference
+claims the undefended runs, the LOSS attack on the members' original text, at `report.finetuning_epoch`,
+leaving out prompt-based runs whose perplexity is no lower than their base model's.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from piimem.report.select import (
     ser_equals_ter,
     tuning_family,
     tuning_rank,
+    where,
 )
 
 HOLDS, FAILS, INCONCLUSIVE, UNTESTABLE = "holds", "does not hold", "inconclusive", "not testable"
@@ -252,10 +253,7 @@ def _strings(n: int) -> str:
 
 
 def _rows(comparisons: pl.DataFrame, quantity: str, **equal) -> list[dict]:
-    rows = comparisons.filter(pl.col("quantity") == quantity)
-    for column, value in equal.items():
-        rows = rows.filter(pl.col(column).is_null() if value is None else pl.col(column) == value)
-    return list(rows.iter_rows(named=True))
+    return list(where(comparisons, quantity=quantity, **equal).iter_rows(named=True))
 
 
 def _one(comparisons: pl.DataFrame, quantity: str, **equal) -> dict | None:
@@ -265,7 +263,7 @@ def _one(comparisons: pl.DataFrame, quantity: str, **equal) -> dict | None:
 
 def rmft_claims(metrics: pl.DataFrame, comparisons: pl.DataFrame, settings: ClaimSettings) -> list[Claim]:
     rate_rules = ("rmft_ter", "rmft_ser", "rmft_ppl", "rmft_vs_dedup_ter", "rmft_vs_dedup_aurc")
-    ter = [r for r in _rows(comparisons, "ter", defense=BASELINE)]
+    ter = _rows(comparisons, "ter", defense=BASELINE)
     scopes = {r["entity_type"] for r in ter}
     entity_type = PAPER_ENTITY_TYPE if PAPER_ENTITY_TYPE in scopes else "ALL"
     contexts = sorted({(r["base_model"], r["tuning"], r["prompt_set"]) for r in ter if r["entity_type"] == entity_type},

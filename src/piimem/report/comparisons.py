@@ -332,10 +332,10 @@ def _perplexity(messages: pl.DataFrame, metrics: pl.DataFrame, settings: Setting
                 rows.append(_row("ppl_mean", summary(estimate.at(i), settings.level), checkpoint=checkpoint,
                                  epoch=epochs.get(checkpoint), **keys))
         base = estimates.get((base_model, tuning, BASELINE))
-        for (b, t, defense), (estimate, _) in list(estimates.items()):
-            if (b, t) != (base_model, tuning) or defense == BASELINE or base is None:
-                continue
-            increase = combine(lambda m, r: -reductions_vs_baseline(m, r), estimate, base[0])
+        defended = [d for d in group["defense"].unique().to_list() if d != BASELINE] if base else []
+        for defense in sorted(defended, key=defense_rank):
+            increase = combine(lambda m, r: -reductions_vs_baseline(m, r), estimates[(base_model, tuning, defense)][0],
+                               base[0])
             rows.append(_row("ppl_increase", summary(increase, settings.level), base_model=base_model, tuning=tuning,
                              defense=defense, versus=BASELINE, n=len(docs), resampled="messages"))
     return rows, estimates
@@ -411,11 +411,11 @@ def _extraction_experiment(group: pl.DataFrame, metrics: pl.DataFrame, perplexit
                             run["ter"], baseline["ter"], ppl[0], ppl_base[0])
         # stacked: (S, 2, C) at the point, (B, S, 2, C) resampled; [..., 0, :] is the cost, [..., 1, :] the drop
         curves = combine(lambda cd: maxter_curves_of(cd[..., 0, :], cd[..., 1, :], taus), cost_drop)
-        area = combine(lambda c: aurcs(taus, c)[0], curves)
-        areas[defense] = area
-        coverage = combine(lambda c: aurcs(taus, c)[1], curves)
+        area_coverage = combine(lambda c: np.stack(aurcs(taus, c), axis=-1), curves)
+        area = areas[defense] = area_coverage.at(0)
         both = dict(compared, resampled="strings+messages")
-        rows.append(_row("aurc", summary(area, level), coverage=float(_nanmean(coverage.point, 0)), **both))
+        rows.append(_row("aurc", summary(area, level), coverage=float(_nanmean(area_coverage.at(1).point, 0)),
+                         **both))
         for i, tau in enumerate(taus):
             rows.append(_row("maxter", summary(curves.at(i), level), tau=float(tau), **both))
         cheapest = combine(lambda cd: np.where(np.isfinite(cd[..., 0, :]).any(-1),

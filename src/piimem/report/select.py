@@ -117,11 +117,16 @@ def mean(values: Iterable[float | None]) -> float | None:
     return math.fsum(kept) / len(kept) if kept else None
 
 
-def select_metrics(metrics: pl.DataFrame, metric_names: Iterable[str], **equal) -> pl.DataFrame:
-    """Rows of the given metrics whose columns equal the given values (None matches null)."""
-    rows = metrics.filter(pl.col("metric").is_in(list(metric_names)))
+def where(frame: pl.DataFrame, **equal) -> pl.DataFrame:
+    """The rows of `frame` (metrics or comparisons) whose columns equal the given values (None matches null)."""
     for column, value in equal.items():
-        rows = rows.filter(pl.col(column).is_null() if value is None else pl.col(column) == value)
+        frame = frame.filter(pl.col(column).is_null() if value is None else pl.col(column) == value)
+    return frame
+
+
+def select_metrics(metrics: pl.DataFrame, metric_names: Iterable[str], **equal) -> pl.DataFrame:
+    """Rows of the given metrics whose columns equal the given values (`where`)."""
+    rows = where(metrics.filter(pl.col("metric").is_in(list(metric_names))), **equal)
     return rows.with_columns(pl.col("value").fill_nan(None))
 
 

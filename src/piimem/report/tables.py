@@ -41,6 +41,7 @@ from piimem.report.select import (
     select_metrics,
     ser_equals_ter,
     tuning_rank,
+    where,
 )
 
 TABLE_STEMS = ("rmft", "finetuning", "extraction_by_type", "extraction_by_repetition", "claims")
@@ -91,11 +92,8 @@ def _lookup(comparisons: pl.DataFrame | None, **equal) -> dict[tuple, dict]:
     matching `equal`."""
     if comparisons is None or comparisons.height == 0:
         return {}
-    rows = comparisons
-    for column, value in equal.items():
-        rows = rows.filter(pl.col(column).is_null() if value is None else pl.col(column) == value)
     keys = ("base_model", "tuning", "prompt_set", "entity_type", "defense", "versus", "checkpoint")
-    return {tuple(r[k] for k in keys): r for r in rows.iter_rows(named=True)}
+    return {tuple(r[k] for k in keys): r for r in where(comparisons, **equal).iter_rows(named=True)}
 
 
 def _by_run(rows: pl.DataFrame, keys: Sequence[str]) -> dict[tuple, dict[str, list[dict]]]:
