@@ -353,7 +353,7 @@ def _plain_generate(setup: Setup, model, prompts: list[str], new_tokens: int,
 
 def part_generation(setup: Setup, *, prompts_n: int, words: tuple[int, int], new_tokens: int, batch_size: int,
                     label: str, prompt_tokens: int | None = None) -> float:
-    from piimem.extraction import generate_token_ids
+    from piimem.extraction.generation import generate_token_ids
 
     layers, width, heads = setup.shapes["12x768"][:3]
     model = setup.gpt2(layers, width, heads).to(setup.device).eval()

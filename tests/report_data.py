@@ -21,7 +21,7 @@ CHECKPOINTS = (("c01", 1.0), ("c02", 2.0), ("c03", 3.0))
 class Part:
     """Records of one kind for one run, and its metrics rows."""
 
-    kind: str  # strings, messages or scores
+    kind: str  # strings, messages, scores or targets
     records: pl.DataFrame
     metrics: list[dict] = field(default_factory=list)
 
@@ -102,11 +102,32 @@ def scores(tuning: str, separations: Sequence[float], *, n: int = 80, defense: s
     return Part("scores", _run(pl.concat(frames), base, defense, tuning, seed), rows)
 
 
+def targets(defense: str, correct: Iterable[int], *, base_correct: Iterable[int] = (), n: int = 200,
+            attack: str = "inference", tuning: str = "full", seed: int = 1, pretrained: Iterable[int] = (),
+            entity_type: str = "EMAIL_ADDRESS", base: str = BASE, checkpoint=CHECKPOINTS[-1]) -> Part:
+    """n targets (ids 0..n-1) of one targeted attack at one checkpoint: the ids the run gets right and those
+    the base model gets right (the same in every run: the runs are paired); accuracy rows and `_base`."""
+    correct, base_correct, pretrained = set(correct), set(base_correct), set(pretrained)
+    ids = np.arange(n)
+    frame = pl.DataFrame({
+        "checkpoint": checkpoint[0], "attack": attack, "prompt_set": None, "entity_type": entity_type,
+        "target_id": ids, "in_pretraining": [i in pretrained for i in ids], "correct": [i in correct for i in ids],
+        "exposure": [3.0 if i in correct else 0.5 for i in ids], "base_correct": [i in base_correct for i in ids],
+        "base_exposure": [3.0 if i in base_correct else 0.5 for i in ids]}, schema_overrides={"prompt_set": pl.Utf8})
+    metric = {"inference": "pii_inference_acc", "reconstruction": "pii_reconstruction_acc"}[attack]
+    where = dict(defense=defense, tuning=tuning, seed=seed, checkpoint=checkpoint[0], epoch=checkpoint[1],
+                 entity_type=entity_type, base=base)
+    rows = [metric_row(metric, 100 * len(correct) / n, k=len(correct), n=n, **where),
+            metric_row(f"{metric}_base", 100 * len(base_correct) / n, k=len(base_correct), n=n, **where)]
+    return Part("targets", _run(frame, base, defense, tuning, seed), rows)
+
+
 def build(*parts: Part) -> tuple[pl.DataFrame, Items]:
     """(metrics, items) of the parts."""
     rows = [r for p in parts for r in p.metrics]
     metrics = pl.DataFrame(rows, schema=METRICS_SCHEMA) if rows else pl.DataFrame(schema=METRICS_SCHEMA)
-    kinds = {kind: [p.records for p in parts if p.kind == kind] for kind in ("strings", "messages", "scores")}
+    kinds = {kind: [p.records for p in parts if p.kind == kind]
+             for kind in ("strings", "messages", "scores", "targets")}
     items = Items(**{kind: pl.concat(frames, how="diagonal") if frames else pl.DataFrame()
                      for kind, frames in kinds.items()})
     return with_exact_intervals(metrics), items

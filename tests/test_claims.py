@@ -215,3 +215,21 @@ def test_the_readme_states_every_verdict_rule():
     missing = [key for key, rule in RULES.items() if rule.text() not in readme]
     assert not missing, f"README lacks the verdict rule(s) {missing}; print them with piimem.report.claims.rule_table"
     assert rule_table().count("\n") == len(RULES) + 2
+
+
+def test_targeted_claims_follow_the_paired_drop():
+    from piimem.aggregate import METRICS_SCHEMA
+    from report_data import targets
+
+    # none gets 0-59 of 200 targets right, rmft 0-29: RMFT reduces inference accuracy (holds)
+    _, table = comparisons_of(targets("none", range(60)), targets("rmft", range(30)))
+    claims = claims_table(pl.DataFrame(schema=METRICS_SCHEMA), table)
+    row = claim(claims, "RMFT reduces PII inference")
+    assert row["verdict"] == "holds" and row["ours"] == pytest.approx(15.0)
+    assert "extension" in row["paper: model, data"] and "200 targets" in row["measured on"]
+    # the same accuracy in both runs: inconclusive, never "does not hold"
+    _, table = comparisons_of(targets("none", range(5)), targets("rmft", [0, 1, 2, 3, 7]))
+    row = claim(claims_table(pl.DataFrame(schema=METRICS_SCHEMA), table), "RMFT reduces PII inference")
+    assert row["verdict"] == "inconclusive" and "contains 0" in row["why"]
+    # without reconstruction records that claim is not testable
+    assert claim(claims, "RMFT reduces PII reconstruction")["verdict"] == UNTESTABLE

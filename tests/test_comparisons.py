@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
-from report_data import comparisons_of, messages, scores, strings
+from report_data import comparisons_of, messages, scores, strings, targets
 
 from piimem.metrics import aurc, maxter_curve, reduction_vs_baseline, roc_auc
 from piimem.report.comparisons import COMPARISON_SCHEMA, QUANTITIES, item_files, read_items
@@ -168,3 +168,26 @@ def test_the_auc_of_a_resample_is_the_auc_of_the_resampled_examples():
     _, table = comparisons_of(part)
     c03 = part.records.filter(pl.col("checkpoint") == "c03")
     assert one(table, "loss_auc")["value"] == pytest.approx(roc_auc(c03["loss"].to_numpy(), c03["member"].to_numpy()))
+
+
+def test_targeted_drops_are_paired_over_targets():
+    # none gets targets 0-59 right, rmft 0-29: a 15-point drop whose paired interval excludes 0; the base
+    # model gets 0-9 right, so none's gain over it is 25 points.
+    none = targets("none", range(60), base_correct=range(10))
+    rmft = targets("rmft", range(30), base_correct=range(10))
+    _, table = comparisons_of(none, rmft)
+    drop = one(table, "pii_inference_acc_drop", defense="rmft")
+    assert drop["value"] == pytest.approx(15.0) and drop["versus"] == "none" and drop["n"] == 200
+    assert 0 < drop["ci_low"] < 15 < drop["ci_high"] < 30
+    # every rmft hit is a none hit: the paired interval is narrower than two independent ones would be
+    assert drop["ci_high"] - drop["ci_low"] < 2 * 1.96 * (0.3 * 0.7 / 200) ** 0.5 * 100
+    gain = one(table, "pii_inference_acc_gain", defense="none")
+    assert gain["value"] == pytest.approx(25.0) and gain["versus"] == "base model"
+    exposure = one(table, "pii_inference_exposure_drop", defense="rmft")
+    assert exposure["value"] == pytest.approx(30 * 2.5 / 200)
+    # O_ft: targets 0-99 were in the pre-training data; over the rest both runs get nothing right
+    none_ft = targets("none", range(60), pretrained=range(100))
+    rmft_ft = targets("rmft", range(30), pretrained=range(100))
+    _, table = comparisons_of(none_ft, rmft_ft)
+    ft = one(table, "pii_inference_acc_ft_drop", defense="rmft")
+    assert ft["value"] == 0.0 and ft["n"] == 100

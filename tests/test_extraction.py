@@ -17,24 +17,13 @@ import torch
 
 from made_up_text import made_up_docs
 from piimem.metrics import extraction_rates, match_rates, rate_by_repetition, subtract_base
-from piimem.extraction import (
-    canary_contexts,
-    canary_exposure,
-    canary_exposures,
-    extraction_table,
-    file_prompts,
-    find_pii,
-    found_set,
-    generate,
-    generate_token_ids,
-    pii_occurrence_counts,
-    pii_set,
-    random_candidates,
-    train_prefix_prompts,
-    window_prompts,
-)
-from piimem.models import init_tiny_gpt2, train_tokenizer
+from piimem.extraction.canaries import canary_contexts, canary_exposure, canary_exposures, random_candidates
+from piimem.extraction.found import find_pii, found_set, pii_occurrence_counts, pii_set
+from piimem.extraction.generation import generate, generate_token_ids
+from piimem.extraction.prompts import file_prompts, train_prefix_prompts, window_prompts
+from piimem.extraction.table import extraction_table
 from piimem.surrogates import ssn_valid
+from tiny_models import overfit_tiny_gpt2
 
 ADDRESS = "jdoe.trading@example-energy.com"
 SSN = "284-91-5630"
@@ -51,28 +40,7 @@ E = "EMAIL_ADDRESS"
 def trained():
     """(tokenizer, model) over-fitted on SENTENCES plus made-up filler."""
     filler = made_up_docs(40, 5, letters="klmnopqrst", vocabulary=40, words=(4, 12))
-    tok = train_tokenizer(SENTENCES * 20 + filler, 400)
-    model = init_tiny_gpt2(tok, n_layer=2, n_embd=64, n_head=2, n_positions=64, seed=1)
-    docs = [tok(s + tok.eos_token)["input_ids"] for s in SENTENCES + filler[:8]]
-    width = max(map(len, docs))
-    ids = torch.full((len(docs), width), tok.pad_token_id)
-    mask = torch.zeros_like(ids)
-    for i, seq in enumerate(docs):
-        ids[i, : len(seq)] = torch.tensor(seq)
-        mask[i, : len(seq)] = 1
-    labels = ids.masked_fill(mask == 0, -100)
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-        model.train()
-        for _ in range(200):
-            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad()
-    model.eval()
-    assert loss.item() < 0.2, f"the tiny model did not over-fit (loss {loss.item():.3f})"
-    return tok, model
+    return overfit_tiny_gpt2(SENTENCES + filler[:8], SENTENCES * 20 + filler)
 
 
 @pytest.fixture(scope="module")

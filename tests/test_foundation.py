@@ -170,8 +170,11 @@ def test_sweeps_are_the_cross_product_minus_exclusions():
 def test_extraction_runs_on_the_tuning_methods_it_names():
     config = _sweep(extraction={"prompt_sets": ["test"], "canaries": {"enabled": True}, "tuning_methods": ["full"]})
     runs = run_names(config)
-    assert result_kinds(config, "tiny-gpt2/rmft-full-s1") == ["utility", "mia", "extraction", "canaries"]
+    assert result_kinds(config, "tiny-gpt2/rmft-full-s1") == ["utility", "mia", "extraction", "canaries", "targeted"]
     assert result_kinds(config, "tiny-gpt2/none-lora-s1") == ["utility", "mia"]
+    for attack in ("inference", "reconstruction", "association"):
+        config["extraction"][attack] = {"enabled": False}
+    assert result_kinds(config, "tiny-gpt2/rmft-full-s1") == ["utility", "mia", "extraction", "canaries"]
     assert "maxter" in result_stems(config, runs)[1]
     config["extraction"]["tuning_methods"] = ["lora"]
     assert result_kinds(config, "tiny-gpt2/rmft-full-s1") == ["utility", "mia"]
@@ -179,8 +182,8 @@ def test_extraction_runs_on_the_tuning_methods_it_names():
 
 def test_result_stems_follow_what_the_runs_produce():
     tables, figures = result_stems(_sweep(), run_names(_sweep()))
-    assert tables == ["finetuning", "claims", "rmft", "extraction_by_type", "extraction_by_repetition"]
-    assert "maxter" in figures and "canary_exposure" in figures
+    assert tables == ["finetuning", "claims", "rmft", "extraction_by_type", "extraction_by_repetition", "targeted"]
+    assert "maxter" in figures and "canary_exposure" in figures and "targeted_attacks" in figures
     only_none = _sweep(defenses=["none"], extraction={"prompt_sets": [], "canaries": {"enabled": True},
                                                       "tuning_methods": None},
                        corpus={"source": "cmu"})

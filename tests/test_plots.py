@@ -7,7 +7,7 @@ from functools import cache
 import numpy as np
 import polars as pl
 import pytest
-from report_data import comparisons_of, messages, metric_row, scores, strings
+from report_data import comparisons_of, messages, metric_row, scores, strings, targets
 
 from piimem.aggregate import METRICS_SCHEMA, with_exact_intervals
 from piimem.report import figures as plots
@@ -26,7 +26,9 @@ def full_data() -> tuple[pl.DataFrame, pl.DataFrame]:
                   strings("rmft", [range(5), range(8 + seed), range(12)], seed=seed),
                   messages("none", [20, 18, 17], seed=seed), messages("rmft", [21, 19.1, 18.2], seed=seed),
                   scores("full", [0.3, 0.6, 0.9], seed=seed), scores("full", [0.2, 0.4, 0.5], seed=seed,
-                                                                     defense="rmft")]
+                                                                     defense="rmft"),
+                  targets("none", range(40 + seed), base_correct=range(5), seed=seed),
+                  targets("rmft", range(20), base_correct=range(5), seed=seed)]
     metrics, comparisons = comparisons_of(*parts)
     rows = []
     for defense in ("none", "rmft"):
@@ -69,7 +71,9 @@ def assert_figure(paths, stem):
     lambda m, c, stem: plots.plot_canary_exposure(m, stem),
     lambda m, c, stem: plots.plot_privacy_utility(m, stem, privacy="ter"),
     lambda m, c, stem: plots.plot_privacy_utility(m, stem, privacy="mia_auc/loss"),
-], ids=["by_checkpoint", "maxter", "mia_auc", "by_repetition", "canaries", "privacy_ter", "privacy_auc"])
+    lambda m, c, stem: plots.plot_targeted_attacks(m, stem),
+], ids=["by_checkpoint", "maxter", "mia_auc", "by_repetition", "canaries", "privacy_ter", "privacy_auc",
+        "targeted"])
 def test_metric_figures_are_written(tmp_path, draw):
     stem = tmp_path / "figures" / "figure"
     assert_figure(draw(*full_data(), stem), stem)

@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 import piimem.train.loop
 import piimem.train.state
 from made_up_text import made_up_docs
-from piimem.extraction import generate_token_ids
+from piimem.extraction.generation import generate_token_ids
 from piimem.models import init_tiny_gpt2, train_tokenizer
 from piimem.train import StateEvery, TrainConfig, read_train_log, train
 from piimem.train.loss import micro_batch_nll, output_head

@@ -7,7 +7,7 @@ import re
 
 import polars as pl
 import pytest
-from report_data import comparisons_of, messages, metric_row, scores, strings
+from report_data import comparisons_of, messages, metric_row, scores, strings, targets
 
 from piimem.report.formats import display, frame, latex_escape, to_markdown, write_tables
 from piimem.report.tables import (
@@ -18,6 +18,7 @@ from piimem.report.tables import (
     finetuning_table,
     rmft_notes,
     rmft_table,
+    targeted_table,
 )
 
 NONE, RMFT = [range(20), range(30), range(40)], [range(5), range(10), range(15)]
@@ -166,3 +167,19 @@ def test_without_extraction_only_the_membership_tables_are_written(tmp_path):
     assert write_tables(None, tmp_path / "rmft") == []
     names = sorted(p.name for p in build_tables(metrics, comparisons, tmp_path / "tables"))
     assert names == sorted(f"{t}.{e}" for t in ("claims", "finetuning") for e in ("csv", "md", "tex"))
+
+
+def test_targeted_table_beside_the_base_model_with_paired_drops():
+    metrics, table = comparisons_of(targets("none", range(60), base_correct=range(10), pretrained=range(100)),
+                                    targets("rmft", range(30), base_correct=range(10), pretrained=range(100)))
+    targeted = targeted_table(metrics, table)
+    assert targeted.select("attack", "entity type", "defense").rows() == [
+        ("PII inference", "EMAIL_ADDRESS", "none"), ("PII inference", "EMAIL_ADDRESS", "rmft")]
+    none, rmft = targeted.rows(named=True)
+    assert none["accuracy (%)"] == 30.0 and (none["accuracy k"], none["accuracy n"]) == (60, 200)
+    assert none["base model (%)"] == 5.0 and none["gain over base model (points)"] == pytest.approx(25.0)
+    assert none["drop vs none (points)"] is None
+    assert rmft["drop vs none (points)"] == pytest.approx(15.0)
+    assert 0 < rmft["drop vs none (points) CI low"] < 15 < rmft["drop vs none (points) CI high"]
+    assert rmft["O_ft drop vs none (points)"] == 0.0  # both runs' hits are pre-trained targets
+    assert targeted_table(metrics.filter(pl.col("metric") == "ter"), table) is None

@@ -33,9 +33,11 @@ def report_assets_text() -> str:
 
 
 def per_run(n: int, attacked: int | None = None, **extra: int) -> dict[str, int]:
-    """The jobs that evaluate `n` runs, `attacked` of them (all unless said) by extraction and canaries."""
+    """The jobs that evaluate `n` runs, `attacked` of them (all unless said) by extraction, canaries and the
+    targeted attacks."""
     attacked = n if attacked is None else attacked
-    jobs = {"perplexity": n, "membership_inference": n, "extract_pii": attacked, "canary_exposure": attacked}
+    jobs = {"perplexity": n, "membership_inference": n, "extract_pii": attacked, "canary_exposure": attacked,
+            "targeted_attacks": attacked}
     return {**{k: v for k, v in jobs.items() if v}, **extra, **REPORT}
 
 
@@ -58,7 +60,7 @@ def test_dry_run_plans_every_stage_once_and_each_defense(tmp_path):
         "mia_members": 1, "mia_reference": 1, "membership_inference": N_RUNS,
         "mia_trained_texts": 3, "mia_trained_reference": 3,  # the defended runs' trained-text view
         "extraction_prompts": 2, "extract_base": 1, "extract_pii": N_ATTACKED, "canary_contexts": 1,
-        "canary_exposure": N_ATTACKED,
+        "canary_exposure": N_ATTACKED, "attack_targets": 1, "targeted_base": 1, "targeted_attacks": N_ATTACKED,
         **REPORT,
     }
 

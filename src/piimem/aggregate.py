@@ -2,7 +2,7 @@
 
 Inputs are the files the workflow writes per run and checkpoint,
 `results/runs/{base}/{defense}-{tuning}-s{seed}/{kind}/{checkpoint}.tsv`, with kind one of utility, mia,
-extraction, canaries; the run, kind and checkpoint come from the path (`piimem.runs.ResultFile`).
+extraction, canaries, targeted; the run, kind and checkpoint come from the path (`piimem.runs.ResultFile`).
 
 The tidy table (`METRICS_SCHEMA`, DESIGN.md's contract): one row per measured value, columns
 corpus, base_model, defense, tuning, seed, checkpoint, epoch, prompt_set, entity_type, member_text, metric,
@@ -23,6 +23,10 @@ Metric names, by input kind:
               mia_n_unscored/<attack>.
 - extraction: every metric of the file as named there (ter, ser, tegr, precision, recall, email_*,
               ter_rep/<bucket>, n_rep/<bucket>, n_found, ...), with prompt_set and entity_type.
+- targeted:   as extraction (the same columns): pii_inference_acc, pii_inference_exposure,
+              pii_inference_rank, pii_inference_candidates, pii_reconstruction_acc, pii_reconstruction_found,
+              pii_reconstruction_candidates (prompt_set null) and association_exact / _local / _domain (prompt_set:
+              the template); with `_ft` over O_ft and `_base` for the base model (piimem.extraction.table).
 - canaries:   per entity_type and planted repetition count r, over the canaries of that type and count:
               canary_exposure/<r> (mean exposure, bits), canary_max_exposure/<r> (mean of the ceiling
               log2 |R|), canary_train_occurrences/<r> (mean occurrences in the run's training text, which a
@@ -153,7 +157,7 @@ def read_canaries(run: ResultFile) -> pl.DataFrame:
 
 
 _READERS = {"utility": read_utility, "mia": read_mia, "extraction": read_extraction,
-            "canaries": read_canaries}
+            "canaries": read_canaries, "targeted": read_extraction}
 
 
 def with_exact_intervals(metrics: pl.DataFrame, level: float = 0.95) -> pl.DataFrame:

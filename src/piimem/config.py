@@ -136,6 +136,18 @@ def _check_extraction(config: dict) -> None:
         if extra:
             raise ConfigError(f"extraction.{key}: {extra} not in pii.entity_types {detected} (the true PII set "
                               f"comes from the PII stage)")
+    extra = [t for t in extraction.get("inference", {}).get("entity_types") or []
+             if t not in extraction["entity_types"]]
+    if extra:
+        raise ConfigError(f"extraction.inference.entity_types: {extra} not in extraction.entity_types "
+                          f"{extraction['entity_types']}")
+    from piimem.extraction.association import check_template
+
+    for name, template in extraction.get("association", {}).get("templates", {}).items():
+        try:
+            check_template(name, template)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
 
 
 def corpus_name(config: dict) -> str:
@@ -278,13 +290,32 @@ def extracted(config: dict, run: str) -> bool:
 
 
 def result_kinds(config: dict, run: str) -> list[str]:
-    """The per-checkpoint results a run gets: utility and mia always, extraction and canaries where measured."""
+    """The per-checkpoint results a run gets: utility and mia always; extraction, canaries and the targeted
+    attacks where measured."""
     kinds = ["utility", "mia"]
     if extracted(config, run):
         kinds.append("extraction")
         if canaries_measured(config):
             kinds.append("canaries")
+        if targeted_attacks(config):
+            kinds.append("targeted")
     return kinds
+
+
+TARGETED_ATTACKS = ("inference", "reconstruction", "association")
+
+
+def targeted_attacks(config: dict) -> list[str]:
+    """The targeted attacks the config enables (extraction.inference / reconstruction / association)."""
+    return [attack for attack in TARGETED_ATTACKS if config["extraction"].get(attack, {}).get("enabled", True)]
+
+
+def kind_checkpoints(config: dict, kind: str, checkpoints: list[str]) -> list[str]:
+    """The checkpoints a result kind is measured at: every one, but the targeted attacks only at the last
+    with extraction.targeted_checkpoints `last`."""
+    if kind == "targeted" and config["extraction"].get("targeted_checkpoints", "last") == "last":
+        return checkpoints[-1:]
+    return checkpoints
 
 
 def result_stems(config: dict, runs: list[str]) -> tuple[list[str], list[str]]:
@@ -309,6 +340,9 @@ def result_stems(config: dict, runs: list[str]) -> tuple[list[str], list[str]]:
             figures.append("maxter")
     if canaries_measured(config) and extraction:
         figures.append("canary_exposure")
+    if extraction and targeted_attacks(config):
+        tables.append("targeted")
+        figures.append("targeted_attacks")
     return tables, figures
 
 

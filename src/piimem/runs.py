@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 _NAME = re.compile(r"(?P<defense>[^/-]+)-(?P<tuning>[^/-]+)-s(?P<seed>\d+)")
-RESULT_KINDS = ("utility", "mia", "extraction", "canaries")
+RESULT_KINDS = ("utility", "mia", "extraction", "canaries", "targeted")
 
 
 @dataclass(frozen=True, order=True)

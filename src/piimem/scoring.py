@@ -128,6 +128,19 @@ def usable_positions(model) -> int | None:
     return limit
 
 
+def right_padded(sequences: Sequence[Sequence[int]], pad_id: int, device=None):
+    """(ids, mask): token id lists as one right-padded (batch, longest) long tensor and its attention mask."""
+    import torch
+
+    width = max(len(seq) for seq in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for r, seq in enumerate(sequences):
+        ids[r, :len(seq)] = torch.tensor(seq, dtype=torch.long)
+        mask[r, :len(seq)] = 1
+    return ids.to(device), mask.to(device)
+
+
 def _forward_batches(model, tokenizer, texts: list[str], *, max_length: int, batch_size: int, target,
                      desc: str, on_batch: Callable) -> None:
     """Run the model over `texts` in length-sorted batches and hand each batch's output to `on_batch`.
@@ -156,14 +169,7 @@ def _forward_batches(model, tokenizer, texts: list[str], *, max_length: int, bat
         with torch.inference_mode(), Progress(len(order), desc, unit="text") as progress:
             for start in range(0, len(order), batch_size):
                 rows = order[start:start + batch_size]
-                width = len(encoded[rows[0]])
-                ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-                mask = torch.zeros((len(rows), width), dtype=torch.long)
-                for r, i in enumerate(rows):
-                    seq = encoded[i]
-                    ids[r, :len(seq)] = torch.tensor(seq, dtype=torch.long)
-                    mask[r, :len(seq)] = 1
-                ids, mask = ids.to(target), mask.to(target)
+                ids, mask = right_padded([encoded[i] for i in rows], pad_id, target)
                 logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
                 on_batch(rows, logits, ids, mask)
                 progress.update(len(rows))

@@ -23,6 +23,7 @@ from piimem.config import (
     corpus_name,
     dedup_thresholds,
     defense_variants,
+    kind_checkpoints,
     model_slug,
     result_kinds,
     result_stems,
@@ -51,6 +52,7 @@ CORPUS = corpus_name(config)
 SYNTHETIC = config["corpus"]["source"] == "synthetic"
 BASE_MODELS = {model_slug(name): name for name in config["base_models"]}
 CHECKPOINTS = checkpoint_ids(config["train"]["epochs"], config["train"]["checkpoints_per_epoch"])
+TARGETED_CHECKPOINTS = kind_checkpoints(config, "targeted", CHECKPOINTS)
 # GPUs a job asks the scheduler for: finetune spreads one run over train.gpus; every other model job
 # (pre-training, scoring, attacks, generation) runs in one process on one GPU.
 ONE_GPU = min(1, config["train"]["gpus"])
@@ -70,6 +72,7 @@ FIGURE_GROUPS = {
     "maxter": "Extraction and utility",
     "extraction_by_repetition": "Extraction and utility",
     "canary_exposure": "Extraction and utility",
+    "targeted_attacks": "Extraction and utility",
     "mia_auc_by_epoch": "Membership inference",
     "roc_curves": "Membership inference",
     "loss_distributions": "Membership inference",
@@ -173,10 +176,24 @@ def extraction_inputs(wildcards):
     }
 
 
+# What the targets of the targeted attacks are built from, and what the attacks read.
+TARGET_OPTIONS = {
+    "inference": {k: v for k, v in config["extraction"]["inference"].items() if k != "enabled"},
+    "association": {k: config["extraction"]["association"][k] for k in ("templates", "shots", "n_targets")},
+    **{key: config["extraction"][key] for key in ("entity_types", "person_min_words", "seed")},
+}
+TARGETED_ATTACK_OPTIONS = {
+    **{attack: {"enabled": config["extraction"][attack]["enabled"]} for attack in ("inference", "association")},
+    "reconstruction": config["extraction"]["reconstruction"],
+    **{key: config["extraction"][key] for key in ("new_tokens", "batch_size", "seed")},
+}
+
+
 # What generation and the PII search read (prompt building has its own keys).
 EXTRACTION_GENERATION = {
     key: config["extraction"][key]
-    for key in ("new_tokens", "decoding", "temperature", "top_k", "batch_size", "seed", "entity_types")
+    for key in ("new_tokens", "decoding", "temperature", "top_k", "batch_size", "seed", "entity_types",
+                "person_min_words")
 }
 
 
@@ -224,7 +241,7 @@ def membership_inference_inputs(wildcards):
 def run_results(wildcards=None):
     """Every per-checkpoint result file of every run, the input of metrics.parquet."""
     return [f"results/runs/{run}/{kind}/{checkpoint}.tsv" for run in RUNS for kind in result_kinds(config, run)
-            for checkpoint in CHECKPOINTS]
+            for checkpoint in kind_checkpoints(config, kind, CHECKPOINTS)]
 
 
 def item_results(wildcards=None):

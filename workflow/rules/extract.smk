@@ -52,6 +52,7 @@ rule extract_base:
         base_model=lambda wildcards: BASE_MODELS[wildcards.base],
         extraction=EXTRACTION_GENERATION,
         score_threshold=config["pii"]["score_threshold"],
+        ignore=config["pii"]["ignore"],
         device=config["train"]["device"],
     threads: model_threads
     resources:
@@ -94,6 +95,7 @@ rule extract_pii:
         base_model=lambda wildcards: BASE_MODELS[wildcards.base],
         extraction=EXTRACTION_GENERATION,
         score_threshold=config["pii"]["score_threshold"],
+        ignore=config["pii"]["ignore"],
         device=config["train"]["device"],
     threads: model_threads
     resources:
@@ -154,3 +156,89 @@ rule canary_exposure:
         "../../envs/torch.yaml"
     script:
         "../scripts/canary_exposure.py"
+
+
+# Targeted attacks: PII inference and reconstruction on masked training occurrences, association prompts
+# from owners' names. Targets are built once per base model, so every run is scored on the same ones.
+rule attack_targets:
+    input:
+        unpack(base_model_inputs),
+        messages="results/private/corpus/messages.parquet",
+        splits="results/corpus/splits.parquet",
+        spans="results/private/pii/spans.parquet",
+    output:
+        targets="results/private/extraction/{base}/targets.parquet",
+        association="results/private/extraction/{base}/association.parquet",
+    params:
+        base_model=lambda wildcards: BASE_MODELS[wildcards.base],
+        options=TARGET_OPTIONS,
+    log:
+        "logs/extract/{base}/targets.log",
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/attack_targets.py"
+
+
+rule targeted_base:
+    input:
+        unpack(base_model_inputs),
+        targets="results/private/extraction/{base}/targets.parquet",
+        association="results/private/extraction/{base}/association.parquet",
+    output:
+        results="results/extraction/{base}/targeted-base.tsv",
+        records="results/extraction/{base}/targeted-base.targets.parquet",
+    params:
+        base_model=lambda wildcards: BASE_MODELS[wildcards.base],
+        options=TARGETED_ATTACK_OPTIONS,
+        score_threshold=config["pii"]["score_threshold"],
+        ignore=config["pii"]["ignore"],
+        device=config["train"]["device"],
+    threads: model_threads
+    resources:
+        gpu=ONE_GPU,
+    log:
+        "logs/extract/{base}/targeted-base.log",
+    benchmark:
+        "benchmarks/extract/{base}/targeted-base.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/targeted_attacks.py"
+
+
+rule targeted_attacks:
+    input:
+        unpack(base_model_inputs),
+        manifest="results/private/runs/{base}/{defense}-{tuning}-s{seed}/manifest.json",
+        targets="results/private/extraction/{base}/targets.parquet",
+        association="results/private/extraction/{base}/association.parquet",
+        base_results="results/extraction/{base}/targeted-base.tsv",
+        base_records="results/extraction/{base}/targeted-base.targets.parquet",
+    output:
+        # Counts per checkpoint (public), and per target an id, a rank and flags (no string).
+        results=expand(
+            "results/runs/{{base}}/{{defense}}-{{tuning}}-s{{seed}}/targeted/{checkpoint}.tsv",
+            checkpoint=TARGETED_CHECKPOINTS,
+        ),
+        records=expand(
+            "results/runs/{{base}}/{{defense}}-{{tuning}}-s{{seed}}/targeted/{checkpoint}.targets.parquet",
+            checkpoint=TARGETED_CHECKPOINTS,
+        ),
+    params:
+        base_model=lambda wildcards: BASE_MODELS[wildcards.base],
+        options=TARGETED_ATTACK_OPTIONS,
+        score_threshold=config["pii"]["score_threshold"],
+        ignore=config["pii"]["ignore"],
+        device=config["train"]["device"],
+    threads: model_threads
+    resources:
+        gpu=ONE_GPU,
+    log:
+        "logs/extract/{base}/targeted-{defense}-{tuning}-s{seed}.log",
+    benchmark:
+        "benchmarks/extract/{base}/targeted-{defense}-{tuning}-s{seed}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/targeted_attacks.py"

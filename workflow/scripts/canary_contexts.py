@@ -7,7 +7,7 @@ from pathlib import Path
 import polars as pl
 
 from piimem.corpus.splits import split_texts
-from piimem.extraction import canary_contexts
+from piimem.extraction.canaries import canary_contexts
 from piimem.io import write_private_parquet
 from piimem.models import load_base_model, workflow_model_source
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import polars as pl
 import torch
 
-from piimem.extraction import canary_exposures
+from piimem.extraction.canaries import canary_exposures
 from piimem.io import write_table
 from piimem.models import load_base_model, workflow_model_source
 from piimem.runs import checkpoint_models, stamp

@@ -18,6 +18,7 @@ spans = detect_spans(
     header_pii=pii["header_pii"],
     text_headers=snakemake.params.text_headers,
     spacy_model=pii["spacy_model"],
+    ignore=pii["ignore"],
 )
 write_private_parquet(spans, snakemake.output.spans)
 write_table(summarize_spans(spans, messages, pii["entity_types"]), snakemake.output.summary)

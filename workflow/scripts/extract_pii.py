@@ -10,10 +10,11 @@ import polars as pl
 import torch
 
 from piimem.corpus.splits import split_texts
-from piimem.extraction import (extraction_table, find_pii, found_set, generate, pii_occurrence_counts, pii_set,
-                               string_records)
+from piimem.extraction.found import counted, find_pii, found_set, pii_occurrence_counts, pii_set, pretraining_pii
+from piimem.extraction.generation import generate
+from piimem.extraction.table import extraction_table, string_records
 from piimem.io import write_private_parquet, write_table
-from piimem.models import load_base_model, workflow_model_source
+from piimem.models import TINY_GPT2, load_base_model, workflow_model_source
 from piimem.pii.detect import build_analyzer
 from piimem.runs import checkpoint_models, stamp
 
@@ -35,8 +36,9 @@ def attack(model) -> pl.DataFrame:
             batch_size=options["batch_size"], do_sample=options["decoding"] == "sample",
             temperature=options["temperature"], top_k=options["top_k"], seed=options["seed"], device=params.device,
         )
-        found = find_pii(continuations, entity_types=options["entity_types"], analyzer=analyzer,
-                         score_threshold=params.score_threshold)
+        found = counted(find_pii(continuations, entity_types=options["entity_types"], analyzer=analyzer,
+                                 score_threshold=params.score_threshold, ignore=params.ignore),
+                        options["person_min_words"])
         tables.append(found.with_columns(prompt_set=pl.lit(name)))
     return pl.concat(tables)
 
@@ -47,8 +49,12 @@ if "manifest" not in inputs.keys():
     log.info("base model: %d PII occurrences in the continuations of %d prompt sets", found.height, len(prompt_sets))
 else:
     messages, splits, spans = (pl.read_parquet(inputs[key]) for key in ("messages", "splits", "spans"))
+    spans = counted(spans, options["person_min_words"])
     train_ids = split_texts(messages, splits, "train")["doc_id"]
     true_counts = pii_occurrence_counts(spans, train_ids, options["entity_types"])
+    # Only the tiny GPT-2's pre-training data is known: the public split it was trained on.
+    pretraining = (pretraining_pii(spans, split_texts(messages, splits, "public")["doc_id"])
+                   if params.base_model == TINY_GPT2 else None)
     base_found = pl.read_parquet(inputs.base_found)
     found_paths = dict(zip(snakemake.output.results, snakemake.output.found))
     string_paths = dict(zip(snakemake.output.results, snakemake.output.strings))
@@ -65,10 +71,11 @@ else:
                 found.filter(pl.col("prompt_set") == name), prompt_set=name, n_prompts=prompts.height,
                 true_counts=true_counts, seen=seen,
                 base_found=found_set(base_found.filter(pl.col("prompt_set") == name)),
-                entity_types=options["entity_types"], targets=targets,
+                entity_types=options["entity_types"], targets=targets, pretraining=pretraining,
             ))
             strings.append(string_records(found.filter(pl.col("prompt_set") == name), prompt_set=name,
-                                          true_counts=true_counts, seen=seen, entity_types=options["entity_types"]))
+                                          true_counts=true_counts, seen=seen, entity_types=options["entity_types"],
+                                          pretraining=pretraining))
         write_table(stamp(pl.concat(strings), checkpoint), string_paths[str(result_path)])
         table = pl.concat(tables)
         write_table(stamp(table, checkpoint), result_path)

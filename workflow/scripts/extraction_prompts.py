@@ -7,7 +7,7 @@ from pathlib import Path
 import polars as pl
 
 from piimem.corpus.splits import split_texts
-from piimem.extraction import file_prompts, train_prefix_prompts, window_prompts
+from piimem.extraction.prompts import file_prompts, train_prefix_prompts, window_prompts
 from piimem.io import write_private_parquet
 from piimem.models import load_base_model, workflow_model_source
 

@@ -37,7 +37,7 @@ import bisect
 import importlib.util
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
@@ -455,6 +455,48 @@ def body_windows(body: str, window_chars: int = NER_WINDOW_CHARS,
     return windows
 
 
+def checked_analyzer(analyzer: AnalyzerEngine | None, entity_types: Iterable[str], score_threshold: float, *,
+                     spacy_model: str = DEFAULT_SPACY_MODEL) -> tuple[AnalyzerEngine, list[str]]:
+    """The analyzer (built when None) and the entity types, checked as every PII search needs: known types,
+    a threshold in [0, 1], a recognizer for each type."""
+    entity_types = _check_entity_types(entity_types)
+    if isinstance(score_threshold, bool) or not isinstance(score_threshold, (int, float)) \
+            or not 0.0 <= score_threshold <= 1.0:
+        raise ValueError(f"pii.score_threshold: expected a number in [0, 1], got {score_threshold!r}")
+    if analyzer is None:
+        analyzer = build_analyzer(spacy_model, entity_types)
+    supported = set(analyzer.get_supported_entities(LANGUAGE))
+    lacking = [t for t in entity_types if t not in supported]
+    if lacking:
+        raise ValueError(f"the analyzer has no recognizer for {lacking}; build it with these entity types")
+    return analyzer, entity_types
+
+
+def presidio_candidates(text: str, results: Iterable[tuple[int, int, str, float]], offset: int = 0) -> list[Candidate]:
+    """Candidates from Presidio's (start, end, entity_type, score) results on text[offset:]: offsets moved
+    into `text`, NER spans trimmed (`trim_ner_span`)."""
+    candidates = []
+    for start, end, entity_type, score in results:
+        start, end = start + offset, end + offset
+        if entity_type in NER_LABELS:
+            start, end = trim_ner_span(text, start, end)
+        candidates.append(Candidate(start, end, entity_type, "presidio", score))
+    return candidates
+
+
+def normal_forms_of(text: str, candidates: Iterable[Candidate], ignore: Collection[str] = ()) -> dict[Candidate, str]:
+    """The normal form of each candidate's text, leaving out those whose normal form is empty and those whose
+    text is in `ignore` (lower-cased: `ignored`, the config's pii.ignore)."""
+    forms = {cand: normalize(cand.entity_type, text[cand.start:cand.end]) for cand in candidates
+             if text[cand.start:cand.end].strip().lower() not in ignore}
+    return {cand: form for cand, form in forms.items() if form}
+
+
+def ignored(values: Iterable[str]) -> frozenset[str]:
+    """pii.ignore as `normal_forms_of` compares it: stripped and lower-cased."""
+    return frozenset(v.strip().lower() for v in values)
+
+
 # --- the stage -------------------------------------------------------------------------------------------
 
 
@@ -476,6 +518,7 @@ def detect_spans(
     analyzer: AnalyzerEngine | None = None,
     spacy_model: str = DEFAULT_SPACY_MODEL,
     window_chars: int = NER_WINDOW_CHARS,
+    ignore: Iterable[str] = (),
 ) -> pl.DataFrame:
     """The `spans` table for `messages` (columns doc_id, text, text_body_offset; x_from/x_to/x_cc if present).
 
@@ -485,19 +528,13 @@ def detect_spans(
     Presidio runs on windows of at most `window_chars` characters (plus context) of each body, never more
     than spaCy's `max_length`, in spaCy batches of `batch_size` windows, in `n_process` forked worker
     processes when above 1. A failure, or a worker that dies, names the message (PiiDetectionError).
+    `ignore`: texts never taken as PII, compared case-insensitively (the config's pii.ignore).
     """
-    entity_types = _check_entity_types(entity_types)
-    if not 0.0 <= score_threshold <= 1.0:
-        raise ValueError(f"pii.score_threshold: expected a number in [0, 1], got {score_threshold!r}")
     if batch_size < 1 or n_process < 1:
         raise ValueError(f"pii.batch_size and n_process must be >= 1 (got {batch_size}, {n_process})")
     _required_columns(messages, ("doc_id", "text", "text_body_offset"))
-    if analyzer is None:
-        analyzer = build_analyzer(spacy_model, entity_types)
-    supported = set(analyzer.get_supported_entities(LANGUAGE))
-    lacking = [t for t in entity_types if t not in supported]
-    if lacking:
-        raise ValueError(f"the analyzer has no recognizer for {lacking}; build it with these entity types")
+    analyzer, entity_types = checked_analyzer(analyzer, entity_types, score_threshold, spacy_model=spacy_model)
+    ignore = ignored(ignore)
 
     name_columns = [c for c in NAME_COLUMNS if c in messages.columns] if header_pii else []
     doc_ids = messages["doc_id"].to_list()
@@ -527,7 +564,7 @@ def detect_spans(
     # of our own. spaCy's own n_process waits forever when one of its workers dies (each worker holds the
     # ends of every worker's pipe); a worker of ours that fails or dies is an error naming the message.
     chunks = [work[i:i + batch_size] for i in range(0, len(work), batch_size)]
-    task = _AnalysisTask(analyzer, tuple(entity_types), score_threshold, batch_size)
+    task = AnalysisTask(analyzer, tuple(entity_types), score_threshold, batch_size)
 
     def chunk_texts():
         for chunk in chunks:
@@ -551,12 +588,7 @@ def detect_spans(
 
     for i in range(len(texts)):
         text, offset = texts[i], offsets[i]
-        candidates = []
-        for start, end, entity_type, score in found[body_index[i]]:
-            start, end = start + offset, end + offset
-            if entity_type in NER_LABELS:
-                start, end = trim_ner_span(text, start, end)
-            candidates.append(Candidate(start, end, entity_type, "presidio", score))
+        candidates = presidio_candidates(text, found[body_index[i]], offset)
         if header_pii:
             if "EMAIL_ADDRESS" in entity_types:
                 candidates += header_email_candidates(text, offset, text_headers)
@@ -566,14 +598,8 @@ def detect_spans(
                     key=lambda n: (-len(n), n),
                 )
                 candidates += header_name_candidates(text, names, header_first_names(names))
-        normal_forms = {}
-        kept_candidates = []
-        for cand in candidates:
-            normal = normalize(cand.entity_type, text[cand.start : cand.end])
-            if normal:
-                normal_forms[cand] = normal
-                kept_candidates.append(cand)
-        for cand in resolve_overlaps(kept_candidates):
+        normal_forms = normal_forms_of(text, candidates, ignore)
+        for cand in resolve_overlaps(normal_forms):
             rows["doc_id"].append(doc_ids[i])
             rows["start"].append(cand.start)
             rows["end"].append(cand.end)
@@ -586,7 +612,7 @@ def detect_spans(
 
 
 @dataclass(frozen=True)
-class _AnalysisTask:
+class AnalysisTask:
     """What a worker needs to analyse windows: the analyzer (inherited through fork) and its settings."""
 
     analyzer: AnalyzerEngine
@@ -605,7 +631,7 @@ class _AnalysisTask:
         ]
 
 
-def _detection_error(failure: WorkerFailed, suspects: list, bodies: list[str], task: _AnalysisTask,
+def _detection_error(failure: WorkerFailed, suspects: list, bodies: list[str], task: AnalysisTask,
                      messages: pl.DataFrame, body_index: list[int], n_process: int) -> PiiDetectionError:
     """A PiiDetectionError naming the message whose body failed.
 

@@ -95,6 +95,8 @@ class Rule:
 
 _RMFT = papers.RMFT_TER_REDUCTION.label
 _GPT2, _PROMPT = papers.table3_figure("gpt2", "full"), papers.table3_figure("gpt2", "prompt")
+# Claims the RMFT paper did not test: it measured TER and SER only; the attacks are Lukas et al.'s (2023).
+_EXTENSION = "piimem's extension of the RMFT claim to Lukas et al.'s attacks"
 RULES: dict[str, Rule] = {
     "rmft_ter": Rule("RMFT reduces TER vs plain fine-tuning (reduction, %)", f"{papers.RMFT_TER_REDUCTION.value:.2f}",
                      _RMFT, "ter_reduction",
@@ -127,6 +129,14 @@ RULES: dict[str, Rule] = {
     "lora_mlp_vs_attention": Rule("LoRA on MLP memorises more than LoRA on attention (LOSS AUC difference)",
                                   "MLP ahead", "GPT-2, Llama; Hou et al.", "auc_difference",
                                   "lora_mlp's LOSS AUC minus lora_attention's", "above"),
+    "rmft_inference": Rule("RMFT reduces PII inference accuracy vs plain fine-tuning (drop, points)",
+                           "not measured", _EXTENSION, "pii_inference_acc_drop",
+                           "none's PII inference accuracy minus RMFT's (e-mail targets, last checkpoint scored)",
+                           "above"),
+    "rmft_reconstruction": Rule("RMFT reduces PII reconstruction accuracy vs plain fine-tuning (drop, points)",
+                                "not measured", _EXTENSION, "pii_reconstruction_acc_drop",
+                                "none's PII reconstruction accuracy minus RMFT's (e-mail targets, last checkpoint "
+                                "scored)", "above"),
     "model_size": Rule("Full fine-tuning's LOSS AUC grows with model size (Spearman rho)",
                        " < ".join(papers.table3_figure(m, "full").text()
                                   for m in ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")),
@@ -326,6 +336,31 @@ def _aurc_missing(comparisons: pl.DataFrame, scope: dict, rmft: str, dedup: str)
     return "; ".join(parts) or "no AURC of both defenses"
 
 
+def targeted_claims(comparisons: pl.DataFrame, settings: ClaimSettings) -> list[Claim]:
+    """RMFT (paper scope) vs none on the targeted attacks, e-mail targets (the paper's PII type) where
+    measured, at the last checkpoint the attacks scored."""
+    claims = []
+    for rule, quantity in (("rmft_inference", "pii_inference_acc_drop"),
+                           ("rmft_reconstruction", "pii_reconstruction_acc_drop")):
+        rows = [r for r in _rows(comparisons, quantity, versus=BASELINE) if is_paper_rmft(r["defense"])]
+        scopes = {r["entity_type"] for r in rows}
+        scope = PAPER_ENTITY_TYPE if PAPER_ENTITY_TYPE in scopes else "ALL"
+        rows = [r for r in rows if r["entity_type"] == scope]
+        if not rows:
+            claims.append(Claim(rule, why="needs the targeted attacks (extraction.inference, .reconstruction) on a "
+                                          "run of none and a paper-scope RMFT run"))
+            continue
+        last = {}
+        for r in rows:  # the last checkpoint scored per run pair
+            key = (r["base_model"], r["tuning"], r["defense"])
+            if key not in last or (r["epoch"] or 0) > (last[key]["epoch"] or 0):
+                last[key] = r
+        for (base_model, tuning, defense), row in sorted(last.items()):
+            claims.append(judge(rule, row, settings, f"{base_model}, {tuning}, {scope}: {defense} vs {BASELINE}, "
+                                                     f"checkpoint {row['checkpoint']}, {row['n']} targets"))
+    return claims
+
+
 def repetition_claims(comparisons: pl.DataFrame, settings: ClaimSettings) -> list[Claim]:
     # All PII types together where measured (more strings per bucket), else the one scope there is.
     rows = _rows(comparisons, "repetition_trend", entity_type="ALL") or _rows(comparisons, "repetition_trend")
@@ -387,8 +422,8 @@ def finetuning_claims(metrics: pl.DataFrame, comparisons: pl.DataFrame, settings
 def claims_table(metrics: pl.DataFrame, comparisons: pl.DataFrame,
                  settings: ClaimSettings = ClaimSettings()) -> pl.DataFrame:
     """Every claim of the two papers with our number, its interval and its verdict (module docstring)."""
-    claims = (rmft_claims(metrics, comparisons, settings) + repetition_claims(comparisons, settings)
-              + finetuning_claims(metrics, comparisons, settings))
+    claims = (rmft_claims(metrics, comparisons, settings) + targeted_claims(comparisons, settings)
+              + repetition_claims(comparisons, settings) + finetuning_claims(metrics, comparisons, settings))
     numbers = ("ours", "CI low", "CI high", "p")
     return frame([c.row(settings) for c in claims], text_columns=[c for c in COLUMNS if c not in numbers])
 

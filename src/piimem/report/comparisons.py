@@ -111,8 +111,23 @@ QUANTITIES = {
     "size_trend": "Spearman rho of GPT-2 size and full fine-tuning's LOSS AUC at the table epoch; each base "
                   "model's sample resampled on its own",
 }
+# Targeted attacks: metric -> (attack, record column, unit); each also over O_ft (`_ft`, rates only).
+TARGETED = {"pii_inference_acc": ("inference", "correct", "points"),
+            "pii_inference_exposure": ("inference", "exposure", "bits"),
+            "pii_reconstruction_acc": ("reconstruction", "correct", "points"),
+            "association_exact": ("association", "correct", "points")}
+for _metric, (_attack, _column, _unit) in TARGETED.items():
+    for _scope, _over in (("", "its targets"), ("_ft", "its targets in O_ft (not in the pre-training data)")):
+        if _scope and _column != "correct":
+            continue
+        QUANTITIES[f"{_metric}{_scope}_drop"] = (
+            f"{_metric} of `versus` (none) minus that of `defense` ({_unit}) at one checkpoint, over {_over}: "
+            f"positive when the defense leaks less; paired over targets")
+        QUANTITIES[f"{_metric}{_scope}_gain"] = (
+            f"{_metric} of `defense` minus the base model's on the same targets ({_unit}) at one checkpoint, over "
+            f"{_over}: what fine-tuning taught; paired over targets")
 RUN_COLUMNS = ("base_model", "defense", "tuning", "seed")
-PARTS = {"extraction": "strings", "utility": "messages", "mia": "scores"}
+PARTS = {"extraction": "strings", "utility": "messages", "mia": "scores", "targeted": "targets"}
 
 
 @dataclass(frozen=True)
@@ -135,11 +150,13 @@ class Items:
     """The per-item records of every run, with the run's columns (RUN_COLUMNS) and checkpoint:
     strings (prompt_set, entity_type, string_id, occurrences, seen, extracted), messages (doc_id, n_tokens,
     nll_sum, base_nll_sum: the base model's on the same message), scores (index, member, loss: the LOSS
-    score of the members' original text)."""
+    score of the members' original text), targets (attack, prompt_set, entity_type, target_id, in_pretraining,
+    correct, exposure, base_correct, base_exposure: the targeted attacks' records)."""
 
     strings: pl.DataFrame = field(default_factory=pl.DataFrame)
     messages: pl.DataFrame = field(default_factory=pl.DataFrame)
     scores: pl.DataFrame = field(default_factory=pl.DataFrame)
+    targets: pl.DataFrame = field(default_factory=pl.DataFrame)
 
 
 def item_files(results: Iterable[str]) -> list[str]:
@@ -155,7 +172,9 @@ def item_files(results: Iterable[str]) -> list[str]:
 def read_items(paths: Iterable[str | os.PathLike]) -> Items:
     """Items from per-item record files (`item_files`); ValueError naming a file that lacks a column."""
     need = {"strings": ("prompt_set", "entity_type", "string_id", "occurrences", "seen", "extracted"),
-            "messages": ("doc_id", "n_tokens", "nll_sum", "base_nll_sum"), "scores": ("index", "member", "loss")}
+            "messages": ("doc_id", "n_tokens", "nll_sum", "base_nll_sum"), "scores": ("index", "member", "loss"),
+            "targets": ("attack", "prompt_set", "entity_type", "target_id", "in_pretraining", "correct", "exposure",
+                        "base_correct", "base_exposure")}
     parts: dict[str, list[pl.DataFrame]] = {name: [] for name in need}
     for path in paths:
         record = ResultFile.parse(path, part=True)
@@ -596,6 +615,61 @@ def _aucs(group: pl.DataFrame, metrics: pl.DataFrame, settings: Settings,
     return out
 
 
+def _targeted(targets: pl.DataFrame, metrics: pl.DataFrame, settings: Settings) -> list[dict]:
+    """Per targeted metric (TARGETED), entity type (and ALL) and prompt set: each defense's drop vs none and
+    each run's gain over the base model, at every checkpoint scored, paired over the attack's targets."""
+    rows: list[dict] = []
+    if targets.height == 0:
+        return rows
+    for metric, (attack, column, _) in TARGETED.items():
+        of_attack = targets.filter(pl.col("attack") == attack)
+        if of_attack.height == 0:
+            continue
+        types = sorted(set(of_attack["entity_type"].to_list()))
+        for entity_type in [*types, ALL] if len(types) > 1 else types:
+            scoped = of_attack if entity_type == ALL else of_attack.filter(pl.col("entity_type") == entity_type)
+            for (base_model, tuning, prompt_set), group in sorted(
+                    scoped.group_by("base_model", "tuning", "prompt_set"),
+                    key=lambda g: (g[0][0], tuning_rank(g[0][1]), g[0][2] or "")):
+                for scope in ("", "_ft") if column == "correct" else ("",):
+                    picked = group.filter(pl.col("in_pretraining").is_not_null() & ~pl.col("in_pretraining")) \
+                        if scope else group
+                    if picked.height:
+                        rows += _targeted_experiment(picked, metrics, settings, f"{metric}{scope}", column,
+                                                     base_model=base_model, tuning=tuning, prompt_set=prompt_set,
+                                                     entity_type=entity_type)
+    return rows
+
+
+def _targeted_experiment(group: pl.DataFrame, metrics: pl.DataFrame, settings: Settings, metric: str, column: str,
+                         **keys) -> list[dict]:
+    ids = np.sort(group["target_id"].unique().to_numpy())
+    checkpoints = _checkpoints(group, metrics)
+    rng = rng_for(settings.seed, "targets", metric, *map(str, keys.values()))
+    chunks = _weight_chunks(rng, len(ids), settings.resamples)
+    scale = 100.0 if column == "correct" else 1.0
+    runs, base = {}, None
+    for (defense,), run in sorted(group.group_by("defense"), key=lambda g: defense_rank(g[0][0])):
+        what = f"{keys['base_model']}/{defense}-{keys['tuning']} {metric} targets"
+        seeds, arrays = _arrays(run.with_columns(pl.col(column, f"base_{column}").cast(pl.Float64)), "target_id",
+                                [column, f"base_{column}"], checkpoints, ids, what)
+        runs[defense] = _resampled(seeds, arrays, lambda w, a: scale * _weighted_mean(w, a[column]), chunks)
+        if base is None:
+            base = _resampled(seeds, arrays, lambda w, a: scale * _weighted_mean(w, a[f"base_{column}"]), chunks)
+    rows = []
+    for defense, estimate in runs.items():
+        gain = combine(np.subtract, estimate, base)
+        epochs = _epochs(metrics, keys["base_model"], defense, keys["tuning"])
+        for i, checkpoint in enumerate(checkpoints):
+            at = dict(keys, defense=defense, versus="base model", checkpoint=checkpoint, epoch=epochs.get(checkpoint),
+                      n=len(ids), resampled="targets")
+            rows.append(_row(f"{metric}_gain", summary(gain.at(i), settings.level), **at))
+            if defense != BASELINE and BASELINE in runs:
+                drop = combine(np.subtract, runs[BASELINE], estimate)
+                rows.append(_row(f"{metric}_drop", summary(drop.at(i), settings.level), **dict(at, versus=BASELINE)))
+    return rows
+
+
 # ------------------------------------------------------------------------------------------
 
 
@@ -604,6 +678,7 @@ def compare(metrics: pl.DataFrame, items: Items, settings: Settings = Settings()
     rows, perplexity = _perplexity(items.messages, metrics, settings)
     rows += _extraction(items.strings, metrics, perplexity, settings)
     rows += _membership(items.scores, metrics, settings)
+    rows += _targeted(items.targets, metrics, settings)
     clean = [{c: (None if isinstance(r.get(c), float) and math.isnan(r[c]) else r.get(c)) for c in COMPARISON_SCHEMA}
              for r in rows]
     return pl.DataFrame(clean, schema=COMPARISON_SCHEMA, orient="row") if clean else pl.DataFrame(

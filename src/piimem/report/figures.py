@@ -47,7 +47,8 @@ DPI = 150
 STYLE = {"style": "whitegrid", "context": "paper", "palette": "colorblind"}
 PANEL_SIZE = (4.0, 3.2)  # inches per panel
 FIGURE_STEMS = ("metrics_by_checkpoint", "maxter", "mia_auc_by_epoch", "roc_curves", "loss_distributions",
-                "extraction_by_repetition", "canary_exposure", "privacy_utility_ter", "privacy_utility_auc")
+                "extraction_by_repetition", "canary_exposure", "targeted_attacks", "privacy_utility_ter",
+                "privacy_utility_auc")
 # Columns of a MIA score file that are not attack scores.
 SCORE_FILE_COLUMNS = ("index", "member", "n_tokens", "nll_mean")
 MAX_BANDS = 5  # interval bands in one panel; beyond this they hide each other
@@ -588,6 +589,48 @@ def plot_loss_distributions(models: Mapping[str, pl.DataFrame | str | os.PathLik
 # All figures
 
 
+def plot_targeted_attacks(metrics: pl.DataFrame, stem: str | os.PathLike) -> list[Path]:
+    """Accuracy (%) of each targeted attack per defense and checkpoint scored (epoch on x, points offset per
+    defense) with its exact binomial interval (one seed; several: ± one standard deviation over seeds), one
+    panel per attack (association: per prompt set) on the e-mail targets where measured (else all types), the
+    base model's accuracy on the same targets dashed. []: no targeted metric."""
+    from piimem.report.tables import TARGETED_ATTACKS
+
+    names = [*TARGETED_ATTACKS, *(f"{m}_base" for m in TARGETED_ATTACKS)]
+    rows = _values(metrics, names)
+    if rows.filter(pl.col("metric").is_in(list(TARGETED_ATTACKS))).height == 0:
+        return []
+    scope = "EMAIL_ADDRESS" if (rows["entity_type"] == "EMAIL_ADDRESS").any() else "ALL"
+    rows = rows.filter(pl.col("entity_type") == scope)
+    panels = [(m, p) for m in TARGETED_ATTACKS for p in sorted(
+        {p for p in rows.filter(pl.col("metric") == m)["prompt_set"].to_list()}, key=lambda p: p or "")]
+    colors = _colors(rows["defense"].unique().to_list(), DEFENSE_ORDER)
+    with _style():
+        fig, axes = _figure(len(panels))
+        for ax, (metric, prompt_set) in zip(axes, panels):
+            data = rows.filter((pl.col("metric") == metric) & pl.col("prompt_set").eq_missing(prompt_set))
+            defenses = sorted(data["defense"].unique().to_list(), key=defense_rank)
+            for i, defense in enumerate(defenses):
+                runs = data.filter(pl.col("defense") == defense).group_by("epoch").agg(
+                    pl.col("value").mean().alias("mean"), pl.col("value").std().alias("sd"),
+                    pl.col("ci_low").first(), pl.col("ci_high").first(), pl.len().alias("seeds")).sort("epoch")
+                x = runs["epoch"].to_numpy() + 0.04 * (i - (len(defenses) - 1) / 2)
+                y = runs["mean"].to_numpy()
+                several = runs["seeds"].max() > 1
+                low = y - runs["sd"].fill_null(0).to_numpy() if several else runs["ci_low"].to_numpy()
+                high = y + runs["sd"].fill_null(0).to_numpy() if several else runs["ci_high"].to_numpy()
+                ax.errorbar(x, y, yerr=[np.nan_to_num(y - low), np.nan_to_num(high - y)], fmt="o-",
+                            color=colors[defense], label=defense, capsize=2, linewidth=1)
+            base = rows.filter((pl.col("metric") == f"{metric}_base") & pl.col("prompt_set").eq_missing(prompt_set))
+            if base.height:
+                ax.axhline(base["value"].mean(), color="grey", linestyle="--", linewidth=0.8, label="base model")
+            n = data["n"].max()
+            title = TARGETED_ATTACKS[metric] + (f": {prompt_set}" if prompt_set else "")
+            ax.set(xlabel="epoch", ylabel="accuracy (%)", title=f"{title} ({scope}, n={n})")
+        _legend_outside(fig, axes)
+    return save(fig, stem)
+
+
 def _maxter_scope(metrics: pl.DataFrame) -> str:
     scopes = extraction_entity_types(metrics)
     return scopes[0] if scopes else "ALL"
@@ -612,6 +655,7 @@ def build_figures(metrics: pl.DataFrame, comparisons: pl.DataFrame | None, folde
         paths += plot_loss_distributions(loss_models, folder / "loss_distributions")
     paths += plot_extraction_by_repetition(metrics, folder / "extraction_by_repetition")
     paths += plot_canary_exposure(metrics, folder / "canary_exposure")
+    paths += plot_targeted_attacks(metrics, folder / "targeted_attacks")
     paths += plot_privacy_utility(metrics, folder / "privacy_utility_ter", privacy="ter")
     paths += plot_privacy_utility(metrics, folder / "privacy_utility_auc", privacy="mia_auc/loss")
     return paths

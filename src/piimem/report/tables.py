@@ -44,7 +44,7 @@ from piimem.report.select import (
     where,
 )
 
-TABLE_STEMS = ("rmft", "finetuning", "extraction_by_type", "extraction_by_repetition", "claims")
+TABLE_STEMS = ("rmft", "finetuning", "extraction_by_type", "extraction_by_repetition", "targeted", "claims")
 # Human headers of the key columns, shared by every table.
 HEADERS = {"base_model": "base model", "tuning": "tuning", "defense": "defense", "prompt_set": "prompt set",
            "entity_type": "entity type"}
@@ -329,13 +329,86 @@ def extraction_by_repetition(metrics: pl.DataFrame, checkpoint: str | None = Non
     return frame(out, text_columns=[*(HEADERS[k] for k in keys[:-1]), "repetitions"])
 
 
+# The targeted attacks' headline metric per attack, and its label (association: per template).
+TARGETED_ATTACKS = {"pii_inference_acc": "PII inference", "pii_reconstruction_acc": "PII reconstruction",
+                    "association_exact": "association"}
+
+
+def targeted_table(metrics: pl.DataFrame, comparisons: pl.DataFrame | None = None,
+                   level: float = LEVEL) -> pl.DataFrame | None:
+    """The targeted attacks by defense: one row per base model, tuning, attack (association: per prompt set),
+    entity type and defense, at the last checkpoint scored, averaged over seeds.
+
+    Columns: the attack's accuracy (%: inference and reconstruction, the true string ranked first;
+    association, the first address written is the owner's) with its exact interval and k of n; the same over
+    O_ft (targets not in the base model's pre-training data, where known); the base model's accuracy on the
+    same targets; the drop vs none and the gain over the base model (points, paired over targets, from the
+    comparison table); for inference also the mean exposure (bits) and its drop. None without these metrics.
+    """
+    names = [*TARGETED_ATTACKS, *(f"{m}{s}" for m in TARGETED_ATTACKS for s in ("_ft", "_base")),
+             "pii_inference_exposure", "pii_inference_exposure_base", "pii_inference_candidates"]
+    rows = at_checkpoint(select_metrics(metrics, names))
+    if rows.filter(pl.col("metric").is_in(list(TARGETED_ATTACKS))).height == 0:
+        return None
+    keys = ("base_model", "tuning", "prompt_set", "entity_type", "defense")
+    lookups = {q: {(k[0], k[1], k[2], k[3], k[4], k[6]): r for k, r in _lookup(comparisons, quantity=q).items()}
+               for q in (*(f"{m}{s}_{d}" for m in [*TARGETED_ATTACKS, "pii_inference_exposure"]
+                           for s in ("", "_ft") for d in ("drop", "gain")),)}
+    out = []
+    for key, values in _by_run(rows, keys).items():
+        base_model, tuning, prompt_set, entity_type, defense = key
+        checkpoint = next(iter(values.values()))[0]["checkpoint"]
+        for metric, label in TARGETED_ATTACKS.items():
+            if metric not in values:
+                continue
+            row = {HEADERS["base_model"]: base_model, HEADERS["tuning"]: tuning,
+                   "attack": label if prompt_set is None else f"{label}: {prompt_set}",
+                   HEADERS["entity_type"]: entity_type, HEADERS["defense"]: defense, "checkpoint": checkpoint}
+            at = (base_model, tuning, prompt_set, entity_type, defense, checkpoint)
+            row.update(metric_cells(values[metric], "accuracy (%)", counts=True, level=level))
+            row.update(metric_cells(values.get(f"{metric}_ft", []), "accuracy over O_ft (%)", counts=True,
+                                    level=level))
+            row.update(metric_cells(values.get(f"{metric}_base", []), "base model (%)", counts=True, level=level))
+            row.update(comparison_cells(lookups[f"{metric}_drop"].get(at), "drop vs none (points)"))
+            row.update(comparison_cells(lookups[f"{metric}_ft_drop"].get(at), "O_ft drop vs none (points)"))
+            row.update(comparison_cells(lookups[f"{metric}_gain"].get(at), "gain over base model (points)"))
+            exposure = metric == "pii_inference_acc"
+            row["candidates K"] = mean(r["value"] for r in values.get("pii_inference_candidates", [])) \
+                if exposure else None
+            row["exposure (bits)"] = mean(r["value"] for r in values.get("pii_inference_exposure", [])) \
+                if exposure else None
+            row["exposure, base model (bits)"] = mean(r["value"] for r in values.get("pii_inference_exposure_base",
+                                                                                    [])) if exposure else None
+            row.update(comparison_cells(lookups["pii_inference_exposure_drop"].get(at) if exposure else None,
+                                        "exposure drop vs none (bits)"))
+            out.append(row)
+    order = list(TARGETED_ATTACKS.values())
+    out.sort(key=lambda r: (r["base model"], tuning_rank(r["tuning"]), order.index(r["attack"].split(":")[0]),
+                            r["attack"], r["entity type"] == "ALL", r["entity type"], defense_rank(r["defense"])))
+    table = frame(out, text_columns=[*(HEADERS[k] for k in keys if k != "prompt_set"), "attack", "checkpoint"])
+    return table.drop([c for c in table.columns if table[c].null_count() == table.height])
+
+
+def targeted_notes(table: pl.DataFrame | None, level: float = LEVEL) -> list[str]:
+    if table is None:
+        return []
+    return [f"accuracy [low, high]: exact (Clopper-Pearson) {100 * level:g} % interval, k of n its counts; drops "
+            f"and gains: {100 * level:g} % bootstrap interval over the attack's targets, paired (every run and the "
+            f"base model score the same targets). O_ft: the targets whose string is not in the base model's "
+            f"pre-training data.",
+            "Inference ranks the true string among K candidates of its type by the perplexity of the filled-in "
+            "window (chance: 100/K %); reconstruction ranks what the model writes when sampled from the text "
+            "before the mask; association prompts with the owner's name and takes the first address written."]
+
+
 def build_tables(metrics: pl.DataFrame, comparisons: pl.DataFrame, folder: str | os.PathLike, *,
                  finetuning_epoch: float | None = None, level: float = LEVEL,
                  claims_settings=None) -> list[Path]:
     """Every table that has data, written under `folder` with the stems of `TABLE_STEMS`; the paths.
 
     rmft: `rmft_table`; finetuning: `finetuning_table` at `finetuning_epoch` (None: the last checkpoint)
-    with `finetuning_notes`; extraction_by_type, extraction_by_repetition: at the last checkpoint; claims:
+    with `finetuning_notes`; extraction_by_type, extraction_by_repetition: at the last checkpoint; targeted:
+    `targeted_table`; claims:
     `piimem.report.claims.claims_table` with `claims_settings` (its defaults when None). Key columns with
     one value are left out of md/tex.
     """
@@ -344,17 +417,20 @@ def build_tables(metrics: pl.DataFrame, comparisons: pl.DataFrame, folder: str |
     # Columns that only say which experiment the rows come from (not what the rows compare).
     context = {"rmft": ("base model", "tuning", "prompt set"), "finetuning": ("base model", "defense"),
                "extraction_by_type": ("base model", "tuning", "prompt set"),
-               "extraction_by_repetition": ("base model", "tuning", "prompt set"), "claims": ()}
+               "extraction_by_repetition": ("base model", "tuning", "prompt set"),
+               "targeted": ("base model", "tuning", "checkpoint"), "claims": ()}
     rmft = rmft_table(metrics, comparisons)
     finetuning = finetuning_table(metrics, comparisons, epoch=finetuning_epoch, level=level)
     by_type = extraction_by_type(metrics, level=level)
     claims = claims_table(metrics, comparisons, settings)
+    targeted = targeted_table(metrics, comparisons, level=level)
     tables = {
         "rmft": (rmft, rmft_notes(metrics, rmft, level)),
         "finetuning": (finetuning, finetuning_notes(finetuning, level)),
         "extraction_by_type": (by_type, extraction_notes(metrics, by_type, level)),
         "extraction_by_repetition": (extraction_by_repetition(metrics, level=level),
                                      extraction_notes(metrics, by_type, level)[:1]),
+        "targeted": (targeted, targeted_notes(targeted, level)),
         "claims": (claims, claims_notes(claims, settings)),
     }
     paths: list[Path] = []
