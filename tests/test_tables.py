@@ -119,8 +119,14 @@ def test_extraction_tables_at_the_last_checkpoint_carry_exact_intervals_and_coun
                                                                ("rmft", "EMAIL_ADDRESS"), ("rmft", "ALL")]
     none = by_type.row(0, named=True)
     assert none["TER (%), last checkpoint"] == 40.0 and (none["TER k"], none["TER n"]) == (40, 100)
+    assert not [c for c in by_type.columns if "O_ft" in c]  # no ter_ft rows: pre-training data unknown
     assert none["TER (%), last checkpoint CI low"] == pytest.approx(30.33, abs=0.01)  # 40 of 100, exact
     assert not [c for c in by_type.columns if c.startswith("SER")]  # SER = TER on every row
+    ft = metric_row("ter_ft", 25.0, checkpoint="c03", epoch=3.0, prompt_set="train-prefix",
+                    entity_type="EMAIL_ADDRESS", k=20, n=80)
+    with_ft = extraction_by_type(pl.concat([metrics, with_exact_intervals(pl.DataFrame([ft], schema=metrics.schema))]))
+    assert with_ft.row(0, named=True)["TER over O_ft (%), last checkpoint"] == 25.0
+    assert with_ft.row(0, named=True)["TER over O_ft k"] == 20 and with_ft.row(2, named=True)["TER over O_ft k"] is None
     repetition = extraction_by_repetition(metrics)
     assert repetition.select("repetitions", "TER k", "TER n").rows() == [("1", 7, 20), ("16+", 0, 20)]
     assert repetition["TER (%), last checkpoint CI high"][1] == pytest.approx(16.84, abs=0.01)  # 0 of 20

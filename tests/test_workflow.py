@@ -16,7 +16,9 @@ from workflow_helpers import ENRON_MINI, SHARED, planned_jobs, snakemake, write_
 SMALL = {"corpus": {"synthetic": {"n_mailboxes": 4, "messages_per_mailbox": 30}},
          "tiny_gpt2": {"n_embd": 128},
          "train": {"epochs": 2, "checkpoints_per_epoch": 2},
-         "extraction": {"n_prompts": 48, "new_tokens": 24, "canaries": {"n_candidates": 30}}}
+         "extraction": {"n_prompts": 48, "new_tokens": 24, "canaries": {"n_candidates": 30},
+                        "inference": {"n_targets": 40, "candidates": 20},
+                        "reconstruction": {"samples": 2, "new_tokens": 12}, "association": {"n_targets": 20}}}
 # The default's runs: the four defenses with full fine-tuning (the RMFT study) and five more tuning
 # methods on the undefended text (the fine-tuning-methods study); extraction attacks the first four.
 METHODS = ("head", "lora", "prefix", "prompt", "ptuning")
@@ -337,6 +339,35 @@ def test_pii_extraction_on_every_checkpoint(synthetic_run):
                    .filter((pl.col("metric") == "n_seen") & (pl.col("entity_type") == "ALL"))["value"][0]
                    for c in ("c01", "c04"))
     assert first < last == n_true
+
+
+@pytest.mark.slow
+def test_targeted_attacks_score_the_same_targets_at_the_last_checkpoint(synthetic_run):
+    results = synthetic_run / "results"
+    targets = pl.read_parquet(results / "private/extraction/tiny-gpt2/targets.parquet")
+    assert 0 < targets.height <= 40 and set(targets["entity_type"]) == {"EMAIL_ADDRESS"}
+    assert all(len(c) == 19 and t not in c for t, c in targets.select("value", "candidates").rows())
+    records = {}
+    for defense in ("none", "dedup", "rmft", "scrub"):
+        folder = results / f"runs/tiny-gpt2/{defense}-full-s42/targeted"
+        assert sorted(p.name for p in folder.iterdir()) == ["c04.targets.parquet", "c04.tsv"]  # the last only
+        records[defense] = pl.read_parquet(folder / "c04.targets.parquet")
+        table = pl.read_csv(folder / "c04.tsv", separator="\t")
+        value = {(m, t): (v, k, n) for m, t, v, k, n in table.select("metric", "entity_type", "value", "k", "n").rows()}
+        for metric in ("pii_inference_acc", "pii_inference_acc_base", "pii_reconstruction_acc"):
+            v, k, n = value[(metric, "EMAIL_ADDRESS")]
+            assert n == targets.height and v == pytest.approx(100 * k / n)
+        assert 0 <= value[("pii_inference_exposure", "EMAIL_ADDRESS")][0] <= math.log2(20)
+    # every run and the base model score the same targets, which carry ids and flags only
+    assert len({tuple(r.filter(pl.col("attack") == "inference")["target_id"].sort()) for r in records.values()}) == 1
+    assert not [c for c, t in records["none"].schema.items() if t == pl.Utf8 and c not in ("attack", "prompt_set",
+                                                                                          "entity_type", "checkpoint")]
+    base = pl.read_parquet(results / "extraction/tiny-gpt2/targeted-base.targets.parquet")
+    joined = records["none"].join(base, on=["attack", "prompt_set", "entity_type", "target_id"], nulls_equal=True)
+    assert joined.height == records["none"].height and (joined["base_correct"] == joined["correct_right"]).all()
+    metrics = pl.read_parquet(results / "metrics.parquet")
+    assert {"pii_inference_acc", "association_exact", "ter_ft"} <= set(metrics["metric"])
+    assert (results / "tables/targeted.md").is_file() and (results / "figures/targeted_attacks.png").is_file()
 
 
 @pytest.mark.slow

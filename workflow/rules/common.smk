@@ -183,9 +183,10 @@ TARGET_OPTIONS = {
     **{key: config["extraction"][key] for key in ("entity_types", "person_min_words", "seed")},
 }
 TARGETED_ATTACK_OPTIONS = {
-    **{attack: {"enabled": config["extraction"][attack]["enabled"]} for attack in ("inference", "association")},
+    "inference": {"enabled": config["extraction"]["inference"]["enabled"]},
+    "association": {k: config["extraction"]["association"][k] for k in ("enabled", "new_tokens")},
     "reconstruction": config["extraction"]["reconstruction"],
-    **{key: config["extraction"][key] for key in ("new_tokens", "batch_size", "seed")},
+    **{key: config["extraction"][key] for key in ("batch_size", "seed")},
 }
 
 

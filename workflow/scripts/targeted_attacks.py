@@ -43,8 +43,9 @@ def attack(model) -> tuple[pl.DataFrame, list[tuple]]:
             temperature=sampling["temperature"], seed=options["seed"], score_threshold=params.score_threshold,
             ignore=params.ignore, batch_size=batch_size, device=device))
     if options["association"]["enabled"] and prompts.height:
-        continuations = generate(model, tokenizer, prompts["prompt"].to_list(), max_new_tokens=options["new_tokens"],
-                                 batch_size=batch_size, device=device)
+        continuations = generate(model, tokenizer, prompts["prompt"].to_list(),
+                                 max_new_tokens=options["association"]["new_tokens"], batch_size=batch_size,
+                                 device=device)
         found = find_pii(continuations, entity_types=["EMAIL_ADDRESS"], analyzer=analyzer,
                          score_threshold=params.score_threshold, ignore=params.ignore)
         rates, association = association_results(found, prompts)

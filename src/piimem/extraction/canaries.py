@@ -11,7 +11,6 @@ from collections.abc import Collection, Sequence
 
 import polars as pl
 
-from piimem.extraction.generation import peft_virtual_tokens, position_limit
 from piimem.extraction.prompts import check_count, last_tokens_start
 from piimem.progress import Progress
 
@@ -23,28 +22,25 @@ def canary_exposure(model, tokenizer, canary: str, context: str, candidates: Seq
     """Exposure of a canary (Carlini et al. 2019, "The Secret Sharer"): log2 |R| − log2 rank.
 
     R = the distinct `candidates` plus the canary itself (added when missing). Each r in R is scored by the
-    model's negative log-likelihood of `context + r` (piimem.scoring.token_nll, the whole text); rank =
-    the canary's position when R is sorted by likelihood, most likely first, ties counted against the
-    canary (rank = #{r: nll(r) <= nll(canary)}), so a model indifferent between candidates shows no
-    exposure. A canary ranked first gives the maximum, log2 |R|; one ranked last gives 0.
+    model's negative log-likelihood of `context + r` (the whole text; `inference.filled_window_scores`:
+    the context is run once and its key/value cache reused for every r, a space that ends the context moved
+    to the candidates, as a training text tokenises it); rank = the canary's position when R is sorted by
+    likelihood, most likely first, ties counted against the canary (rank = #{r: nll(r) <= nll(canary)}), so
+    a model indifferent between candidates shows no exposure. A canary ranked first gives the maximum,
+    log2 |R|; one ranked last gives 0.
     """
-    from piimem.scoring import token_nll
+    from piimem.extraction.inference import filled_window_scores, rank_of_truth
 
     space = list(dict.fromkeys([canary, *candidates]))
     if len(space) < 2:
         raise ValueError("canary_exposure: needs at least one candidate other than the canary")
-    texts = [context + r for r in space]
-    limit = position_limit(model)
-    n_virtual, _ = peft_virtual_tokens(model)
-    longest = max(len(tokenizer(t, add_special_tokens=True)["input_ids"]) for t in texts)
-    max_length = longest if limit is None else min(longest, limit - n_virtual)
-    if max_length < longest:
-        raise ValueError(f"canary_exposure: context + candidate takes {longest} tokens, more than the model's "
-                         f"{limit - n_virtual} positions")
-    scores = token_nll(model, tokenizer, texts, max_length=max(max_length, 2), batch_size=batch_size, device=device)
-    nll = scores["nll_sum"].to_list()
-    rank = sum(value <= nll[0] for value in nll)
-    return math.log2(len(space)) - math.log2(rank)
+    head, separator = (context[:-1], " ") if context.endswith(" ") else (context, "")
+    try:
+        nll = filled_window_scores(model, tokenizer, head, [separator + r for r in space], "",
+                                   batch_size=batch_size, device=device, per_token=False)
+    except ValueError as error:
+        raise ValueError(f"canary_exposure: {error}") from None
+    return math.log2(len(space)) - math.log2(rank_of_truth(nll))
 
 
 def random_candidates(canary: str, entity_type: str | None, n: int, seed: int) -> list[str]:

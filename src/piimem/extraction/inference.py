@@ -147,8 +147,10 @@ def _uses_virtual_tokens(model) -> bool:
 
 
 def filled_window_scores(model, tokenizer, prefix: str, fillings: Sequence[str], suffix: str, *,
-                         batch_size: int = 64, device: str = "auto", cached: bool = True) -> list[float]:
-    """Mean NLL per token (log-perplexity) of prefix + filling + suffix for every filling, in input order.
+                         batch_size: int = 64, device: str = "auto", cached: bool = True,
+                         per_token: bool = True) -> list[float]:
+    """Mean NLL per token (log-perplexity) of prefix + filling + suffix for every filling, in input order;
+    with `per_token` False the total NLL (nats) instead.
 
     The window is tokenised in two parts, the prefix (with the tokenizer's special tokens) and each filling
     with the suffix (without), so that every filled window starts with the same tokens: the prefix's score is
@@ -216,7 +218,7 @@ def filled_window_scores(model, tokenizer, prefix: str, fillings: Sequence[str],
                     totals = nll.sum(dim=1).double().cpu().tolist()
                     counts = valid.sum(dim=1).cpu().tolist()
                 for r, i in enumerate(rows):
-                    scores[i] = totals[r] / counts[r]
+                    scores[i] = totals[r] / counts[r] if per_token else totals[r]
     finally:
         model.train(was_training)
     return scores

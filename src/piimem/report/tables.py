@@ -276,10 +276,11 @@ def extraction_by_type(metrics: pl.DataFrame, checkpoint: str | None = None,
                        level: float = LEVEL) -> pl.DataFrame | None:
     """TER, SER, TEGR (%) with their exact intervals and counts (TER: |L∩O| of |O|, SER: |L∩S| of |S|,
     TEGR: |L∩O| of |L|) per entity type ("ALL" last), per base model, tuning, prompt set and defense, at
-    the last checkpoint of each run (or `checkpoint`), averaged over seeds. SER is left out when it equals
-    TER by construction (`ser_equals_ter`). None when there is no TER."""
+    the last checkpoint of each run (or `checkpoint`), averaged over seeds, and TER over O_ft (the strings
+    of O not in the base model's pre-training data) where known. SER is left out when it equals TER by
+    construction (`ser_equals_ter`). None when there is no TER."""
     keys = ("base_model", "tuning", "prompt_set", "defense", "entity_type")
-    rows = at_checkpoint(select_metrics(metrics, ["ter", "ser", "tegr"]), checkpoint=checkpoint)
+    rows = at_checkpoint(select_metrics(metrics, ["ter", "ser", "tegr", "ter_ft"]), checkpoint=checkpoint)
     if rows.filter(pl.col("metric") == "ter").height == 0:
         return None
     same = ser_equals_ter(rows)
@@ -292,6 +293,8 @@ def extraction_by_type(metrics: pl.DataFrame, checkpoint: str | None = None,
         row.update(metric_cells([] if ser_is_ter else values.get("ser", []), f"SER (%), {at}", counts=True,
                                 level=level))
         row.update(metric_cells(values.get("tegr", []), f"TEGR (%), {at}", counts=True, level=level))
+        if "ter_ft" in values:
+            row.update(metric_cells(values["ter_ft"], f"TER over O_ft (%), {at}", counts=True, level=level))
         out.append(row)
     out.sort(key=lambda r: (*_context_rank(r), r["entity type"] == "ALL", r["entity type"]))
     return _drop_empty_ser(frame(out, text_columns=[HEADERS[k] for k in keys]))
