@@ -231,5 +231,11 @@ def test_targeted_claims_follow_the_paired_drop():
     _, table = comparisons_of(targets("none", range(5)), targets("rmft", [0, 1, 2, 3, 7]))
     row = claim(claims_table(pl.DataFrame(schema=METRICS_SCHEMA), table), "RMFT reduces PII inference")
     assert row["verdict"] == "inconclusive" and "contains 0" in row["why"]
+    # 5 targets only none gets right, none only rmft: the bootstrap interval lies above 0, but the exact
+    # McNemar p is 2/32 = 0.0625, so the claim stays inconclusive
+    _, table = comparisons_of(targets("none", range(5)), targets("rmft", []))
+    row = claim(claims_table(pl.DataFrame(schema=METRICS_SCHEMA), table), "RMFT reduces PII inference")
+    assert row["CI low"] > 0 and row["p"] == pytest.approx(0.0625)
+    assert row["verdict"] == INCONCLUSIVE and "McNemar p-value 0.0625 is above 0.05" in row["why"]
     # without reconstruction records that claim is not testable
     assert claim(claims, "RMFT reduces PII reconstruction")["verdict"] == UNTESTABLE

@@ -143,3 +143,12 @@ def test_trend_p_value_is_exact_over_the_orders():
     assert math.isnan(trend_p_value([1, 2, 3], [1, 1, 1]))
     # Beyond 8 points: scipy's permutation test (the exact value for 10 increasing points is 1/10!).
     assert trend_p_value(range(10), range(10)) < 0.001
+
+
+def test_mcnemar_p_is_the_exact_binomial_test_of_the_discordant_pairs():
+    from piimem.intervals import mcnemar_p
+
+    assert mcnemar_p(0, 0) == 1.0
+    assert mcnemar_p(5, 1) == pytest.approx(14 / 64)  # 2 x P(X <= 1), X ~ Bin(6, 1/2)
+    assert mcnemar_p(1, 5) == mcnemar_p(5, 1)
+    assert mcnemar_p(30, 0) < 1e-8

@@ -187,5 +187,6 @@ def test_targeted_table_beside_the_base_model_with_paired_drops():
     assert none["drop vs none (points)"] is None
     assert rmft["drop vs none (points)"] == pytest.approx(15.0)
     assert 0 < rmft["drop vs none (points) CI low"] < 15 < rmft["drop vs none (points) CI high"]
+    assert rmft["drop p (McNemar)"] < 1e-8  # 30 targets only none gets right, none only rmft
     assert rmft["O_ft drop vs none (points)"] == 0.0  # both runs' hits are pre-trained targets
     assert targeted_table(metrics.filter(pl.col("metric") == "ter"), table) is None

@@ -8,6 +8,7 @@ tests. The report's comparisons (`piimem.report.comparisons`) and the attacks' o
 - `percentile_interval(replicates)`: the percentile bootstrap interval over the finite replicates.
 - `t_interval(values)`: Student's t interval of a mean, for values measured once per seed.
 - `trend_p_value(x, y)`: the exact permutation p-value of a positive Spearman trend (all n! orders).
+- `mcnemar_p(b, c)`: the exact two-sided McNemar p-value of paired yes/no outcomes.
 
 Levels are fractions (0.95); rates are what the caller gives (fractions or percentages).
 """
@@ -132,3 +133,15 @@ def trend_p_value(x: Sequence[float], y: Sequence[float], alternative: str = "gr
         return float(result.pvalue)
     rhos = [spearman(x, list(order)) for order in permutations(y)]
     return sum(sign * r >= sign * observed - 1e-12 for r in rhos) / len(rhos)
+
+
+def mcnemar_p(b: int, c: int) -> float:
+    """Exact two-sided McNemar p-value of paired binary outcomes: b items right in the first run only, c in
+    the second only; under no difference each discordant item is a fair coin (binomial test of b of b + c).
+    1.0 with no discordant item. A paired bootstrap interval of a handful of discordant items can exclude 0
+    where this test cannot (5 against 1: p = 0.22), so verdicts on paired rates need both."""
+    from scipy.stats import binomtest
+
+    if b + c == 0:
+        return 1.0
+    return float(binomtest(int(b), int(b + c), 0.5).pvalue)

@@ -22,7 +22,7 @@ from collections.abc import Collection, Mapping, Sequence
 import polars as pl
 
 from piimem.extraction.generation import generate, peft_virtual_tokens, position_limit
-from piimem.extraction.prompts import check_count, last_tokens_start, prompt_end, token_starts
+from piimem.extraction.prompts import check_count, first_tokens_end, last_tokens_start, prompt_end
 from piimem.metrics import PII
 from piimem.pii.normalize import ENTITY_TYPES
 from piimem.progress import Progress
@@ -39,7 +39,7 @@ TARGETS_SCHEMA = {
     "span_start": pl.Int64,
     "value": pl.Utf8,  # the masked occurrence as written
     "prefix": pl.Utf8,  # the text before it (`context_tokens` tokens, no separating space)
-    "suffix": pl.Utf8,  # the text after it (`suffix_tokens` tokens), from the separator on
+    "suffix": pl.Utf8,  # the text right after it (`suffix_tokens` tokens)
     "separator": pl.Utf8,  # what stood between prefix and value: "" or " "
     "candidates": pl.List(pl.Utf8),  # the other strings of the inference candidate set, as written
 }
@@ -53,21 +53,6 @@ TARGET_RECORD_SCHEMA = {
 
 # ------------------------------------------------------------------------------------------
 # Targets
-
-
-def first_tokens_end(tokenizer, text: str, start: int, n_tokens: int) -> int:
-    """Offset where the first `n_tokens` tokens of text[start:] end (the text's end when it has fewer).
-
-    As `last_tokens_start`, only a window is tokenised, grown until it holds more tokens than needed."""
-    width = max(256, (n_tokens + 1) * 16)
-    while True:
-        stop = min(len(text), start + width)
-        starts = token_starts(tokenizer, text[start:stop])
-        if len(starts) > n_tokens:
-            return start + starts[n_tokens]
-        if stop == len(text):
-            return stop
-        width *= 4
 
 
 def inference_targets(

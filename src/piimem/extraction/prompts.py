@@ -81,6 +81,21 @@ def last_tokens_start(tokenizer, text: str, end: int, prompt_tokens: int) -> tup
     return begin + chosen[0], len(chosen)
 
 
+def first_tokens_end(tokenizer, text: str, start: int, n_tokens: int) -> int:
+    """Offset where the first `n_tokens` tokens of text[start:] end (the text's end when it has fewer).
+
+    As `last_tokens_start`, only a window is tokenised, grown until it holds more tokens than needed."""
+    width = max(256, (n_tokens + 1) * 16)
+    while True:
+        stop = min(len(text), start + width)
+        starts = token_starts(tokenizer, text[start:stop])
+        if len(starts) > n_tokens:
+            return start + starts[n_tokens]
+        if stop == len(text):
+            return stop
+        width *= 4
+
+
 def prompt_end(text: str, span_start: int) -> int:
     """Where a prompt before a span ends: right before it, without one separating space.
 

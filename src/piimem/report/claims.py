@@ -5,7 +5,8 @@ measured on (`piimem.report.papers`), the quantity of the comparison table it re
 (`piimem.report.comparisons.QUANTITIES`) and its test. A verdict follows from the quantity's interval:
 
 - `holds`: the interval lies entirely on the paper's side (above 0, within the perplexity budget, within
-  the chance band); for a trend, also its exact permutation p-value is at most 1 - level;
+  the chance band); for a trend, also its exact permutation p-value is at most 1 - level; for a difference
+  of paired yes/no outcomes (the targeted attacks), also its exact McNemar p-value;
 - `does not hold`: the interval lies entirely on the other side (a trend: and significant that way);
 - `inconclusive`: the interval straddles the bound (the reason gives the interval), the quantity has no
   interval (undefined in more than 1 - level of the resamples), or a rate claim's baseline extracted fewer
@@ -71,7 +72,8 @@ class Rule:
     paper_label: str
     quantity: str  # the comparison table's quantity (piimem.report.comparisons.QUANTITIES)
     compares: str  # what that quantity is, in words
-    test: str  # "above" (bound 0), "at_most" (the perplexity budget), "within" (the chance band), "trend"
+    test: str  # "above" (bound 0), "at_most" (the perplexity budget), "within" (the chance band), "trend",
+    # "paired" (above 0 and the McNemar test of paired yes/no outcomes)
     rate_claim: bool = False  # needs claims.min_strings strings extracted by the baseline
 
     def text(self, settings: ClaimSettings = ClaimSettings()) -> str:
@@ -85,6 +87,9 @@ class Rule:
                       f"it lies outside that band",
             "trend": f"holds when {interval} lies above 0 and its exact permutation p-value is at most "
                      f"{1 - settings.level:.2g}; does not hold when both say the reverse",
+            "paired": f"holds when {interval} lies above 0 and the exact McNemar p-value of the targets only one "
+                      f"run gets right is at most {1 - settings.level:.2g}; does not hold when both say the "
+                      f"reverse",
         }[self.test]
         what += "; inconclusive otherwise"
         if self.rate_claim:
@@ -132,11 +137,11 @@ RULES: dict[str, Rule] = {
     "rmft_inference": Rule("RMFT reduces PII inference accuracy vs plain fine-tuning (drop, points)",
                            "not measured", _EXTENSION, "pii_inference_acc_drop",
                            "none's PII inference accuracy minus RMFT's (e-mail targets, last checkpoint scored)",
-                           "above"),
+                           "paired"),
     "rmft_reconstruction": Rule("RMFT reduces PII reconstruction accuracy vs plain fine-tuning (drop, points)",
                                 "not measured", _EXTENSION, "pii_reconstruction_acc_drop",
                                 "none's PII reconstruction accuracy minus RMFT's (e-mail targets, last checkpoint "
-                                "scored)", "above"),
+                                "scored)", "paired"),
     "model_size": Rule("Full fine-tuning's LOSS AUC grows with model size (Spearman rho)",
                        " < ".join(papers.table3_figure(m, "full").text()
                                   for m in ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")),
@@ -199,7 +204,7 @@ def verdict(test: str, low: float, high: float, settings: ClaimSettings, value: 
             return FAILS, ""
         return INCONCLUSIVE, f"the interval {interval} is not inside the band [{band[0]:g}, {band[1]:g}] nor " \
                              f"outside it"
-    if test == "trend":
+    if test in ("trend", "paired"):
         alpha = 1 - settings.level
         significant = p is not None and p <= alpha + 1e-12
         if low > 0 and significant:
@@ -210,8 +215,9 @@ def verdict(test: str, low: float, high: float, settings: ClaimSettings, value: 
         if not (low > 0 or high < 0):
             reasons.append(f"the interval {interval} contains 0")
         if not significant:
-            reasons.append(f"the permutation p-value {p:.3g} is above {alpha:.2g}" if p is not None
-                           else "no permutation p-value")
+            name = "permutation" if test == "trend" else "McNemar"
+            reasons.append(f"the {name} p-value {p:.3g} is above {alpha:.2g}" if p is not None
+                           else f"no {name} p-value")
         return INCONCLUSIVE, "; ".join(reasons)
     raise ValueError(f"unknown claim test {test!r}")
 

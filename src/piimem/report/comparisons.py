@@ -41,6 +41,7 @@ from piimem.intervals import (
     chunk_sizes,
     clopper_pearson,
     draw_counts,
+    mcnemar_p,
     percentile_interval,
     rng_for,
     t_interval,
@@ -122,10 +123,12 @@ for _metric, (_attack, _column, _unit) in TARGETED.items():
             continue
         QUANTITIES[f"{_metric}{_scope}_drop"] = (
             f"{_metric} of `versus` (none) minus that of `defense` ({_unit}) at one checkpoint, over {_over}: "
-            f"positive when the defense leaks less; paired over targets")
+            f"positive when the defense leaks less; paired over targets"
+            + ("; p_value = exact McNemar p of the discordant targets" if _column == "correct" else ""))
         QUANTITIES[f"{_metric}{_scope}_gain"] = (
             f"{_metric} of `defense` minus the base model's on the same targets ({_unit}) at one checkpoint, over "
-            f"{_over}: what fine-tuning taught; paired over targets")
+            f"{_over}: what fine-tuning taught; paired over targets"
+            + ("; p_value = exact McNemar p" if _column == "correct" else ""))
 RUN_COLUMNS = ("base_model", "defense", "tuning", "seed")
 PARTS = {"extraction": "strings", "utility": "messages", "mia": "scores", "targeted": "targets"}
 
@@ -648,11 +651,12 @@ def _targeted_experiment(group: pl.DataFrame, metrics: pl.DataFrame, settings: S
     rng = rng_for(settings.seed, "targets", metric, *map(str, keys.values()))
     chunks = _weight_chunks(rng, len(ids), settings.resamples)
     scale = 100.0 if column == "correct" else 1.0
-    runs, base = {}, None
+    runs, outcomes, base = {}, {}, None
     for (defense,), run in sorted(group.group_by("defense"), key=lambda g: defense_rank(g[0][0])):
         what = f"{keys['base_model']}/{defense}-{keys['tuning']} {metric} targets"
         seeds, arrays = _arrays(run.with_columns(pl.col(column, f"base_{column}").cast(pl.Float64)), "target_id",
                                 [column, f"base_{column}"], checkpoints, ids, what)
+        outcomes[defense] = {"seeds": list(seeds), "arrays": arrays}
         runs[defense] = _resampled(seeds, arrays, lambda w, a: scale * _weighted_mean(w, a[column]), chunks)
         if base is None:
             base = _resampled(seeds, arrays, lambda w, a: scale * _weighted_mean(w, a[f"base_{column}"]), chunks)
@@ -663,11 +667,27 @@ def _targeted_experiment(group: pl.DataFrame, metrics: pl.DataFrame, settings: S
         for i, checkpoint in enumerate(checkpoints):
             at = dict(keys, defense=defense, versus="base model", checkpoint=checkpoint, epoch=epochs.get(checkpoint),
                       n=len(ids), resampled="targets")
-            rows.append(_row(f"{metric}_gain", summary(gain.at(i), settings.level), **at))
+            values = summary(gain.at(i), settings.level)
+            rows.append(_row(f"{metric}_gain", _with_mcnemar(values, outcomes[defense], outcomes[defense], i,
+                                                             column, baseline=f"base_{column}"), **at))
             if defense != BASELINE and BASELINE in runs:
-                drop = combine(np.subtract, runs[BASELINE], estimate)
-                rows.append(_row(f"{metric}_drop", summary(drop.at(i), settings.level), **dict(at, versus=BASELINE)))
+                drop = summary(combine(np.subtract, runs[BASELINE], estimate).at(i), settings.level)
+                rows.append(_row(f"{metric}_drop", _with_mcnemar(drop, outcomes[BASELINE], outcomes[defense], i,
+                                                                 column), **dict(at, versus=BASELINE)))
     return rows
+
+
+def _with_mcnemar(values: dict, first: dict, second: dict, checkpoint: int, column: str,
+                  baseline: str | None = None) -> dict:
+    """`values` with the exact McNemar p-value (`p_value`) of a difference of paired yes/no outcomes at one
+    checkpoint, discordant targets pooled over the seeds the two share: first[column] (or its `baseline`
+    column) against second[column]. Exposure (not yes/no) gets none."""
+    if column != "correct":
+        return values
+    seeds = sorted(set(first["seeds"]) & set(second["seeds"]))
+    a = first["arrays"][baseline or column][[first["seeds"].index(s) for s in seeds], checkpoint].astype(bool)
+    b = second["arrays"][column][[second["seeds"].index(s) for s in seeds], checkpoint].astype(bool)
+    return dict(values, p_value=mcnemar_p(int((a & ~b).sum()), int((b & ~a).sum())))
 
 
 # ------------------------------------------------------------------------------------------

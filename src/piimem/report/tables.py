@@ -345,8 +345,9 @@ def targeted_table(metrics: pl.DataFrame, comparisons: pl.DataFrame | None = Non
     Columns: the attack's accuracy (%: inference and reconstruction, the true string ranked first;
     association, the first address written is the owner's) with its exact interval and k of n; the same over
     O_ft (targets not in the base model's pre-training data, where known); the base model's accuracy on the
-    same targets; the drop vs none and the gain over the base model (points, paired over targets, from the
-    comparison table); for inference also the mean exposure (bits) and its drop. None without these metrics.
+    same targets; the drop vs none (with the exact McNemar p of its discordant targets) and the gain over the
+    base model (points, paired over targets, from the comparison table); for inference also the mean
+    exposure (bits) and its drop. None without these metrics.
     """
     names = [*TARGETED_ATTACKS, *(f"{m}{s}" for m in TARGETED_ATTACKS for s in ("_ft", "_base")),
              "pii_inference_exposure", "pii_inference_exposure_base", "pii_inference_candidates"]
@@ -372,7 +373,9 @@ def targeted_table(metrics: pl.DataFrame, comparisons: pl.DataFrame | None = Non
             row.update(metric_cells(values.get(f"{metric}_ft", []), "accuracy over O_ft (%)", counts=True,
                                     level=level))
             row.update(metric_cells(values.get(f"{metric}_base", []), "base model (%)", counts=True, level=level))
-            row.update(comparison_cells(lookups[f"{metric}_drop"].get(at), "drop vs none (points)"))
+            drop = lookups[f"{metric}_drop"].get(at)
+            row.update(comparison_cells(drop, "drop vs none (points)"))
+            row["drop p (McNemar)"] = None if drop is None else drop.get("p_value")
             row.update(comparison_cells(lookups[f"{metric}_ft_drop"].get(at), "O_ft drop vs none (points)"))
             row.update(comparison_cells(lookups[f"{metric}_gain"].get(at), "gain over base model (points)"))
             exposure = metric == "pii_inference_acc"
@@ -397,8 +400,8 @@ def targeted_notes(table: pl.DataFrame | None, level: float = LEVEL) -> list[str
         return []
     return [f"accuracy [low, high]: exact (Clopper-Pearson) {100 * level:g} % interval, k of n its counts; drops "
             f"and gains: {100 * level:g} % bootstrap interval over the attack's targets, paired (every run and the "
-            f"base model score the same targets). O_ft: the targets whose string is not in the base model's "
-            f"pre-training data.",
+            f"base model score the same targets); p: exact McNemar test of the targets only one of the two runs "
+            f"gets right. O_ft: the targets whose string is not in the base model's pre-training data.",
             "Inference ranks the true string among K candidates of its type by the perplexity of the filled-in "
             "window (chance: 100/K %); reconstruction ranks what the model writes when sampled from the text "
             "before the mask; association prompts with the owner's name and takes the first address written."]
