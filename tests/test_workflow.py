@@ -241,6 +241,13 @@ def test_second_run_plans_nothing_and_an_edit_reruns_only_its_dependants(synthet
         assert planned_jobs(synthetic_run) == report(extraction_prompts=2, extract_base=1, extract_pii=N_ATTACKED)
         write_config(synthetic_run, {**SMALL, "extraction": {**SMALL["extraction"], "canaries": {"n_candidates": 10}}})
         assert planned_jobs(synthetic_run) == report(canary_exposure=N_ATTACKED)
+        # The targets' settings rebuild the targets and rescore them; sampling settings only rescore.
+        write_config(synthetic_run, {**SMALL, "extraction": {**SMALL["extraction"],
+                                                             "inference": {"n_targets": 40, "candidates": 10}}})
+        assert planned_jobs(synthetic_run) == report(attack_targets=1, targeted_base=1, targeted_attacks=N_ATTACKED)
+        write_config(synthetic_run, {**SMALL, "extraction": {**SMALL["extraction"],
+                                                             "reconstruction": {"samples": 3, "new_tokens": 12}}})
+        assert planned_jobs(synthetic_run) == report(targeted_base=1, targeted_attacks=N_ATTACKED)
     finally:
         config.write_text(original)
 
