@@ -590,10 +590,11 @@ def plot_loss_distributions(models: Mapping[str, pl.DataFrame | str | os.PathLik
 
 
 def plot_targeted_attacks(metrics: pl.DataFrame, stem: str | os.PathLike) -> list[Path]:
-    """Accuracy (%) of each targeted attack per defense and checkpoint scored (epoch on x, points offset per
-    defense) with its exact binomial interval (one seed; several: ± one standard deviation over seeds), one
-    panel per attack (association: per prompt set) on the e-mail targets where measured (else all types), the
-    base model's accuracy on the same targets dashed. []: no targeted metric."""
+    """Accuracy (%) of each targeted attack per defense and checkpoint scored (the defenses side by side when
+    one checkpoint was scored, else epoch on x with points offset per defense) with its exact binomial
+    interval (one seed; several: ± one standard deviation over seeds), one panel per attack (association:
+    per prompt set) on the e-mail targets where measured (else all types), the base model's accuracy on the
+    same targets dashed, inference's chance level 100/K dotted. []: no targeted metric."""
     from piimem.report.tables import TARGETED_ATTACKS
 
     names = [*TARGETED_ATTACKS, *(f"{m}_base" for m in TARGETED_ATTACKS)]
@@ -605,8 +606,10 @@ def plot_targeted_attacks(metrics: pl.DataFrame, stem: str | os.PathLike) -> lis
     panels = [(m, p) for m in TARGETED_ATTACKS for p in sorted(
         {p for p in rows.filter(pl.col("metric") == m)["prompt_set"].to_list()}, key=lambda p: p or "")]
     colors = _colors(rows["defense"].unique().to_list(), DEFENSE_ORDER)
+    # One scored checkpoint (targeted_checkpoints: last): defenses side by side; several: against epoch.
+    one_epoch = rows["epoch"].n_unique() == 1
     with _style():
-        fig, axes = _figure(len(panels))
+        fig, axes = _figure(len(panels), n_rows=math.ceil(len(panels) / 3))
         for ax, (metric, prompt_set) in zip(axes, panels):
             data = rows.filter((pl.col("metric") == metric) & pl.col("prompt_set").eq_missing(prompt_set))
             defenses = sorted(data["defense"].unique().to_list(), key=defense_rank)
@@ -614,7 +617,8 @@ def plot_targeted_attacks(metrics: pl.DataFrame, stem: str | os.PathLike) -> lis
                 runs = data.filter(pl.col("defense") == defense).group_by("epoch").agg(
                     pl.col("value").mean().alias("mean"), pl.col("value").std().alias("sd"),
                     pl.col("ci_low").first(), pl.col("ci_high").first(), pl.len().alias("seeds")).sort("epoch")
-                x = runs["epoch"].to_numpy() + 0.04 * (i - (len(defenses) - 1) / 2)
+                x = np.full(runs.height, float(i)) if one_epoch else \
+                    runs["epoch"].to_numpy() + 0.04 * (i - (len(defenses) - 1) / 2)
                 y = runs["mean"].to_numpy()
                 several = runs["seeds"].max() > 1
                 low = y - runs["sd"].fill_null(0).to_numpy() if several else runs["ci_low"].to_numpy()
@@ -624,9 +628,17 @@ def plot_targeted_attacks(metrics: pl.DataFrame, stem: str | os.PathLike) -> lis
             base = rows.filter((pl.col("metric") == f"{metric}_base") & pl.col("prompt_set").eq_missing(prompt_set))
             if base.height:
                 ax.axhline(base["value"].mean(), color="grey", linestyle="--", linewidth=0.8, label="base model")
+            candidates = metrics.filter((pl.col("metric") == "pii_inference_candidates")
+                                        & (pl.col("entity_type") == scope))["value"].drop_nulls()
+            if metric == "pii_inference_acc" and candidates.len():
+                ax.axhline(100 / candidates.mean(), color="grey", linestyle=":", linewidth=0.8,
+                           label="chance (100/K)")
             n = data["n"].max()
             title = TARGETED_ATTACKS[metric] + (f": {prompt_set}" if prompt_set else "")
-            ax.set(xlabel="epoch", ylabel="accuracy (%)", title=f"{title} ({scope}, n={n})")
+            if one_epoch:
+                ax.set_xticks(range(len(defenses)), defenses)
+            ax.set(xlabel=f"defense (epoch {rows['epoch'][0]:g})" if one_epoch else "epoch", ylabel="accuracy (%)",
+                   title=f"{title} ({scope}, n={n})")
         _legend_outside(fig, axes)
     return save(fig, stem)
 
