@@ -17,7 +17,8 @@ Inference (`piimem.extraction.inference.filled_window_scores`): `--windows` made
 `--min-words`..`--max-words` words, a suffix of 8), each with `--candidates` made-up fillings; three ways on the
 same model: one filling at a time without a cache (the usual way: the whole window per candidate), all of a
 window's fillings in batches of `--batch-size` without a cache, and batched on one cached prefix pass (the
-default). Printed: seconds, windows per second, the ratios, the largest score difference and in how many
+default). Printed: seconds, windows per second, the ratios, the largest score difference against one at a
+time (either batched way) and in how many
 windows every candidate's rank is the same both ways.
 """
 
@@ -149,7 +150,7 @@ def bench_inference(args, model, tokenizer, device) -> dict:
     cached, t_cached = run(args.batch_size, True)
     batched, t_batched = run(args.batch_size, False)
     single, t_single = run(1, False)
-    difference = max(abs(a - b) for x, y in zip(cached, single) for a, b in zip(x, y))
+    difference = max(abs(a - b) for ways in (cached, batched) for x, y in zip(ways, single) for a, b in zip(x, y))
     same_ranks = sum([rank_of_truth(x, i) for i in range(len(x))] == [rank_of_truth(y, i) for i in range(len(y))]
                      for x, y in zip(cached, single))
     result = {"windows": args.windows, "candidates": args.candidates, "batch_size": args.batch_size,

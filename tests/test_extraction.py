@@ -14,16 +14,16 @@ import re
 import polars as pl
 import pytest
 import torch
-
 from made_up_text import made_up_docs
-from piimem.metrics import extraction_rates, match_rates, rate_by_repetition, subtract_base
+from tiny_models import overfit_tiny_gpt2
+
 from piimem.extraction.canaries import canary_contexts, canary_exposure, canary_exposures, random_candidates
 from piimem.extraction.found import find_pii, found_set, pii_occurrence_counts, pii_set
 from piimem.extraction.generation import generate, generate_token_ids
 from piimem.extraction.prompts import file_prompts, train_prefix_prompts, window_prompts
 from piimem.extraction.table import extraction_table
+from piimem.metrics import extraction_rates, match_rates, rate_by_repetition, subtract_base
 from piimem.surrogates import ssn_valid
-from tiny_models import overfit_tiny_gpt2
 
 ADDRESS = "jdoe.trading@example-energy.com"
 SSN = "284-91-5630"

@@ -75,7 +75,7 @@ def test_smollm2_config_plans_a_real_model_on_the_synthetic_corpus(tmp_path):
 
 # Every rule that loads a model, and so runs in the GPU partition.
 MODEL_RULES = ("pretrain_tiny_gpt2", "finetune", "perplexity", "mia_reference", "membership_inference",
-               "extract_base", "extract_pii", "canary_exposure")
+               "extract_base", "extract_pii", "canary_exposure", "targeted_base", "targeted_attacks")
 
 
 def planned_gpus(dry_run: str, rules) -> dict[str, set[str | None]]:

@@ -11,8 +11,9 @@ import random
 
 import polars as pl
 import pytest
-
 from made_up_text import made_up_docs
+from tiny_models import overfit_tiny_gpt2
+
 from piimem.extraction.association import association_prompts, association_results, check_template, owner_pairs
 from piimem.extraction.found import counted, pii_occurrence_counts
 from piimem.extraction.inference import (
@@ -26,7 +27,6 @@ from piimem.extraction.inference import (
 from piimem.extraction.table import string_ids, targeted_table
 from piimem.models import init_tiny_gpt2
 from piimem.scoring import token_nll
-from tiny_models import overfit_tiny_gpt2
 
 E = "EMAIL_ADDRESS"
 _RNG = random.Random(3)
@@ -68,8 +68,8 @@ def corpus(analyzer):
 def _targets(tok, corpus, **overrides):
     messages, spans = corpus
     train = list(range(len(TEXTS)))
-    options = dict(entity_types=[E], n_targets=16, n_candidates=10, context_tokens=12, suffix_tokens=6, seed=1,
-                   string_ids=string_ids(pii_occurrence_counts(spans, train)))
+    options = {"entity_types": [E], "n_targets": 16, "n_candidates": 10, "context_tokens": 12, "suffix_tokens": 6,
+               "seed": 1, "string_ids": string_ids(pii_occurrence_counts(spans, train))}
     return inference_targets(messages.select("doc_id", "text"), spans, train, tok, **{**options, **overrides})
 
 
@@ -89,7 +89,7 @@ def test_targets_are_seeded_masked_occurrences_with_distinct_candidates(trained,
         assert len(tok(t["prefix"])["input_ids"]) <= 12
     # fewer strings than n_targets: all of them; fewer other strings than K - 1: all of those
     few = _targets(tok, corpus, n_targets=3, n_candidates=1000)
-    assert few.height == 3 and set(len(c) for c in few["candidates"]) == {16 + 12 - 1}
+    assert few.height == 3 and {len(c) for c in few["candidates"]} == {16 + 12 - 1}
     with pytest.raises(ValueError, match="n_candidates must be an integer >= 2"):
         _targets(tok, corpus, n_candidates=1)
 

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-
 from workflow_helpers import ENRON_MINI, SHARED, planned_jobs, snakemake, write_config
+
+from piimem.extraction.found import counted
 
 SMALL = {"corpus": {"synthetic": {"n_mailboxes": 4, "messages_per_mailbox": 30}},
          "tiny_gpt2": {"n_embd": 128},
@@ -319,8 +320,9 @@ def test_pii_extraction_on_every_checkpoint(synthetic_run):
     results = synthetic_run / "results"
     splits = pl.read_parquet(results / "corpus/splits.parquet")
     train_ids = splits.filter(pl.col("split") == "train")["doc_id"]
-    spans = (pl.read_parquet(results / "private/pii/spans.parquet")
-             .filter(pl.col("doc_id").is_in(train_ids.to_list())))
+    # O as the attack metrics count it: PERSON strings of two words or more (extraction.person_min_words)
+    spans = counted(pl.read_parquet(results / "private/pii/spans.parquet")
+                    .filter(pl.col("doc_id").is_in(train_ids.to_list())), 2)
     n_true = spans.select("entity_type", "normalized").unique().height
     prefix = pl.read_parquet(results / "private/extraction/tiny-gpt2/prompts/train-prefix.parquet")
     assert 0 < prefix.height <= 48 and set(prefix["entity_type"]) == {"EMAIL_ADDRESS"}
@@ -470,7 +472,8 @@ def test_metrics_tables_figures_and_report(synthetic_run):
     figures = sorted(p.name for p in (results / "figures").glob("*.png"))
     assert figures == [f"{stem}.png" for stem in sorted((
         "metrics_by_checkpoint", "maxter", "mia_auc_by_epoch", "roc_curves", "loss_distributions",
-        "extraction_by_repetition", "canary_exposure", "privacy_utility_ter", "privacy_utility_auc"))]
+        "extraction_by_repetition", "canary_exposure", "targeted_attacks", "privacy_utility_ter",
+        "privacy_utility_auc"))]
     assert all((results / "figures" / f).read_bytes()[:4] == b"\x89PNG" for f in figures)
 
     snakemake(synthetic_run, "--report", "results/report.html")

@@ -10,7 +10,6 @@ import polars as pl
 from piimem.extraction.found import found_set
 from piimem.metrics import PII
 
-
 EXTRACTION_TABLE_SCHEMA = {"prompt_set": pl.Utf8, "entity_type": pl.Utf8, "metric": pl.Utf8, "value": pl.Float64,
                            "k": pl.Int64, "n": pl.Int64}
 # Per string of O, per prompt set: what the checkpoint extracted (public: ids and counts, no string).

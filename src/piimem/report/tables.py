@@ -398,13 +398,13 @@ def targeted_table(metrics: pl.DataFrame, comparisons: pl.DataFrame | None = Non
 def targeted_notes(table: pl.DataFrame | None, level: float = LEVEL) -> list[str]:
     if table is None:
         return []
-    return [f"accuracy [low, high]: exact (Clopper-Pearson) {100 * level:g} % interval, k of n its counts; drops "
-            f"and gains: {100 * level:g} % bootstrap interval over the attack's targets, paired (every run and the "
-            f"base model score the same targets); p: exact McNemar test of the targets only one of the two runs "
-            f"gets right. O_ft: the targets whose string is not in the base model's pre-training data.",
-            "Inference ranks the true string among K candidates of its type by the perplexity of the filled-in "
-            "window (chance: 100/K %); reconstruction ranks what the model writes when sampled from the text "
-            "before the mask; association prompts with the owner's name and takes the first address written."]
+    return [(f"accuracy [low, high]: exact (Clopper-Pearson) {100 * level:g} % interval, k of n its counts; drops "
+             f"and gains: {100 * level:g} % bootstrap interval over the attack's targets, paired (every run and the "
+             f"base model score the same targets); p: exact McNemar test of the targets only one of the two runs "
+             f"gets right. O_ft: the targets whose string is not in the base model's pre-training data."),
+            ("Inference ranks the true string among K candidates of its type by the perplexity of the filled-in "
+             "window (chance: 100/K %); reconstruction ranks what the model writes when sampled from the text "
+             "before the mask; association prompts with the owner's name and takes the first address written.")]
 
 
 def build_tables(metrics: pl.DataFrame, comparisons: pl.DataFrame, folder: str | os.PathLike, *,
