@@ -12,7 +12,7 @@ import torch
 from piimem.extraction.association import association_results
 from piimem.extraction.found import find_pii
 from piimem.extraction.generation import generate
-from piimem.extraction.inference import pii_inference, pii_reconstruction
+from piimem.extraction.inference import TARGET_RECORD_SCHEMA, pii_inference, pii_reconstruction
 from piimem.extraction.table import BASE, EXTRACTION_TABLE_SCHEMA, targeted_table
 from piimem.io import write_table
 from piimem.models import load_base_model, workflow_model_source
@@ -50,7 +50,7 @@ def attack(model) -> tuple[pl.DataFrame, list[tuple]]:
                          score_threshold=params.score_threshold, ignore=params.ignore)
         rates, association = association_results(found, prompts)
         records.append(association)
-    return pl.concat(records), rates
+    return (pl.concat(records) if records else pl.DataFrame(schema=TARGET_RECORD_SCHEMA)), rates
 
 
 KEYS = ["attack", "prompt_set", "entity_type", "target_id"]
@@ -70,7 +70,7 @@ else:
                     record_paths[str(result_path)])
         table = pl.concat([targeted_table(records, rates), base_rows])
         write_table(stamp(table, checkpoint), result_path)
-        acc = table.filter((pl.col("entity_type") == "ALL") & pl.col("metric").is_in(
-            ["pii_inference_acc", "pii_reconstruction_acc"]))
+        acc = table.filter(pl.col("metric").is_in(["pii_inference_acc", "pii_reconstruction_acc"]))
         log.info("checkpoint %s: %s", checkpoint["id"], ", ".join(
-            f"{m} {v:.1f} % ({k} of {n})" for m, v, k, n in acc.select("metric", "value", "k", "n").rows()))
+            f"{m} {t} {v:.1f} % ({k} of {n})"
+            for m, t, v, k, n in acc.select("metric", "entity_type", "value", "k", "n").rows()))
