@@ -23,6 +23,12 @@ from piimem.progress import Progress, track
 from piimem.runs import RunId
 
 
+# The targeted attacks' keys as the schema's defaults fill them (these configs skip validation).
+TARGETED = {"inference": {"enabled": True, "entity_types": None}, "reconstruction": {"enabled": True},
+            "association": {"enabled": True, "templates": {"email-of": "the email address of {name} is {email}"}},
+            "targeted_checkpoints": "last"}
+
+
 def _config(base_models=("tiny-gpt2",), block_size=128, n_positions=256, n_embd=128, n_head=4, **corpus):
     base = {"source": "synthetic", "path": None, "name": None,
             "split": {"fractions": {"train": 0.6, "test": 0.2, "public": 0.2}}}
@@ -35,7 +41,7 @@ def _config(base_models=("tiny-gpt2",), block_size=128, n_positions=256, n_embd=
             "extraction": {"prompt_sets": ["train-prefix", "test"], "prompt_files": {}, "prompt_tokens": 64,
                            "tuning_methods": None,
                            "new_tokens": 64, "entity_types": ["EMAIL_ADDRESS"],
-                           "prefix_entity_types": ["EMAIL_ADDRESS"], "canaries": {"enabled": True}}}
+                           "prefix_entity_types": ["EMAIL_ADDRESS"], "canaries": {"enabled": True}, **TARGETED}}
 
 
 def test_fractions_must_sum_to_one():
@@ -103,7 +109,8 @@ def _sweep(**overrides):
     config = {"defenses": ["none", "dedup", "rmft"], "rmft": {"p": 1.0, "scope": "email"}, "dedup": {"threshold": 0.8},
               "base_models": ["tiny-gpt2", "EleutherAI/pythia-160m"], "tuning_methods": ["full", "lora"],
               "seeds": [1, 2], "exclude": [], "corpus": {"source": "synthetic"},
-              "extraction": {"prompt_sets": ["test"], "canaries": {"enabled": True}, "tuning_methods": None}}
+              "extraction": {"prompt_sets": ["test"], "canaries": {"enabled": True}, "tuning_methods": None,
+                             **TARGETED}}
     config.update(overrides)
     return config
 
@@ -168,7 +175,8 @@ def test_sweeps_are_the_cross_product_minus_exclusions():
 
 
 def test_extraction_runs_on_the_tuning_methods_it_names():
-    config = _sweep(extraction={"prompt_sets": ["test"], "canaries": {"enabled": True}, "tuning_methods": ["full"]})
+    config = _sweep(extraction={"prompt_sets": ["test"], "canaries": {"enabled": True}, "tuning_methods": ["full"],
+                                **TARGETED})
     runs = run_names(config)
     assert result_kinds(config, "tiny-gpt2/rmft-full-s1") == ["utility", "mia", "extraction", "canaries", "targeted"]
     assert result_kinds(config, "tiny-gpt2/none-lora-s1") == ["utility", "mia"]

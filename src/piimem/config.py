@@ -136,14 +136,13 @@ def _check_extraction(config: dict) -> None:
         if extra:
             raise ConfigError(f"extraction.{key}: {extra} not in pii.entity_types {detected} (the true PII set "
                               f"comes from the PII stage)")
-    extra = [t for t in extraction.get("inference", {}).get("entity_types") or []
-             if t not in extraction["entity_types"]]
+    extra = [t for t in extraction["inference"]["entity_types"] or [] if t not in extraction["entity_types"]]
     if extra:
         raise ConfigError(f"extraction.inference.entity_types: {extra} not in extraction.entity_types "
                           f"{extraction['entity_types']}")
     from piimem.extraction.association import check_template
 
-    for name, template in extraction.get("association", {}).get("templates", {}).items():
+    for name, template in extraction["association"]["templates"].items():
         try:
             check_template(name, template)
         except ValueError as error:
@@ -307,13 +306,13 @@ TARGETED_ATTACKS = ("inference", "reconstruction", "association")
 
 def targeted_attacks(config: dict) -> list[str]:
     """The targeted attacks the config enables (extraction.inference / reconstruction / association)."""
-    return [attack for attack in TARGETED_ATTACKS if config["extraction"].get(attack, {}).get("enabled", True)]
+    return [attack for attack in TARGETED_ATTACKS if config["extraction"][attack]["enabled"]]
 
 
 def kind_checkpoints(config: dict, kind: str, checkpoints: list[str]) -> list[str]:
     """The checkpoints a result kind is measured at: every one, but the targeted attacks only at the last
     with extraction.targeted_checkpoints `last`."""
-    if kind == "targeted" and config["extraction"].get("targeted_checkpoints", "last") == "last":
+    if kind == "targeted" and config["extraction"]["targeted_checkpoints"] == "last":
         return checkpoints[-1:]
     return checkpoints
 

@@ -14,7 +14,7 @@ from piimem.extraction.found import counted, pii_occurrence_counts, pretraining_
 from piimem.extraction.inference import inference_targets
 from piimem.extraction.table import string_ids
 from piimem.io import write_private_parquet
-from piimem.models import TINY_GPT2, load_base_model, workflow_model_source
+from piimem.models import load_base_model, workflow_model_source
 
 params, inputs = snakemake.params, snakemake.input
 options = params.options
@@ -24,9 +24,7 @@ messages, splits = pl.read_parquet(inputs.messages), pl.read_parquet(inputs.spli
 spans = counted(pl.read_parquet(inputs.spans), options["person_min_words"])
 train_ids = split_texts(messages, splits, "train")["doc_id"].to_list()
 ids = string_ids(pii_occurrence_counts(spans, train_ids, options["entity_types"]))
-# Only the tiny GPT-2's pre-training data is known here: the public split it was trained on.
-pretraining = (pretraining_pii(spans, split_texts(messages, splits, "public")["doc_id"])
-               if params.base_model == TINY_GPT2 else None)
+pretraining = pretraining_pii(spans, messages, splits, params.base_model)
 
 inference = options["inference"]
 targets = inference_targets(

@@ -14,7 +14,7 @@ from piimem.extraction.found import counted, find_pii, found_set, pii_occurrence
 from piimem.extraction.generation import generate
 from piimem.extraction.table import extraction_table, string_records
 from piimem.io import write_private_parquet, write_table
-from piimem.models import TINY_GPT2, load_base_model, workflow_model_source
+from piimem.models import load_base_model, workflow_model_source
 from piimem.pii.detect import build_analyzer
 from piimem.runs import checkpoint_models, stamp
 
@@ -52,9 +52,7 @@ else:
     spans = counted(spans, options["person_min_words"])
     train_ids = split_texts(messages, splits, "train")["doc_id"]
     true_counts = pii_occurrence_counts(spans, train_ids, options["entity_types"])
-    # Only the tiny GPT-2's pre-training data is known: the public split it was trained on.
-    pretraining = (pretraining_pii(spans, split_texts(messages, splits, "public")["doc_id"])
-                   if params.base_model == TINY_GPT2 else None)
+    pretraining = pretraining_pii(spans, messages, splits, params.base_model)
     base_found = pl.read_parquet(inputs.base_found)
     found_paths = dict(zip(snakemake.output.results, snakemake.output.found))
     string_paths = dict(zip(snakemake.output.results, snakemake.output.strings))

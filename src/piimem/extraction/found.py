@@ -124,8 +124,14 @@ def counted(table: pl.DataFrame, person_min_words: int = 1) -> pl.DataFrame:
     return table.filter((pl.col("entity_type") != "PERSON") | (words >= person_min_words))
 
 
-def pretraining_pii(spans: pl.DataFrame, pretraining_doc_ids: Iterable[int]) -> set[PII]:
-    """The PII strings the PII stage found in the base model's pre-training texts (the public split for the
-    tiny GPT-2): O_ft is O without them, the strings a fine-tuned model can only have learnt from its
-    fine-tuning data."""
-    return pii_set(spans, pretraining_doc_ids)
+def pretraining_pii(spans: pl.DataFrame, messages: pl.DataFrame, splits: pl.DataFrame,
+                    base_model: str) -> set[PII] | None:
+    """The PII strings the PII stage found in the base model's pre-training texts, where piimem knows them
+    (the tiny GPT-2, pre-trained on the public split; None for any other base model): O_ft is O without
+    them, the strings a fine-tuned model can only have learnt from its fine-tuning data."""
+    from piimem.corpus.splits import split_texts
+    from piimem.models import TINY_GPT2
+
+    if base_model != TINY_GPT2:
+        return None
+    return pii_set(spans, split_texts(messages, splits, "public")["doc_id"])

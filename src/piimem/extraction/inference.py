@@ -127,10 +127,6 @@ def inference_targets(
 # Scoring a window with each filling
 
 
-def _uses_virtual_tokens(model) -> bool:
-    return peft_virtual_tokens(model)[0] > 0
-
-
 def filled_window_scores(model, tokenizer, prefix: str, fillings: Sequence[str], suffix: str, *,
                          batch_size: int = 64, device: str = "auto", cached: bool = True,
                          per_token: bool = True) -> list[float]:
@@ -168,7 +164,7 @@ def filled_window_scores(model, tokenizer, prefix: str, fillings: Sequence[str],
     was_training = model.training
     model.to(target)
     model.eval()
-    use_cache = cached and not _uses_virtual_tokens(model)
+    use_cache = cached and peft_virtual_tokens(model)[0] == 0
     try:
         with torch.inference_mode():
             head_ids = torch.tensor([head], dtype=torch.long, device=target)
