@@ -39,6 +39,8 @@ def full_data() -> tuple[pl.DataFrame, pl.DataFrame]:
                     rows.append(metric_row(f"ter_rep/{bucket}", None if k is None else 100 * k / 20, k=k,
                                            n=None if k is None else 20, prompt_set="train-prefix",
                                            entity_type="ALL", **where))
+                rows += [metric_row("val_ppl_mean", 30 - 3 * epoch - seed + (defense == "rmft"), **where),
+                         metric_row("val_ppl_base", 30.0, **where)]
                 for planted, exposure in ((1, 1.0), (10, 4.0), (100, 9.0)):
                     rows += [metric_row(f"canary_exposure/{planted}", exposure / (2 if defense == "rmft" else 1),
                                         entity_type="US_SSN", **where),
@@ -114,6 +116,7 @@ def test_absent_data_writes_nothing(tmp_path):
     assert plots.plot_extraction_by_repetition(utility_only, tmp_path / "e") == []
     assert plots.plot_canary_exposure(utility_only, tmp_path / "f") == []
     assert plots.plot_privacy_utility(utility_only, tmp_path / "g") == []
+    assert plots.plot_auc_by_val_ppl(utility_only, tmp_path / "g2") == []
     assert plots.plot_roc_curves(scores_table().head(0), tmp_path / "h") == []
     assert plots.plot_loss_distributions({}, tmp_path / "i") == []
     assert plots.build_figures(empty, pl.DataFrame(schema=COMPARISON_SCHEMA), tmp_path / "j") == []

@@ -14,8 +14,8 @@ from workflow_helpers import ENRON_MINI, SHARED, planned_jobs, snakemake, write_
 
 from piimem.extraction.found import counted
 
-SMALL = {"corpus": {"synthetic": {"n_mailboxes": 4, "messages_per_mailbox": 30}},
-         "tiny_gpt2": {"n_embd": 128},
+SMALL = {"corpus": {"synthetic": {"n_mailboxes": 4, "messages_per_mailbox": 30, "pretrain": {"n_mailboxes": 4}}},
+         "tiny_gpt2": {"n_embd": 128, "pretrain": {"epochs": 2}},
          "train": {"epochs": 2, "checkpoints_per_epoch": 2},
          "extraction": {"n_prompts": 48, "new_tokens": 24, "canaries": {"n_candidates": 30},
                         "inference": {"n_targets": 40, "candidates": 20},
@@ -24,6 +24,7 @@ SMALL = {"corpus": {"synthetic": {"n_mailboxes": 4, "messages_per_mailbox": 30}}
 # methods on the undefended text (the fine-tuning-methods study); extraction attacks the first four.
 METHODS = ("head", "lora", "prefix", "prompt", "ptuning")
 N_RUNS, N_ATTACKED = 4 + len(METHODS), 4
+N_TARGETED = 2  # extraction.targeted_defenses: the runs the RMFT claims compare, none and rmft
 # Whatever reruns, the aggregation and everything built from it follow.
 REPORT = {"aggregate_metrics": 1, "comparisons": 1, "tables": 1, "figures": 1, "all": 1}
 
@@ -35,12 +36,13 @@ def report_assets_text() -> str:
     return "\n".join(p.read_bytes().decode("utf-8", "ignore") for p in assets.rglob("*") if p.is_file())
 
 
-def per_run(n: int, attacked: int | None = None, **extra: int) -> dict[str, int]:
-    """The jobs that evaluate `n` runs, `attacked` of them (all unless said) by extraction, canaries and the
-    targeted attacks."""
+def per_run(n: int, attacked: int | None = None, targeted: int | None = None, **extra: int) -> dict[str, int]:
+    """The jobs that evaluate `n` runs, `attacked` of them (all unless said) by extraction and canaries,
+    `targeted` of them (as many as attacked unless said) by the targeted attacks."""
     attacked = n if attacked is None else attacked
+    targeted = attacked if targeted is None else targeted
     jobs = {"perplexity": n, "membership_inference": n, "extract_pii": attacked, "canary_exposure": attacked,
-            "targeted_attacks": attacked}
+            "targeted_attacks": targeted}
     return {**{k: v for k, v in jobs.items() if v}, **extra, **REPORT}
 
 
@@ -58,12 +60,12 @@ def test_dry_run_plans_every_stage_once_and_each_defense(tmp_path):
     write_config(tmp_path)
     assert planned_jobs(tmp_path) == {
         "synthetic_corpus": 1, "parse_corpus": 1, "split_corpus": 1, "corpus_stats": 1, "detect_pii": 1,
-        "evaluate_pii": 1,
+        "evaluate_pii": 1, "outsider_corpus": 1,
         "deduplicate": 1, "defense_text": 4, "pretrain_tiny_gpt2": 1, "finetune": N_RUNS, "perplexity": N_RUNS,
         "mia_members": 1, "mia_reference": 1, "membership_inference": N_RUNS,
         "mia_trained_texts": 3, "mia_trained_reference": 3,  # the defended runs' trained-text view
         "extraction_prompts": 2, "extract_base": 1, "extract_pii": N_ATTACKED, "canary_contexts": 1,
-        "canary_exposure": N_ATTACKED, "attack_targets": 1, "targeted_base": 1, "targeted_attacks": N_ATTACKED,
+        "canary_exposure": N_ATTACKED, "attack_targets": 1, "targeted_base": 1, "targeted_attacks": N_TARGETED,
         **REPORT,
     }
 
@@ -225,9 +227,10 @@ def test_second_run_plans_nothing_and_an_edit_reruns_only_its_dependants(synthet
         write_config(synthetic_run, {**SMALL, "rmft": {"p": 0.5}})
         assert planned_jobs(synthetic_run) == per_run(1, defense_text=1, finetune=1, **trained_view)
         write_config(synthetic_run, {**SMALL, "dedup": {"threshold": 0.7}})
-        assert planned_jobs(synthetic_run) == per_run(1, deduplicate=1, defense_text=1, finetune=1, **trained_view)
+        assert planned_jobs(synthetic_run) == per_run(1, targeted=0, deduplicate=1, defense_text=1, finetune=1,
+                                                      **trained_view)
         write_config(synthetic_run, {**SMALL, "train": {**SMALL["train"], "lr": 1e-4}})
-        assert planned_jobs(synthetic_run) == per_run(N_RUNS, N_ATTACKED, finetune=N_RUNS)
+        assert planned_jobs(synthetic_run) == per_run(N_RUNS, N_ATTACKED, N_TARGETED, finetune=N_RUNS)
         # A tuning method's options rebuild its runs alone, which extraction does not attack.
         write_config(synthetic_run, {**SMALL, "tuning": {"lora": {"r": 8}}})
         assert planned_jobs(synthetic_run) == per_run(1, 0, finetune=1)
@@ -245,10 +248,10 @@ def test_second_run_plans_nothing_and_an_edit_reruns_only_its_dependants(synthet
         # The targets' settings rebuild the targets and rescore them; sampling settings only rescore.
         write_config(synthetic_run, {**SMALL, "extraction": {**SMALL["extraction"],
                                                              "inference": {"n_targets": 40, "candidates": 10}}})
-        assert planned_jobs(synthetic_run) == report(attack_targets=1, targeted_base=1, targeted_attacks=N_ATTACKED)
+        assert planned_jobs(synthetic_run) == report(attack_targets=1, targeted_base=1, targeted_attacks=N_TARGETED)
         write_config(synthetic_run, {**SMALL, "extraction": {**SMALL["extraction"],
                                                              "reconstruction": {"samples": 3, "new_tokens": 12}}})
-        assert planned_jobs(synthetic_run) == report(targeted_base=1, targeted_attacks=N_ATTACKED)
+        assert planned_jobs(synthetic_run) == report(targeted_base=1, targeted_attacks=N_TARGETED)
     finally:
         config.write_text(original)
 
@@ -269,8 +272,20 @@ def test_training_outputs_checkpoints_and_perplexity(synthetic_run):
     ppl = {c: pl.read_csv(utility / f"{c}.tsv", separator="\t") for c in ("c01", "c04")}
     first, last = (dict(zip(ppl[c]["metric"], ppl[c]["value"])) for c in ("c01", "c04"))
     assert last["ppl_mean"] < first["ppl_mean"] and last["ppl_corpus"] <= last["ppl_mean"] * 1.5
-    assert first["n_examples"] == pl.read_parquet(synthetic_run / "results/corpus/splits.parquet").filter(
-        pl.col("split") == "test").height
+    splits = pl.read_parquet(synthetic_run / "results/corpus/splits.parquet")
+    assert first["n_examples"] == splits.filter(pl.col("split") == "test").height
+    assert first["val_n_examples"] == splits.filter(pl.col("split") == "validation").height > 10
+    assert last["val_ppl_mean"] < first["val_ppl_base"] == last["val_ppl_base"]
+    # The base model: pre-trained on the outsiders' mail, the epoch of lowest validation perplexity chosen.
+    curve = pl.read_csv(synthetic_run / "results/models/tiny-gpt2.pretrain.tsv", separator="\t")
+    assert curve["epoch"].to_list() == [1.0, 2.0] and curve["selected"].sum() == 1
+    assert curve.filter(pl.col("selected"))["val_ppl_mean"][0] == pytest.approx(curve["val_ppl_mean"].min())
+    assert curve.filter(pl.col("selected"))["val_ppl_mean"][0] == pytest.approx(first["val_ppl_base"])
+    outsiders = dict(pl.read_csv(synthetic_run / "results/corpus/outsiders.tsv", separator="\t").rows())
+    assert outsiders["messages_kept"] == pl.read_parquet(
+        synthetic_run / "results/private/corpus/outsiders.parquet").height > 50
+    assert outsiders["messages_generated"] == (outsiders["messages_kept"] + outsiders["folder_copies"]
+                                               + outsiders["holding_training_pii"])
 
 
 @pytest.mark.slow
@@ -357,7 +372,8 @@ def test_targeted_attacks_score_the_same_targets_at_the_last_checkpoint(syntheti
     assert 0 < targets.height <= 40 and set(targets["entity_type"]) == {"EMAIL_ADDRESS"}
     assert all(len(c) == 19 and t not in c for t, c in targets.select("value", "candidates").rows())
     records = {}
-    for defense in ("none", "dedup", "rmft", "scrub"):
+    assert not (results / "runs/tiny-gpt2/dedup-full-s42/targeted").exists()  # not in targeted_defenses
+    for defense in ("none", "rmft"):
         folder = results / f"runs/tiny-gpt2/{defense}-full-s42/targeted"
         assert sorted(p.name for p in folder.iterdir()) == ["c04.targets.parquet", "c04.tsv"]  # the last only
         records[defense] = pl.read_parquet(folder / "c04.targets.parquet")
@@ -473,7 +489,7 @@ def test_metrics_tables_figures_and_report(synthetic_run):
     assert figures == [f"{stem}.png" for stem in sorted((
         "metrics_by_checkpoint", "maxter", "mia_auc_by_epoch", "roc_curves", "loss_distributions",
         "extraction_by_repetition", "canary_exposure", "targeted_attacks", "privacy_utility_ter",
-        "privacy_utility_auc"))]
+        "privacy_utility_auc", "auc_by_val_ppl"))]
     assert all((results / "figures" / f).read_bytes()[:4] == b"\x89PNG" for f in figures)
 
     snakemake(synthetic_run, "--report", "results/report.html")

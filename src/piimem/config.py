@@ -10,6 +10,8 @@ import math
 import re
 from pathlib import Path
 
+import numpy as np
+
 from piimem.runs import RunId
 
 
@@ -32,6 +34,10 @@ def check_config(config: dict) -> None:
         raise ConfigError("corpus.split.fractions.train: must be above 0 (the models are fine-tuned on it)")
     _check_extraction(config)
     _check_defenses(config)
+    if swept(config) and config["tuning"]["select"] == "val_ppl" and fractions.get("validation", 0) == 0:
+        name = next(n for n, v in tuning_variants(config).items() if v["swept"])
+        raise ConfigError(f"tuning: {name!r} is one run of a sweep, and tuning.select val_ppl picks among them by "
+                          f"validation perplexity: set corpus.split.fractions.validation above 0")
     from piimem.metrics import tau_grid
 
     try:
@@ -40,15 +46,20 @@ def check_config(config: dict) -> None:
         raise ConfigError(str(error)) from None
     if "tiny-gpt2" in config["base_models"]:
         tiny, block = config["tiny_gpt2"], config["train"]["block_size"]
-        if fractions["public"] == 0:
+        if fractions["public"] == 0 and not outsiders(config):
             raise ConfigError("corpus.split.fractions.public: must be above 0 when base_models has tiny-gpt2 "
-                              "(it is pre-trained on it)")
+                              "(it is pre-trained on it; or, on the synthetic corpus, set "
+                              "corpus.synthetic.pretrain.n_mailboxes)")
+        if outsiders(config) and corpus["synthetic"]["pretrain"]["seed"] == corpus["synthetic"]["seed"]:
+            raise ConfigError(f"corpus.synthetic.pretrain.seed: must differ from corpus.synthetic.seed "
+                              f"({corpus['synthetic']['seed']}), or the outsiders would be the same people")
         if block > tiny["n_positions"]:
             raise ConfigError(f"train.block_size: {block} exceeds tiny_gpt2.n_positions ({tiny['n_positions']})")
         from piimem.tuning import virtual_tokens
 
-        for method in config["tuning_methods"]:
-            extra = virtual_tokens(method, config["tuning"].get(method))
+        for variant in tuning_variants(config).values():
+            method = variant["tuning"]
+            extra = virtual_tokens(method, variant["options"])
             if block + extra > tiny["n_positions"]:
                 raise ConfigError(
                     f"tuning.{method}.num_virtual_tokens: train.block_size ({block}) + {extra} virtual tokens exceed "
@@ -130,6 +141,14 @@ def _check_extraction(config: dict) -> None:
         unknown = [m for m in methods if m not in config["tuning_methods"]]
         if unknown:
             raise ConfigError(f"extraction.tuning_methods: {unknown} not in tuning_methods {config['tuning_methods']}")
+    wanted = extraction.get("targeted_defenses")
+    if wanted is not None:  # a defense this config does not run is allowed (a shared file), a typo is not
+        from piimem.defense import DEFENSES
+
+        unknown = [d for d in wanted if d not in {*DEFENSES, *defense_variants(config)}]
+        if unknown:
+            raise ConfigError(f"extraction.targeted_defenses: {unknown} are neither defenses {list(DEFENSES)} nor "
+                              f"variants of this config's")
     detected = config["pii"]["entity_types"]
     for key in ("entity_types", "prefix_entity_types"):
         extra = [t for t in extraction[key] if t not in detected]
@@ -147,6 +166,13 @@ def _check_extraction(config: dict) -> None:
             check_template(name, template)
         except ValueError as error:
             raise ConfigError(str(error)) from None
+
+
+def outsiders(config: dict) -> bool:
+    """Whether the tiny GPT-2 pre-trains on the synthetic outsiders' mail (corpus.synthetic.pretrain) rather
+    than on the public split."""
+    corpus = config["corpus"]
+    return corpus["source"] == "synthetic" and corpus.get("synthetic", {}).get("pretrain", {}).get("n_mailboxes", 0) > 0
 
 
 def corpus_name(config: dict) -> str:
@@ -218,6 +244,45 @@ def defense_variants(config: dict) -> dict[str, dict]:
     return out
 
 
+def _value_label(value) -> str:
+    """A swept option's value as a name part: 0.002 -> "0.002", 2e-05 -> "0.00002", never a "-"."""
+    if isinstance(value, bool) or value is None:
+        return str(value).lower()
+    if isinstance(value, float):
+        return np.format_float_positional(value, trim="-")
+    return str(value)
+
+
+def tuning_variants(config: dict) -> dict[str, dict]:
+    """Every tuning run's name by what it trains: {name: {"tuning": method, "options": {...}, "swept": {...}}}.
+
+    A method is one variant named as in `tuning_methods`, with `options` its config block `tuning.<method>`,
+    unless an option lists values: then one variant per value (per combination, in the listed order), each
+    option with several values adding `_{option}{value}` to the name (`tuning.lora.lr: [2e-4, 2e-3]` gives
+    lora_lr0.0002 and lora_lr0.002) and its value to `swept`. A one-value list is that value.
+    """
+    out: dict[str, dict] = {}
+    for method in config["tuning_methods"]:
+        block = config.get("tuning", {}).get(method) or {}
+        variants = {method: ({}, {})}
+        for key, value in block.items():
+            values = _as_list(value)
+            variants = {(f"{name}_{key}{_value_label(v)}" if len(values) > 1 else name):
+                        ({**options, key: v}, {**swept, key: v} if len(values) > 1 else swept)
+                        for name, (options, swept) in variants.items() for v in values}
+        for name, (options, swept) in variants.items():
+            if "-" in name or "/" in name:
+                raise ConfigError(f"tuning.{method}: the run name {name!r} would hold '-' or '/'; "
+                                  f"swept values may not")
+            out[name] = {"tuning": method, "options": options, "swept": swept}
+    return out
+
+
+def swept(config: dict) -> bool:
+    """Whether any tuning option lists several values (a sweep, from which tuning.select picks)."""
+    return any(variant["swept"] for variant in tuning_variants(config).values())
+
+
 def variant_options(config: dict, name: str) -> dict:
     """The options `piimem.defense.build_training_text` takes for the defense variant `name`: for RMFT
     the rmft section with the variant's p and its scope's entity types (and `epochs`, the texts to write),
@@ -243,21 +308,22 @@ def _matches(run_value, wanted) -> bool:
 
 
 def run_names(config: dict) -> list[str]:
-    """The runs "{model slug}/{defense variant}-{tuning}-s{seed}": the cross product of base_models,
-    defense variants, tuning_methods and seeds, minus those matching an entry of `exclude`.
+    """The runs "{model slug}/{defense variant}-{tuning variant}-s{seed}": the cross product of base_models,
+    defense variants, tuning variants (tuning_variants) and seeds, minus those matching an entry of `exclude`.
 
     An exclude entry matches a run when every key it gives matches: base_model (as in base_models),
-    defense (a kind, which covers all its variants, or a variant name), tuning, seed; a key may list
+    defense (a kind, which covers all its variants, or a variant name), tuning (a method, which covers
+    its sweep's variants, or a variant name), seed; a key may list
     several values, any of which matches (so one entry can leave out a whole block of the cross product).
     """
-    variants = defense_variants(config)
+    variants, tunings = defense_variants(config), tuning_variants(config)
     runs, used = [], [False] * len(config["exclude"])
     for model in config["base_models"]:
         for variant, options in variants.items():
-            for tuning in config["tuning_methods"]:
+            for tuning, trained in tunings.items():
                 for seed in config["seeds"]:
-                    run = {"base_model": model, "defense": {variant, options["defense"]}, "tuning": tuning,
-                           "seed": seed}
+                    run = {"base_model": model, "defense": {variant, options["defense"]},
+                           "tuning": {tuning, trained["tuning"]}, "seed": seed}
                     hits = [all(_matches(run[k], v) for k, v in entry.items()) for entry in config["exclude"]]
                     used = [u or h for u, h in zip(used, hits)]
                     if not any(hits):
@@ -285,7 +351,7 @@ def attacked_by_extraction(config: dict, tuning: str) -> bool:
 
 def extracted(config: dict, run: str) -> bool:
     """Whether the extraction attack (and canary exposure) runs on `run`."""
-    return attacked_by_extraction(config, RunId.parse(run).tuning)
+    return attacked_by_extraction(config, tuning_variants(config)[RunId.parse(run).tuning]["tuning"])
 
 
 def result_kinds(config: dict, run: str) -> list[str]:
@@ -296,9 +362,15 @@ def result_kinds(config: dict, run: str) -> list[str]:
         kinds.append("extraction")
         if canaries_measured(config):
             kinds.append("canaries")
-        if targeted_attacks(config):
+        if targeted_attacks(config) and _targeted_defense(config, RunId.parse(run).defense):
             kinds.append("targeted")
     return kinds
+
+
+def _targeted_defense(config: dict, variant: str) -> bool:
+    """Whether extraction.targeted_defenses (null: all) names the defense variant or its kind."""
+    wanted = config["extraction"].get("targeted_defenses")
+    return wanted is None or _matches({variant, defense_variants(config)[variant]["defense"]}, wanted)
 
 
 TARGETED_ATTACKS = ("inference", "reconstruction", "association")
@@ -325,9 +397,11 @@ def result_stems(config: dict, runs: list[str]) -> tuple[list[str], list[str]]:
     the synthetic corpus with canaries enabled. Membership inference and perplexity always run.
     """
     extraction = any(extracted(config, run) for run in runs)
-    tables = ["finetuning", "claims"]
+    tables = ["finetuning", "claims"] + (["tuning_sweep"] if swept(config) else [])
     figures = ["metrics_by_checkpoint", "mia_auc_by_epoch", "roc_curves", "loss_distributions",
                "privacy_utility_auc"]
+    if config["corpus"].get("split", {}).get("fractions", {}).get("validation", 0) > 0:
+        figures.append("auc_by_val_ppl")
     if extraction:
         tables += ["rmft", "extraction_by_type", "extraction_by_repetition"]
         figures += ["extraction_by_repetition", "privacy_utility_ter"]
@@ -339,7 +413,7 @@ def result_stems(config: dict, runs: list[str]) -> tuple[list[str], list[str]]:
             figures.append("maxter")
     if canaries_measured(config) and extraction:
         figures.append("canary_exposure")
-    if extraction and targeted_attacks(config):
+    if any("targeted" in result_kinds(config, run) for run in runs):
         tables.append("targeted")
         figures.append("targeted_attacks")
     return tables, figures

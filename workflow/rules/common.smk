@@ -25,9 +25,11 @@ from piimem.config import (
     defense_variants,
     kind_checkpoints,
     model_slug,
+    outsiders,
     result_kinds,
     result_stems,
     run_names,
+    tuning_variants,
     variant_options,
 )
 from piimem.metrics import tau_grid
@@ -50,6 +52,8 @@ onstart:
 
 CORPUS = corpus_name(config)
 SYNTHETIC = config["corpus"]["source"] == "synthetic"
+# The tiny GPT-2 pre-trains on a synthetic world of outsiders rather than on the public split.
+OUTSIDERS = outsiders(config)
 BASE_MODELS = {model_slug(name): name for name in config["base_models"]}
 CHECKPOINTS = checkpoint_ids(config["train"]["epochs"], config["train"]["checkpoints_per_epoch"])
 TARGETED_CHECKPOINTS = kind_checkpoints(config, "targeted", CHECKPOINTS)
@@ -64,6 +68,7 @@ MISSING_PROMPT_FILES = [
     if name in PROMPT_SETS and not Path(path).is_file()
 ]
 DEFENSES = defense_variants(config)
+TUNINGS = tuning_variants(config)
 RUNS = run_names(config)
 TABLES, FIGURES = result_stems(config, RUNS)
 TAUS = list(tau_grid(config["report"]["tau_max"], config["report"]["tau_step"]))
@@ -78,13 +83,14 @@ FIGURE_GROUPS = {
     "loss_distributions": "Membership inference",
     "privacy_utility_ter": "Privacy and utility",
     "privacy_utility_auc": "Privacy and utility",
+    "auc_by_val_ppl": "Privacy and utility",
 }
 
 
 wildcard_constraints:
     defense="|".join(map(re.escape, DEFENSES)),
     threshold=r"[0-9.]+",
-    tuning="|".join(config["tuning_methods"]),
+    tuning="|".join(map(re.escape, TUNINGS)),
     base="|".join(BASE_MODELS),
     seed=r"\d+",
     prompt_set="|".join(map(re.escape, PROMPT_SETS)) or "(?!)",
@@ -137,14 +143,24 @@ def base_model_inputs(wildcards):
 
 
 def pretrain_inputs(wildcards):
-    """The public split, and on the synthetic corpus the ground truth, whose canaries pre-training skips."""
+    """The outsiders' mail (synthetic corpus.synthetic.pretrain) or the public split with, on the synthetic
+    corpus, the ground truth, whose canaries pre-training skips; the validation split from the splits."""
     inputs = {
         "messages": "results/private/corpus/messages.parquet",
         "splits": "results/corpus/splits.parquet",
     }
-    if SYNTHETIC:
+    if OUTSIDERS:
+        inputs["outsiders"] = "results/private/corpus/outsiders.parquet"
+    elif SYNTHETIC:
         inputs["truth"] = "resources/synthetic/ground_truth.parquet"
     return inputs
+
+
+def pretraining_pii_inputs(wildcards):
+    """The PII of the outsiders' mail, where the tiny GPT-2 pre-trained on it (O_ft leaves it out)."""
+    if OUTSIDERS and BASE_MODELS[wildcards.base] == TINY_GPT2:
+        return {"pretraining_pii": "results/private/corpus/outsiders.pii.parquet"}
+    return {}
 
 
 def finetune_inputs(wildcards):
@@ -252,7 +268,8 @@ def item_results(wildcards=None):
 
 def figure_inputs(wildcards):
     """metrics.parquet, and the member/non-member scores drawn per example: the last checkpoint of the
-    first run of each tuning method (the first run overall for the ROC curves) and the base model's."""
+    first run of each tuning name (each value of a sweep: the figures draw the selected ones; the first run
+    overall for the ROC curves) and the base model's."""
     first = {}
     for run in RUNS:
         first.setdefault(RunId.parse(run).tuning, run)
@@ -275,6 +292,10 @@ def all_outputs():
     outputs += [f"results/dedup/t{threshold:g}/summary.tsv" for threshold in dedup_thresholds(config)]
     if SYNTHETIC:
         outputs.append("results/pii/evaluation.tsv")
+    if OUTSIDERS:
+        outputs.append("results/corpus/outsiders.tsv")
+    if TINY_GPT2 in config["base_models"]:
+        outputs.append("results/models/tiny-gpt2.pretrain.tsv")
     outputs += expand("results/defense/{defense}/summary.tsv", defense=DEFENSES)
     outputs += run_results()
     outputs += expand("results/tables/{table}.{ext}", table=TABLES, ext=("md", "csv", "tex"))

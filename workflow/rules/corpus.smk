@@ -3,7 +3,8 @@ rule synthetic_corpus:
         maildir=directory("resources/synthetic/maildir"),
         truth="resources/synthetic/ground_truth.parquet",
     params:
-        synthetic=config["corpus"]["synthetic"],
+        # the outsiders' world (pretrain) is a corpus of its own: editing it must not rebuild this one
+        synthetic={k: v for k, v in config["corpus"]["synthetic"].items() if k != "pretrain"},
     log:
         "logs/corpus/synthetic.log",
     conda:
@@ -96,3 +97,27 @@ rule corpus_stats:
         "../../envs/data.yaml"
     script:
         "../scripts/corpus_stats.py"
+
+
+# The tiny GPT-2's pre-training text on the synthetic corpus: a second world of outsiders, less every
+# message that holds a training PII string (piimem.corpus.pretraining).
+rule outsider_corpus:
+    input:
+        messages="results/private/corpus/messages.parquet",
+        splits="results/corpus/splits.parquet",
+        truth="resources/synthetic/ground_truth.parquet",
+    output:
+        texts="results/private/corpus/outsiders.parquet",
+        pii="results/private/corpus/outsiders.pii.parquet",
+        summary="results/corpus/outsiders.tsv",
+    params:
+        synthetic=config["corpus"]["synthetic"],
+        text_headers=config["corpus"]["text_headers"],
+        max_file_bytes=config["corpus"]["max_file_bytes"],
+        person_min_words=config["extraction"]["person_min_words"],
+    log:
+        "logs/corpus/outsiders.log",
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/outsider_corpus.py"

@@ -71,6 +71,7 @@ rule extract_pii:
     input:
         unpack(base_model_inputs),
         unpack(extraction_inputs),
+        unpack(pretraining_pii_inputs),
         manifest="results/private/runs/{base}/{defense}-{tuning}-s{seed}/manifest.json",
         base_found="results/private/extraction/{base}/base-found.parquet",
         messages="results/private/corpus/messages.parquet",
@@ -163,6 +164,7 @@ rule canary_exposure:
 rule attack_targets:
     input:
         unpack(base_model_inputs),
+        unpack(pretraining_pii_inputs),
         messages="results/private/corpus/messages.parquet",
         splits="results/corpus/splits.parquet",
         spans="results/private/pii/spans.parquet",

@@ -18,6 +18,9 @@ rule aggregate_metrics:
     params:
         corpus=CORPUS,
         level=config["report"]["ci"]["level"],
+        methods={name: variant["tuning"] for name, variant in TUNINGS.items()},
+        select=config["tuning"]["select"],
+        finetuning_epoch=config["report"]["finetuning_epoch"],
     log:
         "logs/report/aggregate_metrics.log",
     conda:
@@ -67,6 +70,7 @@ rule tables:
         finetuning_epoch=config["report"]["finetuning_epoch"],
         level=config["report"]["ci"]["level"],
         claims=config["claims"],
+        select=config["tuning"]["select"],
     log:
         "logs/report/tables.log",
     conda:

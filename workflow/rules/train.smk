@@ -3,6 +3,8 @@ rule pretrain_tiny_gpt2:
         unpack(pretrain_inputs),
     output:
         model="results/private/models/tiny-gpt2/config.json",
+        # validation perplexity per epoch (numbers only); the base model is the epoch of the lowest
+        curve="results/models/tiny-gpt2.pretrain.tsv",
     params:
         options=config["tiny_gpt2"],
         work_dir="results/private/pretrain-state/tiny-gpt2",
@@ -41,7 +43,7 @@ rule finetune:
         base_model=lambda wildcards: BASE_MODELS[wildcards.base],
         # state_every changes no result: the script reads it from the config, so editing it reruns nothing.
         train={key: value for key, value in config["train"].items() if key != "state_every"},
-        tuning=lambda wildcards: config["tuning"].get(wildcards.tuning, {}),
+        tuning=lambda wildcards: {key: TUNINGS[wildcards.tuning][key] for key in ("tuning", "options")},
     threads: model_threads
     resources:
         gpu=config["train"]["gpus"],

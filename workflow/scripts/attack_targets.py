@@ -24,7 +24,8 @@ messages, splits = pl.read_parquet(inputs.messages), pl.read_parquet(inputs.spli
 spans = counted(pl.read_parquet(inputs.spans), options["person_min_words"])
 train_ids = split_texts(messages, splits, "train")["doc_id"].to_list()
 ids = string_ids(pii_occurrence_counts(spans, train_ids, options["entity_types"]))
-pretraining = pretraining_pii(spans, messages, splits, params.base_model)
+pretraining = pretraining_pii(spans, messages, splits, params.base_model,
+                              pl.read_parquet(inputs.pretraining_pii) if "pretraining_pii" in inputs.keys() else None)
 
 inference = options["inference"]
 targets = inference_targets(

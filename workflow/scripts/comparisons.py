@@ -7,13 +7,19 @@ import time
 import polars as pl
 
 from piimem.io import write_table
-from piimem.report.comparisons import Settings, compare, read_items
+from piimem.report.comparisons import Items, Settings, compare, read_items
+from piimem.report.sweeps import reported, selection
 
 params, inputs = snakemake.params, snakemake.input
 started = time.perf_counter()
 settings = Settings(level=params.ci["level"], resamples=params.ci["resamples"], seed=params.ci["seed"],
                     taus=tuple(params.taus), finetuning_epoch=params.finetuning_epoch)
-table = compare(pl.read_parquet(inputs.metrics), read_items(inputs.records), settings)
+# The selected run of each sweep under its method's name (piimem.report.sweeps), items and metrics alike.
+metrics = pl.read_parquet(inputs.metrics)
+chosen = selection(metrics)
+items = read_items(inputs.records)
+items = Items(**{part: reported(getattr(items, part), chosen) for part in ("strings", "messages", "scores", "targets")})
+table = compare(reported(metrics, chosen), items, settings)
 write_table(table, snakemake.output.comparisons)
 log.info("comparisons: %d rows of %d quantities, %d resamples each, in %.1f s", table.height,
          table["quantity"].n_unique(), settings.resamples, time.perf_counter() - started)

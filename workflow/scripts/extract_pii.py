@@ -52,7 +52,9 @@ else:
     spans = counted(spans, options["person_min_words"])
     train_ids = split_texts(messages, splits, "train")["doc_id"]
     true_counts = pii_occurrence_counts(spans, train_ids, options["entity_types"])
-    pretraining = pretraining_pii(spans, messages, splits, params.base_model)
+    pretraining = pretraining_pii(spans, messages, splits, params.base_model,
+                                  pl.read_parquet(inputs.pretraining_pii) if "pretraining_pii" in inputs.keys()
+                                  else None)
     base_found = pl.read_parquet(inputs.base_found)
     found_paths = dict(zip(snakemake.output.results, snakemake.output.found))
     string_paths = dict(zip(snakemake.output.results, snakemake.output.strings))

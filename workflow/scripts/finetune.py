@@ -14,20 +14,21 @@ from piimem.tuning import learning_rate, method_options
 
 create_private_files()  # checkpoints memorise the training text
 wildcards, params = snakemake.wildcards, snakemake.params
-options = method_options(wildcards.tuning, params.tuning)
+method = params.tuning["tuning"]  # the run's tuning name may be a sweep's variant (lora_lr0.002)
+options = method_options(method, params.tuning["options"])
 settings = {k: v for k, v in params.train.items() if k != "gpus"}
-settings.update(seed=int(wildcards.seed), lr=learning_rate(wildcards.tuning, options, params.train["lr"]))
+settings.update(seed=int(wildcards.seed), lr=learning_rate(method, options, params.train["lr"]))
 run_dir = Path(snakemake.output.manifest).parent
 spec = {
     "base_model": workflow_model_source(params.base_model, snakemake.input.get("base_model")),
     "models_dir": "results/models",
-    "tuning": wildcards.tuning,
+    "tuning": method,
     "tuning_options": options,
     "train": settings,
     "texts": snakemake.input.texts,
     "run_dir": str(run_dir),
     "fingerprint": fingerprint(
-        {"base_model": params.base_model, "tuning": wildcards.tuning, "options": options, "train": settings},
+        {"base_model": params.base_model, "tuning": method, "options": options, "train": settings},
         list(snakemake.input),
     ),
     "threads": snakemake.threads,

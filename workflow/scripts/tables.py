@@ -7,16 +7,19 @@ from pathlib import Path
 import polars as pl
 
 from piimem.report.claims import ClaimSettings
+from piimem.report.sweeps import reported, selection
 from piimem.report.tables import build_tables
 
 params, inputs = snakemake.params, snakemake.input
 claims = ClaimSettings(level=params.level, min_strings=params.claims["min_strings"],
                        max_ppl_increase=params.claims["max_ppl_increase"],
                        chance_margin=params.claims["chance_margin"], min_seeds=params.claims["min_seeds"],
+                       max_ppl_ratio=params.claims["max_ppl_ratio"],
                        finetuning_epoch=params.finetuning_epoch)
-written = build_tables(pl.read_parquet(inputs.metrics), pl.read_parquet(inputs.comparisons),
+metrics = pl.read_parquet(inputs.metrics)  # every run; the tables but tuning_sweep show the selected ones
+written = build_tables(reported(metrics, selection(metrics), keep_name=True), pl.read_parquet(inputs.comparisons),
                        Path(snakemake.output.csv[0]).parent, finetuning_epoch=params.finetuning_epoch,
-                       level=params.level, claims_settings=claims)
+                       level=params.level, claims_settings=claims, sweep=metrics, select=params.select)
 missing = sorted(set(map(str, snakemake.output)) - set(map(str, written)))
 if missing:
     raise ValueError(f"tables: no data for {missing}; metrics.parquet lacks the values they are built from")

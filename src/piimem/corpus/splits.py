@@ -1,4 +1,4 @@
-"""Assign every message to a split (train / test / public) so that no text is on both sides.
+"""Assign every message to a split (train / validation / test / public) so that no text is on two sides.
 
 Membership inference and extraction are only meaningful if a "non-member" text was really never
 trained on. Messages with the same `body_hash` (copies in several folders, the same broadcast received
@@ -36,7 +36,7 @@ import numpy as np
 import polars as pl
 
 SPLIT_BY = ("message", "mailbox")
-SPLITS = ("train", "test", "public")
+SPLITS = ("train", "validation", "test", "public")
 
 
 def check_fractions(fractions: Mapping[str, float]) -> dict[str, float]:

@@ -125,13 +125,17 @@ def counted(table: pl.DataFrame, person_min_words: int = 1) -> pl.DataFrame:
 
 
 def pretraining_pii(spans: pl.DataFrame, messages: pl.DataFrame, splits: pl.DataFrame,
-                    base_model: str) -> set[PII] | None:
-    """The PII strings the PII stage found in the base model's pre-training texts, where piimem knows them
-    (the tiny GPT-2, pre-trained on the public split; None for any other base model): O_ft is O without
-    them, the strings a fine-tuned model can only have learnt from its fine-tuning data."""
+                    base_model: str, outsiders: pl.DataFrame | None = None) -> set[PII] | None:
+    """The PII strings of the base model's pre-training texts, where piimem knows them (the tiny GPT-2;
+    None for any other base model): O_ft is O without them, the strings a fine-tuned model can only have
+    learnt from its fine-tuning data. `outsiders` (entity_type, normalized): the ground truth's PII of the
+    outsiders' mail it pre-trained on (piimem.corpus.pretraining); without it, what the PII stage found in
+    the public split."""
     from piimem.corpus.splits import split_texts
     from piimem.models import TINY_GPT2
 
     if base_model != TINY_GPT2:
         return None
+    if outsiders is not None:
+        return set(outsiders.select("entity_type", "normalized").rows())
     return pii_set(spans, split_texts(messages, splits, "public")["doc_id"])

@@ -19,7 +19,9 @@ and the t interval across seeds: the seeds share the items, so the t interval ho
 and the item interval sampling noise only, and a verdict needs both on one side. RMFT claims use the
 paper's scope: e-mail addresses when measured and the paper-scope RMFT variants; membership-inference
 claims the undefended runs, the LOSS attack on the members' original text, at `report.finetuning_epoch`,
-leaving out prompt-based runs whose perplexity is no lower than their base model's.
+leaving out prompt-based runs whose perplexity is no lower than their base model's. The tuning-method
+claims compare methods at matched utility: their row names each method's validation perplexity, and a
+verdict that would hold or fail is inconclusive when those differ by more than `claims.max_ppl_ratio`.
 """
 
 from __future__ import annotations
@@ -35,10 +37,12 @@ from piimem.report.formats import frame
 from piimem.report.select import (
     BASELINE,
     PAPER_ENTITY_TYPE,
+    at_checkpoint,
     defense_kind,
     is_paper_rmft,
     learnt_runs,
     prompt_set_rank,
+    select_metrics,
     ser_equals_ter,
     tuning_family,
     tuning_rank,
@@ -61,6 +65,7 @@ class ClaimSettings:
     chance_margin: float = 0.05  # "near chance": an AUC interval within 0.5 +- this
     min_seeds: int = 3
     finetuning_epoch: float | None = None
+    max_ppl_ratio: float = 2.0  # matched utility: the compared methods' validation PPLs within this factor
 
 
 @dataclass(frozen=True)
@@ -378,6 +383,36 @@ def repetition_claims(comparisons: pl.DataFrame, settings: ClaimSettings) -> lis
                   "fewer than 2 repetition buckets hold true PII") for row in rows]
 
 
+def method_utility(metrics: pl.DataFrame, epoch: float | None) -> tuple[str, dict[tuple[str, str], float]]:
+    """(label, {(base model, tuning): seed-mean perplexity}) of the undefended runs at the checkpoint nearest
+    `epoch`: validation PPL where measured (val_ppl_mean), else test PPL (ppl_mean)."""
+    for metric, label in (("val_ppl_mean", "val PPL"), ("ppl_mean", "test PPL")):
+        rows = at_checkpoint(select_metrics(metrics, [metric], defense=BASELINE), epoch=epoch)
+        if rows.height:
+            means = rows.group_by("base_model", "tuning").agg(pl.col("value").mean())
+            return label, {(b, t): v for b, t, v in means.rows() if v is not None}
+    return "PPL", {}
+
+
+def at_matched_utility(claim: Claim, methods: list[str], base_model: str, utility: tuple[str, dict],
+                       settings: ClaimSettings) -> Claim:
+    """`claim` with the compared methods' perplexities in `measured_on`; a verdict that holds or fails turns
+    inconclusive when they differ by more than claims.max_ppl_ratio (the methods have not learnt alike)."""
+    label, values = utility
+    ppl = {m: values[(base_model, m)] for m in methods if (base_model, m) in values}
+    if not ppl:
+        return claim
+    claim.measured_on += f"; {label}: " + ", ".join(f"{m} {v:.2f}" for m, v in ppl.items())
+    low, high = min(ppl, key=ppl.get), max(ppl, key=ppl.get)
+    ratio = ppl[high] / ppl[low]
+    if claim.verdict in (HOLDS, FAILS) and ratio > settings.max_ppl_ratio:
+        claim.why = (f"not at matched utility: {label} {ppl[high]:.2f} ({high}) is {ratio:.2f}x {ppl[low]:.2f} "
+                     f"({low}), above claims.max_ppl_ratio = {settings.max_ppl_ratio:g}; the interval alone says "
+                     f"\"{claim.verdict}\"")
+        claim.verdict = INCONCLUSIVE
+    return claim
+
+
 def finetuning_claims(metrics: pl.DataFrame, comparisons: pl.DataFrame, settings: ClaimSettings) -> list[Claim]:
     at = "the last checkpoint" if settings.finetuning_epoch is None else f"epoch {settings.finetuning_epoch:g}"
     aucs = _rows(comparisons, "loss_auc", defense=BASELINE)
@@ -386,6 +421,7 @@ def finetuning_claims(metrics: pl.DataFrame, comparisons: pl.DataFrame, settings
         return [Claim(rule, why=missing) for rule in
                 ("parameter_vs_prompt", "auc_grows", "prompt_near_chance", "lora_mlp_vs_attention", "model_size")]
     learnt = learnt_runs(metrics, settings.finetuning_epoch)
+    utility = method_utility(metrics, settings.finetuning_epoch)
     claims = []
     for base_model in sorted({r["base_model"] for r in aucs}):
         runs = sorted((r for r in aucs if r["base_model"] == base_model), key=lambda r: tuning_rank(r["tuning"]))
@@ -399,8 +435,10 @@ def finetuning_claims(metrics: pl.DataFrame, comparisons: pl.DataFrame, settings
         else:
             missing = f"no prompt-based run beat its base model's perplexity ({', '.join(stalled)})"
         note = f"; left out, not learnt: {', '.join(stalled)}" if stalled and gap else ""
-        claims.append(judge("parameter_vs_prompt", gap, settings,
-                            on + (f": {gap['tuning']} vs {gap['versus']}{note}" if gap else ""), missing))
+        compared = families["parameter"] + [t for t in families["prompt"] if t not in stalled]
+        measured_on = on + (f": {gap['tuning']} vs {gap['versus']}{note}" if gap else "")
+        claims.append(at_matched_utility(judge("parameter_vs_prompt", gap, settings, measured_on, missing), compared,
+                                         base_model, utility, settings))
         for row in _rows(comparisons, "auc_trend", base_model=base_model):
             claims.append(judge("auc_grows", row, settings, f"{base_model}, {BASELINE}, {row['tuning']}, all "
                                                             f"checkpoints"))
@@ -411,10 +449,11 @@ def finetuning_claims(metrics: pl.DataFrame, comparisons: pl.DataFrame, settings
                 claim.verdict, claim.why = UNTESTABLE, (f"{tuning}'s perplexity is no lower than its base model's: "
                                                         f"the run has not learnt the data")
             claims.append(claim)
-        claims.append(judge("lora_mlp_vs_attention", _one(comparisons, "auc_difference", base_model=base_model,
-                                                          tuning="lora_mlp", versus="lora_attention"), settings, on,
-                            "needs LoRA runs on MLP and on attention projections (tuning methods lora_mlp and "
-                            "lora_attention)"))
+        claims.append(at_matched_utility(
+            judge("lora_mlp_vs_attention", _one(comparisons, "auc_difference", base_model=base_model,
+                                                tuning="lora_mlp", versus="lora_attention"), settings, on,
+                  "needs LoRA runs on MLP and on attention projections (tuning methods lora_mlp and lora_attention)"),
+            ["lora_mlp", "lora_attention"], base_model, utility, settings))
     size = _one(comparisons, "size_trend")
     claims.append(judge("model_size", size, settings,
                         f"{size['versus']}, {BASELINE}, full, {at}" if size else f"{BASELINE}, full, {at}",

@@ -48,7 +48,7 @@ STYLE = {"style": "whitegrid", "context": "paper", "palette": "colorblind"}
 PANEL_SIZE = (4.0, 3.2)  # inches per panel
 FIGURE_STEMS = ("metrics_by_checkpoint", "maxter", "mia_auc_by_epoch", "roc_curves", "loss_distributions",
                 "extraction_by_repetition", "canary_exposure", "targeted_attacks", "privacy_utility_ter",
-                "privacy_utility_auc")
+                "privacy_utility_auc", "auc_by_val_ppl")
 # Columns of a MIA score file that are not attack scores.
 SCORE_FILE_COLUMNS = ("index", "member", "n_tokens", "nll_mean")
 MAX_BANDS = 5  # interval bands in one panel; beyond this they hide each other
@@ -496,6 +496,47 @@ def plot_privacy_utility(metrics: pl.DataFrame, stem: str | os.PathLike, privacy
     return save(fig, stem)
 
 
+def plot_auc_by_val_ppl(metrics: pl.DataFrame, stem: str | os.PathLike, attack: str = "loss") -> list[Path]:
+    """Privacy against utility over training, Hou et al.'s view: one panel per base model, one line per run
+    (tuning method; defense added where it varies) through its checkpoints in order, x = validation PPL
+    (val_ppl_mean), y = the attack's ROC AUC with its bootstrap interval as error bars, the last checkpoint
+    ringed; the base model's validation PPL as a dotted vertical line, chance (0.5) dashed. Methods compared
+    at one x are compared at matched utility. []: no validation perplexity or no AUC."""
+    import seaborn as sns
+
+    keys = ["base_model", "defense", "tuning", "seed", "checkpoint"]
+    auc = _values(metrics, [f"mia_auc/{attack}"]).select(*keys, "epoch", y="value", y_low="ci_low", y_high="ci_high")
+    val = _values(metrics, ["val_ppl_mean"]).select(*keys, x="value")
+    points = auc.join(val, on=keys, how="inner")
+    if points.height == 0:
+        return []
+    points, order, colors = _series(points, always="tuning")
+    bases = sorted(points["base_model"].unique().to_list())
+    base_ppl = _values(metrics, ["val_ppl_base"]).group_by("base_model").agg(pl.col("value").mean())
+    base_ppl = dict(base_ppl.rows())
+    with _style():
+        fig, axes = _figure(len(bases), n_rows=2 if len(bases) > 3 else 1)
+        for ax, base_model in zip(axes, bases):
+            data = points.filter(pl.col("base_model") == base_model).sort("series", "seed", "epoch")
+            sns.lineplot(data=data.rename({"series": "run"}).to_pandas(), x="x", y="y", hue="run", hue_order=order,
+                         palette=colors, units="seed", estimator=None, sort=False, marker="o", markersize=4, ax=ax)
+            bars = data.filter(pl.col("y_low").is_not_null())
+            if bars.height:
+                ax.errorbar(bars["x"].to_numpy(), bars["y"].to_numpy(),
+                            yerr=[(bars["y"] - bars["y_low"]).to_numpy(), (bars["y_high"] - bars["y"]).to_numpy()],
+                            fmt="none", ecolor="grey", elinewidth=0.6, capsize=1.5, zorder=0)
+            last = data.group_by("series", "seed").agg(pl.all().sort_by("epoch").last())
+            ax.scatter(last["x"].to_numpy(), last["y"].to_numpy(), s=70, facecolors="none", edgecolors="black",
+                       linewidths=0.8, zorder=3)
+            if base_model in base_ppl:
+                ax.axvline(base_ppl[base_model], color="grey", linestyle=":", linewidth=0.8)
+            ax.axhline(0.5, color="grey", linestyle="--", linewidth=0.8)
+            ax.set(xlabel="validation PPL (lower is better; dotted: base model)",
+                   ylabel=f"{attack_label(attack)} attack ROC AUC", title=base_model)
+        _legend_outside(fig, axes)
+    return save(fig, stem)
+
+
 # ------------------------------------------------------------------------------------------
 # Figures from MIA score files
 
@@ -654,7 +695,8 @@ def build_figures(metrics: pl.DataFrame, comparisons: pl.DataFrame | None, folde
     """Every figure that has data, under `folder` with the stems of `FIGURE_STEMS`; the paths written.
 
     roc_curves needs `roc_scores` (one MIA score file) and loss_distributions `loss_models` (see
-    `plot_loss_distributions`); privacy_utility_ter plots TER, privacy_utility_auc the LOSS attack's AUC.
+    `plot_loss_distributions`); privacy_utility_ter plots TER, privacy_utility_auc the LOSS attack's AUC
+    against test PPL at the last checkpoint, auc_by_val_ppl against validation PPL at every checkpoint.
     """
     folder = Path(folder)
     metrics = original_view(metrics)  # membership inference on the members' original text, the headline
@@ -670,4 +712,5 @@ def build_figures(metrics: pl.DataFrame, comparisons: pl.DataFrame | None, folde
     paths += plot_targeted_attacks(metrics, folder / "targeted_attacks")
     paths += plot_privacy_utility(metrics, folder / "privacy_utility_ter", privacy="ter")
     paths += plot_privacy_utility(metrics, folder / "privacy_utility_auc", privacy="mia_auc/loss")
+    paths += plot_auc_by_val_ppl(metrics, folder / "auc_by_val_ppl")
     return paths

@@ -34,7 +34,8 @@ RUN_KEYS = ("base_model", "defense", "tuning", "seed")
 def _rank(value: str | None, order: Sequence[str]) -> tuple[int, str]:
     value = "" if value is None else value
     for i, name in enumerate(order):
-        if value == name or (name == "lora" and value.startswith("lora")):
+        # a swept variant (lora_lr0.002, rmft_p0.5) sorts with its method or defense
+        if value == name or value.startswith(f"{name}_") or (name == "lora" and value.startswith("lora")):
             return i, value
     return len(order), value
 

@@ -29,6 +29,7 @@ from piimem.report.claims import ClaimSettings, claims_notes, claims_table
 from piimem.report.formats import CI, COUNTS, SEEDS_CI, frame, write_tables
 from piimem.report.select import (
     PAPER_ENTITY_TYPE,
+    RUN_KEYS,
     at_checkpoint,
     attack_label,
     attack_rank,
@@ -43,8 +44,10 @@ from piimem.report.select import (
     tuning_rank,
     where,
 )
+from piimem.report.sweeps import swept_value
 
-TABLE_STEMS = ("rmft", "finetuning", "extraction_by_type", "extraction_by_repetition", "targeted", "claims")
+TABLE_STEMS = ("rmft", "finetuning", "extraction_by_type", "extraction_by_repetition", "targeted", "claims",
+               "tuning_sweep")
 # Human headers of the key columns, shared by every table.
 HEADERS = {"base_model": "base model", "tuning": "tuning", "defense": "defense", "prompt_set": "prompt set",
            "entity_type": "entity type"}
@@ -208,7 +211,8 @@ def finetuning_table(metrics: pl.DataFrame, comparisons: pl.DataFrame | None = N
     auc = select_metrics(original_view(metrics), auc_names)
     if auc.height == 0:
         return None
-    extra = ["mia_tpr@1%fpr/loss", "mia_n_members/loss", "mia_n_nonmembers/loss", "ppl_mean", "ppl_base"]
+    extra = ["mia_tpr@1%fpr/loss", "mia_n_members/loss", "mia_n_nonmembers/loss", "ppl_mean", "ppl_base",
+             "val_ppl_mean"]
     trained = select_metrics(metrics.filter(pl.col("member_text") == "trained") if "member_text" in metrics.columns
                              else metrics.clear(), ["mia_auc/loss"]).with_columns(metric=pl.lit("trained/mia_auc/loss"))
     chosen = at_checkpoint(pl.concat([auc, select_metrics(original_view(metrics), extra), trained]),
@@ -245,12 +249,62 @@ def finetuning_table(metrics: pl.DataFrame, comparisons: pl.DataFrame | None = N
         base = ppl_base.get((key[0], key[2]))
         row.update(comparison_cells(base, "PPL base") if base is not None
                    else {"PPL base": mean(r["value"] for r in values.get("ppl_base", []))})
+        if "val_ppl_mean" in values:
+            row["val PPL"] = mean(r["value"] for r in values["val_ppl_mean"])
+        if "tuning_run" in first[0]:  # a sweep's selected run: which value won
+            won = sorted({swept_value(r["tuning_run"], key[2]) or "" for r in first} - {""})
+            row["chosen"] = ", ".join(won) or None
         figure = papers.finetuning_figure(key[0], key[2])
         row["LOSS AUC, paper"] = None if figure is None else figure.text()
         row["paper: model, data"] = None if figure is None else figure.label
         rows.append(row)
-    return frame(rows, text_columns=[*(HEADERS[k] for k in keys), "LOSS AUC, paper", "paper: model, data"],
-                 int_columns=["seeds", "members", "non-members"])
+    table = frame(rows, text_columns=[*(HEADERS[k] for k in keys), "LOSS AUC, paper", "paper: model, data", "chosen"],
+                  int_columns=["seeds", "members", "non-members"])
+    if "chosen" in table.columns and table["chosen"].is_null().all():
+        table = table.drop("chosen")
+    return table
+
+
+def tuning_sweep_table(metrics: pl.DataFrame, epoch: float | None = None, level: float = LEVEL) -> pl.DataFrame | None:
+    """Every run of every tuning sweep (metrics with `method` and `selected`, `piimem.report.sweeps`), one row
+    per base model, defense, method, swept value and seed, at the checkpoint nearest `epoch` (the tables'):
+    validation PPL (what tuning.select compares), test PPL, the base model's validation PPL, the last
+    epoch's train loss, LOSS AUC with its bootstrap interval, and whether the run is the one the other
+    tables report. None when no method is swept."""
+    if "method" not in metrics.columns:
+        return None
+    swept = metrics.filter(pl.col("tuning") != pl.col("method"))
+    if swept.height == 0:
+        return None
+    names = ["val_ppl_mean", "ppl_mean", "val_ppl_base", "train_loss", "mia_auc/loss"]
+    chosen = at_checkpoint(select_metrics(original_view(swept), names), epoch=epoch)
+    rows = []
+    for key, values in _by_run(chosen, (*RUN_KEYS, "method", "selected")).items():
+        base_model, defense, tuning, seed, method, selected = key
+        first = next(iter(values.values()))[0]
+        row = {HEADERS["base_model"]: base_model, HEADERS["defense"]: defense, HEADERS["tuning"]: method,
+               "value": swept_value(tuning, method), "seed": seed, "epoch": first["epoch"]}
+        row.update({label: mean(r["value"] for r in values.get(name, []))
+                    for name, label in (("val_ppl_mean", "val PPL"), ("ppl_mean", "PPL"),
+                                        ("val_ppl_base", "val PPL base"), ("train_loss", "train loss"))})
+        row.update(metric_cells(values.get("mia_auc/loss", []), "LOSS AUC", level=level))
+        row["selected"] = "yes" if selected else ""
+        rows.append(row)
+    rows.sort(key=lambda r: (r["base model"], defense_rank(r["defense"]), tuning_rank(r["tuning"]), r["seed"],
+                             r["val PPL"] if r["val PPL"] is not None else math.inf))
+    return frame(rows, text_columns=[HEADERS["base_model"], HEADERS["defense"], HEADERS["tuning"], "value", "selected"],
+                 int_columns=["seed"])
+
+
+def tuning_sweep_notes(table: pl.DataFrame | None, select: str = "val_ppl") -> list[str]:
+    if table is None or table.height == 0:
+        return []
+    rule = ("the other tables report, per base model, defense, method and seed, the run with the lowest validation "
+            "PPL (tuning.select val_ppl)" if select == "val_ppl" else
+            "tuning.select none: the other tables report every run under its own name")
+    return [f"Every run of each tuning sweep, lowest validation PPL first: {rule}. Validation PPL is ppl_mean on "
+            "the validation split, which is never a member, a non-member, a prompt or test text; no attack's "
+            "result enters the choice. [low, high]: bootstrap interval over members and non-members."]
 
 
 def finetuning_notes(table: pl.DataFrame | None, level: float = LEVEL) -> list[str]:
@@ -409,13 +463,15 @@ def targeted_notes(table: pl.DataFrame | None, level: float = LEVEL) -> list[str
 
 def build_tables(metrics: pl.DataFrame, comparisons: pl.DataFrame, folder: str | os.PathLike, *,
                  finetuning_epoch: float | None = None, level: float = LEVEL,
-                 claims_settings=None) -> list[Path]:
+                 claims_settings=None, sweep: pl.DataFrame | None = None, select: str = "val_ppl") -> list[Path]:
     """Every table that has data, written under `folder` with the stems of `TABLE_STEMS`; the paths.
 
     rmft: `rmft_table`; finetuning: `finetuning_table` at `finetuning_epoch` (None: the last checkpoint)
     with `finetuning_notes`; extraction_by_type, extraction_by_repetition: at the last checkpoint; targeted:
     `targeted_table`; claims:
-    `piimem.report.claims.claims_table` with `claims_settings` (its defaults when None). Key columns with
+    `piimem.report.claims.claims_table` with `claims_settings` (its defaults when None); tuning_sweep:
+    `tuning_sweep_table` of `sweep` (every run, marked by `piimem.report.sweeps.mark_selected`; `metrics`
+    is then its reported view). Key columns with
     one value are left out of md/tex.
     """
     folder = Path(folder)
@@ -424,12 +480,14 @@ def build_tables(metrics: pl.DataFrame, comparisons: pl.DataFrame, folder: str |
     context = {"rmft": ("base model", "tuning", "prompt set"), "finetuning": ("base model", "defense"),
                "extraction_by_type": ("base model", "tuning", "prompt set"),
                "extraction_by_repetition": ("base model", "tuning", "prompt set"),
-               "targeted": ("base model", "tuning", "checkpoint"), "claims": ()}
+               "targeted": ("base model", "tuning", "checkpoint"), "claims": (),
+               "tuning_sweep": ("base model", "defense", "seed", "epoch")}
     rmft = rmft_table(metrics, comparisons)
     finetuning = finetuning_table(metrics, comparisons, epoch=finetuning_epoch, level=level)
     by_type = extraction_by_type(metrics, level=level)
     claims = claims_table(metrics, comparisons, settings)
     targeted = targeted_table(metrics, comparisons, level=level)
+    sweep_table = None if sweep is None else tuning_sweep_table(sweep, epoch=finetuning_epoch, level=level)
     tables = {
         "rmft": (rmft, rmft_notes(metrics, rmft, level)),
         "finetuning": (finetuning, finetuning_notes(finetuning, level)),
@@ -438,6 +496,7 @@ def build_tables(metrics: pl.DataFrame, comparisons: pl.DataFrame, folder: str |
                                      extraction_notes(metrics, by_type, level)[:1]),
         "targeted": (targeted, targeted_notes(targeted, level)),
         "claims": (claims, claims_notes(claims, settings)),
+        "tuning_sweep": (sweep_table, tuning_sweep_notes(sweep_table, select)),
     }
     paths: list[Path] = []
     for stem, (table, notes) in tables.items():

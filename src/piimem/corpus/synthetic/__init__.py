@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,6 +82,17 @@ class SyntheticConfig:
     popularity: float = 0.5
     canary_types: tuple[str, ...] = CANARY_TYPES
     canary_repetitions: tuple[int, ...] = (1, 2, 4, 8, 16, 32)
+
+    @classmethod
+    def from_config(cls, section: Mapping) -> SyntheticConfig:
+        """The generator's settings from the config's corpus.synthetic section (its `pretrain` block, the
+        outsiders' world of piimem.corpus.pretraining, aside)."""
+        options = {k: tuple(v) if isinstance(v, list) else v for k, v in section.items()
+                   if k not in ("canaries", "pretrain")}
+        canaries = section.get("canaries")
+        if canaries:
+            options.update(canary_types=tuple(canaries["types"]), canary_repetitions=tuple(canaries["repetitions"]))
+        return cls(**options)
 
 
 def _folder_display(folder: str) -> str:
