@@ -36,7 +36,7 @@ from piimem.pii.detect import (
     build_analyzer,
     detect_spans,
 )
-from workflow_helpers import ENRON_MINI, GPT2_CONFIG, hub_cache, snakemake, write_config
+from workflow_helpers import ENRON_MINI, GPT2_CONFIG, REAL_SPLIT, hub_cache, snakemake, write_config
 
 REGEX_TYPES = ["EMAIL_ADDRESS", "PHONE_NUMBER", "US_SSN", "CREDIT_CARD"]
 
@@ -301,7 +301,7 @@ def test_tokenizer_and_training_blocks_take_a_long_text():
 
 def test_dry_run_names_an_empty_maildir_and_a_missing_base_model(tmp_path):
     (tmp_path / "maildir" / "alice").mkdir(parents=True)
-    write_config(tmp_path, {"corpus": {"source": "maildir", "path": str(tmp_path / "maildir")}})
+    write_config(tmp_path, {"corpus": {"source": "maildir", "path": str(tmp_path / "maildir"), "split": REAL_SPLIT}})
     proc = snakemake(tmp_path, "-n", check=False)
     assert proc.returncode != 0
     assert re.search(r"corpus\.path: '.*maildir' holds no mail files", proc.stdout + proc.stderr)
@@ -324,7 +324,7 @@ def test_a_corpus_without_one_parsable_message_stops_the_parse_job(tmp_path):
     for rel, data in {"alice/inbox/1.": b"", "alice/inbox/2.": b"\x00\x01", "bob/sent/1.": b"plain prose\n"}.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_bytes(data)
-    write_config(tmp_path, {"corpus": {"source": "maildir", "path": str(root), "name": "broken"}})
+    write_config(tmp_path, {"corpus": {"source": "maildir", "path": str(root), "name": "broken", "split": REAL_SPLIT}})
     proc = snakemake(tmp_path, "results/corpus/quarantine.tsv", check=False)
     assert proc.returncode != 0
     log = (tmp_path / "logs" / "corpus" / "parse.log").read_text()
@@ -347,7 +347,7 @@ def test_damaged_enron_sample_through_the_data_stages(tmp_path):
     defense texts completes, PII is found past spaCy's limit in a 1.1 MB body."""
     root = tmp_path / "damaged"
     made = make_damaged_maildir(root, source_messages(ENRON_MINI, 200, seed=11), seed=13, per_kind=15)
-    write_config(tmp_path, {"corpus": {"source": "maildir", "path": str(root), "name": "damaged"},
+    write_config(tmp_path, {"corpus": {"source": "maildir", "path": str(root), "name": "damaged", "split": REAL_SPLIT},
                             "defenses": ["none", "dedup", "rmft", "scrub"]})
     snakemake(tmp_path, *(f"results/defense/{d}/summary.tsv" for d in ("none", "dedup", "rmft", "scrub")))
     results = tmp_path / "results"

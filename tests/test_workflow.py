@@ -10,7 +10,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from workflow_helpers import ENRON_MINI, SHARED, planned_jobs, snakemake, write_config
+from workflow_helpers import ENRON_MINI, REAL_SPLIT, SHARED, planned_jobs, snakemake, write_config
 
 from piimem.extraction.found import counted
 
@@ -146,7 +146,7 @@ def test_synthetic_run_writes_every_output(synthetic_run):
     assert messages.height + quarantine.height == n_files and quarantine.height == 0
     splits = pl.read_parquet(results / "corpus/splits.parquet")
     assert splits.height == messages.height
-    assert set(splits["split"]) == {"train", "test", "public"}
+    assert set(splits["split"]) == {"train", "validation", "test"}  # no public split: the outsiders pre-train
     assert truth.height > 0
     for defense in ("none", "dedup", "rmft", "scrub"):
         texts = pl.read_parquet(results / f"private/defense/{defense}/train.parquet")
@@ -430,9 +430,13 @@ def test_canary_exposure_on_every_checkpoint(synthetic_run):
     assert ((exposure["exposure"] >= 0) & (exposure["exposure"] <= exposure["max_exposure"] + 1e-9)).all()
     assert (exposure["train_occurrences"] <= exposure["repetitions"]).all()
     assert exposure.filter(pl.col("repetitions") == 32)["train_occurrences"].min() > 0
-    # Public copies of the canaries stay out of the base model's pre-training.
+    # The base model pre-trains on the outsiders' mail, which holds no canary.
     pretrain_log = (synthetic_run / "logs/train/pretrain_tiny_gpt2.log").read_text()
-    assert re.search(r"pretrain: [1-9]\d* of \d+ public messages hold a planted canary", pretrain_log)
+    assert re.search(r"pretrain: [1-9]\d* messages of the outsiders' world", pretrain_log)
+    truth = pl.read_parquet(synthetic_run / "resources/synthetic/ground_truth.parquet")
+    outsiders = pl.read_parquet(synthetic_run / "results/private/corpus/outsiders.parquet")
+    canaries = truth.filter(pl.col("is_canary"))["value"].unique().to_list()
+    assert canaries and not outsiders["text"].str.contains_any(canaries).any()
 
 
 CONTRACT = ["corpus", "base_model", "defense", "tuning", "seed", "checkpoint", "epoch", "metric", "value",
@@ -517,7 +521,8 @@ def test_finished_run_passes_the_output_contract_check(synthetic_run):
 @pytest.mark.slow
 @pytest.mark.skipif(not ENRON_MINI.is_dir(), reason="../shared/data/enron-mini is not beside the project")
 def test_real_enron_sample_through_the_data_stages(tmp_path):
-    write_config(tmp_path, {"corpus": {"source": "maildir", "path": str(ENRON_MINI)}, "defenses": ["rmft"]})
+    write_config(tmp_path, {"corpus": {"source": "maildir", "path": str(ENRON_MINI), "split": REAL_SPLIT},
+                            "defenses": ["rmft"]})
     snakemake(tmp_path, "results/pii/summary.tsv", "results/defense/rmft/summary.tsv", "results/dedup/t0.8/summary.tsv",
               "results/corpus/stats.tsv")
     messages = pl.read_parquet(tmp_path / "results/private/corpus/messages.parquet", columns=["doc_id"])

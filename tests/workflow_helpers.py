@@ -12,6 +12,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 ENRON_MINI = SHARED / "data" / "enron-mini"
+# A real corpus pre-trains the tiny GPT-2 on its public split, which the embedded default (pre-training on
+# synthetic outsiders) leaves empty.
+REAL_SPLIT = {"fractions": {"train": 0.6, "validation": 0.1, "test": 0.2, "public": 0.1}}
 
 
 def write_config(workdir: Path, overrides: dict | None = None) -> Path:
