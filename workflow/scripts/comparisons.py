@@ -3,6 +3,7 @@ from piimem.logs import log_to_file
 log = log_to_file(snakemake.log[0])
 
 import time
+from dataclasses import fields
 
 import polars as pl
 
@@ -18,7 +19,7 @@ settings = Settings(level=params.ci["level"], resamples=params.ci["resamples"], 
 metrics = pl.read_parquet(inputs.metrics)
 chosen = selection(metrics)
 items = read_items(inputs.records)
-items = Items(**{part: reported(getattr(items, part), chosen) for part in ("strings", "messages", "scores", "targets")})
+items = Items(**{part.name: reported(getattr(items, part.name), chosen) for part in fields(Items)})
 table = compare(reported(metrics, chosen), items, settings)
 write_table(table, snakemake.output.comparisons)
 log.info("comparisons: %d rows of %d quantities, %d resamples each, in %.1f s", table.height,

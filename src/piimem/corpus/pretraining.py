@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import polars as pl
@@ -50,8 +51,8 @@ def outsider_corpus(options: Mapping, *, text_headers: Sequence[str],
     """(messages, ground truth) of a second synthetic world: corpus.synthetic's settings, with
     `pretrain.n_mailboxes` mailboxes, `pretrain.seed` and no canaries, parsed as the main corpus is."""
     pretrain = options["pretrain"]
-    cfg = SyntheticConfig(**{**SyntheticConfig.from_config(options).__dict__, "seed": pretrain["seed"],
-                             "n_mailboxes": pretrain["n_mailboxes"], "canary_types": ()})
+    cfg = replace(SyntheticConfig.from_config(options), seed=pretrain["seed"], n_mailboxes=pretrain["n_mailboxes"],
+                  canary_types=())
     with tempfile.TemporaryDirectory(prefix="piimem-pretrain-") as folder:
         truth = generate_maildir(Path(folder) / "maildir", cfg)
         parsed = parse_maildir(str(Path(folder) / "maildir"), text_headers=tuple(text_headers),

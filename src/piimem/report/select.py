@@ -19,8 +19,8 @@ import polars as pl
 from piimem.report import papers
 
 BASELINE = "none"
-# Display order of defenses and tuning methods; names not listed follow, alphabetically. Every tuning name
-# that starts with "lora" (lora_attention, lora_mlp, ...) sorts with "lora".
+# Display order of defenses and tuning methods; names not listed follow, alphabetically. A name that extends
+# a listed one after "_" (lora_attention, lora_lr0.002, rmft_p0.5) sorts with it.
 DEFENSE_ORDER = ("none", "dedup", "rmft", "scrub")
 TUNING_ORDER = ("full", "head", "lora", "prefix", "prompt", "ptuning")
 ATTACK_ORDER = ("loss", "ref", "zlib", "min_k", "min_k_pp", "lowercase")
@@ -34,8 +34,8 @@ RUN_KEYS = ("base_model", "defense", "tuning", "seed")
 def _rank(value: str | None, order: Sequence[str]) -> tuple[int, str]:
     value = "" if value is None else value
     for i, name in enumerate(order):
-        # a swept variant (lora_lr0.002, rmft_p0.5) sorts with its method or defense
-        if value == name or value.startswith(f"{name}_") or (name == "lora" and value.startswith("lora")):
+        # a variant (lora_mlp, lora_lr0.002, rmft_p0.5) sorts with its method or defense
+        if value == name or value.startswith(f"{name}_"):
             return i, value
     return len(order), value
 
