@@ -19,7 +19,9 @@ SMALL = {"corpus": {"synthetic": {"n_mailboxes": 4, "messages_per_mailbox": 30, 
          "train": {"epochs": 2, "checkpoints_per_epoch": 2},
          "extraction": {"n_prompts": 48, "new_tokens": 24, "canaries": {"n_candidates": 30},
                         "inference": {"n_targets": 40, "candidates": 20},
-                        "reconstruction": {"samples": 2, "new_tokens": 12}, "association": {"n_targets": 20}}}
+                        "reconstruction": {"samples": 2, "new_tokens": 12}, "association": {"n_targets": 20}},
+         # Every attack, lowercase too, which the default leaves out for time.
+         "mia": {"attacks": ["loss", "ref", "zlib", "min_k", "min_k_pp", "lowercase"]}}
 # The default's runs: the four defenses with full fine-tuning (the RMFT study) and five more tuning
 # methods on the undefended text (the fine-tuning-methods study); extraction attacks the first four.
 METHODS = ("head", "lora", "prefix", "prompt", "ptuning")

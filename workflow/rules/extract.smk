@@ -54,6 +54,8 @@ rule extract_base:
         score_threshold=config["pii"]["score_threshold"],
         ignore=config["pii"]["ignore"],
         device=config["train"]["device"],
+    # See finetune's priority.
+    priority: 10
     threads: model_threads
     resources:
         gpu=ONE_GPU,
@@ -98,6 +100,8 @@ rule extract_pii:
         score_threshold=config["pii"]["score_threshold"],
         ignore=config["pii"]["ignore"],
         device=config["train"]["device"],
+    # See finetune's priority.
+    priority: 10
     threads: model_threads
     resources:
         gpu=ONE_GPU,
@@ -196,6 +200,8 @@ rule targeted_base:
         score_threshold=config["pii"]["score_threshold"],
         ignore=config["pii"]["ignore"],
         device=config["train"]["device"],
+    # See finetune's priority.
+    priority: 20
     threads: model_threads
     resources:
         gpu=ONE_GPU,
@@ -233,6 +239,8 @@ rule targeted_attacks:
         score_threshold=config["pii"]["score_threshold"],
         ignore=config["pii"]["ignore"],
         device=config["train"]["device"],
+    # See finetune's priority.
+    priority: 20
     threads: model_threads
     resources:
         gpu=ONE_GPU,

@@ -44,6 +44,9 @@ rule finetune:
         # state_every changes no result: the script reads it from the config, so editing it reruns nothing.
         train={key: value for key, value in config["train"].items() if key != "state_every"},
         tuning=lambda wildcards: {key: TUNINGS[wildcards.tuning][key] for key in ("tuning", "options")},
+    # Longest jobs first (README "Performance"): training, then the targeted attacks and extraction, so the
+    # short scoring jobs fill the end instead of one long attack running alone.
+    priority: 30
     threads: model_threads
     resources:
         gpu=config["train"]["gpus"],
