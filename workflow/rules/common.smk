@@ -33,7 +33,7 @@ from piimem.config import (
     variant_options,
 )
 from piimem.metrics import tau_grid
-from piimem.models import TINY_GPT2
+from piimem.models import is_tiny_gpt2, tiny_gpt2_options, tiny_gpt2_parameters
 from piimem.report.comparisons import item_files
 from piimem.runs import RunId
 
@@ -55,6 +55,9 @@ SYNTHETIC = config["corpus"]["source"] == "synthetic"
 # The tiny GPT-2 pre-trains on a synthetic world of outsiders rather than on the public split.
 OUTSIDERS = outsiders(config)
 BASE_MODELS = {model_slug(name): name for name in config["base_models"]}
+TINY_GPT2S = [name for name in config["base_models"] if is_tiny_gpt2(name)]
+# The size of each tiny GPT-2 (parameters), for the model-size claim; GPT-2's own sizes the report knows.
+MODEL_SIZES = {model_slug(name): tiny_gpt2_parameters(tiny_gpt2_options(name, config["tiny_gpt2"])) for name in TINY_GPT2S}
 CHECKPOINTS = checkpoint_ids(config["train"]["epochs"], config["train"]["checkpoints_per_epoch"])
 TARGETED_CHECKPOINTS = kind_checkpoints(config, "targeted", CHECKPOINTS)
 # GPUs a job asks the scheduler for: finetune spreads one run over train.gpus; every other model job
@@ -92,6 +95,7 @@ wildcard_constraints:
     threshold=r"[0-9.]+",
     tuning="|".join(map(re.escape, TUNINGS)),
     base="|".join(BASE_MODELS),
+    tiny="|".join(map(re.escape, TINY_GPT2S)) or "(?!)",
     seed=r"\d+",
     prompt_set="|".join(map(re.escape, PROMPT_SETS)) or "(?!)",
 
@@ -123,7 +127,7 @@ def defense_inputs(wildcards):
 def model_threads(wildcards):
     """CPU threads of a job that runs a model. The tiny GPT-2's matrices are too small to keep two threads
     busy: two one-thread jobs side by side do 1.15-1.25x the work of one two-thread job (bench/threads.py)."""
-    return 1 if BASE_MODELS[wildcards.base] == TINY_GPT2 else 2
+    return 1 if is_tiny_gpt2(BASE_MODELS[wildcards.base]) else 2
 
 
 def base_model_inputs(wildcards):
@@ -133,8 +137,8 @@ def base_model_inputs(wildcards):
     directory outputs would be world-readable inside results/private.
     """
     name = BASE_MODELS[wildcards.base]
-    if name == "tiny-gpt2":  # trained on the public split: its vocabulary and weights hold corpus text
-        return {"base_model": "results/private/models/tiny-gpt2/config.json"}
+    if is_tiny_gpt2(name):  # pre-trained on corpus mail: its vocabulary and weights hold corpus text
+        return {"base_model": f"results/private/models/{name}/config.json"}
     if name == "smollm2-135m":
         return {"base_model": "results/models/smollm2-135m/config.json"}
     if Path(name).is_dir():
@@ -158,7 +162,7 @@ def pretrain_inputs(wildcards):
 
 def pretraining_pii_inputs(wildcards):
     """The PII of the outsiders' mail, where the tiny GPT-2 pre-trained on it (O_ft leaves it out)."""
-    if OUTSIDERS and BASE_MODELS[wildcards.base] == TINY_GPT2:
+    if OUTSIDERS and is_tiny_gpt2(BASE_MODELS[wildcards.base]):
         return {"pretraining_pii": "results/private/corpus/outsiders.pii.parquet"}
     return {}
 
@@ -294,8 +298,7 @@ def all_outputs():
         outputs.append("results/pii/evaluation.tsv")
     if OUTSIDERS:
         outputs.append("results/corpus/outsiders.tsv")
-    if TINY_GPT2 in config["base_models"]:
-        outputs.append("results/models/tiny-gpt2.pretrain.tsv")
+    outputs += expand("results/models/{tiny}.pretrain.tsv", tiny=TINY_GPT2S)
     outputs += expand("results/defense/{defense}/summary.tsv", defense=DEFENSES)
     outputs += run_results()
     outputs += expand("results/tables/{table}.{ext}", table=TABLES, ext=("md", "csv", "tex"))

@@ -41,6 +41,7 @@ rule comparisons:
         ci=config["report"]["ci"],
         finetuning_epoch=config["report"]["finetuning_epoch"],
         taus=TAUS,
+        model_sizes=MODEL_SIZES,
     log:
         "logs/report/comparisons.log",
     benchmark:

@@ -2,21 +2,21 @@ rule pretrain_tiny_gpt2:
     input:
         unpack(pretrain_inputs),
     output:
-        model="results/private/models/tiny-gpt2/config.json",
+        model="results/private/models/{tiny}/config.json",
         # validation perplexity per epoch (numbers only); the base model is the epoch of the lowest
-        curve="results/models/tiny-gpt2.pretrain.tsv",
+        curve="results/models/{tiny}.pretrain.tsv",
     params:
-        options=config["tiny_gpt2"],
-        work_dir="results/private/pretrain-state/tiny-gpt2",
+        options=lambda wildcards: tiny_gpt2_options(wildcards.tiny, config["tiny_gpt2"]),
+        work_dir="results/private/pretrain-state/{tiny}",
         block_size=config["train"]["block_size"],
         device=config["train"]["device"],
     threads: 2
     resources:
         gpu=ONE_GPU,
     log:
-        "logs/train/pretrain_tiny_gpt2.log",
+        "logs/train/pretrain_{tiny}.log",
     benchmark:
-        "benchmarks/train/pretrain_tiny_gpt2.tsv"
+        "benchmarks/train/pretrain_{tiny}.tsv"
     conda:
         "../../envs/torch.yaml"
     script:

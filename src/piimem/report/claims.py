@@ -107,6 +107,8 @@ _RMFT = papers.RMFT_TER_REDUCTION.label
 _GPT2, _PROMPT = papers.table3_figure("gpt2", "full"), papers.table3_figure("gpt2", "prompt")
 # Claims the RMFT paper did not test: it measured TER and SER only; the attacks are Lukas et al.'s (2023).
 _EXTENSION = "piimem's extension of the RMFT claim to Lukas et al.'s attacks"
+_SIZES = " < ".join(papers.table3_figure(m, "full").text() for m in papers.GPT2_PARAMETERS)
+_SIZES_LABEL = "GPT-2 sizes, WikiText-2; Hou et al., Table 3"
 RULES: dict[str, Rule] = {
     "rmft_ter": Rule("RMFT reduces TER vs plain fine-tuning (reduction, %)", f"{papers.RMFT_TER_REDUCTION.value:.2f}",
                      _RMFT, "ter_reduction",
@@ -147,11 +149,14 @@ RULES: dict[str, Rule] = {
                                 "not measured", _EXTENSION, "pii_reconstruction_acc_drop",
                                 "none's PII reconstruction accuracy minus RMFT's (e-mail targets, last checkpoint "
                                 "scored)", "paired"),
-    "model_size": Rule("Full fine-tuning's LOSS AUC grows with model size (Spearman rho)",
-                       " < ".join(papers.table3_figure(m, "full").text()
-                                  for m in ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")),
-                       "GPT-2 sizes, WikiText-2; Hou et al., Table 3", "size_trend",
-                       "the Spearman correlation of GPT-2 size and full fine-tuning's LOSS AUC", "trend"),
+    "model_size": Rule("Full fine-tuning's LOSS AUC grows with model size (Spearman rho)", _SIZES,
+                       _SIZES_LABEL, "size_trend",
+                       "the Spearman correlation of model size and full fine-tuning's LOSS AUC (three or more "
+                       "sizes)", "trend"),
+    "model_size_pair": Rule("Full fine-tuning's LOSS AUC grows with model size (larger minus smaller)", _SIZES,
+                            _SIZES_LABEL, "size_difference",
+                            "full fine-tuning's LOSS AUC on the larger of two sizes minus that on the smaller",
+                            "above"),
 }
 
 
@@ -454,10 +459,12 @@ def finetuning_claims(metrics: pl.DataFrame, comparisons: pl.DataFrame, settings
                                                 tuning="lora_mlp", versus="lora_attention"), settings, on,
                   "needs LoRA runs on MLP and on attention projections (tuning methods lora_mlp and lora_attention)"),
             ["lora_mlp", "lora_attention"], base_model, utility, settings))
-    size = _one(comparisons, "size_trend")
-    claims.append(judge("model_size", size, settings,
+    pair = _one(comparisons, "size_difference")
+    size = pair or _one(comparisons, "size_trend")
+    claims.append(judge("model_size_pair" if pair else "model_size", size, settings,
                         f"{size['versus']}, {BASELINE}, full, {at}" if size else f"{BASELINE}, full, {at}",
-                        "needs full fine-tuning of at least two GPT-2 sizes (base_models: gpt2, gpt2-medium, ...)"))
+                        "needs full fine-tuning of at least two model sizes (base_models: gpt2, gpt2-medium, ..., "
+                        "or tiny-gpt2 and tiny-gpt2-<L>x<D>)"))
     return claims
 
 

@@ -109,8 +109,10 @@ QUANTITIES = {
                       "prompt-based runs that learnt (`versus`) at the table epoch; paired",
     "auc_trend": "Spearman rho of epoch and LOSS AUC over a run's checkpoints; p_value = exact permutation p in "
                  "rho's direction; paired over members and non-members",
-    "size_trend": "Spearman rho of GPT-2 size and full fine-tuning's LOSS AUC at the table epoch; each base "
-                  "model's sample resampled on its own",
+    "size_trend": "Spearman rho of model size (parameters) and full fine-tuning's LOSS AUC at the table epoch, "
+                  "over three or more sizes; each base model's sample resampled on its own",
+    "size_difference": "full fine-tuning's LOSS AUC on the larger of two model sizes minus that on the smaller, "
+                       "at the table epoch; each base model's sample resampled on its own",
 }
 # Targeted attacks: metric -> (attack, record column, unit); each also over O_ft (`_ft`, rates only).
 TARGETED = {"pii_inference_acc": ("inference", "correct", "points"),
@@ -142,6 +144,8 @@ class Settings:
     seed: int = 42
     taus: tuple[float, ...] = TAU_GRID
     finetuning_epoch: float | None = None
+    # base model -> parameters, for models whose size the report cannot know by name (the tiny GPT-2s)
+    model_sizes: dict[str, int] = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------------------------------
@@ -551,18 +555,22 @@ def _membership(scores: pl.DataFrame, metrics: pl.DataFrame, settings: Settings)
             rows.append(_row("auc_difference", summary(combine(np.subtract, chosen["lora_mlp"],
                                                                chosen["lora_attention"]), settings.level),
                              tuning="lora_mlp", versus="lora_attention", **keys))
-    sized = sorted((papers.model_size_rank(b), b) for b, chosen in at_epoch.items()
-                   if "full" in chosen and papers.model_size_rank(b) is not None)
-    if len(sized) >= 2:
-        # Each base model has its own sample: seed means per model, resampled independently, side by side.
-        per_model = [_seed_mean(at_epoch[b]["full"]) for _, b in sized]
+    sizes = {b: papers.model_size(b, settings.model_sizes) for b in at_epoch}
+    sized = sorted((sizes[b], b) for b, chosen in at_epoch.items() if "full" in chosen and sizes[b] is not None)
+    # Each base model has its own sample: seed means per model, resampled independently, side by side.
+    per_model = [_seed_mean(at_epoch[b]["full"]) for _, b in sized]
+    keys = dict(tuning="full", defense=BASELINE, versus=",".join(b for _, b in sized), resampled="members+non-members")
+    if len(sized) == 2:
+        # Two points make no trend (rho is +-1, its permutation p 1/2): the claim reads their difference.
+        difference = combine(lambda small, large: (large - small)[..., 0], *per_model)
+        rows.append(_row("size_difference", summary(difference, settings.level), **keys))
+    elif len(sized) > 2:
         stacked = Estimate((0,), np.concatenate([e.point for e in per_model], axis=-1),
                            np.concatenate([e.boot for e in per_model], axis=-1))
         ranks = np.asarray([r for r, _ in sized], dtype=np.float64)
         values = summary(combine(lambda a: spearman_rows(ranks, a), stacked), settings.level)
         values["p_value"] = _trend_p(ranks, stacked.point[0], values["value"])
-        rows.append(_row("size_trend", values, tuning="full", defense=BASELINE,
-                         versus=",".join(b for _, b in sized), resampled="members+non-members"))
+        rows.append(_row("size_trend", values, **keys))
     return rows
 
 

@@ -86,8 +86,14 @@ def finetuning_figure(base_model: str, tuning: str) -> PaperFigure | None:
     return table3_figure(base_model, tuning) or table2_figure(base_model, tuning)
 
 
-def model_size_rank(base_model: str) -> int | None:
-    """Rank of a GPT-2 size (gpt2 0 .. gpt2-xl 3) for the model-size claim; None for other models."""
-    order = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
-    key = _model_key(base_model)
-    return order.index(key) if key in order else None
+# Parameters of GPT-2's sizes (Radford et al. 2019, as the Hugging Face checkpoints count them).
+GPT2_PARAMETERS = {"gpt2": 124_439_808, "gpt2-medium": 354_823_168, "gpt2-large": 774_030_080,
+                   "gpt2-xl": 1_557_611_200}
+
+
+def model_size(base_model: str, known: dict[str, int] | None = None) -> int | None:
+    """The parameter count of a base model for the model-size claim: from `known` (the workflow's tiny
+    GPT-2s), else a GPT-2 size by its name; None for other models."""
+    if known and base_model in known:
+        return known[base_model]
+    return GPT2_PARAMETERS.get(_model_key(base_model))
