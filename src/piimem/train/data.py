@@ -19,6 +19,10 @@ between epochs when texts are redrawn per epoch (RMFT). Checkpoints: `piimem.tra
 Consumed documents. Each checkpoint directory holds consumed.parquet (doc_id, first_step): the documents
 at least one of whose tokens was in a step <= the checkpoint's step, and the first such step. A document
 split across blocks counts as consumed once its first block was trained on.
+
+Poisson sampling (DP-SGD, `piimem.train.dp`): a step takes each example of its epoch independently with
+probability examples_per_step / examples instead of the next examples_per_step in order; the steps per
+epoch stay the same, and a document counts as consumed at the first step that samples one of its examples.
 """
 
 from __future__ import annotations
@@ -237,34 +241,63 @@ class RunPlan:
     """Every optimizer step of a run: its examples, its epoch, the checkpoints after it."""
 
     epochs: list[EpochPlan]
-    examples_per_step: int  # the global batch: batch_size x processes x grad_accum
+    examples_per_step: int  # the global batch: batch_size x processes x grad_accum (Poisson: its expectation)
     steps_per_epoch: list[int]
     epoch_starts: np.ndarray  # int64, the steps done before each epoch (len: epochs + 1)
     checkpoints_at: dict[int, list[Checkpoint]]  # step -> the checkpoints taken after it
+    poisson_seed: int | None = None  # Poisson sampling of each step's examples from this seed; None: in order
 
     @property
     def total_steps(self) -> int:
         return int(self.epoch_starts[-1])
 
+    def sample_rate(self, epoch: int) -> float:
+        """Poisson sampling: each example's probability to be in a step of `epoch`."""
+        return min(1.0, self.examples_per_step / self.epochs[epoch].n_examples)
+
+    def _locate(self, step: int) -> tuple[int, int]:
+        e = int(np.searchsorted(self.epoch_starts, step - 1, side="right")) - 1
+        return e, step - 1 - int(self.epoch_starts[e])
+
+    def step_indices(self, step: int) -> np.ndarray:
+        """The indices, within its epoch, of the examples the 1-based global `step` trains on."""
+        e, local = self._locate(step)
+        n = self.epochs[e].n_examples
+        if self.poisson_seed is not None:
+            from piimem.train.dp import poisson_sample
+
+            return poisson_sample(n, self.sample_rate(e), seed=self.poisson_seed, step=step)
+        first = local * self.examples_per_step
+        return np.arange(first, min(first + self.examples_per_step, n))
+
     def step_examples(self, step: int) -> tuple[int, float, list[np.ndarray]]:
         """(epoch index, training progress in epochs after the step, the step's examples in order) of the
         1-based global `step`."""
-        e = int(np.searchsorted(self.epoch_starts, step - 1, side="right")) - 1
-        local = step - 1 - int(self.epoch_starts[e])
+        e, local = self._locate(step)
         plan = self.epochs[e]
-        first = local * self.examples_per_step
-        last = min(first + self.examples_per_step, plan.n_examples)
-        examples = [plan.example_tokens(i) for i in range(first, last)]
+        examples = [plan.example_tokens(int(i)) for i in self.step_indices(step)]
         return e, e + (local + 1) / self.steps_per_epoch[e], examples
 
     def consumed(self) -> pl.DataFrame:
-        """(doc_id, first_step) of every document: `first_steps` of the run."""
-        return first_steps(self.epochs, self.examples_per_step)
+        """(doc_id, first_step) of every document the run trains on: `first_steps` of the run, or with
+        Poisson sampling the first step that samples one of the document's examples."""
+        if self.poisson_seed is None:
+            return first_steps(self.epochs, self.examples_per_step)
+        first: dict[int, int] = {}
+        for step in range(1, self.total_steps + 1):
+            plan = self.epochs[self._locate(step)[0]]
+            for i in self.step_indices(step).tolist():
+                for doc_id in plan.example_doc_ids(i).tolist():
+                    first.setdefault(doc_id, step)
+        return (pl.DataFrame({"doc_id": list(first), "first_step": list(first.values())},
+                             schema={"doc_id": pl.Int64, "first_step": pl.Int64})
+                .sort("first_step", "doc_id"))
 
 
-def plan_run(tokenizer, texts: pl.DataFrame, cfg: TrainConfig, processes: int = 1) -> RunPlan:
+def plan_run(tokenizer, texts: pl.DataFrame, cfg: TrainConfig, processes: int = 1, *,
+             poisson: bool = False) -> RunPlan:
     """Tokenize the texts and lay out every step and checkpoint of the run (`processes` data-parallel
-    processes share each step)."""
+    processes share each step); `poisson`: each step samples its examples (DP-SGD), seeded by cfg.seed."""
     epochs = build_plans(tokenizer, texts, cfg)
     per_step = cfg.batch_size * cfg.grad_accum * processes
     steps_per_epoch = [-(-p.n_examples // per_step) for p in epochs]
@@ -274,7 +307,7 @@ def plan_run(tokenizer, texts: pl.DataFrame, cfg: TrainConfig, processes: int = 
         at.setdefault(step, []).append(checkpoint)
     return RunPlan(epochs=epochs, examples_per_step=per_step, steps_per_epoch=steps_per_epoch,
                    epoch_starts=np.concatenate([[0], np.cumsum(steps_per_epoch)]).astype(np.int64),
-                   checkpoints_at=at)
+                   checkpoints_at=at, poisson_seed=cfg.seed if poisson else None)
 
 
 def micro_batches(examples: list[np.ndarray], batch_size: int, rank: int = 0,

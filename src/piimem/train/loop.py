@@ -32,7 +32,8 @@ from piimem.train.distributed import (
     start_processes,
     sum_across_processes,
 )
-from piimem.train.loss import micro_batch_nll, output_head
+from piimem.train.dp import DPConfig, PrivateStep, epsilon_spent, plan_dp
+from piimem.train.loss import example_mean_nll, micro_batch_nll, output_head
 from piimem.train.state import (
     StateWriter,
     find_state,
@@ -59,6 +60,7 @@ def train(
     fingerprint: str,
     stop_after_step: int | None = None,
     state_every: StateEvery | Mapping | None = None,
+    dp: DPConfig | Mapping | None = None,
 ) -> dict:
     """Fine-tune `model` (a plain model or a PeftModel; only parameters with requires_grad are optimised)
     on `texts` (epoch, doc_id, text) and return the manifest, also written to run_dir/manifest.json.
@@ -81,6 +83,11 @@ def train(
 
     Under a launcher with WORLD_SIZE > 1 every process calls train() with the same arguments (see
     `piimem.train.distributed`); all of them return rank 0's manifest.
+
+    `dp`: train with DP-SGD (a DPConfig or its mapping, see `piimem.train.dp`): Poisson-sampled steps,
+    per-example clipping and noise; the manifest then has `dp` (the DPPlan: noise multiplier, sampling
+    rate, δ, ...) and every checkpoint `dp_epsilon`, the ε spent up to its step, and `train_loss` is the mean
+    over the sampled examples of their mean token NLL. One process only.
     """
     if not isinstance(cfg, TrainConfig):
         raise ValueError(f"train: cfg must be a TrainConfig, got {type(cfg).__name__}")
@@ -91,9 +98,16 @@ def train(
                          f"got {stop_after_step!r}")
     if not isinstance(state_every, StateEvery):
         state_every = StateEvery.from_dict(state_every)
+    if dp is not None and not isinstance(dp, DPConfig):
+        dp = DPConfig(**dp)
+    if dp is not None and cfg.compile:
+        raise ValueError("train.compile: not with DP-SGD (the per-example gradient hooks need the eager model)")
     processes, device = start_processes(cfg)
+    if dp is not None and processes.world > 1:
+        raise ValueError(f"dp: DP-SGD trains in one process, this run has {processes.world} (train.gpus): its "
+                         f"sampling, noise and accounting are for one process's batch; set train.gpus to 1")
     return _train(model, tokenizer, texts, cfg, Path(run_dir), fingerprint, stop_after_step, processes,
-                  device, state_every)
+                  device, state_every, dp)
 
 
 def _param_groups(trainable: list, weight_decay: float) -> list[dict]:
@@ -191,7 +205,7 @@ def _new_counters() -> dict:
 
 
 def _manifest(complete: bool, counters: dict, plan: RunPlan, cfg: TrainConfig, fingerprint: str, device,
-              precision: str, model, opt: _Optimisation, world: int) -> dict:
+              precision: str, model, opt: _Optimisation, world: int, dp_plan) -> dict:
     seconds = counters["seconds"]
     return {
         "complete": complete,
@@ -216,6 +230,7 @@ def _manifest(complete: bool, counters: dict, plan: RunPlan, cfg: TrainConfig, f
         "resumed_at_steps": counters["resumed_at_steps"],
         "processes": world,
         "config": dataclasses.asdict(cfg),
+        **({"dp": dataclasses.asdict(dp_plan)} if dp_plan is not None else {}),
     }
 
 
@@ -269,7 +284,8 @@ class _LossWindow:
 
 
 def _train(model, tokenizer, texts, cfg: TrainConfig, run_dir: Path, fingerprint: str,
-           stop_after_step: int | None, processes: Processes, device, state_every: StateEvery) -> dict:
+           stop_after_step: int | None, processes: Processes, device, state_every: StateEvery,
+           dp: DPConfig | None) -> dict:
     import torch
 
     rank, world, main = processes.rank, processes.world, processes.main
@@ -289,8 +305,23 @@ def _train(model, tokenizer, texts, cfg: TrainConfig, run_dir: Path, fingerprint
     if device is None:
         device = resolve_device(cfg.device, key="train.device")
     precision = resolve_precision(cfg.precision, device)
-    plan = plan_run(tokenizer, texts, cfg, world)
+    if dp is not None and precision == "fp16":
+        raise ValueError("train.precision: fp16 is not supported with DP-SGD (its loss scaling would scale the "
+                         "per-example gradients before clipping); use bf16 or fp32")
+    plan = plan_run(tokenizer, texts, cfg, world, poisson=dp is not None)
     total_steps = plan.total_steps
+    dp_plan = None
+    if dp is not None:
+        sizes = {p.n_examples for p in plan.epochs}
+        if len(sizes) > 1:
+            raise ValueError(f"dp: the epochs have {sorted(sizes)} examples; DP-SGD's accounting needs one "
+                             f"training set (texts re-drawn per epoch are not supported)")
+        dp_plan = plan_dp(dp, examples=sizes.pop(), expected_batch=plan.examples_per_step, steps=total_steps)
+        if main:
+            log.info("train: DP-SGD, noise multiplier %.4f, sampling rate %.4f (%d examples, %d steps), clipping "
+                     "norm %g, delta %.3g, target epsilon %s (%s accountant)", dp_plan.noise_multiplier,
+                     dp_plan.sample_rate, dp_plan.examples, total_steps, dp_plan.max_grad_norm, dp_plan.delta,
+                     "n/a" if dp_plan.epsilon_target is None else f"{dp_plan.epsilon_target:g}", dp_plan.accountant)
     if main and any(n < cfg.checkpoints_per_epoch for n in plan.steps_per_epoch):
         log.warning("train: an epoch has fewer optimizer steps (%s) than train.checkpoints_per_epoch (%d); "
                     "some checkpoints share a step", plan.steps_per_epoch, cfg.checkpoints_per_epoch)
@@ -323,7 +354,9 @@ def _train(model, tokenizer, texts, cfg: TrainConfig, run_dir: Path, fingerprint
     if main:
         start_log(window.log_path, start_step)
 
-    head = output_head(model)  # None: the loss from full logits (see piimem.train.loss)
+    # None: the loss from full logits (see piimem.train.loss); DP-SGD's hooks must see the output layer's call
+    head = output_head(model) if dp is None else None
+    private = PrivateStep(model, opt.optimizer, dp_plan, device) if dp_plan is not None else None
     model.train()
     writer = StateWriter(run_dir) if main else None
     pin = device.type == "cuda"
@@ -386,6 +419,23 @@ def _train(model, tokenizer, texts, cfg: TrainConfig, run_dir: Path, fingerprint
         opt.scheduler.step()
         return step_loss
 
+    def private_step(forward, examples: list[np.ndarray], step: int):
+        """One DP-SGD step on the Poisson-sampled `examples` (see piimem.train.dp); returns the mean of
+        their mean token NLLs."""
+        private.zero_grad()
+        step_loss = torch.zeros((), device=device)
+        for batch in micro_batches(examples, cfg.batch_size):
+            ids_np, mask_np = collate(batch, pad_id)
+            ids = to_device(ids_np)
+            losses = example_mean_nll(forward, ids, None if mask_np.all() else to_device(mask_np),
+                                      position_ids=private.position_ids(ids), autocast_dtype=opt.autocast_dtype)
+            losses.sum().backward()
+            private.check_per_example(len(batch))
+            step_loss += losses.detach().sum()
+        private.step(cfg.seed, step)
+        opt.scheduler.step()
+        return step_loss / max(len(examples), 1)
+
     def take_checkpoints(step: int, due: list) -> None:
         started = time.perf_counter()
         train_loss = window.take_train_loss()
@@ -393,6 +443,8 @@ def _train(model, tokenizer, texts, cfg: TrainConfig, run_dir: Path, fingerprint
         for checkpoint in due:
             record = {"id": checkpoint.id, "epoch": checkpoint.epoch, "step": step,
                       "path": f"checkpoints/{checkpoint.id}", "train_loss": train_loss}
+            if dp_plan is not None:
+                record["dp_epsilon"] = epsilon_spent(dp_plan, step)
             if main:
                 save_checkpoint(model, tokenizer, run_dir, checkpoint, record, consumed)
                 log.info("train: checkpoint %s at step %d (epoch %g), train_loss %s, %d documents consumed",
@@ -409,7 +461,7 @@ def _train(model, tokenizer, texts, cfg: TrainConfig, run_dir: Path, fingerprint
             _, epoch_after, examples = plan.step_examples(step)
             lr = opt.scheduler.get_last_lr()[0]
             started = time.perf_counter()
-            step_loss = train_step(forward, examples)
+            step_loss = train_step(forward, examples) if private is None else private_step(forward, examples, step)
             step_tokens = sum(len(x) for x in examples)
             window.tokens += step_tokens
             counters["tokens"] += step_tokens
@@ -446,10 +498,12 @@ def _train(model, tokenizer, texts, cfg: TrainConfig, run_dir: Path, fingerprint
     finally:
         if writer is not None:
             writer.wait()  # a state being written is finished, also when training failed
+        if private is not None:
+            private.close()
     window.flush(counters)
 
     def manifest(complete: bool) -> dict:
-        return _manifest(complete, counters, plan, cfg, fingerprint, device, precision, model, opt, world)
+        return _manifest(complete, counters, plan, cfg, fingerprint, device, precision, model, opt, world, dp_plan)
 
     if stopped:
         if main:

@@ -93,6 +93,21 @@ def micro_batch_nll(forward, ids, mask, *, head=None, autocast_dtype=None):
                        compute_dtype=autocast_dtype or head.weight.dtype)
 
 
+def example_mean_nll(forward, ids, mask, *, position_ids=None, autocast_dtype=None):
+    """Each example's mean NLL over its real target tokens, (batch,) float32: the per-example losses of
+    DP-SGD (piimem.train.dp), the logits way, whose output layer call per-example gradient hooks see."""
+    import torch
+
+    from piimem.scoring import shifted_token_nll
+
+    autocast = (torch.autocast(device_type=ids.device.type, dtype=autocast_dtype) if autocast_dtype
+                else contextlib.nullcontext())
+    with autocast:
+        logits = forward(input_ids=ids, attention_mask=mask, position_ids=position_ids, use_cache=False).logits
+    nll, valid = shifted_token_nll(logits, ids, torch.ones_like(ids) if mask is None else mask)
+    return nll.sum(dim=1) / valid.sum(dim=1).clamp(min=1)
+
+
 def chunked_nll(hidden, weight, targets, *, compute_dtype):
     """sum_t -log softmax(hidden_t weight^T)[targets_t] (float32), with its gradients, a chunk of rows at a
     time: `hidden` (rows, width), `weight` (vocabulary, width), `targets` (rows,). The matmuls run in

@@ -1,0 +1,206 @@
+"""DP-SGD (Abadi et al. 2016) with Opacus: Poisson sampling, per-example gradient clipping, Gaussian noise
+calibrated to a target (ε, δ), and the ε spent up to every checkpoint.
+
+The privacy unit is one training example: a `train.block_size`-token block (packing `blocks`) or one
+message (packing `messages`). Each optimizer step draws every example of the epoch independently with
+probability q = batch_size x grad_accum / examples (Poisson sampling, the assumption behind the
+accountants' amplification by subsampling); the steps per epoch are the plain run's, so an epoch still
+trains on as many examples on average. A step's sample is a pure function of (seed, step), and so is its
+noise, so a resumed run draws exactly what an uninterrupted one does and no sampler or generator state has
+to be saved.
+
+Per step: Opacus's GradSampleModule computes each example's gradient of its mean token NLL (its hooks;
+functorch for layers without a grad sampler, such as transformers' Conv1D in GPT-2; a tied input embedding
+and output layer get both layers' contributions summed), the micro-batches' per-example gradients are
+joined into one logical batch, and Opacus's DPOptimizer clips each to `max_grad_norm`, sums them, adds
+N(0, (noise_multiplier x max_grad_norm)^2) noise and divides by the expected batch size before the wrapped
+optimizer's step. The noise multiplier is Opacus's `get_noise_multiplier` for the run's q, steps and δ (or
+given); `epsilon_spent` is the accountant's ε after k steps.
+
+The noise is seeded from the config for reproducibility: it is secret only as long as the seed is, so the
+ε here is the guarantee of a research run, not of a deployment (Opacus's `secure_mode` addresses the
+floating-point side of that; it is not used).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+ACCOUNTANTS = ("prv", "rdp")
+
+
+@dataclass(frozen=True)
+class DPConfig:
+    """A `dp` defense variant's settings (config block `dp`): the target ε (or a noise multiplier that
+    overrides it), δ (None: 1 / number of training examples), the per-example clipping norm, the accountant."""
+
+    epsilon: float | None = 8.0
+    delta: float | None = None
+    max_grad_norm: float = 1.0
+    accountant: str = "prv"
+    noise_multiplier: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.epsilon is None and self.noise_multiplier is None:
+            raise ValueError("dp: set dp.epsilon (the target) or dp.noise_multiplier")
+        if self.epsilon is not None and not (_positive(self.epsilon)):
+            raise ValueError(f"dp.epsilon: expected a number > 0, got {self.epsilon!r}")
+        if self.noise_multiplier is not None and not (_number(self.noise_multiplier) and self.noise_multiplier >= 0):
+            raise ValueError(f"dp.noise_multiplier: expected a number >= 0, got {self.noise_multiplier!r}")
+        if self.delta is not None and not (_number(self.delta) and 0 < self.delta < 1):
+            raise ValueError(f"dp.delta: expected a number in (0, 1) or null, got {self.delta!r}")
+        if not _positive(self.max_grad_norm):
+            raise ValueError(f"dp.max_grad_norm: expected a number > 0, got {self.max_grad_norm!r}")
+        if self.accountant not in ACCOUNTANTS:
+            raise ValueError(f"dp.accountant: expected one of {ACCOUNTANTS}, got {self.accountant!r}")
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _positive(value) -> bool:
+    return _number(value) and value > 0
+
+
+@dataclass(frozen=True)
+class DPPlan:
+    """What a DP run does, known before its first step (written to the manifest as `dp`)."""
+
+    epsilon_target: float | None
+    delta: float
+    max_grad_norm: float
+    accountant: str
+    noise_multiplier: float
+    sample_rate: float  # q: each example's probability to be in a step
+    expected_batch: float  # q x examples
+    examples: int  # privacy units per epoch
+    steps: int
+
+
+def plan_dp(cfg: DPConfig, *, examples: int, expected_batch: int, steps: int) -> DPPlan:
+    """The noise multiplier and sampling rate of a run of `steps` steps over `examples` examples."""
+    if examples < 1:
+        raise ValueError("dp: the run has no training example")
+    rate = min(1.0, expected_batch / examples)
+    delta = cfg.delta if cfg.delta is not None else 1.0 / examples
+    if cfg.noise_multiplier is not None:
+        sigma = float(cfg.noise_multiplier)
+    else:
+        from opacus.accountants.utils import get_noise_multiplier
+
+        sigma = float(get_noise_multiplier(target_epsilon=cfg.epsilon, target_delta=delta, sample_rate=rate,
+                                           steps=steps, accountant=cfg.accountant, epsilon_tolerance=0.01))
+    return DPPlan(epsilon_target=cfg.epsilon if cfg.noise_multiplier is None else None, delta=delta,
+                  max_grad_norm=float(cfg.max_grad_norm), accountant=cfg.accountant, noise_multiplier=sigma,
+                  sample_rate=rate, expected_batch=rate * examples, examples=examples, steps=steps)
+
+
+def epsilon_spent(plan: DPPlan, steps: int) -> float | None:
+    """ε after `steps` steps at the plan's noise multiplier, sampling rate and δ (Opacus's accountant);
+    None without noise (no finite guarantee), 0 before the first step."""
+    if steps <= 0:
+        return 0.0
+    if plan.noise_multiplier == 0:
+        return None
+    from opacus.accountants import create_accountant
+
+    accountant = create_accountant(mechanism=plan.accountant)
+    accountant.history = [(plan.noise_multiplier, plan.sample_rate, int(steps))]
+    return float(accountant.get_epsilon(delta=plan.delta))
+
+
+def _step_seed(seed: int, step: int, purpose: str) -> int:
+    digest = hashlib.sha256(f"dp:{purpose}:{seed}:{step}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1  # torch's manual_seed takes a non-negative int64
+
+
+def poisson_sample(examples: int, rate: float, *, seed: int, step: int) -> np.ndarray:
+    """The examples (indices, ascending) that the 1-based `step` trains on: each independently with
+    probability `rate`."""
+    rng = np.random.default_rng(_step_seed(seed, step, "sample"))
+    return np.flatnonzero(rng.random(examples) < rate)
+
+
+def noise_seed(seed: int, step: int) -> int:
+    """The seed of a step's noise generator."""
+    return _step_seed(seed, step, "noise")
+
+
+class PrivateStep:
+    """One DP-SGD optimizer step's machinery around a model and its optimizer: per-example gradients
+    (Opacus GradSampleModule), clipping and noise (Opacus DPOptimizer). `close()` removes the hooks."""
+
+    def __init__(self, model, optimizer, plan: DPPlan, device):
+        import torch
+        from opacus import GradSampleModule
+        from opacus.optimizers import DPOptimizer
+
+        # "sum": the loss the loop backpropagates is the sum of the examples' mean token NLLs, so each
+        # example's gradient is its own; DPOptimizer divides by the expected batch ("mean").
+        self.module = GradSampleModule(model, batch_first=True, loss_reduction="sum", strict=False)
+        self.generator = torch.Generator(device=device)
+        self.optimizer = DPOptimizer(optimizer, noise_multiplier=plan.noise_multiplier,
+                                     max_grad_norm=plan.max_grad_norm, expected_batch_size=plan.expected_batch,
+                                     loss_reduction="mean", generator=self.generator)
+        self.named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+        peft_config = getattr(model, "active_peft_config", None)
+        self.virtual_tokens = bool(getattr(peft_config, "is_prompt_learning", False))
+
+    def position_ids(self, ids):
+        """Explicit positions, one row per example: a model that broadcasts one row of positions over the
+        batch would give its position embedding one gradient for the whole batch, not one per example.
+        None for prompt-based PEFT models, which place their virtual tokens themselves (and train no
+        position embedding)."""
+        if self.virtual_tokens:
+            return None
+        import torch
+
+        return torch.arange(ids.shape[1], device=ids.device).expand_as(ids)
+
+    def check_per_example(self, n: int) -> None:
+        """Every trainable parameter got one gradient per example of the micro-batch just backpropagated;
+        otherwise a layer shares the parameter across the batch and clipping could not bound one example's
+        influence (ValueError naming it)."""
+        for name, p in self.named:
+            sample = p.grad_sample[-1] if isinstance(p.grad_sample, list) else p.grad_sample
+            if sample is None or sample.shape[0] != n:
+                got = "no per-example gradient" if sample is None else f"{sample.shape[0]} gradients"
+                raise ValueError(f"dp: parameter {name} got {got} for a micro-batch of {n} examples: its layer "
+                                 f"shares it across the batch, so DP-SGD cannot clip one example's gradient")
+
+    def zero_grad(self) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def join_micro_batches(self) -> None:
+        """One logical batch of per-example gradients per parameter, whatever micro-batches computed it
+        (DPOptimizer would otherwise take each micro-batch for a batch of the expected size); a step that
+        sampled no example gets an empty one, and its update is noise alone."""
+        import torch
+
+        for _, p in self.named:
+            sample = getattr(p, "grad_sample", None)
+            if isinstance(sample, list):
+                p.grad_sample = torch.cat(sample, dim=0)
+            elif sample is None:
+                p.grad_sample = p.new_zeros((0, *p.shape))
+
+    def per_example_norms(self):
+        """Each example's whole-gradient L2 norm before clipping (after join_micro_batches)."""
+        import torch
+
+        norms = [g.reshape(len(g), -1).norm(2, dim=-1) for g in self.optimizer.grad_samples]
+        return torch.stack(norms, dim=1).norm(2, dim=1)
+
+    def step(self, seed: int, step: int) -> None:
+        """Clip, sum, add this step's noise, average by the expected batch, and step the optimizer."""
+        self.join_micro_batches()
+        self.generator.manual_seed(noise_seed(seed, step))
+        self.optimizer.step()
+
+    def close(self) -> None:
+        self.module._close()
