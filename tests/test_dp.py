@@ -14,6 +14,7 @@ from opacus.accountants import create_accountant
 from opacus.accountants.utils import get_noise_multiplier
 
 from made_up_text import made_up_docs
+from piimem.config import ConfigError, check_config, defense_variants, dp_options, variant_options
 from piimem.models import init_tiny_gpt2, train_tokenizer
 from piimem.train import TrainConfig, plan_run, train
 from piimem.train.dp import DPConfig, PrivateStep, epsilon_spent, plan_dp, poisson_sample
@@ -99,9 +100,8 @@ def test_clipped_per_example_gradients_never_exceed_max_grad_norm(tok):
             private.zero_grad()
             logits = model(input_ids=ids[i:i + 1], position_ids=private.position_ids(ids[i:i + 1])).logits
             torch.nn.functional.cross_entropy(logits[0, :-1], ids[i, 1:]).backward()
-            private.join_micro_batches()
             raw = private.per_example_norms().item()
-            private.optimizer.clip_and_accumulate()
+            private.accumulate(1)
             clipped = torch.sqrt(sum((p.summed_grad ** 2).sum() for _, p in private.named)).item()
             assert raw > 0.5 and clipped <= 0.5 * (1 + 1e-5) and clipped == pytest.approx(0.5, rel=1e-4)
     finally:
@@ -153,10 +153,10 @@ def _equal_length_texts(tok, n: int, block: int) -> pl.DataFrame:
 
 def test_without_noise_and_clipping_dp_sgd_is_plain_training(tok, tmp_path):
     """Sampling rate 1 (a batch as large as the data), noise 0 and a clipping norm no gradient reaches:
-    DP-SGD's steps are plain training's, loss for loss and weight for weight."""
+    DP-SGD's steps are plain training's, loss for loss and weight for weight (two micro-batches a step)."""
     texts = _equal_length_texts(tok, 6, 24)
-    cfg = TrainConfig(**{**SMALL, "block_size": 24, "batch_size": 6, "max_grad_norm": 0.0}, packing="messages",
-                      epochs=3, checkpoints_per_epoch=1)
+    cfg = TrainConfig(**{**SMALL, "block_size": 24, "batch_size": 3, "max_grad_norm": 0.0}, grad_accum=2,
+                      packing="messages", epochs=3, checkpoints_per_epoch=1)
     plain, private = _model(tok), _model(tok)
     plain_manifest = train(plain, tok, texts, cfg, tmp_path / "plain", fingerprint="plain")
     dp_manifest = train(private, tok, texts, cfg, tmp_path / "dp", fingerprint="dp",
@@ -215,3 +215,41 @@ def test_dp_refuses_settings_it_cannot_account_for(tok, texts, tmp_path):
         train(_model(tok), tok, redrawn, TrainConfig(**SMALL, epochs=2), tmp_path / "r", fingerprint="r",
               dp={"epsilon": 8.0})
     assert math.isfinite(plan_dp(DPConfig(), examples=10, expected_batch=20, steps=3).noise_multiplier)
+
+
+def _validated(**config) -> dict:
+    """A config as the schema fills it."""
+    from snakemake.utils import validate
+
+    from workflow_helpers import ROOT
+
+    validate(config, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
+    return config
+
+
+def test_dp_variants_name_their_epsilon_and_sweeps_and_read_the_dp_block():
+    config = _validated(defenses=["none", "dp"], dp={"epsilon": [1, 8], "lr": [1e-3, 1e-2], "batch_size": 64})
+    variants = defense_variants(config)
+    assert list(variants) == ["none", "dp_e1_lr0.001", "dp_e1_lr0.01", "dp_e8_lr0.001", "dp_e8_lr0.01"]
+    assert dp_options(config, "dp_e8_lr0.01") == {"delta": None, "max_grad_norm": 1.0, "accountant": "prv",
+                                                 "epsilon": 8.0, "batch_size": 64, "lr": 0.01}
+    assert dp_options(config, "none") is None
+    single = _validated(defenses=["none", "dp"])
+    assert list(defense_variants(single)) == ["none", "dp_e8"]  # a single ε is named too
+    assert dp_options(single, "dp_e8")["batch_size"] is None and variant_options(single, "dp_e8") == {}
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"tuning_methods": ["full", "prompt"]}, r"the dp defense cannot train tuning method 'prompt' .*exclude: "
+                                             r"\[\{defense: dp, tuning: prompt\}\]"),
+    ({"train": {"gpus": 2}}, "train.gpus: 2 with the dp defense"),
+    ({"train": {"compile": True}}, "train.compile: not with the dp defense"),
+    ({"train": {"precision": "fp16"}}, "train.precision: fp16 is not supported with the dp defense"),
+])
+def test_dp_settings_it_cannot_train_stop_the_config(overrides, message):
+    config = _validated(**{"defenses": ["none", "dp"], "tuning_methods": ["full"], **overrides})
+    with pytest.raises(ConfigError, match=message):
+        check_config(config)
+    ok = _validated(defenses=["none", "dp"], tuning_methods=["full", "prompt"],
+                    exclude=[{"defense": "dp", "tuning": "prompt"}])
+    check_config(ok)

@@ -98,6 +98,39 @@ def _check_defenses(config: dict) -> None:
         missing = [t for t in config["scrub"]["entity_types"] if t not in detected]
         if missing:
             raise ConfigError(f"scrub.entity_types: {missing} not in pii.entity_types {detected}")
+    if "dp" in config["defenses"]:
+        _check_dp(config)
+
+
+# Tuning methods DP-SGD cannot train: a parameter the layer shares across the batch has no per-example
+# gradient to clip (tests/test_dp.py).
+DP_UNSUPPORTED = {
+    "prompt": "its soft prompt is one embedding lookup shared by the whole batch",
+    "ptuning": "its prompt encoder runs once for the whole batch",
+}
+
+
+def _check_dp(config: dict) -> None:
+    """DP-SGD runs in one process, without compilation or fp16, on methods with per-example gradients."""
+    train = config["train"]
+    if train["gpus"] > 1:
+        raise ConfigError(f"train.gpus: {train['gpus']} with the dp defense; DP-SGD's sampling, noise and "
+                          f"accounting are for one process's batch, so dp runs take one GPU (set train.gpus: 1, "
+                          f"or run dp in a config of its own)")
+    if train["compile"]:
+        raise ConfigError("train.compile: not with the dp defense (its per-example gradient hooks need the "
+                          "eager model)")
+    if train["precision"] == "fp16":
+        raise ConfigError("train.precision: fp16 is not supported with the dp defense (its loss scaling would "
+                          "scale the per-example gradients before clipping); use bf16, fp32 or auto")
+    variants = defense_variants(config)
+    for run in run_names(config):
+        parsed = RunId.parse(run)
+        method = tuning_variants(config)[parsed.tuning]["tuning"]
+        if variants[parsed.defense]["defense"] == "dp" and method in DP_UNSUPPORTED:
+            raise ConfigError(f"defenses: the dp defense cannot train tuning method {method!r} ({DP_UNSUPPORTED[method]}, "
+                              f"so DP-SGD has no per-example gradient to clip); leave the run {run!r} out with "
+                              f"exclude: [{{defense: dp, tuning: {method}}}]")
 
 
 def check_inputs(config: dict, built_models_dir: str = "results/models") -> None:
@@ -232,20 +265,24 @@ def defense_variants(config: dict) -> dict[str, dict]:
     swept option with several values adds a part to the name. `rmft.scope: [email, all]` gives rmft_email
     and rmft_all (the all-type scope alone is rmft_all too: plain "rmft" is always the paper's e-mail
     scope), `rmft.p: [0.5, 1.0]` rmft_p0.5 and rmft_p1 (both: rmft_email_p0.5, ...),
-    `dedup.threshold: [0.7, 0.8]` dedup_t0.7 and dedup_t0.8. RMFT variants always carry their `scope`
-    and `p`, dedup variants their `threshold`. Names never hold "-", which separates the parts of a run's
-    name.
+    `dedup.threshold: [0.7, 0.8]` dedup_t0.7 and dedup_t0.8, `dp.epsilon: [1, 8]` dp_e1 and dp_e8 (a single
+    ε too is named: dp_e8; `dp.batch_size` and `dp.lr` lists add _b64, _lr0.001). RMFT
+    variants always carry their `scope` and `p`, dedup variants their `threshold`, DP variants their
+    `epsilon`, `batch_size` and `lr`. Names never hold "-", which separates the parts of a run's name.
     """
-    # (option, values, name part of a value, whether a single value shows in the name)
+    # kind -> its swept options: (option, name part of a value, whether a single value shows in the name)
     swept = {
-        "rmft": [("scope", _as_list(config["rmft"]["scope"]), str, lambda v: v != "email"),
-                 ("p", _as_list(config["rmft"]["p"]), lambda v: f"p{v:g}", lambda v: False)],
-        "dedup": [("threshold", dedup_thresholds(config), lambda v: f"t{v:g}", lambda v: False)],
+        "rmft": [("scope", str, lambda v: v != "email"), ("p", lambda v: f"p{v:g}", lambda v: False)],
+        "dedup": [("threshold", lambda v: f"t{v:g}", lambda v: False)],
+        # a DP run always names its ε: "dp" alone would hide the one number that says what it guarantees
+        "dp": [("epsilon", lambda v: f"e{v:g}", lambda v: True), ("batch_size", lambda v: f"b{v}", lambda v: False),
+               ("lr", lambda v: f"lr{_value_label(v)}", lambda v: False)],
     }
     out: dict[str, dict] = {}
     for kind in config["defenses"]:
         variants = {kind: {"defense": kind}}
-        for key, values, label, named_alone in swept.get(kind, []):
+        for key, label, named_alone in swept.get(kind, []):
+            values = _as_list(config[kind][key])
             variants = {(f"{name}_{label(value)}" if len(values) > 1 or named_alone(value) else name):
                         {**options, key: value} for name, options in variants.items() for value in values}
         out.update(variants)
@@ -304,6 +341,19 @@ def variant_options(config: dict, name: str) -> dict:
     if variant["defense"] == "scrub":
         return dict(config["scrub"])
     return {}
+
+
+def dp_options(config: dict, name: str) -> dict | None:
+    """What a run of the defense variant `name` trains with under DP-SGD: the `dp` section with the variant's
+    ε, batch size and learning rate (`lr`, None: the run's own; the other keys are piimem.train.dp.DPConfig's);
+    None for a defense that trains without DP-SGD."""
+    from piimem.defense import DEFENSE_KINDS
+
+    variant = defense_variants(config)[name]
+    if not DEFENSE_KINDS[variant["defense"]].private_training:
+        return None
+    return {**{key: config["dp"][key] for key in ("delta", "max_grad_norm", "accountant")},
+            "epsilon": float(variant["epsilon"]), "batch_size": variant["batch_size"], "lr": variant["lr"]}
 
 
 def _matches(run_value, wanted) -> bool:

@@ -1,8 +1,9 @@
-"""The training text each run sees: the train split after one defense.
+"""The defenses, and the training text each run sees: the train split after one defense.
 
 `none` is the split as is; `dedup` takes the deduplication stage's output; `rmft` and `scrub`
-rewrite PII spans (see piimem.masking). RMFT that re-draws surrogates per epoch yields one text per
-epoch; every other defense yields epoch 0 only, which the trainer reuses for every epoch.
+rewrite PII spans (see piimem.masking); `dp` trains on the split as is, with DP-SGD (piimem.train.dp).
+RMFT that re-draws surrogates per epoch yields one text per epoch; every other defense yields epoch 0
+only, which the trainer reuses for every epoch.
 """
 
 from __future__ import annotations
@@ -16,7 +17,27 @@ from piimem.masking import RmftConfig, apply_rmft, apply_scrub
 
 log = logging.getLogger("piimem")
 
-DEFENSES = ("none", "dedup", "rmft", "scrub")
+
+
+@dataclass(frozen=True)
+class Defense:
+    """What a defense (a `defenses` entry) does to a run."""
+
+    name: str
+    rewrites_text: bool  # trains on text other than the train split (and its members have a trained-text view)
+    reads_spans: bool = False  # rewrites the PII the PII stage found
+    private_training: bool = False  # trains with DP-SGD (the `dp` config block)
+
+
+# The one list of defenses, in the order tables and figures show them.
+DEFENSE_KINDS = {d.name: d for d in (
+    Defense("none", rewrites_text=False),
+    Defense("dedup", rewrites_text=True),
+    Defense("rmft", rewrites_text=True, reads_spans=True),
+    Defense("scrub", rewrites_text=True, reads_spans=True),
+    Defense("dp", rewrites_text=False, private_training=True),
+)}
+DEFENSES = tuple(DEFENSE_KINDS)
 
 REPLACEMENT_SCHEMA = {
     "epoch": pl.Int64,
@@ -87,7 +108,7 @@ def build_training_text(
     options = dict(options or {})
     no_replacements = pl.DataFrame(schema=REPLACEMENT_SCHEMA)
     epoch0 = pl.lit(0, dtype=pl.Int64).alias("epoch")
-    if defense == "none":
+    if defense in DEFENSE_KINDS and not DEFENSE_KINDS[defense].rewrites_text:
         texts, replacements, targeted = train.select(epoch0, "doc_id", "text"), no_replacements, None
     elif defense == "dedup":
         if dedup_texts is None:

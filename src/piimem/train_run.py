@@ -24,6 +24,7 @@ run.json (no corpus text, only names, paths and settings):
   fingerprint      what the run depends on (piimem.io.fingerprint)
   threads          optional: torch CPU threads per process
   state_every      optional: how often to save resumable state (piimem.train.StateEvery keys)
+  dp               optional: DP-SGD settings (piimem.train.dp.DPConfig keys), null for plain training
   stop_after_step  optional, for tests: end after that step as a kill would
 """
 
@@ -38,7 +39,7 @@ from pathlib import Path
 
 REQUIRED = ("base_model", "models_dir", "tuning", "tuning_options", "train", "texts", "run_dir",
             "fingerprint")
-OPTIONAL = ("threads", "state_every", "stop_after_step")
+OPTIONAL = ("threads", "state_every", "dp", "stop_after_step")
 
 
 def load_spec(path: Path) -> dict:
@@ -74,7 +75,7 @@ def run(spec: dict) -> dict:
     model = apply_tuning(model, spec["tuning"], spec["tuning_options"], seed=cfg.seed, tokenizer=tokenizer)
     return train(model, tokenizer, pl.read_parquet(spec["texts"]), cfg, Path(spec["run_dir"]),
                  fingerprint=spec["fingerprint"], stop_after_step=spec.get("stop_after_step"),
-                 state_every=spec.get("state_every"))
+                 state_every=spec.get("state_every"), dp=spec.get("dp"))
 
 
 def launch_command(config_path: Path, processes: int) -> list[str]:

@@ -23,6 +23,7 @@ from piimem.config import (
     corpus_name,
     dedup_thresholds,
     defense_variants,
+    dp_options,
     kind_checkpoints,
     model_slug,
     outsiders,
@@ -32,6 +33,7 @@ from piimem.config import (
     tuning_variants,
     variant_options,
 )
+from piimem.defense import DEFENSE_KINDS
 from piimem.metrics import tau_grid
 from piimem.models import is_tiny_gpt2, tiny_gpt2_options, tiny_gpt2_parameters
 from piimem.report.comparisons import item_files
@@ -119,7 +121,7 @@ def defense_inputs(wildcards):
     kind = DEFENSES[wildcards.defense]["defense"]
     if kind == "dedup":
         inputs["dedup"] = f"results/private/dedup/t{DEFENSES[wildcards.defense]['threshold']:g}/train.parquet"
-    elif kind in ("rmft", "scrub"):
+    elif DEFENSE_KINDS[kind].reads_spans:
         inputs["spans"] = "results/private/pii/spans.parquet"
     return inputs
 
@@ -240,20 +242,21 @@ def trained_view_inputs(wildcards):
         "messages": "results/private/corpus/messages.parquet",
         "splits": "results/corpus/splits.parquet",
     }
-    if DEFENSES[wildcards.defense]["defense"] in ("rmft", "scrub"):
+    if DEFENSE_KINDS[DEFENSES[wildcards.defense]["defense"]].reads_spans:
         inputs["spans"] = "results/private/pii/spans.parquet"
     return inputs
 
 
 def membership_inference_inputs(wildcards):
-    """The run, its sample and reference statistics; a defended run also the trained-text view of both."""
+    """The run, its sample and reference statistics; a run on rewritten text also the trained-text view of
+    both."""
     run = RunId(wildcards.base, wildcards.defense, wildcards.tuning, int(wildcards.seed))
     inputs = {
         "manifest": f"results/private/runs/{run}/manifest.json",
         "members": f"results/private/mia/{wildcards.base}/members.parquet",
         "reference": f"results/private/mia/{wildcards.base}/reference.parquet",
     }
-    if DEFENSES[wildcards.defense]["defense"] != "none":
+    if DEFENSE_KINDS[DEFENSES[wildcards.defense]["defense"]].rewrites_text:
         trained = f"results/private/mia/{wildcards.base}/trained/{wildcards.defense}"
         inputs.update(trained=f"{trained}.parquet", trained_reference=f"{trained}.reference.parquet")
     return inputs

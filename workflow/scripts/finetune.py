@@ -18,6 +18,9 @@ method = params.tuning["tuning"]  # the run's tuning name may be a sweep's varia
 options = method_options(method, params.tuning["options"])
 settings = {k: v for k, v in params.train.items() if k != "gpus"}
 settings.update(seed=int(wildcards.seed), lr=learning_rate(method, options, params.train["lr"]))
+dp = dict(params.dp) if params.dp else None
+if dp is not None and dp.pop("lr") is not None:  # a DP variant's own learning rate (dp.lr)
+    settings["lr"] = float(params.dp["lr"])
 run_dir = Path(snakemake.output.manifest).parent
 spec = {
     "base_model": workflow_model_source(params.base_model, snakemake.input.get("base_model")),
@@ -28,9 +31,10 @@ spec = {
     "texts": snakemake.input.texts,
     "run_dir": str(run_dir),
     "fingerprint": fingerprint(
-        {"base_model": params.base_model, "tuning": method, "options": options, "train": settings},
+        {"base_model": params.base_model, "tuning": method, "options": options, "train": settings, "dp": dp},
         list(snakemake.input),
     ),
+    "dp": dp,
     "threads": snakemake.threads,
     "state_every": snakemake.config["train"]["state_every"],  # not a param: it changes no result
 }

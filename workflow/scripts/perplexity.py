@@ -63,6 +63,8 @@ for output, checkpoint, model in checkpoint_models(inputs.manifest, snakemake.ou
                 message_paths[str(output)])
     values.update(ppl_base=ppl_base,
                   train_loss=math.nan if checkpoint["train_loss"] is None else checkpoint["train_loss"])
+    if "dp_epsilon" in checkpoint:  # a DP-SGD run: the epsilon spent up to this checkpoint (NaN: no noise)
+        values["dp_epsilon"] = math.nan if checkpoint["dp_epsilon"] is None else checkpoint["dp_epsilon"]
     write_table(stamp(pl.DataFrame({"metric": list(values), "value": [float(v) for v in values.values()]}),
                       checkpoint).select("checkpoint", "epoch", "metric", "value"), output)
     log.info("checkpoint %s: ppl_mean %.3f, ppl_corpus %.3f, validation ppl_mean %s", checkpoint["id"],

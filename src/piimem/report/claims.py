@@ -109,6 +109,9 @@ _GPT2, _PROMPT = papers.table3_figure("gpt2", "full"), papers.table3_figure("gpt
 _EXTENSION = "piimem's extension of the RMFT claim to Lukas et al.'s attacks"
 _SIZES = " < ".join(papers.table3_figure(m, "full").text() for m in papers.GPT2_PARAMETERS)
 _SIZES_LABEL = "GPT-2 sizes, WikiText-2; Hou et al., Table 3"
+# The peers' reference defense: not a finding of the two studies piimem reproduces.
+_LUKAS = ("GPT-2 on ECHR, Enron and Yelp-Health, sentence-level DP-SGD at ε = 8; Lukas et al. 2023, a peer's finding, "
+          "not one of the two studies")
 RULES: dict[str, Rule] = {
     "rmft_ter": Rule("RMFT reduces TER vs plain fine-tuning (reduction, %)", f"{papers.RMFT_TER_REDUCTION.value:.2f}",
                      _RMFT, "ter_reduction",
@@ -157,6 +160,14 @@ RULES: dict[str, Rule] = {
                             _SIZES_LABEL, "size_difference",
                             "full fine-tuning's LOSS AUC on the larger of two sizes minus that on the smaller",
                             "above"),
+    "dp_ter": Rule("DP-SGD reduces TER vs plain fine-tuning (reduction, %)", "lower (about 3 % of PII still leaks)",
+                   _LUKAS, "ter_reduction", "the DP run's TER reduction vs none (mean over checkpoints)", "above",
+                   rate_claim=True),
+    "dp_auc": Rule("DP-SGD lowers the membership-inference LOSS AUC vs plain fine-tuning (drop)", "lower", _LUKAS,
+                   "auc_drop", "none's LOSS AUC minus the DP run's (same tuning method, the members' original text)",
+                   "above"),
+    "dp_ppl": Rule("DP-SGD costs perplexity (increase, %)", "higher", _LUKAS, "ppl_increase",
+                   "the DP run's perplexity increase vs none (mean over checkpoints)", "above"),
 }
 
 
@@ -352,6 +363,30 @@ def _aurc_missing(comparisons: pl.DataFrame, scope: dict, rmft: str, dedup: str)
     return "; ".join(parts) or "no AURC of both defenses"
 
 
+def dp_claims(comparisons: pl.DataFrame, settings: ClaimSettings) -> list[Claim]:
+    """Each DP-SGD variant vs none (Lukas et al.'s finding): its TER reduction (e-mail addresses where measured),
+    its LOSS AUC drop and its perplexity increase, each per base model and tuning method it ran with."""
+    rows = {quantity: [r for r in _rows(comparisons, quantity) if defense_kind(r["defense"] or "") == "dp"]
+            for quantity in ("ter_reduction", "auc_drop", "ppl_increase")}
+    if not any(rows.values()):
+        return []  # no dp defense in this configuration: nothing to say, not "not testable" three times
+    scopes = {r["entity_type"] for r in rows["ter_reduction"]}
+    scope = PAPER_ENTITY_TYPE if PAPER_ENTITY_TYPE in scopes else "ALL"
+    claims = []
+    for row in sorted((r for r in rows["ter_reduction"] if r["entity_type"] == scope),
+                      key=lambda r: (r["defense"], r["base_model"], tuning_rank(r["tuning"]),
+                                     prompt_set_rank(r["prompt_set"]))):
+        claims.append(judge("dp_ter", row, settings, f"{row['base_model']}, {row['tuning']}, prompts "
+                                                     f"{row['prompt_set']}, {scope}: {row['defense']} vs {BASELINE}",
+                            "no TER of both runs"))
+    for rule, quantity, what in (("dp_auc", "auc_drop", "members and non-members"),
+                                 ("dp_ppl", "ppl_increase", "test messages")):
+        for row in sorted(rows[quantity], key=lambda r: (r["defense"], r["base_model"], tuning_rank(r["tuning"]))):
+            claims.append(judge(rule, row, settings, f"{row['base_model']}, {row['tuning']}: {row['defense']} vs "
+                                                     f"{BASELINE}, {what}", "no value of both runs"))
+    return claims
+
+
 def targeted_claims(comparisons: pl.DataFrame, settings: ClaimSettings) -> list[Claim]:
     """RMFT (paper scope) vs none on the targeted attacks, e-mail targets (the paper's PII type) where
     measured, at the last checkpoint the attacks scored."""
@@ -475,7 +510,8 @@ def claims_table(metrics: pl.DataFrame, comparisons: pl.DataFrame,
                  settings: ClaimSettings = ClaimSettings()) -> pl.DataFrame:
     """Every claim of the two papers with our number, its interval and its verdict (module docstring)."""
     claims = (rmft_claims(metrics, comparisons, settings) + targeted_claims(comparisons, settings)
-              + repetition_claims(comparisons, settings) + finetuning_claims(metrics, comparisons, settings))
+              + repetition_claims(comparisons, settings) + finetuning_claims(metrics, comparisons, settings)
+              + dp_claims(comparisons, settings))
     numbers = ("ours", "CI low", "CI high", "p")
     return frame([c.row(settings) for c in claims], text_columns=[c for c in COLUMNS if c not in numbers])
 

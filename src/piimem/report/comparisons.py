@@ -105,6 +105,8 @@ QUANTITIES = {
                 "resamples members and non-members",
     "auc_difference": "LOSS AUC of `tuning` minus that of `versus` at the table epoch; paired over members "
                       "and non-members",
+    "auc_drop": "LOSS AUC of `versus` (none) minus that of `defense`, same tuning method, at the table epoch, on "
+                "the members' original text; paired over members and non-members",
     "auc_family_gap": "lowest LOSS AUC of the parameter-based runs (`tuning`) minus the highest of the "
                       "prompt-based runs that learnt (`versus`) at the table epoch; paired",
     "auc_trend": "Spearman rho of epoch and LOSS AUC over a run's checkpoints; p_value = exact permutation p in "
@@ -517,15 +519,18 @@ def _repetition_trend(run: dict, chunks: list[np.ndarray], level: float, keys: d
 
 
 def _membership(scores: pl.DataFrame, metrics: pl.DataFrame, settings: Settings) -> list[dict]:
-    """LOSS AUC of every undefended run at the table epoch, AUC differences and trends, paired over the
-    members and non-members of each base model."""
+    """LOSS AUC of every undefended run at the table epoch, AUC differences and trends, and each defense's
+    AUC drop, paired over the members and non-members of each base model."""
     rows: list[dict] = []
     if scores.height == 0:
         return rows
     learnt = learnt_runs(metrics, settings.finetuning_epoch)
     at_epoch: dict[str, dict[str, Estimate]] = {}
-    for (base_model,), group in sorted(scores.filter(pl.col("defense") == BASELINE).group_by("base_model")):
-        group = _scored_everywhere(group)
+    for (base_model,), every in sorted(scores.group_by("base_model")):
+        every = _scored_everywhere(every)  # one set of examples for every run, so that defenses pair with none
+        group = every.filter(pl.col("defense") == BASELINE)
+        if group.height == 0:
+            continue
         aucs = _aucs(group, metrics, settings, base_model)
         chosen = {}
         for tuning, (estimate, run_epochs) in aucs.items():
@@ -555,6 +560,15 @@ def _membership(scores: pl.DataFrame, metrics: pl.DataFrame, settings: Settings)
             rows.append(_row("auc_difference", summary(combine(np.subtract, chosen["lora_mlp"],
                                                                chosen["lora_attention"]), settings.level),
                              tuning="lora_mlp", versus="lora_attention", **keys))
+        for defense in sorted(set(every["defense"].to_list()) - {BASELINE}, key=defense_rank):
+            defended = _aucs(every.filter(pl.col("defense") == defense), metrics, settings, base_model, defense)
+            for tuning, (estimate, run_epochs) in defended.items():
+                if tuning in chosen:
+                    index = _nearest(run_epochs, settings.finetuning_epoch)
+                    rows.append(_row("auc_drop", summary(combine(np.subtract, chosen[tuning], estimate.at(index)),
+                                                         settings.level),
+                                     base_model=base_model, tuning=tuning, defense=defense, versus=BASELINE,
+                                     epoch=run_epochs[index], resampled="members+non-members"))
     sizes = {b: papers.model_size(b, settings.model_sizes) for b in at_epoch}
     sized = sorted((sizes[b], b) for b, chosen in at_epoch.items() if "full" in chosen and sizes[b] is not None)
     # Each base model has its own sample: seed means per model, resampled independently, side by side.
@@ -600,9 +614,10 @@ def _scored_everywhere(group: pl.DataFrame) -> pl.DataFrame:
     return group.filter(~pl.col("index").is_in(unscored.to_list()))
 
 
-def _aucs(group: pl.DataFrame, metrics: pl.DataFrame, settings: Settings,
-          base_model: str) -> dict[str, tuple[Estimate, list[float]]]:
-    """{tuning: (LOSS AUC Estimate (S, C), the checkpoints' epochs)} of one base model's undefended runs."""
+def _aucs(group: pl.DataFrame, metrics: pl.DataFrame, settings: Settings, base_model: str,
+          defense: str = BASELINE) -> dict[str, tuple[Estimate, list[float]]]:
+    """{tuning: (LOSS AUC Estimate (S, C), the checkpoints' epochs)} of one base model's runs of `defense`;
+    every defense of a base model draws the same resamples (paired)."""
     examples = group.select("index", "member").unique("index").sort("index")
     indexes, labels = examples["index"].to_numpy(), examples["member"].to_numpy().astype(bool)
     members, others = np.flatnonzero(labels), np.flatnonzero(~labels)
@@ -612,7 +627,8 @@ def _aucs(group: pl.DataFrame, metrics: pl.DataFrame, settings: Settings,
     out = {}
     for (tuning,), run in sorted(group.group_by("tuning"), key=lambda g: tuning_rank(g[0][0])):
         checkpoints = _checkpoints(run, metrics)
-        seeds, arrays = _arrays(run, "index", ["loss"], checkpoints, indexes, f"{base_model}/none-{tuning} MIA scores")
+        seeds, arrays = _arrays(run, "index", ["loss"], checkpoints, indexes,
+                                f"{base_model}/{defense}-{tuning} MIA scores")
         point = np.empty((len(seeds), len(checkpoints)))
         boot = np.empty((settings.resamples, len(seeds), len(checkpoints)))
         ones = (np.ones((1, len(members)), dtype=np.int64), np.ones((1, len(others)), dtype=np.int64))
@@ -621,7 +637,7 @@ def _aucs(group: pl.DataFrame, metrics: pl.DataFrame, settings: Settings,
                 sorted_scores = SortedScores(arrays["loss"][s, c], labels)
                 point[s, c] = sorted_scores.aucs(*ones)[0]
                 boot[:, s, c] = np.concatenate([sorted_scores.aucs(m, o) for o, m in draws])
-        epochs = _epochs(metrics, base_model, BASELINE, tuning)
+        epochs = _epochs(metrics, base_model, defense, tuning)
         out[tuning] = (Estimate(seeds, point, boot), [epochs.get(c, math.nan) for c in checkpoints])
     return out
 

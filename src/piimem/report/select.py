@@ -16,12 +16,13 @@ from collections.abc import Iterable, Sequence
 
 import polars as pl
 
+from piimem.defense import DEFENSES
 from piimem.report import papers
 
 BASELINE = "none"
 # Display order of defenses and tuning methods; names not listed follow, alphabetically. A name that extends
 # a listed one after "_" (lora_attention, lora_lr0.002, rmft_p0.5) sorts with it.
-DEFENSE_ORDER = ("none", "dedup", "rmft", "scrub")
+DEFENSE_ORDER = DEFENSES
 TUNING_ORDER = ("full", "head", "lora", "prefix", "prompt", "ptuning")
 ATTACK_ORDER = ("loss", "ref", "zlib", "min_k", "min_k_pp", "lowercase")
 # Prompt sets: the paper's main one (prefixes of training PII) first, user-given sets after, alphabetically.

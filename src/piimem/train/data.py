@@ -295,11 +295,12 @@ class RunPlan:
 
 
 def plan_run(tokenizer, texts: pl.DataFrame, cfg: TrainConfig, processes: int = 1, *,
-             poisson: bool = False) -> RunPlan:
+             poisson: bool = False, examples_per_step: int | None = None) -> RunPlan:
     """Tokenize the texts and lay out every step and checkpoint of the run (`processes` data-parallel
-    processes share each step); `poisson`: each step samples its examples (DP-SGD), seeded by cfg.seed."""
+    processes share each step); `poisson`: each step samples its examples (DP-SGD), seeded by cfg.seed;
+    `examples_per_step`: the (expected) batch, if not batch_size x grad_accum x processes."""
     epochs = build_plans(tokenizer, texts, cfg)
-    per_step = cfg.batch_size * cfg.grad_accum * processes
+    per_step = examples_per_step or cfg.batch_size * cfg.grad_accum * processes
     steps_per_epoch = [-(-p.n_examples // per_step) for p in epochs]
     at: dict[int, list[Checkpoint]] = {}
     for checkpoint, step in zip(checkpoint_schedule(cfg.epochs, cfg.checkpoints_per_epoch),

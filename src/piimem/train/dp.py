@@ -36,13 +36,15 @@ ACCOUNTANTS = ("prv", "rdp")
 @dataclass(frozen=True)
 class DPConfig:
     """A `dp` defense variant's settings (config block `dp`): the target ε (or a noise multiplier that
-    overrides it), δ (None: 1 / number of training examples), the per-example clipping norm, the accountant."""
+    overrides it), δ (None: 1 / number of training examples), the per-example clipping norm, the accountant,
+    the expected batch of the Poisson sampling (None: train.batch_size x grad_accum)."""
 
     epsilon: float | None = 8.0
     delta: float | None = None
     max_grad_norm: float = 1.0
     accountant: str = "prv"
     noise_multiplier: float | None = None
+    batch_size: int | None = None
 
     def __post_init__(self) -> None:
         if self.epsilon is None and self.noise_multiplier is None:
@@ -55,6 +57,9 @@ class DPConfig:
             raise ValueError(f"dp.delta: expected a number in (0, 1) or null, got {self.delta!r}")
         if not _positive(self.max_grad_norm):
             raise ValueError(f"dp.max_grad_norm: expected a number > 0, got {self.max_grad_norm!r}")
+        if self.batch_size is not None and not (isinstance(self.batch_size, int) and not isinstance(self.batch_size, bool)
+                                                and self.batch_size >= 1):
+            raise ValueError(f"dp.batch_size: expected a positive integer or null, got {self.batch_size!r}")
         if self.accountant not in ACCOUNTANTS:
             raise ValueError(f"dp.accountant: expected one of {ACCOUNTANTS}, got {self.accountant!r}")
 
@@ -133,7 +138,10 @@ def noise_seed(seed: int, step: int) -> int:
 
 class PrivateStep:
     """One DP-SGD optimizer step's machinery around a model and its optimizer: per-example gradients
-    (Opacus GradSampleModule), clipping and noise (Opacus DPOptimizer). `close()` removes the hooks."""
+    (Opacus GradSampleModule), their clipping and noise (Opacus DPOptimizer's). Each micro-batch's
+    per-example gradients are clipped and summed as soon as it is backpropagated (`accumulate`), so memory
+    holds one micro-batch of them, as Opacus's BatchMemoryManager does; `step` adds the noise, divides by the
+    expected batch and steps the wrapped optimizer. `close()` removes the hooks."""
 
     def __init__(self, model, optimizer, plan: DPPlan, device):
         import torch
@@ -141,12 +149,13 @@ class PrivateStep:
         from opacus.optimizers import DPOptimizer
 
         # "sum": the loss the loop backpropagates is the sum of the examples' mean token NLLs, so each
-        # example's gradient is its own; DPOptimizer divides by the expected batch ("mean").
+        # example's gradient is its own.
         self.module = GradSampleModule(model, batch_first=True, loss_reduction="sum", strict=False)
         self.generator = torch.Generator(device=device)
         self.optimizer = DPOptimizer(optimizer, noise_multiplier=plan.noise_multiplier,
-                                     max_grad_norm=plan.max_grad_norm, expected_batch_size=plan.expected_batch,
-                                     loss_reduction="mean", generator=self.generator)
+                                     max_grad_norm=plan.max_grad_norm, expected_batch_size=None,
+                                     loss_reduction="sum", generator=self.generator)
+        self.expected_batch = plan.expected_batch
         self.named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
         peft_config = getattr(model, "active_peft_config", None)
         self.virtual_tokens = bool(getattr(peft_config, "is_prompt_learning", False))
@@ -167,40 +176,42 @@ class PrivateStep:
         otherwise a layer shares the parameter across the batch and clipping could not bound one example's
         influence (ValueError naming it)."""
         for name, p in self.named:
-            sample = p.grad_sample[-1] if isinstance(p.grad_sample, list) else p.grad_sample
+            sample = getattr(p, "grad_sample", None)
             if sample is None or sample.shape[0] != n:
                 got = "no per-example gradient" if sample is None else f"{sample.shape[0]} gradients"
                 raise ValueError(f"dp: parameter {name} got {got} for a micro-batch of {n} examples: its layer "
                                  f"shares it across the batch, so DP-SGD cannot clip one example's gradient")
 
-    def zero_grad(self) -> None:
-        self.optimizer.zero_grad(set_to_none=True)
-
-    def join_micro_batches(self) -> None:
-        """One logical batch of per-example gradients per parameter, whatever micro-batches computed it
-        (DPOptimizer would otherwise take each micro-batch for a batch of the expected size); a step that
-        sampled no example gets an empty one, and its update is noise alone."""
-        import torch
-
-        for _, p in self.named:
-            sample = getattr(p, "grad_sample", None)
-            if isinstance(sample, list):
-                p.grad_sample = torch.cat(sample, dim=0)
-            elif sample is None:
-                p.grad_sample = p.new_zeros((0, *p.shape))
-
     def per_example_norms(self):
-        """Each example's whole-gradient L2 norm before clipping (after join_micro_batches)."""
+        """Each example's whole-gradient L2 norm before clipping, of the micro-batch just backpropagated."""
         import torch
 
-        norms = [g.reshape(len(g), -1).norm(2, dim=-1) for g in self.optimizer.grad_samples]
+        norms = [p.grad_sample.reshape(len(p.grad_sample), -1).norm(2, dim=-1) for _, p in self.named]
         return torch.stack(norms, dim=1).norm(2, dim=1)
 
+    def zero_grad(self) -> None:
+        for _, p in self.named:
+            p.grad_sample = p.summed_grad = p.grad = None
+
+    def accumulate(self, n: int) -> None:
+        """Clip each of the `n` examples' gradients of the micro-batch just backpropagated to max_grad_norm
+        and add them to the step's sum."""
+        self.check_per_example(n)
+        self.optimizer.clip_and_accumulate()
+        for _, p in self.named:
+            p.grad_sample = None
+
     def step(self, seed: int, step: int) -> None:
-        """Clip, sum, add this step's noise, average by the expected batch, and step the optimizer."""
-        self.join_micro_batches()
+        """Add this step's noise to the sum of clipped gradients, divide by the expected batch (an unbiased
+        mean under Poisson sampling; a step that sampled no example is noise alone), step the optimizer."""
+        for _, p in self.named:
+            if p.summed_grad is None:
+                p.summed_grad = p.new_zeros(p.shape)
         self.generator.manual_seed(noise_seed(seed, step))
-        self.optimizer.step()
+        self.optimizer.add_noise()  # p.grad = sum + N(0, (noise_multiplier x max_grad_norm)^2)
+        for _, p in self.named:
+            p.grad /= self.expected_batch
+        self.optimizer.original_optimizer.step()
 
     def close(self) -> None:
         self.module._close()

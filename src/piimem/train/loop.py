@@ -308,7 +308,8 @@ def _train(model, tokenizer, texts, cfg: TrainConfig, run_dir: Path, fingerprint
     if dp is not None and precision == "fp16":
         raise ValueError("train.precision: fp16 is not supported with DP-SGD (its loss scaling would scale the "
                          "per-example gradients before clipping); use bf16 or fp32")
-    plan = plan_run(tokenizer, texts, cfg, world, poisson=dp is not None)
+    plan = plan_run(tokenizer, texts, cfg, world, poisson=dp is not None,
+                    examples_per_step=dp.batch_size if dp is not None else None)
     total_steps = plan.total_steps
     dp_plan = None
     if dp is not None:
@@ -430,7 +431,7 @@ def _train(model, tokenizer, texts, cfg: TrainConfig, run_dir: Path, fingerprint
             losses = example_mean_nll(forward, ids, None if mask_np.all() else to_device(mask_np),
                                       position_ids=private.position_ids(ids), autocast_dtype=opt.autocast_dtype)
             losses.sum().backward()
-            private.check_per_example(len(batch))
+            private.accumulate(len(batch))
             step_loss += losses.detach().sum()
         private.step(cfg.seed, step)
         opt.scheduler.step()
