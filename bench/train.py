@@ -2,6 +2,7 @@
 
     python bench/train.py                         # tiny GPT-2 (2 layers, 128 wide), 300 steps
     python bench/train.py --model DIR --steps 200 --precision auto --repeats 3
+    python bench/train.py --dp --repeats 3        # and DP-SGD (the dp defense) on the same blocks
 
 Both sides get the same model (the same initial weights, loaded from one saved directory), the same
 blocks (piimem's epoch-0 blocks of a seeded corpus of made-up words, no PII), batch size, gradient
@@ -16,7 +17,10 @@ Timing:
   Trainer  wall-clock of `trainer.train()` with its own overheads switched off: save_strategy="no",
            eval_strategy="no", logging_strategy="no", report_to=[], no progress bar. Its data is already
            tokenized; building the Trainer is not timed.
-Tokens: the non-padding tokens of the blocks trained on, the same count for both.
+  DP-SGD   (--dp) piimem's `train()` with the dp defense at epsilon 8 (piimem.train.dp): the same blocks
+           and steps, each step Poisson-sampling its blocks (as many on average), per-example gradients,
+           clipping and noise; what per-example gradients cost against plain training.
+Tokens: the non-padding tokens of the blocks trained on, the same count for both (DP-SGD: those it sampled).
 On a CUDA GPU also model-FLOPs utilisation: 6 x parameters x tokens/s / peak FLOP/s (attention FLOPs not
 counted); peak from --peak-tflops or a table of dense bf16/fp16 (or fp32) peaks for H100/H200/A100.
 """
@@ -126,7 +130,7 @@ def load_model(spec: dict):
     return model, tokenizer
 
 
-def run_piimem(spec: dict, out_dir: Path) -> dict:
+def run_piimem(spec: dict, out_dir: Path, dp: dict | None = None) -> dict:
     import polars as pl
 
     from piimem.train import TrainConfig, train
@@ -139,7 +143,7 @@ def run_piimem(spec: dict, out_dir: Path) -> dict:
                       compile=spec["compile"], checkpoints_per_epoch=1, seed=spec["seed"],
                       device=spec["device"])
     start = time.perf_counter()
-    manifest = train(model, tokenizer, texts, cfg, out_dir, fingerprint=f"bench-{time.time_ns()}")
+    manifest = train(model, tokenizer, texts, cfg, out_dir, fingerprint=f"bench-{time.time_ns()}", dp=dp)
     wall = time.perf_counter() - start
     losses = [float(line.split("\t")[2]) for line in (out_dir / "train_log.tsv").read_text().splitlines()[1:]]
     return {"seconds": wall, "loop_seconds": manifest["seconds"] - manifest["checkpoint_seconds"],
@@ -209,7 +213,9 @@ def worker(method: str, spec_path: Path, result_path: Path) -> None:
     hf_logging.disable_progress_bar()  # "Loading weights" bars; not timed, only noise
     spec = json.loads(spec_path.read_text())
     with tempfile.TemporaryDirectory(prefix=f"bench-{method}-") as tmp:
-        result = (run_piimem if method == "piimem" else run_trainer)(spec, Path(tmp) / "run")
+        run = {"piimem": run_piimem, "trainer": run_trainer,
+               "dp": lambda spec, out: run_piimem(spec, out, dp={"epsilon": 8.0})}[method]
+        result = run(spec, Path(tmp) / "run")
     if result["device"].startswith("cuda"):
         import torch
 
@@ -236,7 +242,8 @@ def main() -> None:
                         help="runs per method, alternating; the median is reported")
     parser.add_argument("--peak-tflops", type=float, help="peak TFLOP/s of the GPU for MFU (default: table)")
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--worker", choices=("piimem", "trainer"), help=argparse.SUPPRESS)
+    parser.add_argument("--dp", action="store_true", help="also DP-SGD (epsilon 8) on the same blocks")
+    parser.add_argument("--worker", choices=("piimem", "trainer", "dp"), help=argparse.SUPPRESS)
     parser.add_argument("--spec", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -252,7 +259,7 @@ def main() -> None:
         print(f"data: {spec['steps']} steps x {args.batch_size * args.grad_accum} blocks of "
               f"{args.block_size} tokens, {spec['tokens']:,} tokens; precision {args.precision}, "
               f"device {args.device}")
-        results: dict[str, list[dict]] = {"piimem": [], "trainer": []}
+        results: dict[str, list[dict]] = {"piimem": [], "trainer": [], **({"dp": []} if args.dp else {})}
         for _ in range(args.repeats):
             for method in results:
                 out = work / f"{method}.json"
@@ -285,6 +292,12 @@ def main() -> None:
         rates = ", ".join(f"{r['tokens'] / r['seconds']:,.0f}" for r in results[method])
         print(f"all runs, {method}: {rates} tokens/s")
     print(f"ratio piimem / Trainer: {ours_rate / theirs_rate:.2f} (loop only: {ours_loop / theirs_rate:.2f})")
+    if args.dp:
+        private_rate, private_loop = rate(results["dp"], "seconds"), rate(results["dp"], "loop_seconds")
+        print(f"{'DP-SGD (epsilon 8)':<22}{private_rate:>12,.0f}{median_of('dp', 'seconds'):>10.2f}"
+              f"{results['dp'][0]['mean_loss']:>11.4f}")
+        print(f"ratio DP-SGD / piimem train(): {private_rate / ours_rate:.2f} (loop only: "
+              f"{private_loop / ours_loop:.2f})")
     if "device_name" in ours:
         peak = peak_tflops(ours["device_name"], ours["precision"], args.peak_tflops)
         if peak is None:

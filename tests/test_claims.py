@@ -255,3 +255,27 @@ def test_targeted_claims_follow_the_paired_drop():
     assert row["verdict"] == INCONCLUSIVE and "McNemar p-value 0.0625 is above 0.05" in row["why"]
     # without reconstruction records that claim is not testable
     assert claim(claims, "RMFT reduces PII reconstruction")["verdict"] == UNTESTABLE
+
+
+def test_dp_claims_read_the_dp_run_against_none_and_need_a_run_that_learnt():
+    # none extracts 30 of 100 strings at each checkpoint, the DP run 5: a clear TER reduction; members stand
+    # out in none (separation 1.5) and barely in the DP run (0.1): a clear AUC drop; DP costs perplexity.
+    base = [strings("none", [range(30)] * 3), scores("full", [1.5] * 3), messages("none", [20, 18, 17])]
+    learnt = [strings("dp_e8", [range(5)] * 3), scores("full", [0.1] * 3, defense="dp_e8"),
+              messages("dp_e8", [30, 28, 27])]
+    table = claims_table(*comparisons_of(*base, *learnt))
+    for start, expected in (("DP-SGD reduces TER", HOLDS), ("DP-SGD lowers the membership", HOLDS),
+                            ("DP-SGD costs perplexity", HOLDS)):
+        found = claim(table, start)
+        assert found["verdict"] == expected and "dp_e8 vs none" in found["measured on"], found
+        assert "Lukas et al. 2023, a peer's finding" in found["paper: model, data"]
+    # The same privacy numbers from a DP run whose perplexity (60) stays above its base model's (50): it has not
+    # learnt, so its lower TER and AUC are no evidence of protection; its perplexity cost still holds.
+    stalled = [*learnt[:2], messages("dp_e8", [62, 61, 60])]
+    table = claims_table(*comparisons_of(*base, *stalled))
+    for start in ("DP-SGD reduces TER", "DP-SGD lowers the membership"):
+        found = claim(table, start)
+        assert found["verdict"] == INCONCLUSIVE and "has not learnt" in found["why"] and 'alone says "holds"' in found["why"]
+    assert claim(table, "DP-SGD costs perplexity")["verdict"] == HOLDS
+    # Without a dp defense the claims table has no DP rows at all.
+    assert claims_table(*comparisons_of(*base)).filter(pl.col("claim").str.starts_with("DP-SGD")).height == 0

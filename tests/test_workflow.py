@@ -15,7 +15,11 @@ from workflow_helpers import ENRON_MINI, REAL_SPLIT, ROOT, SHARED, planned_jobs,
 
 from piimem.extraction.found import counted
 
+# Every defense: the default's three, and scrubbing and DP-SGD, which config/dp.yaml adds.
 SMALL = {"corpus": {"synthetic": {"n_mailboxes": 4, "messages_per_mailbox": 30, "pretrain": {"n_mailboxes": 4}}},
+         "defenses": ["none", "dedup", "rmft", "scrub", "dp"],
+         "exclude": [{"defense": ["dedup", "rmft", "scrub", "dp"], "tuning": ["head", "lora", "prefix", "prompt",
+                                                                             "ptuning"]}],
          "tiny_gpt2": {"n_embd": 128, "pretrain": {"epochs": 2}},
          "train": {"epochs": 2, "checkpoints_per_epoch": 2},
          "extraction": {"n_prompts": 48, "new_tokens": 24, "canaries": {"n_candidates": 30},
@@ -23,10 +27,11 @@ SMALL = {"corpus": {"synthetic": {"n_mailboxes": 4, "messages_per_mailbox": 30, 
                         "reconstruction": {"samples": 2, "new_tokens": 12}, "association": {"n_targets": 20}},
          # Every attack, lowercase too, which the default leaves out for time.
          "mia": {"attacks": ["loss", "ref", "zlib", "min_k", "min_k_pp", "lowercase"]}}
-# The default's runs: the four defenses with full fine-tuning (the RMFT study) and five more tuning
-# methods on the undefended text (the fine-tuning-methods study); extraction attacks the first four.
+# SMALL's runs: the five defenses with full fine-tuning (the RMFT study) and five more tuning methods on the
+# undefended text (the fine-tuning-methods study); extraction attacks the first five. The default has three.
 METHODS = ("head", "lora", "prefix", "prompt", "ptuning")
-N_RUNS, N_ATTACKED = 4 + len(METHODS), 4
+N_RUNS, N_ATTACKED = 5 + len(METHODS), 5
+DEFAULT_RUNS, DEFAULT_ATTACKED = 3 + len(METHODS), 3
 N_TARGETED = 2  # extraction.targeted_defenses: the runs the RMFT claims compare, none and rmft
 # Whatever reruns, the aggregation and everything built from it follow.
 REPORT = {"aggregate_metrics": 1, "comparisons": 1, "tables": 1, "figures": 1, "all": 1}
@@ -64,11 +69,12 @@ def test_dry_run_plans_every_stage_once_and_each_defense(tmp_path):
     assert planned_jobs(tmp_path) == {
         "synthetic_corpus": 1, "parse_corpus": 1, "split_corpus": 1, "corpus_stats": 1, "detect_pii": 1,
         "evaluate_pii": 1, "outsider_corpus": 1,
-        "deduplicate": 1, "defense_text": 4, "pretrain_tiny_gpt2": 1, "finetune": N_RUNS, "perplexity": N_RUNS,
-        "mia_members": 1, "mia_reference": 1, "membership_inference": N_RUNS,
-        "mia_trained_texts": 3, "mia_trained_reference": 3,  # the defended runs' trained-text view
-        "extraction_prompts": 2, "extract_base": 1, "extract_pii": N_ATTACKED, "canary_contexts": 1,
-        "canary_exposure": N_ATTACKED, "attack_targets": 1, "targeted_base": 1, "targeted_attacks": N_TARGETED,
+        "deduplicate": 1, "defense_text": 3, "pretrain_tiny_gpt2": 1, "finetune": DEFAULT_RUNS,
+        "perplexity": DEFAULT_RUNS, "mia_members": 1, "mia_reference": 1, "membership_inference": DEFAULT_RUNS,
+        "mia_trained_texts": 2, "mia_trained_reference": 2,  # the defended runs' trained-text view
+        "extraction_prompts": 2, "extract_base": 1, "extract_pii": DEFAULT_ATTACKED, "canary_contexts": 1,
+        "canary_exposure": DEFAULT_ATTACKED, "attack_targets": 1, "targeted_base": 1,
+        "targeted_attacks": N_TARGETED,
         **REPORT,
     }
 
@@ -90,7 +96,7 @@ def test_dry_run_of_methods_extended_pretrains_a_second_size_for_one_run(tmp_pat
     extended = yaml.safe_load((ROOT / "config" / "methods-extended.yaml").read_text())
     write_config(tmp_path, extended)
     jobs = planned_jobs(tmp_path)
-    assert jobs["pretrain_tiny_gpt2"] == 2 and jobs["finetune"] == N_RUNS + 3 + 1  # 3 LoRA targets, 1 larger
+    assert jobs["pretrain_tiny_gpt2"] == 2 and jobs["finetune"] == DEFAULT_RUNS + 3 + 1  # 3 LoRA targets, 1 larger
     out = snakemake(tmp_path, "-n").stdout
     assert "results/private/models/tiny-gpt2-4x256/config.json" in out
     assert "logs/train/pretrain_tiny-gpt2-4x256.log" in out
@@ -104,10 +110,10 @@ def test_dry_run_of_methods_extended_pretrains_a_second_size_for_one_run(tmp_pat
 def test_dry_run_sweeps_rmft_probability_and_dedup_threshold_minus_exclusions(tmp_path):
     write_config(tmp_path, {"rmft": {"p": [0.5, 1.0]}, "dedup": {"threshold": [0.7, 0.8]},
                             "tuning_methods": ["full", "lora"], "extraction": {"tuning_methods": None},
-                            "exclude": [{"defense": "scrub"}, {"defense": "rmft_p0.5", "tuning": "lora"}]})
+                            "exclude": [{"defense": "rmft_p0.5", "tuning": "lora"}]})
     jobs = planned_jobs(tmp_path)
     # none, dedup_t0.7, dedup_t0.8, rmft_p0.5, rmft_p1 x full, lora = 10 runs, minus rmft_p0.5-lora
-    assert (jobs["deduplicate"], jobs["defense_text"], jobs["finetune"], jobs["extract_pii"]) == (2, 6, 9, 9)
+    assert (jobs["deduplicate"], jobs["defense_text"], jobs["finetune"], jobs["extract_pii"]) == (2, 5, 9, 9)
     out = snakemake(tmp_path, "-n", "results/runs/tiny-gpt2/rmft_p0.5-full-s42/utility/c01.tsv").stdout
     assert "rmft_p0.5" in out
     write_config(tmp_path, {"exclude": [{"tuning": "lora_mlp"}]})
@@ -166,7 +172,7 @@ def test_synthetic_run_writes_every_output(synthetic_run):
     assert splits.height == messages.height
     assert set(splits["split"]) == {"train", "validation", "test"}  # no public split: the outsiders pre-train
     assert truth.height > 0
-    for defense in ("none", "dedup", "rmft", "scrub"):
+    for defense in ("none", "dedup", "rmft", "scrub", "dp"):  # dp: the split as is, shared by its variants
         texts = pl.read_parquet(results / f"private/defense/{defense}/train.parquet")
         assert texts.height > 0 and set(texts["epoch"]) == {0}
     train_ids = set(splits.filter(pl.col("split") == "train")["doc_id"])
@@ -331,6 +337,31 @@ def test_membership_inference_on_every_checkpoint(synthetic_run):
 
 
 @pytest.mark.slow
+def test_a_dp_run_spends_its_epsilon_and_goes_through_every_attack_and_table(synthetic_run):
+    results = synthetic_run / "results"
+    manifest = json.loads((results / "private/runs/tiny-gpt2/dp_e8-full-s42/manifest.json").read_text())
+    plan = manifest["dp"]
+    assert plan["epsilon_target"] == 8 and plan["noise_multiplier"] > 0 and plan["accountant"] == "prv"
+    assert plan["delta"] == pytest.approx(1 / plan["examples"]) and plan["examples"] == manifest["examples_per_epoch"][0]
+    metrics = pl.read_parquet(results / "metrics.parquet").filter(pl.col("defense") == "dp_e8")
+    spent = metrics.filter(pl.col("metric") == "dp_epsilon").sort("checkpoint")["value"].to_list()
+    assert len(spent) == 4 and spent == sorted(spent) and 7.9 <= spent[-1] <= 8.0
+    assert spent == pytest.approx([c["dp_epsilon"] for c in manifest["checkpoints"]])
+    # Trained on the split as is: attacked on the members' original text only, by extraction and canaries too.
+    auc = metrics.filter(pl.col("metric") == "mia_auc/loss")
+    assert auc["member_text"].unique().to_list() == ["original"] and auc.height == 4
+    assert {"ter", "ser", "canary_exposure/32", "pii_inference_acc"} - set(metrics["metric"]) == {"pii_inference_acc"}
+    comparisons = pl.read_parquet(results / "comparisons.parquet").filter(pl.col("defense") == "dp_e8")
+    assert {"ter_reduction", "ppl_increase", "auc_drop", "maxter"} <= set(comparisons["quantity"])
+    rmft = pl.read_csv(results / "tables/rmft.csv")
+    assert rmft.filter(pl.col("defense") == "dp_e8").height == 2 * 2  # prompt sets x PII scopes
+    claims = pl.read_csv(results / "tables/claims.csv").filter(pl.col("claim").str.starts_with("DP-SGD"))
+    assert claims.height == 2 + 1 + 1  # TER per prompt set, the AUC drop, the perplexity increase
+    assert claims["paper: model, data"].str.contains("Lukas et al. 2023, a peer's finding").all()
+    assert claims["measured on"].str.contains("dp_e8 vs none").all()
+
+
+@pytest.mark.slow
 def test_every_tuning_method_trains_and_is_attacked_by_membership_inference(synthetic_run):
     runs = synthetic_run / "results/runs/tiny-gpt2"
     full = json.loads((synthetic_run / "results/private/runs/tiny-gpt2/none-full-s42/manifest.json").read_text())
@@ -466,7 +497,8 @@ def test_metrics_tables_figures_and_report(synthetic_run):
     results = synthetic_run / "results"
     metrics = pl.read_parquet(results / "metrics.parquet")
     assert metrics.columns[: len(CONTRACT) - 4] == CONTRACT[:7] and set(CONTRACT) <= set(metrics.columns)
-    assert set(metrics["corpus"]) == {"synthetic"} and set(metrics["defense"]) == {"none", "dedup", "rmft", "scrub"}
+    assert set(metrics["corpus"]) == {"synthetic"} and set(metrics["defense"]) == {"none", "dedup", "rmft", "scrub",
+                                                                                         "dp_e8"}
     names = set(metrics["metric"])
     assert {"ter", "ser", "tegr", "ppl_mean", "ppl_corpus", "train_loss", "mia_auc/loss", "mia_tpr@1%fpr/loss",
             "mia_tpr@0.1%fpr/ref", "canary_exposure/32"} <= names
@@ -494,7 +526,7 @@ def test_metrics_tables_figures_and_report(synthetic_run):
         comparisons["quantity"])
 
     rmft = pl.read_csv(results / "tables/rmft.csv")
-    assert rmft.height == 4 * 2 * 2  # defenses x prompt sets x PII scopes (e-mail, all)
+    assert rmft.height == 5 * 2 * 2  # defenses x prompt sets x PII scopes (e-mail, all)
     assert {"AURC (%)", "AURC (%) CI low", "AURC coverage (%)", "min PPL increase (%)", "strings extracted k",
             "TER (%), mean over checkpoints CI high"} <= set(rmft.columns)
     claims = pl.read_csv(results / "tables/claims.csv")

@@ -289,6 +289,16 @@ def defense_variants(config: dict) -> dict[str, dict]:
     return out
 
 
+def training_texts(config: dict) -> dict[str, str]:
+    """{defense variant: the name of the training text it trains on}: a variant that rewrites the text has its
+    own; the variants of a defense that trains on the train split as is (none, dp) share one, named after
+    their defense, so that sweeping DP's ε builds no copies of the split."""
+    from piimem.defense import DEFENSE_KINDS
+
+    return {name: name if DEFENSE_KINDS[variant["defense"]].rewrites_text else variant["defense"]
+            for name, variant in defense_variants(config).items()}
+
+
 def _value_label(value) -> str:
     """A swept option's value as a name part: 0.002 -> "0.002", 2e-05 -> "0.00002", never a "-"."""
     if isinstance(value, bool) or value is None:

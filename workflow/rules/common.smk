@@ -30,6 +30,7 @@ from piimem.config import (
     result_kinds,
     result_stems,
     run_names,
+    training_texts,
     tuning_variants,
     variant_options,
 )
@@ -73,6 +74,9 @@ MISSING_PROMPT_FILES = [
     if name in PROMPT_SETS and not Path(path).is_file()
 ]
 DEFENSES = defense_variants(config)
+# defense variant -> its training text; each text with the defense that builds it
+TEXT_OF = training_texts(config)
+TEXTS = {text: DEFENSES[variant]["defense"] for variant, text in TEXT_OF.items()}
 TUNINGS = tuning_variants(config)
 RUNS = run_names(config)
 TABLES, FIGURES = result_stems(config, RUNS)
@@ -93,7 +97,7 @@ FIGURE_GROUPS = {
 
 
 wildcard_constraints:
-    defense="|".join(map(re.escape, DEFENSES)),
+    defense="|".join(map(re.escape, {*DEFENSES, *TEXTS})),
     threshold=r"[0-9.]+",
     tuning="|".join(map(re.escape, TUNINGS)),
     base="|".join(BASE_MODELS),
@@ -113,12 +117,12 @@ def maildir_root():
 
 
 def defense_inputs(wildcards):
-    """Each defense reads the train split; dedup reads its own stage, the others the PII spans."""
+    """Each training text reads the train split; dedup reads its own stage, the others the PII spans."""
     inputs = {
         "messages": "results/private/corpus/messages.parquet",
         "splits": "results/corpus/splits.parquet",
     }
-    kind = DEFENSES[wildcards.defense]["defense"]
+    kind = TEXTS[wildcards.defense]
     if kind == "dedup":
         inputs["dedup"] = f"results/private/dedup/t{DEFENSES[wildcards.defense]['threshold']:g}/train.parquet"
     elif DEFENSE_KINDS[kind].reads_spans:
@@ -171,7 +175,7 @@ def pretraining_pii_inputs(wildcards):
 
 def finetune_inputs(wildcards):
     return {
-        "texts": f"results/private/defense/{wildcards.defense}/train.parquet",
+        "texts": f"results/private/defense/{TEXT_OF[wildcards.defense]}/train.parquet",
         **base_model_inputs(wildcards),
     }
 
@@ -221,8 +225,9 @@ EXTRACTION_GENERATION = {
 
 
 def defense_options(wildcards):
-    """Only the keys a defense reads, so that editing another defense's options reruns nothing here."""
-    return variant_options(config, wildcards.defense)
+    """Only the keys a defense's text reads, so that editing another defense's options reruns nothing here
+    (a text shared by a defense's variants reads none)."""
+    return variant_options(config, wildcards.defense) if wildcards.defense in DEFENSES else {}
 
 
 def dedup_options(wildcards):
@@ -238,7 +243,7 @@ def trained_view_inputs(wildcards):
     """The sample, the defense's training text, and what the defense reads to rewrite the non-members."""
     inputs = {
         "members": f"results/private/mia/{wildcards.base}/members.parquet",
-        "texts": f"results/private/defense/{wildcards.defense}/train.parquet",
+        "texts": f"results/private/defense/{TEXT_OF[wildcards.defense]}/train.parquet",
         "messages": "results/private/corpus/messages.parquet",
         "splits": "results/corpus/splits.parquet",
     }
@@ -302,7 +307,7 @@ def all_outputs():
     if OUTSIDERS:
         outputs.append("results/corpus/outsiders.tsv")
     outputs += expand("results/models/{tiny}.pretrain.tsv", tiny=TINY_GPT2S)
-    outputs += expand("results/defense/{defense}/summary.tsv", defense=DEFENSES)
+    outputs += expand("results/defense/{text}/summary.tsv", text=TEXTS)
     outputs += run_results()
     outputs += expand("results/tables/{table}.{ext}", table=TABLES, ext=("md", "csv", "tex"))
     outputs += expand("results/figures/{figure}.{ext}", figure=FIGURES, ext=("png", "pdf"))

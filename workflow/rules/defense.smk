@@ -6,7 +6,7 @@ rule defense_text:
         replacements="results/private/defense/{defense}/replacements.parquet",
         summary="results/defense/{defense}/summary.tsv",
     params:
-        defense=lambda wildcards: DEFENSES[wildcards.defense]["defense"],
+        defense=lambda wildcards: TEXTS[wildcards.defense],
         options=defense_options,
     log:
         "logs/defense/{defense}.log",

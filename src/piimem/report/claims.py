@@ -363,27 +363,42 @@ def _aurc_missing(comparisons: pl.DataFrame, scope: dict, rmft: str, dedup: str)
     return "; ".join(parts) or "no AURC of both defenses"
 
 
-def dp_claims(comparisons: pl.DataFrame, settings: ClaimSettings) -> list[Claim]:
+def _unless_unlearnt(claim: Claim, row: dict, learnt: dict) -> Claim:
+    """A privacy gain of a run that has not learnt the data is no evidence: a model that learnt nothing leaks
+    nothing. Such a verdict that would hold or fail is inconclusive, saying why and what the interval said."""
+    if claim.verdict in (HOLDS, FAILS) and not learnt.get((row["base_model"], row["defense"], row["tuning"]), True):
+        claim.why = (f"{row['defense']}-{row['tuning']} has not learnt: its test perplexity is no lower than its "
+                     f"base model's, and a model that learnt nothing leaks nothing; the interval alone says "
+                     f"\"{claim.verdict}\"")
+        claim.verdict = INCONCLUSIVE
+    return claim
+
+
+def dp_claims(metrics: pl.DataFrame, comparisons: pl.DataFrame, settings: ClaimSettings) -> list[Claim]:
     """Each DP-SGD variant vs none (Lukas et al.'s finding): its TER reduction (e-mail addresses where measured),
-    its LOSS AUC drop and its perplexity increase, each per base model and tuning method it ran with."""
+    its LOSS AUC drop and its perplexity increase, each per base model and tuning method it ran with. The
+    privacy gains of a DP run that has not learnt (perplexity no lower than its base model's) are inconclusive."""
     rows = {quantity: [r for r in _rows(comparisons, quantity) if defense_kind(r["defense"] or "") == "dp"]
             for quantity in ("ter_reduction", "auc_drop", "ppl_increase")}
     if not any(rows.values()):
         return []  # no dp defense in this configuration: nothing to say, not "not testable" three times
+    learnt = learnt_runs(metrics, settings.finetuning_epoch)
     scopes = {r["entity_type"] for r in rows["ter_reduction"]}
     scope = PAPER_ENTITY_TYPE if PAPER_ENTITY_TYPE in scopes else "ALL"
     claims = []
     for row in sorted((r for r in rows["ter_reduction"] if r["entity_type"] == scope),
                       key=lambda r: (r["defense"], r["base_model"], tuning_rank(r["tuning"]),
                                      prompt_set_rank(r["prompt_set"]))):
-        claims.append(judge("dp_ter", row, settings, f"{row['base_model']}, {row['tuning']}, prompts "
-                                                     f"{row['prompt_set']}, {scope}: {row['defense']} vs {BASELINE}",
-                            "no TER of both runs"))
+        claims.append(_unless_unlearnt(judge("dp_ter", row, settings, f"{row['base_model']}, {row['tuning']}, prompts "
+                                                                      f"{row['prompt_set']}, {scope}: {row['defense']} "
+                                                                      f"vs {BASELINE}", "no TER of both runs"),
+                                       row, learnt))
     for rule, quantity, what in (("dp_auc", "auc_drop", "members and non-members"),
                                  ("dp_ppl", "ppl_increase", "test messages")):
         for row in sorted(rows[quantity], key=lambda r: (r["defense"], r["base_model"], tuning_rank(r["tuning"]))):
-            claims.append(judge(rule, row, settings, f"{row['base_model']}, {row['tuning']}: {row['defense']} vs "
-                                                     f"{BASELINE}, {what}", "no value of both runs"))
+            claim = judge(rule, row, settings, f"{row['base_model']}, {row['tuning']}: {row['defense']} vs "
+                                               f"{BASELINE}, {what}", "no value of both runs")
+            claims.append(_unless_unlearnt(claim, row, learnt) if rule == "dp_auc" else claim)
     return claims
 
 
@@ -511,7 +526,7 @@ def claims_table(metrics: pl.DataFrame, comparisons: pl.DataFrame,
     """Every claim of the two papers with our number, its interval and its verdict (module docstring)."""
     claims = (rmft_claims(metrics, comparisons, settings) + targeted_claims(comparisons, settings)
               + repetition_claims(comparisons, settings) + finetuning_claims(metrics, comparisons, settings)
-              + dp_claims(comparisons, settings))
+              + dp_claims(metrics, comparisons, settings))
     numbers = ("ours", "CI low", "CI high", "p")
     return frame([c.row(settings) for c in claims], text_columns=[c for c in COLUMNS if c not in numbers])
 
