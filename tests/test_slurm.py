@@ -5,7 +5,7 @@ through it while the same config runs locally with --cores. Once the finetune jo
 training state are on disk, `scancel --signal=TERM` ends its running step (the training process), as a
 crash would: the job FAILS, Snakemake must resubmit it and training resume from that state. (A plain
 `scancel`, or --signal=KILL, leaves the job "CANCELLED by <uid>", a state snakemake-executor-plugin-slurm
-2.8.0 does not recognise: the workflow then waits for that job forever; see the README, "GPUs and
+2.8.0 does not recognise: the workflow then waits for that job forever; see docs/clusters.md, "Running on a
 clusters".)
 A cluster that cannot start fails these tests with the daemons' own words; nothing here is skipped.
 """

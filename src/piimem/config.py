@@ -30,14 +30,16 @@ def check_config(config: dict) -> None:
     fractions = corpus["split"]["fractions"]
     if not math.isclose(sum(fractions.values()), 1.0, abs_tol=1e-9):
         raise ConfigError(f"corpus.split.fractions: must sum to 1, got {fractions} (sum {sum(fractions.values()):g})")
-    if fractions["train"] == 0:
-        raise ConfigError("corpus.split.fractions.train: must be above 0 (the models are fine-tuned on it)")
+    if corpus["source"] == "hf":
+        _check_hf(config)
+    if not has_split(config, "train"):
+        raise ConfigError(f"{split_key(config, 'train')}: must give the train split (the models are fine-tuned on it)")
     _check_extraction(config)
     _check_defenses(config)
-    if swept(config) and config["tuning"]["select"] == "val_ppl" and fractions.get("validation", 0) == 0:
+    if swept(config) and config["tuning"]["select"] == "val_ppl" and not has_split(config, "validation"):
         name = next(n for n, v in tuning_variants(config).items() if v["swept"])
         raise ConfigError(f"tuning: {name!r} is one run of a sweep, and tuning.select val_ppl picks among them by "
-                          f"validation perplexity: set corpus.split.fractions.validation above 0")
+                          f"validation perplexity: give a validation split ({split_key(config, 'validation')})")
     from piimem.metrics import tau_grid
 
     try:
@@ -54,10 +56,10 @@ def check_config(config: dict) -> None:
             raise ConfigError(str(error)) from None
     if tiny_models:
         tiny, block = config["tiny_gpt2"], config["train"]["block_size"]
-        if fractions["public"] == 0 and not outsiders(config):
-            raise ConfigError("corpus.split.fractions.public: must be above 0 when base_models has a tiny GPT-2 "
-                              "(it is pre-trained on it; or, on the synthetic corpus, set "
-                              "corpus.synthetic.pretrain.n_mailboxes)")
+        if not has_split(config, "public") and not outsiders(config):
+            raise ConfigError(f"{split_key(config, 'public')}: must give a public split when base_models has a tiny "
+                              f"GPT-2 (it is pre-trained on it; or, on the synthetic corpus, set "
+                              f"corpus.synthetic.pretrain.n_mailboxes)")
         if outsiders(config) and corpus["synthetic"]["pretrain"]["seed"] == corpus["synthetic"]["seed"]:
             raise ConfigError(f"corpus.synthetic.pretrain.seed: must differ from corpus.synthetic.seed "
                               f"({corpus['synthetic']['seed']}), or the outsiders would be the same people")
@@ -82,6 +84,36 @@ def check_config(config: dict) -> None:
         if tiny["n_embd"] % tiny["n_head"]:
             raise ConfigError(f"tiny_gpt2.n_embd: {tiny['n_embd']} is not a multiple of "
                               f"tiny_gpt2.n_head ({tiny['n_head']})")
+
+
+def hf_mapped(config: dict) -> bool:
+    """Whether the splits are a data set's own (corpus.source hf with a corpus.hf.splits mapping)."""
+    corpus = config.get("corpus", {})
+    return corpus.get("source") == "hf" and corpus.get("hf", {}).get("splits") is not None
+
+
+def has_split(config: dict, split: str) -> bool:
+    """Whether the split can hold records: a data set split mapped to it, or a fraction above 0."""
+    if hf_mapped(config):
+        return config["corpus"]["hf"]["splits"].get(split) is not None
+    return config.get("corpus", {}).get("split", {}).get("fractions", {}).get(split, 0) > 0
+
+
+def split_key(config: dict, split: str) -> str:
+    """The config key that gives `split` its records."""
+    return f"corpus.hf.splits.{split}" if hf_mapped(config) else f"corpus.split.fractions.{split}"
+
+
+def _check_hf(config: dict) -> None:
+    from piimem.corpus.dataset import HfSource
+
+    try:
+        HfSource.from_config(config["corpus"]["hf"])
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    if hf_mapped(config) and not has_split(config, "test"):
+        raise ConfigError("corpus.hf.splits.test: must name a split of the data set (the non-members and the test "
+                          "perplexity come from it)")
 
 
 def _check_defenses(config: dict) -> None:
@@ -150,6 +182,13 @@ def check_inputs(config: dict, built_models_dir: str = "results/models") -> None
                 f"(hidden names skipped). Point corpus.path at the root of a maildir, whose "
                 f"<mailbox>/<folder>/<file> entries are messages"
             )
+    if corpus["source"] == "hf":
+        from piimem.corpus.dataset import DatasetNotAvailableError, HfSource, check_available
+
+        try:
+            check_available(HfSource.from_config(corpus["hf"]))
+        except DatasetNotAvailableError as err:
+            raise ConfigError(str(err)) from None
     from piimem.models import ModelNotAvailableError, check_base_model_available
 
     for name in config["base_models"]:
@@ -163,15 +202,15 @@ BUILT_IN_PROMPT_SETS = ("train-prefix", "test", "public")
 
 
 def _check_extraction(config: dict) -> None:
-    extraction, fractions = config["extraction"], config["corpus"]["split"]["fractions"]
+    extraction = config["extraction"]
     files = extraction["prompt_files"]
     for name in extraction["prompt_sets"]:
         if name in BUILT_IN_PROMPT_SETS:
             if name in files:
                 raise ConfigError(f"extraction.prompt_files.{name}: {name!r} is a built-in prompt set; "
                                   "name the file otherwise")
-            if name != "train-prefix" and fractions[name] == 0:
-                raise ConfigError(f"extraction.prompt_sets: {name!r} needs corpus.split.fractions.{name} above 0")
+            if name != "train-prefix" and not has_split(config, name):
+                raise ConfigError(f"extraction.prompt_sets: {name!r} needs its split ({split_key(config, name)})")
         elif name not in files:
             raise ConfigError(f"extraction.prompt_sets: {name!r} is neither one of {list(BUILT_IN_PROMPT_SETS)} nor a "
                               f"name in extraction.prompt_files ({sorted(files) or 'none given'})")
@@ -222,6 +261,8 @@ def corpus_name(config: dict) -> str:
         return corpus["name"]
     if corpus["source"] == "maildir":
         return Path(corpus["path"]).resolve().name
+    if corpus["source"] == "hf":
+        return Path(corpus["hf"]["path"].rstrip("/")).name + (f"-{corpus['hf']['name']}" if corpus["hf"]["name"] else "")
     return corpus["source"]
 
 
@@ -468,7 +509,7 @@ def result_stems(config: dict, runs: list[str]) -> tuple[list[str], list[str]]:
     tables = ["finetuning", "claims"] + (["tuning_sweep"] if swept(config) else [])
     figures = ["metrics_by_checkpoint", "mia_auc_by_epoch", "roc_curves", "loss_distributions",
                "privacy_utility_auc"]
-    if config["corpus"].get("split", {}).get("fractions", {}).get("validation", 0) > 0:
+    if has_split(config, "validation"):
         figures.append("auc_by_val_ppl")
     if extraction:
         tables += ["rmft", "extraction_by_type", "extraction_by_repetition"]

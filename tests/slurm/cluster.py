@@ -113,7 +113,7 @@ def install_missing() -> None:
         return
     if os.geteuid() != 0:
         raise ClusterError(f"the test cluster needs {', '.join(missing)} (Debian packages "
-                           f"{' '.join(DEBIAN_PACKAGES)}) and root to install and run them; see the README, "
+                           f"{' '.join(DEBIAN_PACKAGES)}) and root to install and run them; see docs/clusters.md, "
                            "'GPUs and clusters'")
     # Without systemd, a package's postinst would start its service through the init script; a policy-rc.d
     # answering 101 ("not allowed") keeps the system copies of munged and MariaDB from starting.
@@ -141,7 +141,7 @@ def start(lock_timeout_s: float = 1800) -> Cluster:
     """Install what is missing, start the five daemons, add the account; return once the node is idle."""
     install_missing()
     if os.geteuid() != 0:
-        raise ClusterError("the test cluster runs its daemons as root and writes /etc/slurm; see the README, "
+        raise ClusterError("the test cluster runs its daemons as root and writes /etc/slurm; see docs/clusters.md, "
                            "'GPUs and clusters', for a non-root machine")
     lock = _acquire_lock(lock_timeout_s)
     started = time.monotonic()

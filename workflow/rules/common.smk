@@ -10,6 +10,7 @@ _SRC = str(Path(workflow.basedir) / "src")
 os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, (_SRC, os.getenv("PYTHONPATH")))))
 # Offline by default: no job may reach a model hub or the public-suffix list.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
 # Jobs log to files, where Hugging Face's progress bars are noise; piimem logs its own progress lines.
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -24,6 +25,7 @@ from piimem.config import (
     dedup_thresholds,
     defense_variants,
     dp_options,
+    hf_mapped,
     kind_checkpoints,
     model_slug,
     outsiders,
@@ -55,6 +57,8 @@ onstart:
 
 CORPUS = corpus_name(config)
 SYNTHETIC = config["corpus"]["source"] == "synthetic"
+HF = config["corpus"]["source"] == "hf"
+HF_MAPPED = hf_mapped(config)
 # The tiny GPT-2 pre-trains on a synthetic world of outsiders rather than on the public split.
 OUTSIDERS = outsiders(config)
 BASE_MODELS = {model_slug(name): name for name in config["base_models"]}
@@ -67,11 +71,12 @@ TARGETED_CHECKPOINTS = kind_checkpoints(config, "targeted", CHECKPOINTS)
 # (pre-training, scoring, attacks, generation) runs in one process on one GPU.
 ONE_GPU = min(1, config["train"]["gpus"])
 PROMPT_SETS = config["extraction"]["prompt_sets"]
-# (prompt set, the same as a rule-name suffix, path) of each prompt file not on disk yet.
+# (prompt set, the same as a rule-name suffix, path) of each prompt file not on disk yet; a data set
+# (a mapping) is no file: its own job loads it, or fails saying how to fetch it.
 MISSING_PROMPT_FILES = [
     (name, re.sub(r"\W", "_", name), path)
     for name, path in config["extraction"]["prompt_files"].items()
-    if name in PROMPT_SETS and not Path(path).is_file()
+    if name in PROMPT_SETS and isinstance(path, str) and not Path(path).is_file()
 ]
 DEFENSES = defense_variants(config)
 # defense variant -> its training text; each text with the defense that builds it
@@ -104,6 +109,16 @@ wildcard_constraints:
     tiny="|".join(map(re.escape, TINY_GPT2S)) or "(?!)",
     seed=r"\d+",
     prompt_set="|".join(map(re.escape, PROMPT_SETS)) or "(?!)",
+
+
+def local_dataset(path: str) -> dict:
+    """A data set's local file or directory as a job input (so that editing it reruns the job); a hub id
+    in the datasets cache is none."""
+    return {"dataset": path} if Path(path).exists() else {}
+
+
+def dataset_inputs(wildcards):
+    return local_dataset(config["corpus"]["hf"]["path"])
 
 
 def maildir_root():
@@ -184,7 +199,8 @@ def extraction_prompt_inputs(wildcards):
     """A prompt set reads its split, the training PII spans (train-prefix) or the user's file."""
     inputs = base_model_inputs(wildcards)
     if wildcards.prompt_set in config["extraction"]["prompt_files"]:
-        inputs["file"] = config["extraction"]["prompt_files"][wildcards.prompt_set]
+        given = config["extraction"]["prompt_files"][wildcards.prompt_set]
+        inputs.update({"file": given} if isinstance(given, str) else local_dataset(given["path"]))
         return inputs
     inputs.update(messages="results/private/corpus/messages.parquet", splits="results/corpus/splits.parquet")
     if wildcards.prompt_set == "train-prefix":

@@ -40,24 +40,47 @@ rule extract_cmu:
         "../scripts/extract_cmu.py"
 
 
-rule parse_corpus:
-    input:
-        maildir=maildir_root(),
-    output:
-        messages="results/private/corpus/messages.parquet",
-        quarantine="results/corpus/quarantine.tsv",
-    params:
-        text_headers=config["corpus"]["text_headers"],
-        max_file_bytes=config["corpus"]["max_file_bytes"],
-        mailboxes=config["corpus"]["cmu"]["mailboxes"] if config["corpus"]["source"] == "cmu" else None,
-    log:
-        "logs/corpus/parse.log",
-    benchmark:
-        "benchmarks/corpus/parse.tsv"
-    conda:
-        "../../envs/data.yaml"
-    script:
-        "../scripts/parse_corpus.py"
+if HF:
+
+    # A text data set (corpus.source hf), loaded offline with datasets: its records are the messages.
+    rule load_dataset_corpus:
+        input:
+            unpack(dataset_inputs),
+        output:
+            messages="results/private/corpus/messages.parquet",
+            quarantine="results/corpus/quarantine.tsv",
+        params:
+            hf=config["corpus"]["hf"],
+            dedup=config["dedup"],
+        log:
+            "logs/corpus/parse.log",
+        benchmark:
+            "benchmarks/corpus/parse.tsv"
+        conda:
+            "../../envs/data.yaml"
+        script:
+            "../scripts/load_dataset_corpus.py"
+
+else:
+
+    rule parse_corpus:
+        input:
+            maildir=maildir_root(),
+        output:
+            messages="results/private/corpus/messages.parquet",
+            quarantine="results/corpus/quarantine.tsv",
+        params:
+            text_headers=config["corpus"]["text_headers"],
+            max_file_bytes=config["corpus"]["max_file_bytes"],
+            mailboxes=config["corpus"]["cmu"]["mailboxes"] if config["corpus"]["source"] == "cmu" else None,
+        log:
+            "logs/corpus/parse.log",
+        benchmark:
+            "benchmarks/corpus/parse.tsv"
+        conda:
+            "../../envs/data.yaml"
+        script:
+            "../scripts/parse_corpus.py"
 
 
 rule split_corpus:
@@ -70,6 +93,8 @@ rule split_corpus:
         links="results/corpus/links.tsv",
     params:
         split=config["corpus"]["split"],
+        # a data set's own splits, mapped to piimem's (corpus.hf.splits); None: the fractions assign them
+        hf=config["corpus"]["hf"] if HF_MAPPED else None,
     log:
         "logs/corpus/split.log",
     conda:

@@ -46,7 +46,7 @@ rule finetune:
         tuning=lambda wildcards: {key: TUNINGS[wildcards.tuning][key] for key in ("tuning", "options")},
         # DP-SGD's settings for a dp variant (piimem.config.dp_options), None for every other defense.
         dp=lambda wildcards: dp_options(config, wildcards.defense),
-    # Longest jobs first (README "Performance"): training, then the targeted attacks and extraction, so the
+    # Longest jobs first (docs/performance.md): training, then the targeted attacks and extraction, so the
     # short scoring jobs fill the end instead of one long attack running alone.
     priority: 30
     threads: model_threads

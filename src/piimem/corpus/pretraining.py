@@ -3,7 +3,7 @@
 A base model that barely knows language cannot be fine-tuned fairly by small adapters, and one that has
 seen a training address before fine-tuning makes its "memorisation" a pre-training effect. On a real corpus
 the tiny GPT-2 pre-trains on the public split: its people write to the training split's people, so the base
-model knows some of their names and addresses, as a web-trained model may (README "Base models"). On the
+model knows some of their names and addresses, as a web-trained model may (docs/fine-tuning.md, "Base models"). On the
 synthetic corpus piimem controls both: `outsider_corpus` generates a second synthetic world (its own seed,
 people, companies and mailboxes; no canaries) and `without_strings` drops every message holding a PII
 string of the training split (`training_strings`): every e-mail address, phone number, SSN and card number

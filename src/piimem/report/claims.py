@@ -82,7 +82,7 @@ class Rule:
     rate_claim: bool = False  # needs claims.min_strings strings extracted by the baseline
 
     def text(self, settings: ClaimSettings = ClaimSettings()) -> str:
-        """The verdict rule in words (the README prints these)."""
+        """The verdict rule in words (docs/statistics.md prints these)."""
         interval = f"the {100 * settings.level:g} % interval of {self.compares}"
         what = {
             "above": f"holds when {interval} lies above 0, does not hold when it lies below 0",
@@ -536,11 +536,11 @@ def claims_notes(table: pl.DataFrame | None, settings: ClaimSettings) -> list[st
         return []
     counts = {v: table.filter(pl.col("verdict") == v).height for v in VERDICTS}
     return [f"{100 * settings.level:g} % intervals; verdicts: " + ", ".join(f"{n} {v}" for v, n in counts.items()) +
-            ". A verdict follows from the interval (README, \"Claims\"), never from the point estimate alone."]
+            ". A verdict follows from the interval (docs/statistics.md, \"Claims\"), never from the point estimate alone."]
 
 
 def rule_table(settings: ClaimSettings = ClaimSettings()) -> str:
-    """The registry as a markdown table (claim, paper's figure, rule), as the README prints it."""
+    """The registry as a markdown table (claim, paper's figure, rule), as docs/statistics.md prints it."""
     lines = ["| claim | paper's figure | verdict rule |", "|---|---|---|"]
     lines += [f"| {r.claim} | {r.paper} ({r.paper_label}) | {r.text(settings)} |" for r in RULES.values()]
     return "\n".join(lines) + "\n"

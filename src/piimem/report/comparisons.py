@@ -77,7 +77,7 @@ COMPARISON_SCHEMA = {
     "seed_ci_low": pl.Float64, "seed_ci_high": pl.Float64, "p_value": pl.Float64, "k": pl.Int64, "n": pl.Int64,
     "baseline_strings": pl.Int64, "coverage": pl.Float64, "resampled": pl.Utf8,
 }
-# What each quantity is (README "Statistics" prints this). "over checkpoints": the mean over checkpoints;
+# What each quantity is (docs/statistics.md prints this). "over checkpoints": the mean over checkpoints;
 # `versus` names the run compared with (a defense, or a tuning method for the AUC comparisons).
 QUANTITIES = {
     "ter": "TER (%) of one run, mean over checkpoints, with the mean of the checkpoints' exact intervals at the "
