@@ -299,23 +299,29 @@ def test_tokenizer_and_training_blocks_take_a_long_text():
 # The workflow: before any job, in the parse job, and a whole corpus of damaged mail
 
 
-def test_dry_run_names_an_empty_maildir_and_a_missing_base_model(tmp_path):
+def test_a_dry_run_warns_and_a_real_run_refuses_an_empty_maildir_or_a_missing_base_model(tmp_path):
     (tmp_path / "maildir" / "alice").mkdir(parents=True)
     write_config(tmp_path, {"corpus": {"source": "maildir", "path": str(tmp_path / "maildir"), "split": REAL_SPLIT}})
-    proc = snakemake(tmp_path, "-n", check=False)
+    planned = snakemake(tmp_path, "-n", check=False)  # planning on a login node goes on, saying what is missing
+    assert planned.returncode == 0 and "parse_corpus" in planned.stdout
+    assert re.search(r"corpus\.path: '.*maildir' holds no mail files.*\n\(a dry run plans on; a real run stops",
+                     planned.stdout + planned.stderr)
+    proc = snakemake(tmp_path, check=False)
     assert proc.returncode != 0
     assert re.search(r"corpus\.path: '.*maildir' holds no mail files", proc.stdout + proc.stderr)
+    assert not (tmp_path / "results").exists() and not (tmp_path / "logs").exists()  # no job ran
 
     (tmp_path / "hub").mkdir()
     write_config(tmp_path, {"base_models": ["EleutherAI/pythia-160m"]})
     env = dict(os.environ, HF_HUB_CACHE=str(tmp_path / "hub"))
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(Path(__file__).parents[1] / "Snakefile"),
-                           "-d", str(tmp_path), "--cores", "1", "-n"], capture_output=True, text=True, env=env)
-    assert proc.returncode != 0
-    said = proc.stdout + proc.stderr
-    assert "base model 'EleutherAI/pythia-160m' (config key `base_models`) is not available offline" in said
-    assert f"it is not in the Hugging Face cache ({tmp_path / 'hub'})" in said
-    assert "hf download EleutherAI/pythia-160m" in said
+    for args, code in ((["-n"], 0), (["--unlock"], 0), ([], 1)):
+        proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(Path(__file__).parents[1] / "Snakefile"),
+                               "-d", str(tmp_path), "--cores", "1", *args], capture_output=True, text=True, env=env)
+        assert (proc.returncode != 0) == bool(code), (args, proc.stderr[-2000:])
+        said = proc.stdout + proc.stderr
+        assert "base model 'EleutherAI/pythia-160m' (config key `base_models`) is not available offline" in said
+        assert f"it is not in the Hugging Face cache ({tmp_path / 'hub'})" in said
+        assert "hf download EleutherAI/pythia-160m" in said
     assert not (tmp_path / "results").exists() and not (tmp_path / "resources").exists()
 
 

@@ -117,9 +117,12 @@ def test_dry_run_of_the_wikitext_config_plans_the_methods_study_or_names_the_fix
     for key, value in wikitext.items():
         config[key] = {**config.get(key, {}), **value} if isinstance(value, dict) else value
     write_config(tmp_path, config)
-    proc = snakemake(tmp_path, "-n", check=False)
-    assert proc.returncode != 0
-    assert "corpus.hf.path: 'Salesforce/wikitext' is not in the local datasets cache" in proc.stdout + proc.stderr
+    planned = snakemake(tmp_path, "-n")  # planning goes on, warning with the fix; a real run refuses
+    assert "corpus.hf.path: 'Salesforce/wikitext' is not in the local datasets cache" in planned.stdout + planned.stderr
+    assert "load_dataset_corpus" in planned.stdout
+    proc = snakemake(tmp_path, check=False)
+    assert proc.returncode != 0 and "save_to_disk(" in proc.stdout + proc.stderr
+    assert not (tmp_path / "results").exists()
     folder, _ = saved  # a local copy, as the config's comment says to make one
     config["corpus"]["hf"].update(path=str(folder), text_field="content", name=None)
     write_config(tmp_path, config)

@@ -165,37 +165,44 @@ def _check_dp(config: dict) -> None:
                               f"exclude: [{{defense: dp, tuning: {method}}}]")
 
 
-def check_inputs(config: dict, built_models_dir: str = "results/models") -> None:
-    """Checks of what the config points to on this machine, run before any job (after check_config).
-
-    A maildir must hold at least one mail file, and every base model must be loadable offline: an error
-    found here costs seconds, where the same error at job time comes after the corpus stages.
-    `built_models_dir` is where the workflow exports smollm2-135m.
-    """
+def input_problems(config: dict, built_models_dir: str = "results/models") -> list[str]:
+    """What the config points to that is not on this machine, each naming its key and the fix (after
+    check_config): a maildir without a mail file, a data set or a base model that does not load offline.
+    An error found before any job costs seconds, where the same error at job time comes after the corpus
+    stages; the workflow warns on a dry run (planning on a login node) and refuses a real run.
+    `built_models_dir` is where the workflow exports smollm2-135m."""
+    problems = []
     corpus = config["corpus"]
     if corpus["source"] == "maildir":
         from piimem.corpus.maildir import first_mail_file
 
         if first_mail_file(corpus["path"]) is None:
-            raise ConfigError(
+            problems.append(
                 f"corpus.path: {corpus['path']!r} holds no mail files: no file inside a mailbox directory "
                 f"(hidden names skipped). Point corpus.path at the root of a maildir, whose "
-                f"<mailbox>/<folder>/<file> entries are messages"
-            )
+                f"<mailbox>/<folder>/<file> entries are messages")
     if corpus["source"] == "hf":
         from piimem.corpus.dataset import DatasetNotAvailableError, HfSource, check_available
 
         try:
             check_available(HfSource.from_config(corpus["hf"]))
         except DatasetNotAvailableError as err:
-            raise ConfigError(str(err)) from None
+            problems.append(str(err))
     from piimem.models import ModelNotAvailableError, check_base_model_available
 
     for name in config["base_models"]:
         try:
             check_base_model_available(name, built_dir=Path(built_models_dir))
         except ModelNotAvailableError as err:
-            raise ConfigError(str(err)) from None
+            problems.append(str(err))
+    return problems
+
+
+def check_inputs(config: dict, built_models_dir: str = "results/models") -> None:
+    """ConfigError with the first of `input_problems`, if any."""
+    problems = input_problems(config, built_models_dir)
+    if problems:
+        raise ConfigError(problems[0])
 
 
 BUILT_IN_PROMPT_SETS = ("train-prefix", "test", "public")

@@ -3,6 +3,7 @@ import re
 import sys
 from pathlib import Path
 
+from snakemake.logging import logger
 from snakemake.utils import validate
 
 # Scripts import the library from src/ whether or not it is pip-installed (e.g. in --sdm conda envs).
@@ -18,14 +19,15 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 sys.path.insert(0, _SRC)
 from piimem.io import make_private_dirs
 from piimem.config import (
+    ConfigError,
     check_config,
-    check_inputs,
     checkpoint_ids,
     corpus_name,
     dedup_thresholds,
     defense_variants,
     dp_options,
     hf_mapped,
+    input_problems,
     kind_checkpoints,
     model_slug,
     outsiders,
@@ -44,10 +46,16 @@ from piimem.runs import RunId
 
 validate(config, schema="../schemas/config.schema.yaml")
 check_config(config)
-check_inputs(config)
+# What is missing on this machine (a base model, a data set, mail): a dry run or --unlock, on a login node
+# where the models are not, warns; a real run stops in onstart, before any job (onstart runs for neither).
+INPUT_PROBLEMS = input_problems(config)
+for _problem in INPUT_PROBLEMS:
+    logger.warning(f"piimem: {_problem}\n(a dry run plans on; a real run stops here, before any job)")
 
 
 onstart:
+    if INPUT_PROBLEMS:
+        raise ConfigError(INPUT_PROBLEMS[0])
     # Snakemake creates a job's output folders with the default mode just before the job runs: make the
     # planned ones under results/private 0700 first (and any left 0755 by an older version).
     make_private_dirs(
