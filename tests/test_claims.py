@@ -279,3 +279,23 @@ def test_dp_claims_read_the_dp_run_against_none_and_need_a_run_that_learnt():
     assert claim(table, "DP-SGD costs perplexity")["verdict"] == HOLDS
     # Without a dp defense the claims table has no DP rows at all.
     assert claims_table(*comparisons_of(*base)).filter(pl.col("claim").str.starts_with("DP-SGD")).height == 0
+
+
+def test_memorising_more_needs_a_membership_signal_at_all():
+    # Two LoRA runs at chance whose paired difference is still clear: no evidence that either memorises.
+    chance = [scores("full", [1.5] * 3), scores("lora_mlp", [0.1] * 3), scores("lora_attention", [-0.15] * 3)]
+    metrics, table = comparisons_of(*chance)
+    difference = table.filter(pl.col("quantity") == "auc_difference").row(0, named=True)
+    assert difference["ci_low"] > 0  # the interval alone would say "holds"
+    lora = claim(claims_table(metrics, table), "LoRA on MLP")
+    assert lora["verdict"] == INCONCLUSIVE and "lora_mlp's LOSS AUC" in lora["why"]
+    assert "shows no membership signal" in lora["why"] and 'alone says "holds"' in lora["why"]
+    # The same difference between runs that do memorise holds.
+    signal = claims_table(*comparisons_of(scores("full", [1.5] * 3), scores("lora_mlp", [1.2] * 3),
+                                          scores("lora_attention", [0.9] * 3)))
+    assert claim(signal, "LoRA on MLP")["verdict"] == HOLDS
+    # DP-SGD "lowers" an AUC that plain fine-tuning never raised above chance: no verdict.
+    flat = claims_table(*comparisons_of(scores("full", [0.05] * 3), scores("full", [-0.3] * 3, defense="dp_e8"),
+                                        messages("none", [20, 18, 17]), messages("dp_e8", [24, 22, 21])))
+    drop = claim(flat, "DP-SGD lowers the membership")
+    assert drop["verdict"] == INCONCLUSIVE and "shows no membership signal" in drop["why"]

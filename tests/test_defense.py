@@ -6,11 +6,11 @@ from pathlib import Path
 
 import polars as pl
 import yaml
+from masking_data import DOCS, build_spans, build_texts
 from snakemake.utils import validate
 
 from piimem.config import defense_variants, variant_options
 from piimem.defense import build_training_text, nonmember_texts, trained_view
-from test_masking import DOCS, build_spans, build_texts
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -14,29 +14,25 @@ from opacus.accountants import create_accountant
 from opacus.accountants.utils import get_noise_multiplier
 
 from made_up_text import made_up_docs
+from tiny_training import SMALL, tiny_model, training_docs
 from piimem.config import ConfigError, check_config, defense_variants, dp_options, variant_options
-from piimem.models import init_tiny_gpt2, train_tokenizer
+from piimem.models import train_tokenizer
 from piimem.train import TrainConfig, plan_run, train
 from piimem.train.dp import DPConfig, PrivateStep, epsilon_spent, plan_dp, poisson_sample
 from piimem.tuning import apply_tuning, method_options
 
-SMALL = dict(block_size=32, batch_size=4, lr=3e-3, warmup_steps=2, device="cpu", precision="fp32")
 
 
 @pytest.fixture(scope="module")
 def tok():
-    return train_tokenizer(made_up_docs(200, 1, letters="abcdefghij", vocabulary=80, words=(8, 50)), 300)
+    return train_tokenizer(training_docs(200, 1), 300)
 
 
 @pytest.fixture(scope="module")
 def texts():
-    docs = made_up_docs(24, 2, letters="abcdefghij", vocabulary=80, words=(8, 50))
+    docs = training_docs(24, 2)
     return pl.DataFrame({"epoch": [0] * len(docs), "doc_id": list(range(len(docs))), "text": docs},
                         schema={"epoch": pl.Int64, "doc_id": pl.Int64, "text": pl.String})
-
-
-def _model(tok, seed: int = 7):
-    return init_tiny_gpt2(tok, n_layer=1, n_embd=32, n_head=2, n_positions=64, seed=seed)
 
 
 @pytest.mark.parametrize("accountant", ["prv", "rdp"])
@@ -88,7 +84,7 @@ def test_poisson_sampling_is_seeded_per_step_and_has_the_planned_rate(tok, texts
 
 
 def test_clipped_per_example_gradients_never_exceed_max_grad_norm(tok):
-    model = _model(tok)
+    model = tiny_model(tok)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     plan = plan_dp(DPConfig(epsilon=None, noise_multiplier=0.0, max_grad_norm=0.5), examples=16, expected_batch=4,
@@ -112,7 +108,7 @@ def test_clipped_per_example_gradients_never_exceed_max_grad_norm(tok):
 def test_per_example_gradients_equal_one_example_backward_passes(tok, method):
     """Opacus's per-example gradients of GPT-2 (Conv1D through functorch, the tied embedding and output
     layer summed, positions one row per example) equal the gradients of each example alone."""
-    model = _model(tok)
+    model = tiny_model(tok)
     if method != "full":
         model = apply_tuning(model, method, method_options(method), seed=1, tokenizer=tok)
     model.train()
@@ -157,7 +153,7 @@ def test_without_noise_and_clipping_dp_sgd_is_plain_training(tok, tmp_path):
     texts = _equal_length_texts(tok, 6, 24)
     cfg = TrainConfig(**{**SMALL, "block_size": 24, "batch_size": 3, "max_grad_norm": 0.0}, grad_accum=2,
                       packing="messages", epochs=3, checkpoints_per_epoch=1)
-    plain, private = _model(tok), _model(tok)
+    plain, private = tiny_model(tok), tiny_model(tok)
     plain_manifest = train(plain, tok, texts, cfg, tmp_path / "plain", fingerprint="plain")
     dp_manifest = train(private, tok, texts, cfg, tmp_path / "dp", fingerprint="dp",
                         dp={"epsilon": None, "noise_multiplier": 0.0, "max_grad_norm": 1e6})
@@ -172,17 +168,17 @@ def test_without_noise_and_clipping_dp_sgd_is_plain_training(tok, tmp_path):
 def test_a_dp_run_spends_its_epsilon_and_resumes_to_the_same_losses(tok, texts, tmp_path):
     cfg = TrainConfig(**SMALL, epochs=2, checkpoints_per_epoch=2)
     dp = {"epsilon": 4.0, "max_grad_norm": 1.0, "accountant": "prv"}
-    whole = train(_model(tok), tok, texts, cfg, tmp_path / "whole", fingerprint="f", dp=dp)
+    whole = train(tiny_model(tok), tok, texts, cfg, tmp_path / "whole", fingerprint="f", dp=dp)
     plan = whole["dp"]
     assert plan["epsilon_target"] == 4.0 and plan["noise_multiplier"] > 0.5
     assert plan["examples"] == whole["examples_per_epoch"][0] and plan["delta"] == pytest.approx(1 / plan["examples"])
     spent = [c["dp_epsilon"] for c in whole["checkpoints"]]
     assert spent == sorted(spent) and 3.9 <= spent[-1] <= 4.0
-    model = _model(tok)
+    model = tiny_model(tok)
     stopped = train(model, tok, texts, cfg, tmp_path / "resumed", fingerprint="f", dp=dp, stop_after_step=5,
                     state_every={"steps": 1})
     assert stopped["complete"] is False
-    resumed = train(_model(tok), tok, texts, cfg, tmp_path / "resumed", fingerprint="f", dp=dp)
+    resumed = train(tiny_model(tok), tok, texts, cfg, tmp_path / "resumed", fingerprint="f", dp=dp)
     assert resumed["resumed_at_steps"] == [5]
     for key in ("train_loss", "dp_epsilon", "step"):
         assert [c[key] for c in resumed["checkpoints"]] == [c[key] for c in whole["checkpoints"]]
@@ -192,12 +188,12 @@ def test_a_dp_run_spends_its_epsilon_and_resumes_to_the_same_losses(tok, texts, 
 
 def test_lora_adapters_learn_under_dp_and_prompt_tuning_is_refused(tok, texts, tmp_path):
     cfg = TrainConfig(**SMALL, epochs=1, checkpoints_per_epoch=1)
-    model = apply_tuning(_model(tok), "lora", method_options("lora", {"lr": 1e-2}), seed=1, tokenizer=tok)
+    model = apply_tuning(tiny_model(tok), "lora", method_options("lora", {"lr": 1e-2}), seed=1, tokenizer=tok)
     before = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_B" in n}
     train(model, tok, texts, cfg, tmp_path / "lora", fingerprint="l", dp={"epsilon": 8.0})
     moved = max((p.detach() - before[n]).abs().max().item() for n, p in model.named_parameters() if n in before)
     assert moved > 1e-4  # the LoRA weights Opacus clipped and noised are the ones the model trains
-    prompt = apply_tuning(_model(tok), "prompt", method_options("prompt", {"num_virtual_tokens": 4}), seed=1,
+    prompt = apply_tuning(tiny_model(tok), "prompt", method_options("prompt", {"num_virtual_tokens": 4}), seed=1,
                           tokenizer=tok)
     with pytest.raises(ValueError, match=r"dp: parameter prompt_encoder.default.embedding.weight got 1 gradients "
                                          r"for a micro-batch of \d+ examples"):
@@ -206,13 +202,13 @@ def test_lora_adapters_learn_under_dp_and_prompt_tuning_is_refused(tok, texts, t
 
 def test_dp_refuses_settings_it_cannot_account_for(tok, texts, tmp_path):
     with pytest.raises(ValueError, match="train.compile: not with DP-SGD"):
-        train(_model(tok), tok, texts, TrainConfig(**SMALL, compile=True), tmp_path / "c", fingerprint="c",
+        train(tiny_model(tok), tok, texts, TrainConfig(**SMALL, compile=True), tmp_path / "c", fingerprint="c",
               dp={"epsilon": 8.0})
     redrawn = pl.concat([texts.with_columns(pl.lit(e, dtype=pl.Int64).alias("epoch")) for e in range(2)])
     redrawn = redrawn.with_columns(pl.when(pl.col("epoch") == 1).then(pl.col("text") + " more words here")
                                    .otherwise(pl.col("text")).alias("text"))
     with pytest.raises(ValueError, match="dp: the epochs have .* examples; DP-SGD's accounting needs one"):
-        train(_model(tok), tok, redrawn, TrainConfig(**SMALL, epochs=2), tmp_path / "r", fingerprint="r",
+        train(tiny_model(tok), tok, redrawn, TrainConfig(**SMALL, epochs=2), tmp_path / "r", fingerprint="r",
               dp={"epsilon": 8.0})
     assert math.isfinite(plan_dp(DPConfig(), examples=10, expected_batch=20, steps=3).noise_multiplier)
 

@@ -20,7 +20,7 @@ import torch
 from safetensors.torch import load_file
 
 from piimem.train import StateEvery, TrainConfig, read_train_log, train
-from test_train import SMALL, _made_up_docs, _model, _texts
+from tiny_training import SMALL, epoch0_texts, tiny_model, training_docs
 
 LOG_COLUMNS = ["step", "epoch", "loss", "lr"]
 
@@ -29,12 +29,12 @@ LOG_COLUMNS = ["step", "epoch", "loss", "lr"]
 def tok():
     from piimem.models import train_tokenizer
 
-    return train_tokenizer(_made_up_docs(300, seed=1), 300)
+    return train_tokenizer(training_docs(300, seed=1), 300)
 
 
 @pytest.fixture(scope="module")
 def texts():
-    return _texts(_made_up_docs(30, seed=2), doc_ids=range(3, 93, 3))
+    return epoch0_texts(training_docs(30, seed=2), doc_ids=range(3, 93, 3))
 
 
 # One checkpoint per epoch: far apart, as in a real run where a kill between them used to restart the epoch.
@@ -44,7 +44,7 @@ CFG = TrainConfig(**SMALL, epochs=2, checkpoints_per_epoch=1)
 @pytest.fixture(scope="module")
 def uninterrupted(tok, texts, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("uninterrupted")
-    model = _model(tok)
+    model = tiny_model(tok)
     manifest = train(model, tok, texts, CFG, run_dir, fingerprint="fp", state_every={"steps": 4})
     return model, run_dir, manifest
 
@@ -76,14 +76,14 @@ def test_state_every_steps_saves_between_checkpoints(uninterrupted):
 @pytest.mark.parametrize(("stop", "saved_at"), [(15, 12), (27, 25), (31, 29)])
 def test_a_stop_between_checkpoints_loses_at_most_state_every(uninterrupted, tok, texts, tmp_path, stop, saved_at):
     run_dir = tmp_path / "run"
-    partial = train(_model(tok), tok, texts, CFG, run_dir, fingerprint="fp", stop_after_step=stop,
+    partial = train(tiny_model(tok), tok, texts, CFG, run_dir, fingerprint="fp", stop_after_step=stop,
                     state_every=StateEvery(steps=4))
     assert partial["complete"] is False
     assert json.loads((run_dir / "state" / "state.json").read_text())["step"] == saved_at
     assert stop - saved_at < 4
 
     torch.manual_seed(123)  # a new process would start from other generator states
-    model = _model(tok)
+    model = tiny_model(tok)
     manifest = train(model, tok, texts, CFG, run_dir, fingerprint="fp", state_every=StateEvery(steps=4))
     assert manifest["complete"] is True and manifest["resumed_at_steps"] == [saved_at]
     _assert_same_run(model, run_dir, manifest, uninterrupted)
@@ -99,21 +99,21 @@ def test_a_stop_between_checkpoints_loses_at_most_state_every(uninterrupted, tok
 
 def test_state_every_minutes(uninterrupted, tok, texts, tmp_path):
     # A limit far below one step's time: a state after every step that is not a checkpoint.
-    model = _model(tok)
+    model = tiny_model(tok)
     manifest = train(model, tok, texts, CFG, tmp_path / "often", fingerprint="fp",
                      state_every={"minutes": 1e-9, "steps": None})
     assert manifest["state_saves"] == 48  # 50 steps, less the two checkpoints
     _assert_same_run(model, tmp_path / "often", manifest, uninterrupted)
     # The default, every 5 minutes, saves nothing more in a run of seconds.
-    manifest = train(_model(tok), tok, texts, CFG, tmp_path / "default", fingerprint="fp")
+    manifest = train(tiny_model(tok), tok, texts, CFG, tmp_path / "default", fingerprint="fp")
     assert manifest["state_saves"] == 0
 
 
 def test_a_restart_without_any_state_keeps_the_old_log(tok, texts, tmp_path):
     run_dir = tmp_path / "run"
-    train(_model(tok), tok, texts, CFG, run_dir, fingerprint="fp", stop_after_step=7)  # no state yet
+    train(tiny_model(tok), tok, texts, CFG, run_dir, fingerprint="fp", stop_after_step=7)  # no state yet
     assert not (run_dir / "state").exists()
-    manifest = train(_model(tok), tok, texts, CFG, run_dir, fingerprint="fp")
+    manifest = train(tiny_model(tok), tok, texts, CFG, run_dir, fingerprint="fp")
     assert manifest["resumed_at_steps"] == []
     text = (run_dir / "train_log.tsv").read_text()
     assert "\n# restarted at step 0: " in text
@@ -137,7 +137,7 @@ def test_a_hard_kill_resumes_from_the_last_state(tok, texts, tmp_path):
     from piimem.train_run import run
 
     model_dir = tmp_path / "base"
-    _model(tok).save_pretrained(model_dir)
+    tiny_model(tok).save_pretrained(model_dir)
     tok.save_pretrained(model_dir)
     texts.write_parquet(tmp_path / "texts.parquet")
     train_settings = {**SMALL, "epochs": 12, "checkpoints_per_epoch": 1}  # 300 steps: seconds to run

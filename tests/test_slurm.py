@@ -27,13 +27,13 @@ import yaml
 from piimem.train import read_train_log
 from polars.testing import assert_frame_equal
 from slurm.cluster import Cluster, ClusterError, start
-from test_workflow import SMALL
-from workflow_helpers import ROOT, planned_jobs, write_config
+from workflow_helpers import ROOT, planned_jobs, scenario, write_config
 
 pytestmark = pytest.mark.slow
 
 # One defense and fewer pre-training epochs, bootstrap resamples and canary candidates keep both runs inside
 # CI's budget; train.gpus: 1 makes every model job ask for a GPU.
+SMALL = scenario("small")
 CONFIG = {**SMALL, "defenses": ["none"], "tuning_methods": ["full"], "exclude": [],
           "train": {**SMALL["train"], "gpus": 1},
           "tiny_gpt2": {**SMALL["tiny_gpt2"], "pretrain": {"epochs": 1}}, "mia": {"bootstrap": 100},

@@ -16,13 +16,13 @@ from safetensors.torch import load_file
 import piimem.train.loop
 import piimem.train.state
 from made_up_text import made_up_docs
+from tiny_training import SMALL
 from piimem.extraction.generation import generate_token_ids
 from piimem.models import init_tiny_gpt2, train_tokenizer
 from piimem.train import StateEvery, TrainConfig, read_train_log, train
 from piimem.train.loss import micro_batch_nll, output_head
 from piimem.tuning import apply_tuning
 
-SMALL = dict(block_size=32, batch_size=4, lr=3e-3, warmup_steps=2, device="cpu", precision="fp32")
 METHOD_OPTIONS = {"full": {}, "head": {}, "lora": {}, "prefix": {}, "prompt": {"num_virtual_tokens": 3},
                   "ptuning": {}}
 

@@ -11,8 +11,8 @@ import polars as pl
 import pytest
 import torch
 
-from made_up_text import made_up_docs
-from piimem.models import init_tiny_gpt2, train_tokenizer
+from tiny_training import SMALL, epoch0_texts, tiny_model, training_docs
+from piimem.models import train_tokenizer
 from piimem.scoring import shifted_token_nll
 from piimem.train import (
     TrainConfig,
@@ -26,41 +26,26 @@ from piimem.train import (
     train,
 )
 
-# Small enough for ~20 steps per epoch on 2 CPU cores; dropout stays on (GPT-2 default 0.1), so resume
-# equality also needs the RNG state.
-SMALL = dict(block_size=32, batch_size=4, lr=3e-3, warmup_steps=2, device="cpu", precision="fp32")
-
-
-def _made_up_docs(n: int, seed: int) -> list[str]:
-    return made_up_docs(n, seed, letters="abcdefghij", vocabulary=80, words=(8, 50))
 
 
 @pytest.fixture(scope="module")
 def tok():
-    return train_tokenizer(_made_up_docs(300, seed=1), 300)
+    return train_tokenizer(training_docs(300, seed=1), 300)
 
 
-def _model(tok):
-    return init_tiny_gpt2(tok, n_layer=1, n_embd=32, n_head=2, n_positions=64, seed=7)
-
-
-def _texts(docs: list[str], doc_ids=None) -> pl.DataFrame:
-    doc_ids = list(range(len(docs))) if doc_ids is None else list(doc_ids)
-    return pl.DataFrame({"epoch": [0] * len(docs), "doc_id": doc_ids, "text": docs},
-                        schema={"epoch": pl.Int64, "doc_id": pl.Int64, "text": pl.String})
 
 
 @pytest.fixture(scope="module")
 def texts():
     # doc ids with gaps, as after deduplication
-    return _texts(_made_up_docs(30, seed=2), doc_ids=range(3, 93, 3))
+    return epoch0_texts(training_docs(30, seed=2), doc_ids=range(3, 93, 3))
 
 
 @pytest.fixture(scope="module")
 def full_run(tok, texts, tmp_path_factory):
     """One uninterrupted 2-epoch run, shared by several tests."""
     run_dir = tmp_path_factory.mktemp("full")
-    model = _model(tok)
+    model = tiny_model(tok)
     cfg = TrainConfig(**SMALL, epochs=2, checkpoints_per_epoch=2)
     manifest = train(model, tok, texts, cfg, run_dir, fingerprint="fp-1")
     return model, cfg, run_dir, manifest
@@ -164,7 +149,7 @@ def test_blocks_join_documents_with_eos_in_training_order(tok, texts):
 
 
 def test_per_epoch_texts_are_used_in_their_epoch(tok):
-    docs = _made_up_docs(6, seed=3)
+    docs = training_docs(6, seed=3)
     redrawn = [d.upper() for d in docs]
     texts = pl.DataFrame({"epoch": [0] * 6 + [1] * 6, "doc_id": list(range(6)) * 2, "text": docs + redrawn})
     plans = build_plans(tok, texts, TrainConfig(**{**SMALL, "block_size": 64}, epochs=2, packing="messages"))
@@ -177,7 +162,7 @@ def test_per_epoch_texts_are_used_in_their_epoch(tok):
 
 
 def test_texts_are_validated(tok):
-    base = _texts(["aa bb.", "cc dd."])
+    base = epoch0_texts(["aa bb.", "cc dd."])
     with pytest.raises(ValueError, match=r"lacks column\(s\) \['text'\]"):
         build_plans(tok, base.drop("text"), TrainConfig(**SMALL, epochs=1))
     two_epochs = pl.concat([base, base.with_columns(pl.lit(2, dtype=pl.Int64).alias("epoch"))])
@@ -194,7 +179,7 @@ def test_texts_are_validated(tok):
 def test_messages_packing_truncates_and_masks_padding(tok):
     docs = ["aa bb cc.", " ".join(["dd ee"] * 40), "ff."]
     cfg = TrainConfig(**{**SMALL, "block_size": 16}, epochs=1, packing="messages")
-    plan = build_plans(tok, _texts(docs), cfg)[0]
+    plan = build_plans(tok, epoch0_texts(docs), cfg)[0]
     assert plan.n_examples == 3
     examples = [plan.example_tokens(i) for i in range(3)]
     assert max(len(x) for x in examples) == 16  # the long message is cut to block_size
@@ -205,7 +190,7 @@ def test_messages_packing_truncates_and_masks_padding(tok):
     assert all((ids[r, len(x):] == tok.pad_token_id).all() for r, x in enumerate(examples))
 
     # The batched, padded loss equals the sum of the losses of each message alone: padding is masked.
-    model = _model(tok).eval()
+    model = tiny_model(tok).eval()
     with torch.no_grad():
         t_ids, t_mask = torch.from_numpy(ids), torch.from_numpy(mask)
         nll, valid = shifted_token_nll(model(input_ids=t_ids, attention_mask=t_mask).logits, t_ids, t_mask)
@@ -258,7 +243,7 @@ def test_training_lowers_the_loss_and_writes_checkpoints(full_run, tok):
 def test_complete_run_is_not_retrained(full_run, tok, texts):
     model, cfg, run_dir, manifest = full_run
     before = (run_dir / "train_log.tsv").read_text()
-    again = train(_model(tok), tok, texts, cfg, run_dir, fingerprint="fp-1")
+    again = train(tiny_model(tok), tok, texts, cfg, run_dir, fingerprint="fp-1")
     assert again == manifest
     assert (run_dir / "train_log.tsv").read_text() == before
 
@@ -295,14 +280,14 @@ def test_resume_after_a_stop_equals_an_uninterrupted_run(full_run, tok, texts, t
     stop, resume_from = (steps[0], steps[0]) if where == "at_checkpoint" else (steps[1] + 2, steps[1])
     run_dir = tmp_path / "run"
 
-    partial = train(_model(tok), tok, texts, cfg, run_dir, fingerprint="fp-1", stop_after_step=stop)
+    partial = train(tiny_model(tok), tok, texts, cfg, run_dir, fingerprint="fp-1", stop_after_step=stop)
     assert partial["complete"] is False and partial["steps"] == stop
     assert (run_dir / "state" / "state.json").is_file() and not (run_dir / "manifest.json").exists()
     assert len(_log_rows(run_dir)) == stop
 
     torch.manual_seed(999)  # a new process would start with other generator states
     random.seed(999)
-    resumed_model = _model(tok)
+    resumed_model = tiny_model(tok)
     resumed = train(resumed_model, tok, texts, cfg, run_dir, fingerprint="fp-1")
     assert resumed["complete"] is True and resumed["resumed_at_steps"] == [resume_from]
     for (name, a), (_, b) in zip(full_model.state_dict().items(), resumed_model.state_dict().items()):
@@ -327,11 +312,11 @@ def test_a_changed_fingerprint_starts_over(full_run, tok, texts, tmp_path):
     _, cfg, full_dir, manifest = full_run
     run_dir = tmp_path / "run"
     first_stop = manifest["checkpoints"][0]["step"]
-    train(_model(tok), tok, texts, cfg, run_dir, fingerprint="old", stop_after_step=first_stop)
+    train(tiny_model(tok), tok, texts, cfg, run_dir, fingerprint="old", stop_after_step=first_stop)
     assert (run_dir / "state").is_dir()
     (run_dir / "notes.txt").write_text("not the trainer's")  # foreign files are left alone
 
-    model = _model(tok)
+    model = tiny_model(tok)
     result = train(model, tok, texts, cfg, run_dir, fingerprint="new")
     assert result["resumed_at_steps"] == [] and result["fingerprint"] == "new"
     assert (run_dir / "fingerprint.txt").read_text() == "new"
@@ -341,7 +326,7 @@ def test_a_changed_fingerprint_starts_over(full_run, tok, texts, tmp_path):
 
 def test_messages_packing_trains(tok, texts, tmp_path):
     cfg = TrainConfig(**SMALL, epochs=1, checkpoints_per_epoch=1, packing="messages")
-    manifest = train(_model(tok), tok, texts, cfg, tmp_path / "run", fingerprint="m")
+    manifest = train(tiny_model(tok), tok, texts, cfg, tmp_path / "run", fingerprint="m")
     assert manifest["examples_per_epoch"] == [30]
     assert manifest["steps"] == 8  # ceil(30 / 4)
     # messages are padded, so fewer tokens than steps x batch x block
@@ -351,7 +336,7 @@ def test_messages_packing_trains(tok, texts, tmp_path):
 def test_prompt_tuning_model_trains_only_its_prompt(tok, texts, tmp_path):
     from peft import PromptTuningConfig, get_peft_model
 
-    base = _model(tok)
+    base = tiny_model(tok)
     base_weights = copy.deepcopy(base.state_dict())
     model = get_peft_model(base, PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4))
     prompt_before = model.prompt_encoder["default"].embedding.weight.detach().clone()
@@ -367,4 +352,4 @@ def test_prompt_tuning_model_trains_only_its_prompt(tok, texts, tmp_path):
 def test_block_size_must_fit_the_model(tok, texts, tmp_path):
     cfg = TrainConfig(**{**SMALL, "block_size": 128}, epochs=1)
     with pytest.raises(ValueError, match=r"train\.block_size: 128 exceeds the model's 64 positions"):
-        train(_model(tok), tok, texts, cfg, tmp_path / "run", fingerprint="b")
+        train(tiny_model(tok), tok, texts, cfg, tmp_path / "run", fingerprint="b")

@@ -11,22 +11,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 import yaml
-from workflow_helpers import ENRON_MINI, REAL_SPLIT, ROOT, SHARED, planned_jobs, snakemake, write_config
+from workflow_helpers import ENRON_MINI, REAL_SPLIT, ROOT, SHARED, planned_jobs, scenario, snakemake, write_config
 
 from piimem.extraction.found import counted
 
-# Every defense: the default's three, and scrubbing and DP-SGD, which config/dp.yaml adds.
-SMALL = {"corpus": {"synthetic": {"n_mailboxes": 4, "messages_per_mailbox": 30, "pretrain": {"n_mailboxes": 4}}},
-         "defenses": ["none", "dedup", "rmft", "scrub", "dp"],
-         "exclude": [{"defense": ["dedup", "rmft", "scrub", "dp"], "tuning": ["head", "lora", "prefix", "prompt",
-                                                                             "ptuning"]}],
-         "tiny_gpt2": {"n_embd": 128, "pretrain": {"epochs": 2}},
-         "train": {"epochs": 2, "checkpoints_per_epoch": 2},
-         "extraction": {"n_prompts": 48, "new_tokens": 24, "canaries": {"n_candidates": 30},
-                        "inference": {"n_targets": 40, "candidates": 20},
-                        "reconstruction": {"samples": 2, "new_tokens": 12}, "association": {"n_targets": 20}},
-         # Every attack, lowercase too, which the default leaves out for time.
-         "mia": {"attacks": ["loss", "ref", "zlib", "min_k", "min_k_pp", "lowercase"]}}
+SMALL = scenario("small")  # .test/small/config.yaml
 # SMALL's runs: the five defenses with full fine-tuning (the RMFT study) and five more tuning methods on the
 # undefended text (the fine-tuning-methods study); extraction attacks the first five. The default has three.
 METHODS = ("head", "lora", "prefix", "prompt", "ptuning")
@@ -77,6 +66,12 @@ def test_dry_run_plans_every_stage_once_and_each_defense(tmp_path):
         "targeted_attacks": N_TARGETED,
         **REPORT,
     }
+
+
+def test_the_small_scenario_plans_from_a_shell_as_the_tests_run_it(tmp_path):
+    write_config(tmp_path)  # the embedded default, as in a checkout
+    jobs = planned_jobs(tmp_path, "--configfile", str(ROOT / ".test" / "small" / "config.yaml"))
+    assert (jobs["finetune"], jobs["extract_pii"], jobs["defense_text"]) == (N_RUNS, N_ATTACKED, 5)
 
 
 def test_dry_run_crosses_models_defenses_methods_and_seeds(tmp_path):

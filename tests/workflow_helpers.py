@@ -17,6 +17,11 @@ ENRON_MINI = SHARED / "data" / "enron-mini"
 REAL_SPLIT = {"fractions": {"train": 0.6, "validation": 0.1, "test": 0.2, "public": 0.1}}
 
 
+def scenario(name: str) -> dict:
+    """A named test configuration, .test/<name>/config.yaml: overrides of the embedded default."""
+    return yaml.safe_load((ROOT / ".test" / name / "config.yaml").read_text())
+
+
 def write_config(workdir: Path, overrides: dict | None = None) -> Path:
     """The embedded default with `overrides` merged in, at workdir/config/config.yaml."""
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())

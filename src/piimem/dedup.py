@@ -36,7 +36,9 @@ import polars as pl
 from datasketch import LeanMinHash, MinHash, MinHashLSH
 from datasketch.hashfunc import sha1_hash32
 
+from piimem.checks import is_int, is_number
 from piimem.progress import Progress
+from piimem.schema import default
 
 log = logging.getLogger("piimem")
 
@@ -56,24 +58,20 @@ _SEPARATOR = 0xFF
 class DedupConfig:
     """The `dedup` section of the workflow config (see `from_config` for the key names)."""
 
-    num_perm: int = 128
-    threshold: float = 0.8
-    shingle_words: int = 1  # word n-gram size; the paper uses single lower-cased whitespace tokens
-    lowercase: bool = True
-    seed: int = 42
-    verify: bool = True
-    substring_enabled: bool = True
-    substring_min_bytes: int = 100
+    num_perm: int = default("dedup.num_perm")
+    threshold: float = default("dedup.threshold")
+    shingle_words: int = default("dedup.shingle_words")  # word n-gram size; the paper: single lower-cased tokens
+    lowercase: bool = default("dedup.lowercase")
+    seed: int = default("dedup.seed")
+    verify: bool = default("dedup.verify")
+    substring_enabled: bool = default("dedup.substring.enabled")
+    substring_min_bytes: int = default("dedup.substring.min_bytes")
 
     def __post_init__(self) -> None:
-        def is_int(v) -> bool:
-            return isinstance(v, int) and not isinstance(v, bool)
-
         checks = [
-            ("num_perm", self.num_perm, is_int(self.num_perm) and self.num_perm >= 2, "an integer >= 2"),
-            ("threshold", self.threshold,
-             isinstance(self.threshold, (int, float)) and not isinstance(self.threshold, bool)
-             and 0.0 < self.threshold <= 1.0, "a number in (0, 1]"),
+            ("num_perm", self.num_perm, is_int(self.num_perm) and self.num_perm >= 16, "an integer >= 16"),
+            ("threshold", self.threshold, is_number(self.threshold) and 0.0 < self.threshold <= 1.0,
+             "a number in (0, 1]"),
             ("shingle_words", self.shingle_words, is_int(self.shingle_words) and self.shingle_words >= 1,
              "an integer >= 1"),
             ("lowercase", self.lowercase, isinstance(self.lowercase, bool), "true or false"),

@@ -21,14 +21,17 @@ from itertools import permutations
 
 import numpy as np
 
-LEVEL = 0.95
-RESAMPLES = 1000
+from piimem.checks import is_int, is_number
+from piimem.schema import default
+
+LEVEL = default("report.ci.level")
+RESAMPLES = default("report.ci.resamples")
 # Draw counts held at once: a chunk of replicates x items stays near 16 MB of int64.
 _CHUNK_CELLS = 2_000_000
 
 
 def check_level(level: float) -> float:
-    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
+    if not is_number(level) or not 0 < level < 1:
         raise ValueError(f"interval level must be a fraction in (0, 1) such as 0.95, got {level!r}")
     return float(level)
 
@@ -60,7 +63,7 @@ def rng_for(seed: int, *scope: object) -> np.random.Generator:
 
 def chunk_sizes(resamples: int, cells_per_resample: int, chunk_cells: int = _CHUNK_CELLS) -> list[int]:
     """How many replicates each chunk holds so that a chunk's draw counts stay near `chunk_cells` cells."""
-    if isinstance(resamples, bool) or not isinstance(resamples, int) or resamples < 1:
+    if not is_int(resamples) or resamples < 1:
         raise ValueError(f"resamples must be a positive integer, got {resamples!r}")
     chunk = max(1, chunk_cells // max(1, cells_per_resample))
     return [min(chunk, resamples - low) for low in range(0, resamples, chunk)]

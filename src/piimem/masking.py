@@ -15,12 +15,13 @@ import hashlib
 import logging
 import random
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import polars as pl
 
 from piimem.pii.normalize import ENTITY_TYPES, normalize
 from piimem.progress import track
+from piimem.schema import default
 from piimem.surrogates import PII_LIKE_PATTERNS, make_surrogate
 
 log = logging.getLogger("piimem")
@@ -51,11 +52,11 @@ class RmftConfig:
     seed: every random choice (kept occurrence, which ones are replaced, surrogate values) derives from it.
     """
 
-    keep: str = "first"
-    p: float = 1.0
-    redraw_per_epoch: bool = False
-    entity_types: tuple[str, ...] = field(default=ENTITY_TYPES)
-    seed: int = 42
+    keep: str = default("rmft.keep")
+    p: float = default("rmft.p")
+    redraw_per_epoch: bool = default("rmft.redraw_per_epoch")
+    entity_types: tuple[str, ...] = default("rmft.entity_types")
+    seed: int = default("rmft.seed")
 
     def __post_init__(self) -> None:
         # YAML hands over lists; a tuple keeps the config hashable and immutable.

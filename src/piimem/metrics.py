@@ -7,7 +7,9 @@ from collections.abc import Collection, Mapping, Sequence
 
 import polars as pl
 
+from piimem.checks import is_int, is_number
 from piimem.pii.normalize import normalize
+from piimem.schema import default
 
 PII = tuple[str, str]  # (entity_type, normalized value)
 
@@ -165,7 +167,7 @@ def tpr_at_fpr(scores, labels, fpr: float) -> float:
     """
     import numpy as np
 
-    if isinstance(fpr, bool) or not isinstance(fpr, (int, float)) or not 0 <= fpr <= 1:
+    if not is_number(fpr) or not 0 <= fpr <= 1:
         raise ValueError(f"tpr_at_fpr: fpr must be a number in [0, 1], got {fpr!r}")
     fprs, tprs, _ = roc_curve(scores, labels)
     return float(np.max(tprs[fprs <= fpr + 1e-12]))
@@ -233,7 +235,7 @@ def bootstrap_roc(scores, labels, n: int = 1000, seed: int = 0, fprs: Sequence[f
 
     from piimem.intervals import chunk_sizes, draw_counts
 
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+    if not is_int(n) or n < 1:
         raise ValueError(f"bootstrap_auc_ci: n must be a positive integer, got {n!r}")
     sorted_scores = SortedScores(scores, labels)
     m, k = len(sorted_scores.members), len(sorted_scores.others)
@@ -405,8 +407,8 @@ def subtract_base(found_target: Collection[PII], found_base: Collection[PII],
 # The τ grid of MaxTER and AURC, in % perplexity increase: 0 to `report.tau_max` (20) in steps of
 # `report.tau_step` (0.5). papers.md leaves the grid open; 20 % covers the paper's RMFT cost (+5.73 %)
 # several times over, and 0.5 % steps resolve it.
-TAU_MAX = 20.0
-TAU_STEP = 0.5
+TAU_MAX = default("report.tau_max")
+TAU_STEP = default("report.tau_step")
 
 
 def tau_grid(tau_max: float = TAU_MAX, step: float = TAU_STEP) -> tuple[float, ...]:
@@ -445,9 +447,9 @@ def _percent_changes(new, old):
 def reductions_vs_baseline(method, base):
     """`reduction_vs_baseline` along the last axis (checkpoints) of two arrays (..., C): one value per
     leading index, e.g. per bootstrap replicate. Checkpoints where a value is NaN are left out of its mean."""
-    import numpy as np
-
     import warnings
+
+    import numpy as np
 
     method, base = _array(method), _array(base)
     with warnings.catch_warnings():

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 
+from piimem.checks import is_int, is_number
 from piimem.intervals import percentile_interval
 from piimem.metrics import bootstrap_roc, roc_auc, tpr_at_fpr
 from piimem.scoring import fraction_label
@@ -89,9 +90,9 @@ def sample_members(
     """
     _check_split_table(train, "train")
     _check_split_table(test, "test")
-    if isinstance(length_bins, bool) or not isinstance(length_bins, int) or length_bins < 1:
+    if not is_int(length_bins) or length_bins < 1:
         raise ValueError(f"sample_members: length_bins must be a positive integer, got {length_bins!r}")
-    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 0):
+    if n is not None and (not is_int(n) or n < 0):
         raise ValueError(f"sample_members: n must be a non-negative integer or None, got {n!r}")
     both = set(train["doc_id"].to_list()) & set(test["doc_id"].to_list())
     if both:
@@ -180,7 +181,7 @@ def sample_statistics(model, tokenizer, sample: pl.DataFrame, **options) -> pl.D
 def _fractions(k) -> list[float]:
     fractions = [k] if isinstance(k, (int, float)) and not isinstance(k, bool) else list(k)
     for f in fractions:
-        if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f <= 1:
+        if not is_number(f) or not 0 < f <= 1:
             raise ValueError(f"attack_scores: k must be a fraction in (0, 1] (0.2 = 20 %), got {f!r}")
     return fractions
 

@@ -10,8 +10,8 @@ import hashlib
 import importlib.util
 import json
 import logging
-import shutil
 import re
+import shutil
 import tempfile
 import time
 from collections.abc import Iterable

@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 
 import polars as pl
 
+from piimem.checks import is_int, is_number
 from piimem.progress import Progress
 
 log = logging.getLogger("piimem")
@@ -75,9 +76,9 @@ def resolve_device(name: str, *, key: str = "device"):
 
 
 def _check_scoring_arguments(caller: str, texts, max_length, batch_size) -> list[str]:
-    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 2:
+    if not is_int(max_length) or max_length < 2:
         raise ValueError(f"{caller}: max_length must be an integer >= 2, got {max_length!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+    if not is_int(batch_size) or batch_size < 1:
         raise ValueError(f"{caller}: batch_size must be a positive integer, got {batch_size!r}")
     texts = list(texts)
     bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
@@ -359,7 +360,7 @@ def example_statistics(
     texts = _check_scoring_arguments("example_statistics", texts, max_length, batch_size)
     fractions = list(min_k_fractions)
     for fraction in fractions:
-        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
+        if not is_number(fraction) or not 0 < fraction <= 1:
             raise ValueError(f"example_statistics: min_k_fractions must be numbers in (0, 1], got {fraction!r}")
     labels = [fraction_label(f) for f in fractions]
     if len(set(labels)) != len(labels):

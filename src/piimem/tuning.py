@@ -19,6 +19,8 @@ import math
 import warnings
 from pathlib import Path
 
+from piimem.checks import is_int, is_number
+
 log = logging.getLogger("piimem")
 
 LORA_TARGETS = ("attention", "mlp", "both")
@@ -213,16 +215,16 @@ def _check_method(method: str) -> None:
 def _check_option(method: str, key: str, value) -> None:
     where = f"tuning.{method}.{key}"
     if key == "lr":
-        if value is not None and not (_is_number(value) and value > 0 and math.isfinite(value)):
+        if value is not None and not (is_number(value) and value > 0):
             raise TuningError(f"{where}: expected a positive number or null (= train.lr), got {value!r}")
     elif key in ("r", "num_virtual_tokens") or (key == "encoder_hidden_size" and value is not None):
-        if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        if not (is_int(value) and value >= 1):
             raise TuningError(f"{where}: expected a positive integer, got {value!r}")
     elif key == "alpha":
-        if not (_is_number(value) and value > 0):
+        if not (is_number(value) and value > 0):
             raise TuningError(f"{where}: expected a positive number, got {value!r}")
     elif key == "dropout":
-        if not (_is_number(value) and 0 <= value < 1):
+        if not (is_number(value) and 0 <= value < 1):
             raise TuningError(f"{where}: expected a probability in [0, 1), got {value!r}")
     elif key == "targets":
         if value not in LORA_TARGETS:
@@ -239,10 +241,6 @@ def _check_option(method: str, key: str, value) -> None:
     elif key == "encoder":
         if value not in PTUNING_ENCODERS:
             raise TuningError(f"{where}: expected one of {PTUNING_ENCODERS}, got {value!r}")
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _head_only(model):

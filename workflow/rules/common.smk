@@ -42,6 +42,7 @@ from piimem.defense import DEFENSE_KINDS
 from piimem.metrics import tau_grid
 from piimem.models import is_tiny_gpt2, tiny_gpt2_options, tiny_gpt2_parameters
 from piimem.report.comparisons import item_files
+from piimem.report.figures import FIGURE_GROUPS
 from piimem.runs import RunId
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -63,6 +64,14 @@ onstart:
     )
 
 
+# Files several stages read, named once.
+MESSAGES = "results/private/corpus/messages.parquet"
+QUARANTINE = "results/corpus/quarantine.tsv"
+SPLITS = "results/corpus/splits.parquet"
+SPANS = "results/private/pii/spans.parquet"
+GROUND_TRUTH = "resources/synthetic/ground_truth.parquet"
+METRICS = "results/metrics.parquet"
+COMPARISONS = "results/comparisons.parquet"
 CORPUS = corpus_name(config)
 SYNTHETIC = config["corpus"]["source"] == "synthetic"
 HF = config["corpus"]["source"] == "hf"
@@ -94,19 +103,6 @@ TUNINGS = tuning_variants(config)
 RUNS = run_names(config)
 TABLES, FIGURES = result_stems(config, RUNS)
 TAUS = list(tau_grid(config["report"]["tau_max"], config["report"]["tau_step"]))
-FIGURE_GROUPS = {
-    "metrics_by_checkpoint": "Extraction and utility",
-    "maxter": "Extraction and utility",
-    "extraction_by_repetition": "Extraction and utility",
-    "canary_exposure": "Extraction and utility",
-    "targeted_attacks": "Extraction and utility",
-    "mia_auc_by_epoch": "Membership inference",
-    "roc_curves": "Membership inference",
-    "loss_distributions": "Membership inference",
-    "privacy_utility_ter": "Privacy and utility",
-    "privacy_utility_auc": "Privacy and utility",
-    "auc_by_val_ppl": "Privacy and utility",
-}
 
 
 wildcard_constraints:
@@ -142,14 +138,14 @@ def maildir_root():
 def defense_inputs(wildcards):
     """Each training text reads the train split; dedup reads its own stage, the others the PII spans."""
     inputs = {
-        "messages": "results/private/corpus/messages.parquet",
-        "splits": "results/corpus/splits.parquet",
+        "messages": MESSAGES,
+        "splits": SPLITS,
     }
     kind = TEXTS[wildcards.defense]
     if kind == "dedup":
         inputs["dedup"] = f"results/private/dedup/t{DEFENSES[wildcards.defense]['threshold']:g}/train.parquet"
     elif DEFENSE_KINDS[kind].reads_spans:
-        inputs["spans"] = "results/private/pii/spans.parquet"
+        inputs["spans"] = SPANS
     return inputs
 
 
@@ -179,13 +175,13 @@ def pretrain_inputs(wildcards):
     """The outsiders' mail (synthetic corpus.synthetic.pretrain) or the public split with, on the synthetic
     corpus, the ground truth, whose canaries pre-training skips; the validation split from the splits."""
     inputs = {
-        "messages": "results/private/corpus/messages.parquet",
-        "splits": "results/corpus/splits.parquet",
+        "messages": MESSAGES,
+        "splits": SPLITS,
     }
     if OUTSIDERS:
         inputs["outsiders"] = "results/private/corpus/outsiders.parquet"
     elif SYNTHETIC:
-        inputs["truth"] = "resources/synthetic/ground_truth.parquet"
+        inputs["truth"] = GROUND_TRUTH
     return inputs
 
 
@@ -210,9 +206,9 @@ def extraction_prompt_inputs(wildcards):
         given = config["extraction"]["prompt_files"][wildcards.prompt_set]
         inputs.update({"file": given} if isinstance(given, str) else local_dataset(given["path"]))
         return inputs
-    inputs.update(messages="results/private/corpus/messages.parquet", splits="results/corpus/splits.parquet")
+    inputs.update(messages=MESSAGES, splits=SPLITS)
     if wildcards.prompt_set == "train-prefix":
-        inputs["spans"] = "results/private/pii/spans.parquet"
+        inputs["spans"] = SPANS
     return inputs
 
 
@@ -268,11 +264,11 @@ def trained_view_inputs(wildcards):
     inputs = {
         "members": f"results/private/mia/{wildcards.base}/members.parquet",
         "texts": f"results/private/defense/{TEXT_OF[wildcards.defense]}/train.parquet",
-        "messages": "results/private/corpus/messages.parquet",
-        "splits": "results/corpus/splits.parquet",
+        "messages": MESSAGES,
+        "splits": SPLITS,
     }
     if DEFENSE_KINDS[DEFENSES[wildcards.defense]["defense"]].reads_spans:
-        inputs["spans"] = "results/private/pii/spans.parquet"
+        inputs["spans"] = SPANS
     return inputs
 
 
@@ -311,8 +307,8 @@ def figure_inputs(wildcards):
         first.setdefault(RunId.parse(run).tuning, run)
     base = RunId.parse(RUNS[0]).base
     return {
-        "metrics": "results/metrics.parquet",
-        "comparisons": "results/comparisons.parquet",
+        "metrics": METRICS,
+        "comparisons": COMPARISONS,
         "scores": [f"results/runs/{run}/mia/{CHECKPOINTS[-1]}.scores.parquet" for run in first.values()],
         "reference": f"results/private/mia/{base}/reference.parquet",
     }
@@ -321,7 +317,7 @@ def figure_inputs(wildcards):
 def all_outputs():
     outputs = [
         "results/corpus/summary.tsv",
-        "results/corpus/splits.parquet",
+        SPLITS,
         "results/corpus/stats.tsv",
         "results/pii/summary.tsv",
     ]

@@ -1,7 +1,7 @@
 rule synthetic_corpus:
     output:
         maildir=directory("resources/synthetic/maildir"),
-        truth="resources/synthetic/ground_truth.parquet",
+        truth=GROUND_TRUTH,
     params:
         # the outsiders' world (pretrain) is a corpus of its own: editing it must not rebuild this one
         synthetic={k: v for k, v in config["corpus"]["synthetic"].items() if k != "pretrain"},
@@ -47,8 +47,8 @@ if HF:
         input:
             unpack(dataset_inputs),
         output:
-            messages="results/private/corpus/messages.parquet",
-            quarantine="results/corpus/quarantine.tsv",
+            messages=MESSAGES,
+            quarantine=QUARANTINE,
         params:
             hf=config["corpus"]["hf"],
             dedup=config["dedup"],
@@ -67,8 +67,8 @@ else:
         input:
             maildir=maildir_root(),
         output:
-            messages="results/private/corpus/messages.parquet",
-            quarantine="results/corpus/quarantine.tsv",
+            messages=MESSAGES,
+            quarantine=QUARANTINE,
         params:
             text_headers=config["corpus"]["text_headers"],
             max_file_bytes=config["corpus"]["max_file_bytes"],
@@ -85,10 +85,10 @@ else:
 
 rule split_corpus:
     input:
-        messages="results/private/corpus/messages.parquet",
-        quarantine="results/corpus/quarantine.tsv",
+        messages=MESSAGES,
+        quarantine=QUARANTINE,
     output:
-        splits="results/corpus/splits.parquet",
+        splits=SPLITS,
         summary="results/corpus/summary.tsv",
         links="results/corpus/links.tsv",
     params:
@@ -105,9 +105,9 @@ rule split_corpus:
 
 rule corpus_stats:
     input:
-        messages="results/private/corpus/messages.parquet",
-        spans="results/private/pii/spans.parquet",
-        splits="results/corpus/splits.parquet",
+        messages=MESSAGES,
+        spans=SPANS,
+        splits=SPLITS,
     output:
         stats=report(
             "results/corpus/stats.tsv",
@@ -128,9 +128,9 @@ rule corpus_stats:
 # message that holds a training PII string (piimem.corpus.pretraining).
 rule outsider_corpus:
     input:
-        messages="results/private/corpus/messages.parquet",
-        splits="results/corpus/splits.parquet",
-        truth="resources/synthetic/ground_truth.parquet",
+        messages=MESSAGES,
+        splits=SPLITS,
+        truth=GROUND_TRUTH,
     output:
         texts="results/private/corpus/outsiders.parquet",
         pii="results/private/corpus/outsiders.pii.parquet",

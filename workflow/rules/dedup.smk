@@ -1,7 +1,7 @@
 rule deduplicate:
     input:
-        messages="results/private/corpus/messages.parquet",
-        splits="results/corpus/splits.parquet",
+        messages=MESSAGES,
+        splits=SPLITS,
     output:
         clusters="results/dedup/t{threshold}/clusters.parquet",
         texts="results/private/dedup/t{threshold}/train.parquet",

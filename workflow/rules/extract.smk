@@ -80,9 +80,9 @@ rule extract_pii:
         unpack(pretraining_pii_inputs),
         manifest="results/private/runs/{base}/{defense}-{tuning}-s{seed}/manifest.json",
         base_found="results/private/extraction/{base}/base-found.parquet",
-        messages="results/private/corpus/messages.parquet",
-        splits="results/corpus/splits.parquet",
-        spans="results/private/pii/spans.parquet",
+        messages=MESSAGES,
+        splits=SPLITS,
+        spans=SPANS,
     output:
         # One job attacks every checkpoint of a run; the strings found stay private, the counts are public.
         found=expand(
@@ -122,9 +122,9 @@ rule extract_pii:
 rule canary_contexts:
     input:
         unpack(base_model_inputs),
-        truth="resources/synthetic/ground_truth.parquet",
-        messages="results/private/corpus/messages.parquet",
-        splits="results/corpus/splits.parquet",
+        truth=GROUND_TRUTH,
+        messages=MESSAGES,
+        splits=SPLITS,
     output:
         canaries="results/private/extraction/{base}/canaries.parquet",
     params:
@@ -173,9 +173,9 @@ rule attack_targets:
     input:
         unpack(base_model_inputs),
         unpack(pretraining_pii_inputs),
-        messages="results/private/corpus/messages.parquet",
-        splits="results/corpus/splits.parquet",
-        spans="results/private/pii/spans.parquet",
+        messages=MESSAGES,
+        splits=SPLITS,
+        spans=SPANS,
     output:
         targets="results/private/extraction/{base}/targets.parquet",
         association="results/private/extraction/{base}/association.parquet",

@@ -7,8 +7,8 @@
 rule mia_members:
     input:
         unpack(base_model_inputs),
-        messages="results/private/corpus/messages.parquet",
-        splits="results/corpus/splits.parquet",
+        messages=MESSAGES,
+        splits=SPLITS,
     output:
         members="results/private/mia/{base}/members.parquet",
     params:

@@ -1,8 +1,8 @@
 rule detect_pii:
     input:
-        messages="results/private/corpus/messages.parquet",
+        messages=MESSAGES,
     output:
-        spans="results/private/pii/spans.parquet",
+        spans=SPANS,
         summary="results/pii/summary.tsv",
     params:
         pii=config["pii"],
@@ -20,9 +20,9 @@ rule detect_pii:
 
 rule evaluate_pii:
     input:
-        spans="results/private/pii/spans.parquet",
-        messages="results/private/corpus/messages.parquet",
-        truth="resources/synthetic/ground_truth.parquet",
+        spans=SPANS,
+        messages=MESSAGES,
+        truth=GROUND_TRUTH,
     output:
         evaluation="results/pii/evaluation.tsv",
     params:

@@ -14,7 +14,7 @@ rule aggregate_metrics:
     input:
         run_results,
     output:
-        metrics="results/metrics.parquet",
+        metrics=METRICS,
     params:
         corpus=CORPUS,
         level=config["report"]["ci"]["level"],
@@ -33,10 +33,10 @@ rule aggregate_metrics:
 # bootstraps of the comparisons between runs, read by the tables, the claims and the figures.
 rule comparisons:
     input:
-        metrics="results/metrics.parquet",
+        metrics=METRICS,
         records=item_results,
     output:
-        comparisons="results/comparisons.parquet",
+        comparisons=COMPARISONS,
     params:
         ci=config["report"]["ci"],
         finetuning_epoch=config["report"]["finetuning_epoch"],
@@ -54,8 +54,8 @@ rule comparisons:
 
 rule tables:
     input:
-        metrics="results/metrics.parquet",
-        comparisons="results/comparisons.parquet",
+        metrics=METRICS,
+        comparisons=COMPARISONS,
     output:
         markdown=expand("results/tables/{table}.md", table=TABLES),
         csv=[

@@ -66,8 +66,8 @@ rule perplexity:
     input:
         unpack(base_model_inputs),
         manifest="results/private/runs/{base}/{defense}-{tuning}-s{seed}/manifest.json",
-        messages="results/private/corpus/messages.parquet",
-        splits="results/corpus/splits.parquet",
+        messages=MESSAGES,
+        splits=SPLITS,
     output:
         # One job scores every checkpoint of a run (the base model loads once); each checkpoint's file is
         # still a target of its own, named from the config before training starts.

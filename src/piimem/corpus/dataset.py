@@ -33,9 +33,10 @@ from pathlib import Path
 
 import polars as pl
 
+from piimem.corpus.splits import SPLITS
+
 log = logging.getLogger("piimem")
 
-SPLITS = ("train", "validation", "test", "public")
 # Data-file formats by suffix -> the `datasets` builder that reads them.
 FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet", ".txt": "text",
                  ".arrow": "arrow"}

@@ -35,6 +35,9 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from piimem.checks import is_number
+from piimem.schema import default
+
 SPLIT_BY = ("message", "mailbox")
 SPLITS = ("train", "validation", "test", "public")
 
@@ -46,7 +49,7 @@ def check_fractions(fractions: Mapping[str, float]) -> dict[str, float]:
                          f"got {fractions!r}")
     checked = {}
     for name, value in fractions.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        if not is_number(value) or not 0 <= value <= 1:
             raise ValueError(
                 f"corpus.split.fractions: {name!r} must be a number between 0 and 1, got {value!r}"
             )
@@ -102,12 +105,12 @@ def quotes_a_message(body: str) -> bool:
 class LinkConfig:
     """`corpus.split.link`: which messages share a part and therefore a split."""
 
-    enabled: bool = True
-    threshold: float = 0.7  # Jaccard of the parts' word n-gram sets at which two parts are the same text
-    shingle_words: int = 3  # n: quoted text is verbatim, so its n-grams recur where unrelated text's do not
-    min_words: int = 20  # shorter parts ("Thanks, John") link nothing
-    num_perm: int = 128
-    seed: int = 42
+    enabled: bool = default("corpus.split.link.enabled")
+    threshold: float = default("corpus.split.link.threshold")  # Jaccard at which two parts are the same text
+    shingle_words: int = default("corpus.split.link.shingle_words")  # quoted text is verbatim: its n-grams recur
+    min_words: int = default("corpus.split.link.min_words")  # shorter parts ("Thanks, John") link nothing
+    num_perm: int = 128  # not a config key: the linking's MinHash precision
+    seed: int = default("corpus.split.seed")
 
     @classmethod
     def from_config(cls, section: Mapping | None, seed: int) -> LinkConfig:

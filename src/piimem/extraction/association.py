@@ -17,6 +17,7 @@ from collections.abc import Collection, Mapping, Sequence
 
 import polars as pl
 
+from piimem.checks import is_int
 from piimem.metrics import PII, match_rates
 from piimem.pii.normalize import normalize
 
@@ -87,7 +88,7 @@ def association_prompts(owners: Mapping[str, str], templates: Mapping[str, str],
     owners (another address and another name)."""
     for name, template in templates.items():
         check_template(name, template)
-    if any(isinstance(k, bool) or not isinstance(k, int) or k < 0 for k in shots) or not shots:
+    if any(not is_int(k) or k < 0 for k in shots) or not shots:
         raise ValueError(f"extraction.association.shots: expected a non-empty list of integers >= 0, got {shots!r}")
     known = sorted(a for t, a in string_ids if t == EMAIL and a in owners)
     rng = random.Random(f"{seed}/association")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 
+from piimem.checks import is_int, is_number
 from piimem.extraction.prompts import check_count
 from piimem.progress import Progress
 
@@ -85,9 +86,9 @@ def generate_token_ids(
     check_count("generate: batch_size", batch_size)
     if do_sample and not temperature > 0:
         raise ValueError(f"generate: temperature must be > 0 for sampling, got {temperature!r}")
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
+    if not is_int(top_k) or top_k < 0:
         raise ValueError(f"generate: top_k must be an integer >= 0 (0 = off), got {top_k!r}")
-    if isinstance(top_p, bool) or not isinstance(top_p, (int, float)) or not 0 < top_p <= 1:
+    if not is_number(top_p) or not 0 < top_p <= 1:
         raise ValueError(f"generate: top_p must be a number in (0, 1] (1 = off), got {top_p!r}")
     if cache not in ("static", "dynamic"):
         raise ValueError(f"generate: cache must be 'static' or 'dynamic', got {cache!r}")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import polars as pl
 
+from piimem.checks import is_int
 from piimem.pii.normalize import ENTITY_TYPES
 
 log = logging.getLogger("piimem")
@@ -41,7 +42,7 @@ WINDOW_POSITIONS = ("start", "random")
 _CHARS_PER_TOKEN_BOUND = 16
 
 def check_count(name: str, value, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if not is_int(value) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 

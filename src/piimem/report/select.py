@@ -17,14 +17,17 @@ from collections.abc import Iterable, Sequence
 import polars as pl
 
 from piimem.defense import DEFENSES
+from piimem.mia import ATTACKS
 from piimem.report import papers
+from piimem.tuning import LORA_VARIANTS, TUNING_METHODS
 
 BASELINE = "none"
 # Display order of defenses and tuning methods; names not listed follow, alphabetically. A name that extends
 # a listed one after "_" (lora_attention, lora_lr0.002, rmft_p0.5) sorts with it.
 DEFENSE_ORDER = DEFENSES
-TUNING_ORDER = ("full", "head", "lora", "prefix", "prompt", "ptuning")
-ATTACK_ORDER = ("loss", "ref", "zlib", "min_k", "min_k_pp", "lowercase")
+# LoRA's target variants sort with lora (see _rank)
+TUNING_ORDER = tuple(m for m in TUNING_METHODS if m not in LORA_VARIANTS)
+ATTACK_ORDER = ATTACKS
 # Prompt sets: the paper's main one (prefixes of training PII) first, user-given sets after, alphabetically.
 PROMPT_SET_ORDER = ("train-prefix", "test", "public")
 # The RMFT paper's TER and SER count e-mail addresses only: its figures stand beside our e-mail rows.

@@ -9,24 +9,17 @@ training (`checkpoint_schedule`), the steps once the epochs' sizes are (`checkpo
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from piimem.checks import is_int, is_number
 from piimem.config import checkpoint_ids
+from piimem.schema import default
 
 PACKINGS = ("blocks", "messages")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
-
-
-def is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass(frozen=True)
@@ -34,20 +27,20 @@ class TrainConfig:
     """Training hyper-parameters (defaults: the RMFT paper's GPT-2 setting). Invalid values raise
     ValueError naming `train.<key>`."""
 
-    block_size: int = 128
-    packing: str = "blocks"
-    lr: float = 2e-5
-    weight_decay: float = 0.01
-    epochs: int = 3
-    warmup_steps: int = 500
-    batch_size: int = 8
-    grad_accum: int = 1
-    max_grad_norm: float = 1.0  # 0 disables clipping
-    precision: str = "auto"
-    compile: bool = False
-    checkpoints_per_epoch: int = 10
-    seed: int = 42
-    device: str = "auto"
+    block_size: int = default("train.block_size")
+    packing: str = default("train.packing")
+    lr: float = default("train.lr")
+    weight_decay: float = default("train.weight_decay")
+    epochs: int = default("train.epochs")
+    warmup_steps: int = default("train.warmup_steps")
+    batch_size: int = default("train.batch_size")
+    grad_accum: int = default("train.grad_accum")
+    max_grad_norm: float = default("train.max_grad_norm")  # 0 disables clipping
+    precision: str = default("train.precision")
+    compile: bool = default("train.compile")
+    checkpoints_per_epoch: int = default("train.checkpoints_per_epoch")
+    seed: int = default("seeds")[0]  # a run's seed is one of `seeds`
+    device: str = default("train.device")
 
     def __post_init__(self) -> None:
         for key in ("block_size", "epochs", "batch_size", "grad_accum", "checkpoints_per_epoch"):

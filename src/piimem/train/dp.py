@@ -11,11 +11,11 @@ to be saved.
 
 Per step: Opacus's GradSampleModule computes each example's gradient of its mean token NLL (its hooks;
 functorch for layers without a grad sampler, such as transformers' Conv1D in GPT-2; a tied input embedding
-and output layer get both layers' contributions summed), the micro-batches' per-example gradients are
-joined into one logical batch, and Opacus's DPOptimizer clips each to `max_grad_norm`, sums them, adds
-N(0, (noise_multiplier x max_grad_norm)^2) noise and divides by the expected batch size before the wrapped
-optimizer's step. The noise multiplier is Opacus's `get_noise_multiplier` for the run's q, steps and δ (or
-given); `epsilon_spent` is the accountant's ε after k steps.
+and output layer get both layers' contributions summed); after each micro-batch Opacus's DPOptimizer clips
+every example's gradient to `max_grad_norm` and adds it to the step's sum; at the step's end it adds
+N(0, (noise_multiplier x max_grad_norm)^2) noise, the sum is divided by the expected batch size and the
+wrapped optimizer steps. The noise multiplier is Opacus's `get_noise_multiplier` for the run's q, steps and
+δ (or given); `epsilon_spent` is the accountant's ε after k steps.
 
 The noise is seeded from the config for reproducibility: it is secret only as long as the seed is, so the
 ε here is the guarantee of a research run, not of a deployment (Opacus's `secure_mode` addresses the
@@ -25,10 +25,12 @@ floating-point side of that; it is not used).
 from __future__ import annotations
 
 import hashlib
-import math
 from dataclasses import dataclass
 
 import numpy as np
+
+from piimem.checks import is_int, is_number
+from piimem.schema import default
 
 ACCOUNTANTS = ("prv", "rdp")
 
@@ -39,37 +41,32 @@ class DPConfig:
     overrides it), δ (None: 1 / number of training examples), the per-example clipping norm, the accountant,
     the expected batch of the Poisson sampling (None: train.batch_size x grad_accum)."""
 
-    epsilon: float | None = 8.0
-    delta: float | None = None
-    max_grad_norm: float = 1.0
-    accountant: str = "prv"
-    noise_multiplier: float | None = None
-    batch_size: int | None = None
+    epsilon: float | None = default("dp.epsilon")
+    delta: float | None = default("dp.delta")
+    max_grad_norm: float = default("dp.max_grad_norm")
+    accountant: str = default("dp.accountant")
+    noise_multiplier: float | None = None  # not a config key: set, it replaces the calibration to epsilon
+    batch_size: int | None = default("dp.batch_size")
 
     def __post_init__(self) -> None:
         if self.epsilon is None and self.noise_multiplier is None:
             raise ValueError("dp: set dp.epsilon (the target) or dp.noise_multiplier")
         if self.epsilon is not None and not (_positive(self.epsilon)):
             raise ValueError(f"dp.epsilon: expected a number > 0, got {self.epsilon!r}")
-        if self.noise_multiplier is not None and not (_number(self.noise_multiplier) and self.noise_multiplier >= 0):
+        if self.noise_multiplier is not None and not (is_number(self.noise_multiplier) and self.noise_multiplier >= 0):
             raise ValueError(f"dp.noise_multiplier: expected a number >= 0, got {self.noise_multiplier!r}")
-        if self.delta is not None and not (_number(self.delta) and 0 < self.delta < 1):
+        if self.delta is not None and not (is_number(self.delta) and 0 < self.delta < 1):
             raise ValueError(f"dp.delta: expected a number in (0, 1) or null, got {self.delta!r}")
         if not _positive(self.max_grad_norm):
             raise ValueError(f"dp.max_grad_norm: expected a number > 0, got {self.max_grad_norm!r}")
-        if self.batch_size is not None and not (isinstance(self.batch_size, int) and not isinstance(self.batch_size, bool)
-                                                and self.batch_size >= 1):
+        if self.batch_size is not None and not (is_int(self.batch_size) and self.batch_size >= 1):
             raise ValueError(f"dp.batch_size: expected a positive integer or null, got {self.batch_size!r}")
         if self.accountant not in ACCOUNTANTS:
             raise ValueError(f"dp.accountant: expected one of {ACCOUNTANTS}, got {self.accountant!r}")
 
 
-def _number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _positive(value) -> bool:
-    return _number(value) and value > 0
+    return is_number(value) and value > 0
 
 
 @dataclass(frozen=True)

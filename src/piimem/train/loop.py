@@ -7,7 +7,6 @@ import contextlib
 import dataclasses
 import json
 import logging
-import shutil
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,10 +15,11 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from piimem.checks import is_int
 from piimem.progress import Progress
 from piimem.scoring import resolve_device
 from piimem.train.checkpoints import save_checkpoint
-from piimem.train.config import StateEvery, TrainConfig, device_name, is_int, resolve_precision
+from piimem.train.config import StateEvery, TrainConfig, device_name, resolve_precision
 from piimem.train.data import RunPlan, collate, micro_batches, plan_run
 from piimem.train.distributed import (
     Processes,
@@ -39,6 +39,7 @@ from piimem.train.state import (
     find_state,
     load_state,
     prepare_run_dir,
+    remove_state,
     rng_states,
     seed_everything,
     take_snapshot,
@@ -286,131 +287,171 @@ class _LossWindow:
 def _train(model, tokenizer, texts, cfg: TrainConfig, run_dir: Path, fingerprint: str,
            stop_after_step: int | None, processes: Processes, device, state_every: StateEvery,
            dp: DPConfig | None) -> dict:
-    import torch
-
-    rank, world, main = processes.rank, processes.world, processes.main
     # A different process count changes the global batch, hence every step: never resume across it.
-    run_fingerprint = fingerprint if world == 1 else f"{fingerprint} (processes: {world})"
-    if main:
+    run_fingerprint = fingerprint if processes.world == 1 else f"{fingerprint} (processes: {processes.world})"
+    if processes.main:
         prepare_run_dir(run_dir, run_fingerprint)
     barrier(processes)
-    manifest_path = run_dir / "manifest.json"
-    if manifest_path.is_file():
-        manifest = json.loads(manifest_path.read_text())
-        if manifest.get("complete") and all((run_dir / c["path"]).is_dir() for c in manifest["checkpoints"]):
-            if main:
-                log.info("train: %s is already complete (same fingerprint); nothing to do", run_dir)
-            return manifest
+    done = _completed_manifest(run_dir)
+    if done is not None:
+        if processes.main:
+            log.info("train: %s is already complete (same fingerprint); nothing to do", run_dir)
+        return done
+    run = _Run(model, tokenizer, texts, cfg, run_dir, fingerprint, processes, device, state_every, dp)
+    try:
+        stopped = run.run_steps(stop_after_step)
+    finally:
+        run.close()
+    return run.finish(stopped, stop_after_step)
 
-    if device is None:
-        device = resolve_device(cfg.device, key="train.device")
-    precision = resolve_precision(cfg.precision, device)
-    if dp is not None and precision == "fp16":
-        raise ValueError("train.precision: fp16 is not supported with DP-SGD (its loss scaling would scale the "
-                         "per-example gradients before clipping); use bf16 or fp32")
-    plan = plan_run(tokenizer, texts, cfg, world, poisson=dp is not None,
-                    examples_per_step=dp.batch_size if dp is not None else None)
-    total_steps = plan.total_steps
-    dp_plan = None
-    if dp is not None:
-        sizes = {p.n_examples for p in plan.epochs}
+
+def _completed_manifest(run_dir: Path) -> dict | None:
+    """The manifest of a run that completed with this fingerprint and still has its checkpoints."""
+    manifest_path = run_dir / "manifest.json"
+    if not manifest_path.is_file():
+        return None
+    manifest = json.loads(manifest_path.read_text())
+    if manifest.get("complete") and all((run_dir / c["path"]).is_dir() for c in manifest["checkpoints"]):
+        return manifest
+    return None
+
+
+class _Run:
+    """One call of train(): the set-up (plan, DP plan, optimizer, resumed or fresh state) and the named steps
+    of its loop. Every process of a data-parallel run holds one; rank 0 writes the files."""
+
+    def __init__(self, model, tokenizer, texts, cfg: TrainConfig, run_dir: Path, fingerprint: str,
+                 processes: Processes, device, state_every: StateEvery, dp: DPConfig | None):
+        self.model, self.tokenizer, self.cfg, self.run_dir = model, tokenizer, cfg, run_dir
+        self.fingerprint, self.processes, self.state_every = fingerprint, processes, state_every
+        self.main, self.world = processes.main, processes.world
+        self.device = device if device is not None else resolve_device(cfg.device, key="train.device")
+        self.precision = resolve_precision(cfg.precision, self.device)
+        if dp is not None and self.precision == "fp16":
+            raise ValueError("train.precision: fp16 is not supported with DP-SGD (its loss scaling would scale the "
+                             "per-example gradients before clipping); use bf16 or fp32")
+        self.plan = plan_run(tokenizer, texts, cfg, self.world, poisson=dp is not None,
+                             examples_per_step=dp.batch_size if dp is not None else None)
+        self.dp_plan = self._plan_dp(dp)
+        if self.main and any(n < cfg.checkpoints_per_epoch for n in self.plan.steps_per_epoch):
+            log.warning("train: an epoch has fewer optimizer steps (%s) than train.checkpoints_per_epoch (%d); "
+                        "some checkpoints share a step", self.plan.steps_per_epoch, cfg.checkpoints_per_epoch)
+        self.consumed_all = self.plan.consumed()
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+        _check_context_length(model, cfg.block_size)
+        model.to(self.device)
+        if self.world > 1:
+            broadcast_model(model)
+        self.opt = _optimisation(model, cfg, self.precision, self.device, self.plan.total_steps)
+        self.counters = self._start_or_resume()
+        self.start_step = self.counters["step"]
+        self.window = _LossWindow(log_path=run_dir / "train_log.tsv", total_steps=self.plan.total_steps,
+                                  main=self.main, since_checkpoint=self.counters.pop("since_checkpoint", []))
+        if self.main:
+            start_log(self.window.log_path, self.start_step)
+        # None: the loss from full logits (piimem.train.loss); DP-SGD's hooks must see the output layer's call
+        self.head = output_head(model) if dp is None else None
+        self.private = PrivateStep(model, self.opt.optimizer, self.dp_plan, self.device) if self.dp_plan else None
+        model.train()
+        self.writer = StateWriter(run_dir) if self.main else None
+        self.last_state_step, self.last_state_time = self.start_step, time.monotonic()
+
+    def _plan_dp(self, dp: DPConfig | None):
+        if dp is None:
+            return None
+        sizes = {p.n_examples for p in self.plan.epochs}
         if len(sizes) > 1:
             raise ValueError(f"dp: the epochs have {sorted(sizes)} examples; DP-SGD's accounting needs one "
                              f"training set (texts re-drawn per epoch are not supported)")
-        dp_plan = plan_dp(dp, examples=sizes.pop(), expected_batch=plan.examples_per_step, steps=total_steps)
-        if main:
+        plan = plan_dp(dp, examples=sizes.pop(), expected_batch=self.plan.examples_per_step,
+                       steps=self.plan.total_steps)
+        if self.main:
             log.info("train: DP-SGD, noise multiplier %.4f, sampling rate %.4f (%d examples, %d steps), clipping "
-                     "norm %g, delta %.3g, target epsilon %s (%s accountant)", dp_plan.noise_multiplier,
-                     dp_plan.sample_rate, dp_plan.examples, total_steps, dp_plan.max_grad_norm, dp_plan.delta,
-                     "n/a" if dp_plan.epsilon_target is None else f"{dp_plan.epsilon_target:g}", dp_plan.accountant)
-    if main and any(n < cfg.checkpoints_per_epoch for n in plan.steps_per_epoch):
-        log.warning("train: an epoch has fewer optimizer steps (%s) than train.checkpoints_per_epoch (%d); "
-                    "some checkpoints share a step", plan.steps_per_epoch, cfg.checkpoints_per_epoch)
-    consumed_all = plan.consumed()
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+                     "norm %g, delta %.3g, target epsilon %s (%s accountant)", plan.noise_multiplier,
+                     plan.sample_rate, plan.examples, plan.steps, plan.max_grad_norm, plan.delta,
+                     "n/a" if plan.epsilon_target is None else f"{plan.epsilon_target:g}", plan.accountant)
+        return plan
 
-    _check_context_length(model, cfg.block_size)
-    model.to(device)
-    if world > 1:
-        broadcast_model(model)
-    opt = _optimisation(model, cfg, precision, device, total_steps)
+    def _start_or_resume(self) -> dict:
+        """The counters of a resumed run (its state loaded into the optimizer and generators), or fresh ones
+        with every generator seeded."""
+        total_steps = self.plan.total_steps
+        state_dir = find_state(self.run_dir)
+        if state_dir is not None:
+            opt = self.opt
+            counters = load_state(state_dir, opt.trainable, opt.optimizer, opt.scheduler, opt.scaler, self.device,
+                                  self.processes)
+            counters["resumed_at_steps"].append(counters["step"])
+            if self.main:
+                log.info("train: resuming %s at step %d of %d", self.run_dir, counters["step"], total_steps)
+        else:
+            seed_everything(process_seed(self.cfg.seed, self.processes.rank))
+            counters = _new_counters()
+        if counters.get("total_steps", total_steps) != total_steps:
+            raise ValueError(f"{self.run_dir}: the saved state is for {counters['total_steps']} steps, this run has "
+                             f"{total_steps}; the fingerprint should have changed")
+        counters["total_steps"] = total_steps
+        return counters
 
-    state_dir = find_state(run_dir)
-    if state_dir is not None:
-        counters = load_state(state_dir, opt.trainable, opt.optimizer, opt.scheduler, opt.scaler, device,
-                              processes)
-        counters["resumed_at_steps"].append(counters["step"])
-        if main:
-            log.info("train: resuming %s at step %d of %d", run_dir, counters["step"], total_steps)
-    else:
-        seed_everything(process_seed(cfg.seed, rank))
-        counters = _new_counters()
-    if counters.get("total_steps", total_steps) != total_steps:
-        raise ValueError(f"{run_dir}: the saved state is for {counters['total_steps']} steps, this run has "
-                         f"{total_steps}; the fingerprint should have changed")
-    counters["total_steps"] = total_steps
-    start_step = counters["step"]
-    window = _LossWindow(log_path=run_dir / "train_log.tsv", total_steps=total_steps, main=main,
-                         since_checkpoint=counters.pop("since_checkpoint", []))
-    if main:
-        start_log(window.log_path, start_step)
+    def to_device(self, array: np.ndarray):
+        import torch
 
-    # None: the loss from full logits (see piimem.train.loss); DP-SGD's hooks must see the output layer's call
-    head = output_head(model) if dp is None else None
-    private = PrivateStep(model, opt.optimizer, dp_plan, device) if dp_plan is not None else None
-    model.train()
-    writer = StateWriter(run_dir) if main else None
-    pin = device.type == "cuda"
-
-    def to_device(array: np.ndarray):
         tensor = torch.from_numpy(array)
-        return tensor.pin_memory().to(device, non_blocking=True) if pin else tensor.to(device)
+        return tensor.pin_memory().to(self.device, non_blocking=True) if self.device.type == "cuda" \
+            else tensor.to(self.device)
 
-    last_state_step, last_state_time = start_step, time.monotonic()
+    # -- resumable state ------------------------------------------------------------------------------
 
-    def save_run_state() -> None:
+    def save_run_state(self) -> None:
         """Every process: its RNG states to rank 0, which copies the state and writes it while training
         goes on (StateWriter); the others wait until rank 0 has its copy."""
-        nonlocal last_state_step, last_state_time
-        rng = {"rng": rng_states(device)}
-        if world > 1:
+        rng = {"rng": rng_states(self.device)}
+        if self.world > 1:
             import torch.distributed as dist
 
-            gathered = [None] * world if main else None
+            gathered = [None] * self.world if self.main else None
             dist.gather_object(rng["rng"], gathered, dst=0)
             rng["rng_ranks"] = gathered
-        if main:
-            writer.save(take_snapshot(opt.trainable, opt.optimizer, opt.scheduler, opt.scaler, rng,
-                                      {**counters, "since_checkpoint": window.since_checkpoint}))
-        barrier(processes)
-        last_state_step, last_state_time = counters["step"], time.monotonic()
+        if self.main:
+            opt = self.opt
+            self.writer.save(take_snapshot(opt.trainable, opt.optimizer, opt.scheduler, opt.scaler, rng,
+                                           {**self.counters, "since_checkpoint": self.window.since_checkpoint}))
+        barrier(self.processes)
+        self.last_state_step, self.last_state_time = self.counters["step"], time.monotonic()
 
-    def state_due(step: int) -> bool:
+    def state_due(self, step: int) -> bool:
         """Whether state_every asks for a save after `step` (the same answer on every process)."""
-        due = state_every.steps is not None and step - last_state_step >= state_every.steps
-        if state_every.minutes is not None:
-            late = time.monotonic() - last_state_time >= 60 * state_every.minutes
-            due = due or rank0_decides(late, processes, device)  # clocks differ between processes
+        every = self.state_every
+        due = every.steps is not None and step - self.last_state_step >= every.steps
+        if every.minutes is not None:
+            late = time.monotonic() - self.last_state_time >= 60 * every.minutes
+            due = due or rank0_decides(late, self.processes, self.device)  # clocks differ between processes
         return due
 
-    def train_step(forward, examples: list[np.ndarray]):
+    # -- one optimizer step ---------------------------------------------------------------------------
+
+    def train_step(self, forward, examples: list[np.ndarray]):
         """One optimizer step on this process's share of `examples` through `forward` (the model or its
         compiled form); returns the step loss (a tensor)."""
+        import torch
+
+        cfg, opt = self.cfg, self.opt
         # Loss = mean over the real target tokens of the whole (global) step, so micro-batches and
         # processes weigh by their tokens; each example of n tokens has n - 1 targets.
         n_targets = sum(len(x) - 1 for x in examples)
         opt.optimizer.zero_grad(set_to_none=True)
-        step_loss = torch.zeros((), device=device)
-        for batch in micro_batches(examples, cfg.batch_size, rank, world):
-            ids_np, mask_np = collate(batch, pad_id)
+        step_loss = torch.zeros((), device=self.device)
+        for batch in micro_batches(examples, cfg.batch_size, self.processes.rank, self.world):
+            ids_np, mask_np = collate(batch, self.pad_id)
             # No padding (full blocks): no mask, so attention can use its causal kernels.
-            mask = None if mask_np.all() else to_device(mask_np)
-            nll = micro_batch_nll(forward, to_device(ids_np), mask, head=head,
+            mask = None if mask_np.all() else self.to_device(mask_np)
+            nll = micro_batch_nll(forward, self.to_device(ids_np), mask, head=self.head,
                                   autocast_dtype=opt.autocast_dtype)
             loss = nll / max(n_targets, 1)
             opt.scaler.scale(loss).backward()
             step_loss += loss.detach()
-        if world > 1:
+        if self.world > 1:
             step_loss = sum_across_processes(opt.params, step_loss)
         if cfg.max_grad_norm > 0:
             opt.scaler.unscale_(opt.optimizer)
@@ -420,105 +461,113 @@ def _train(model, tokenizer, texts, cfg: TrainConfig, run_dir: Path, fingerprint
         opt.scheduler.step()
         return step_loss
 
-    def private_step(forward, examples: list[np.ndarray], step: int):
+    def private_step(self, forward, examples: list[np.ndarray], step: int):
         """One DP-SGD step on the Poisson-sampled `examples` (see piimem.train.dp); returns the mean of
         their mean token NLLs."""
+        import torch
+
+        private = self.private
         private.zero_grad()
-        step_loss = torch.zeros((), device=device)
-        for batch in micro_batches(examples, cfg.batch_size):
-            ids_np, mask_np = collate(batch, pad_id)
-            ids = to_device(ids_np)
-            losses = example_mean_nll(forward, ids, None if mask_np.all() else to_device(mask_np),
-                                      position_ids=private.position_ids(ids), autocast_dtype=opt.autocast_dtype)
+        step_loss = torch.zeros((), device=self.device)
+        for batch in micro_batches(examples, self.cfg.batch_size):
+            ids_np, mask_np = collate(batch, self.pad_id)
+            ids = self.to_device(ids_np)
+            losses = example_mean_nll(forward, ids, None if mask_np.all() else self.to_device(mask_np),
+                                      position_ids=private.position_ids(ids),
+                                      autocast_dtype=self.opt.autocast_dtype)
             losses.sum().backward()
             private.accumulate(len(batch))
             step_loss += losses.detach().sum()
-        private.step(cfg.seed, step)
-        opt.scheduler.step()
+        private.step(self.cfg.seed, step)
+        self.opt.scheduler.step()
         return step_loss / max(len(examples), 1)
 
-    def take_checkpoints(step: int, due: list) -> None:
+    # -- checkpoints and the loop ---------------------------------------------------------------------
+
+    def take_checkpoints(self, step: int, due: list) -> None:
         started = time.perf_counter()
-        train_loss = window.take_train_loss()
-        consumed = consumed_all.filter(pl.col("first_step") <= step)
+        train_loss = self.window.take_train_loss()
+        consumed = self.consumed_all.filter(pl.col("first_step") <= step)
         for checkpoint in due:
             record = {"id": checkpoint.id, "epoch": checkpoint.epoch, "step": step,
                       "path": f"checkpoints/{checkpoint.id}", "train_loss": train_loss}
-            if dp_plan is not None:
-                record["dp_epsilon"] = epsilon_spent(dp_plan, step)
-            if main:
-                save_checkpoint(model, tokenizer, run_dir, checkpoint, record, consumed)
+            if self.dp_plan is not None:
+                record["dp_epsilon"] = epsilon_spent(self.dp_plan, step)
+            if self.main:
+                save_checkpoint(self.model, self.tokenizer, self.run_dir, checkpoint, record, consumed)
                 log.info("train: checkpoint %s at step %d (epoch %g), train_loss %s, %d documents consumed",
                          checkpoint.id, step, checkpoint.epoch,
                          "n/a" if train_loss is None else f"{train_loss:.4f}", consumed.height)
-            counters["checkpoints"].append(record)
-        counters["checkpoint_seconds"] += time.perf_counter() - started
-        counters["seconds"] += time.perf_counter() - started
-        save_run_state()
+            self.counters["checkpoints"].append(record)
+        self.counters["checkpoint_seconds"] += time.perf_counter() - started
+        self.counters["seconds"] += time.perf_counter() - started
+        self.save_run_state()
 
-    def run_steps(forward, progress) -> bool:
+    def save_state_between_checkpoints(self) -> None:
+        self.window.flush(self.counters)
+        started = time.perf_counter()
+        self.counters["state_saves"] = self.counters.get("state_saves", 0) + 1
+        self.save_run_state()
+        self.counters["state_seconds"] = self.counters.get("state_seconds", 0.0) + time.perf_counter() - started
+        self.counters["seconds"] += time.perf_counter() - started
+        self.window.restart()
+
+    def run_steps(self, stop_after_step: int | None) -> bool:
         """The optimizer steps from start_step on; True when stopped early (stop_after_step)."""
-        for step in range(start_step + 1, total_steps + 1):
-            _, epoch_after, examples = plan.step_examples(step)
-            lr = opt.scheduler.get_last_lr()[0]
-            started = time.perf_counter()
-            step_loss = train_step(forward, examples) if private is None else private_step(forward, examples, step)
-            step_tokens = sum(len(x) for x in examples)
-            window.tokens += step_tokens
-            counters["tokens"] += step_tokens
-            counters["step"] = step
-            window.pending.append((step, epoch_after, step_loss, lr))
-            progress.update()
-            compiling = cfg.compile and step == start_step + 1  # the first step compiles the blocks
-
-            due = plan.checkpoints_at.get(step, [])
-            if due or step == stop_after_step or window.due() or compiling:
-                window.flush(counters)  # after the compiling step: its own window, so later rates are clean
-            if compiling:
-                counters["compile_seconds"] = (counters.get("compile_seconds", 0.0)
-                                               + time.perf_counter() - started)
-            if due:
-                take_checkpoints(step, due)
-                window.restart()
-            elif step < total_steps and state_due(step):
-                window.flush(counters)
+        cfg, plan, window, counters = self.cfg, self.plan, self.window, self.counters
+        total_steps = plan.total_steps
+        with (Progress(total_steps - self.start_step, "train", unit="step") if self.main else Silent()) as progress, \
+                _compiled(self.model, cfg.compile) as forward:
+            for step in range(self.start_step + 1, total_steps + 1):
+                _, epoch_after, examples = plan.step_examples(step)
+                lr = self.opt.scheduler.get_last_lr()[0]
                 started = time.perf_counter()
-                counters["state_saves"] = counters.get("state_saves", 0) + 1
-                save_run_state()
-                counters["state_seconds"] = counters.get("state_seconds", 0.0) + time.perf_counter() - started
-                counters["seconds"] += time.perf_counter() - started
-                window.restart()
-            if step == stop_after_step and step < total_steps:
-                return True
+                step_loss = (self.train_step(forward, examples) if self.private is None
+                             else self.private_step(forward, examples, step))
+                step_tokens = sum(len(x) for x in examples)
+                window.tokens += step_tokens
+                counters["tokens"] += step_tokens
+                counters["step"] = step
+                window.pending.append((step, epoch_after, step_loss, lr))
+                progress.update()
+                compiling = cfg.compile and step == self.start_step + 1  # the first step compiles the blocks
+
+                due = plan.checkpoints_at.get(step, [])
+                if due or step == stop_after_step or window.due() or compiling:
+                    window.flush(counters)  # after the compiling step: its own window, so later rates are clean
+                if compiling:
+                    counters["compile_seconds"] = (counters.get("compile_seconds", 0.0)
+                                                   + time.perf_counter() - started)
+                if due:
+                    self.take_checkpoints(step, due)
+                    window.restart()
+                elif step < total_steps and self.state_due(step):
+                    self.save_state_between_checkpoints()
+                if step == stop_after_step and step < total_steps:
+                    return True
         return False
 
-    try:
-        with (Progress(total_steps - start_step, "train", unit="step") if main else Silent()) as progress, \
-                _compiled(model, cfg.compile) as forward:
-            stopped = run_steps(forward, progress)
-    finally:
-        if writer is not None:
-            writer.wait()  # a state being written is finished, also when training failed
-        if private is not None:
-            private.close()
-    window.flush(counters)
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.wait()  # a state being written is finished, also when training failed
+        if self.private is not None:
+            self.private.close()
 
-    def manifest(complete: bool) -> dict:
-        return _manifest(complete, counters, plan, cfg, fingerprint, device, precision, model, opt, world, dp_plan)
-
-    if stopped:
-        if main:
-            log.info("train: stopped after step %d as asked (stop_after_step)", stop_after_step)
-        return from_rank0(processes, manifest(complete=False))
-
-    result = manifest(complete=True)
-    if main:
-        tmp = manifest_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(result, indent=1))
-        tmp.rename(manifest_path)
-        for name in ("state", "state.old", "state.tmp"):
-            if (run_dir / name).exists():
-                shutil.rmtree(run_dir / name)
-        log.info("train: done, %d steps, %s tokens in %.1f s (%s tokens/s)", total_steps,
-                 f"{counters['tokens']:,}", counters["seconds"], result["tokens_per_s"])
-    return from_rank0(processes, result)
+    def finish(self, stopped: bool, stop_after_step: int | None) -> dict:
+        """The manifest: written (and the resumable state removed) when the run completed."""
+        self.window.flush(self.counters)
+        manifest = _manifest(not stopped, self.counters, self.plan, self.cfg, self.fingerprint, self.device,
+                             self.precision, self.model, self.opt, self.world, self.dp_plan)
+        if stopped:
+            if self.main:
+                log.info("train: stopped after step %d as asked (stop_after_step)", stop_after_step)
+            return from_rank0(self.processes, manifest)
+        if self.main:
+            manifest_path = self.run_dir / "manifest.json"
+            tmp = manifest_path.with_suffix(".json.tmp")
+            tmp.write_text(json.dumps(manifest, indent=1))
+            tmp.rename(manifest_path)
+            remove_state(self.run_dir)
+            log.info("train: done, %d steps, %s tokens in %.1f s (%s tokens/s)", self.plan.total_steps,
+                     f"{self.counters['tokens']:,}", self.counters["seconds"], manifest["tokens_per_s"])
+        return from_rank0(self.processes, manifest)

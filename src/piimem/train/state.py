@@ -34,9 +34,10 @@ from piimem.train.distributed import Processes
 
 log = logging.getLogger("piimem")
 
+# The resumable state's folder, the one being written and the one it replaces (see write_state).
+STATE, STATE_TMP, STATE_OLD = "state", "state.tmp", "state.old"
 # Files and directories train() owns inside run_dir; only these are deleted on a fingerprint change.
-RUN_ENTRIES = ("checkpoints", "state", "state.tmp", "state.old", "train_log.tsv", "manifest.json",
-               "fingerprint.txt")
+RUN_ENTRIES = ("checkpoints", STATE, STATE_TMP, STATE_OLD, "train_log.tsv", "manifest.json", "fingerprint.txt")
 
 
 def prepare_run_dir(run_dir: Path, fingerprint: str) -> None:
@@ -55,10 +56,17 @@ def prepare_run_dir(run_dir: Path, fingerprint: str) -> None:
 
 
 def find_state(run_dir: Path) -> Path | None:
-    for name in ("state", "state.old"):  # state.old exists alone only after a kill between two renames
+    for name in (STATE, STATE_OLD):  # state.old exists alone only after a kill between two renames
         if (run_dir / name / "state.json").is_file():
             return run_dir / name
     return None
+
+
+def remove_state(run_dir: Path) -> None:
+    """Delete the resumable state of a completed run (optimizer moments: twice the trainable parameters)."""
+    for name in (STATE, STATE_OLD, STATE_TMP):
+        if (run_dir / name).exists():
+            shutil.rmtree(run_dir / name)
 
 
 def rng_states(device) -> dict:
@@ -134,7 +142,7 @@ def write_state(run_dir: Path, snapshot: StateSnapshot) -> None:
     import torch
     from safetensors.torch import save_file
 
-    tmp, final, old = run_dir / "state.tmp", run_dir / "state", run_dir / "state.old"
+    tmp, final, old = run_dir / STATE_TMP, run_dir / STATE, run_dir / STATE_OLD
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)

@@ -51,6 +51,7 @@ from piimem.corpus.synthetic.messages import Message, Places, World, headers, pl
 from piimem.corpus.synthetic.text import Span
 from piimem.corpus.synthetic.world import US_CITIES, Cast
 from piimem.pii.normalize import normalize
+from piimem.schema import default
 
 CANARY_TYPES = ("US_SSN", "CREDIT_CARD", "PHONE_NUMBER")
 HEADER_PII_FIELDS = ("From", "To", "Cc", "X-From", "X-To", "X-cc")
@@ -70,18 +71,18 @@ GROUND_TRUTH_SCHEMA = {
 
 @dataclass(frozen=True)
 class SyntheticConfig:
-    seed: int = 42
-    n_mailboxes: int = 12
-    messages_per_mailbox: int = 60
-    folders: tuple[str, ...] = ("inbox", "sent_items", "all_documents", "discussion_threads", "deleted_items")
-    reply_fraction: float = 0.16
-    forward_fraction: float = 0.08
-    copy_fraction: float = 0.18
-    signature_fraction: float = 0.2
-    people_per_message: float = 14.0
-    popularity: float = 0.5
-    canary_types: tuple[str, ...] = CANARY_TYPES
-    canary_repetitions: tuple[int, ...] = (1, 2, 4, 8, 16, 32)
+    seed: int = default("corpus.synthetic.seed")
+    n_mailboxes: int = default("corpus.synthetic.n_mailboxes")
+    messages_per_mailbox: int = default("corpus.synthetic.messages_per_mailbox")
+    folders: tuple[str, ...] = default("corpus.synthetic.folders")
+    reply_fraction: float = default("corpus.synthetic.reply_fraction")
+    forward_fraction: float = default("corpus.synthetic.forward_fraction")
+    copy_fraction: float = default("corpus.synthetic.copy_fraction")
+    signature_fraction: float = default("corpus.synthetic.signature_fraction")
+    people_per_message: float = default("corpus.synthetic.people_per_message")
+    popularity: float = default("corpus.synthetic.popularity")
+    canary_types: tuple[str, ...] = default("corpus.synthetic.canaries.types")
+    canary_repetitions: tuple[int, ...] = default("corpus.synthetic.canaries.repetitions")
 
     @classmethod
     def from_config(cls, section: Mapping) -> SyntheticConfig:

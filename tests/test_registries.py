@@ -1,0 +1,75 @@
+"""Every name list is defined once in Python and the schema's enums are the same lists: a name added in one
+place and not the other fails here."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from workflow_helpers import ROOT
+
+from piimem.config import RMFT_SCOPES, TARGETED_ATTACKS
+from piimem.corpus.splits import SPLIT_BY, SPLITS
+from piimem.defense import DEFENSES
+from piimem.extraction.prompts import WINDOW_POSITIONS
+from piimem.mia import ATTACKS
+from piimem.pii.normalize import ENTITY_TYPES
+from piimem.report.select import ATTACK_ORDER, DEFENSE_ORDER, TUNING_ORDER
+from piimem.report.sweeps import SELECT_BY
+from piimem.train.config import PACKINGS, PRECISIONS
+from piimem.train.dp import ACCOUNTANTS
+from piimem.tuning import LORA_TARGETS, LORA_VARIANTS, PROMPT_INITS, PTUNING_ENCODERS, TUNING_METHODS
+
+SCHEMA = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+
+
+def enum(path: str) -> list:
+    """The enum at a dotted schema path; a list's item enum, a sweepable value's single enum."""
+    node = SCHEMA
+    for part in path.split("."):
+        node = node["properties"][part]
+    if "$ref" in node:
+        node = SCHEMA["definitions"][node["$ref"].rsplit("/", 1)[-1]]
+    if "items" in node:
+        node = node["items"]
+    if "anyOf" in node:
+        node = next(n for n in node["anyOf"] if "enum" in n)
+    return node["enum"]
+
+
+@pytest.mark.parametrize(("path", "names"), [
+    ("defenses", DEFENSES), ("tuning_methods", TUNING_METHODS), ("mia.attacks", ATTACKS),
+    ("train.packing", PACKINGS), ("train.precision", PRECISIONS), ("dp.accountant", ACCOUNTANTS),
+    ("tuning.select", SELECT_BY), ("tuning.lora.targets", LORA_TARGETS), ("tuning.prompt.init", PROMPT_INITS),
+    ("tuning.ptuning.encoder", PTUNING_ENCODERS), ("pii.entity_types", ENTITY_TYPES),
+    ("corpus.split.by", SPLIT_BY), ("rmft.scope", tuple(RMFT_SCOPES)),
+    ("extraction.window_position", WINDOW_POSITIONS),
+])
+def test_schema_enums_are_the_python_registries(path, names):
+    assert enum(path) == list(names)
+
+
+def test_display_orders_and_split_names_come_from_the_registries():
+    assert DEFENSE_ORDER == DEFENSES and ATTACK_ORDER == ATTACKS
+    assert set(TUNING_ORDER) | set(LORA_VARIANTS) == set(TUNING_METHODS)
+    assert list(SCHEMA["properties"]["corpus"]["properties"]["split"]["properties"]["fractions"]["properties"]) \
+        == list(SPLITS)
+    assert list(SCHEMA["properties"]["corpus"]["properties"]["hf"]["properties"]["splits"]["properties"]) == list(SPLITS)
+    assert [name for name in SCHEMA["properties"]["extraction"]["properties"] if name in TARGETED_ATTACKS] \
+        == list(TARGETED_ATTACKS)
+
+
+def test_every_table_and_figure_has_its_caption_and_the_config_plans_only_known_stems():
+    from piimem.config import result_stems
+    from piimem.report.figures import FIGURE_STEMS
+    from piimem.report.tables import TABLE_STEMS
+
+    captions = ROOT / "workflow" / "report"
+    assert [s for s in FIGURE_STEMS if not (captions / f"{s}.rst").is_file()] == []
+    assert [s for s in TABLE_STEMS if not (captions / f"table_{s}.rst").is_file()] == []
+    config = {"corpus": {"source": "synthetic", "split": {"fractions": {"validation": 0.2}}},
+              "extraction": {"prompt_sets": ["test"], "tuning_methods": None, "canaries": {"enabled": True},
+                             "targeted_defenses": None, **{a: {"enabled": True} for a in TARGETED_ATTACKS}},
+              "tuning_methods": ["full", "lora"], "tuning": {"lora": {"lr": [1e-3, 1e-2]}},
+              "defenses": ["none", "rmft"], "rmft": {"scope": "email", "p": 1.0}}
+    tables, figures = result_stems(config, ["tiny-gpt2/none-full-s1", "tiny-gpt2/rmft-full-s1"])
+    assert set(tables) == set(TABLE_STEMS) and set(figures) == set(FIGURE_STEMS)  # every stem can be planned
