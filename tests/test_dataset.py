@@ -8,6 +8,7 @@ import json
 import polars as pl
 import pytest
 import yaml
+from made_up_text import made_up_docs
 from workflow_helpers import GPT2_CONFIG, ROOT, hub_cache, planned_jobs, snakemake, write_config
 
 from piimem.corpus.dataset import (
@@ -26,12 +27,8 @@ DEDUP = {"num_perm": 128, "threshold": 0.8, "shingle_words": 1, "lowercase": Tru
 
 
 def _sentences(n: int, seed: int) -> list[str]:
-    import random
-
-    rng = random.Random(seed)
-    words = ["river", "castle", "season", "album", "station", "village", "bridge", "novel", "league", "church",
-             "harbour", "forest", "engine", "battle", "garden", "mountain", "island", "theatre", "valley", "tower"]
-    return [" ".join(rng.choice(words) for _ in range(rng.randint(12, 30))) + "." for _ in range(n)]
+    """Sentences of made-up words from a large vocabulary, so that no two unrelated ones are near-duplicates."""
+    return made_up_docs(n, seed, letters="abcdefghijklmnop", vocabulary=2000, words=(12, 30))
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +152,8 @@ def test_a_data_set_runs_through_the_whole_workflow(tmp_path):
     parts = {"train": _records(60, 1), "validation": _records(16, 2), "test": _records(20, 3) + [_records(60, 1)[4]],
              "public": _records(40, 4)}
     saved = tmp_path / "data" / "saved"
-    datasets.DatasetDict({k: datasets.Dataset.from_dict({"text": v}) for k, v in parts.items()}).save_to_disk(str(saved))
+    dataset = datasets.DatasetDict({k: datasets.Dataset.from_dict({"text": v}) for k, v in parts.items()})
+    dataset.save_to_disk(str(saved))
     prompts = tmp_path / "data" / "prompts"
     prompts.mkdir()
     (prompts / "test.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in _records(12, 5)))

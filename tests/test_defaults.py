@@ -34,7 +34,8 @@ DATACLASSES = [
     (SyntheticConfig, {**{f: f"corpus.synthetic.{f}" for f in (
         "seed", "n_mailboxes", "messages_per_mailbox", "folders", "reply_fraction", "forward_fraction", "copy_fraction",
         "signature_fraction", "people_per_message", "popularity")},
-        "canary_types": "corpus.synthetic.canaries.types", "canary_repetitions": "corpus.synthetic.canaries.repetitions"}),
+        "canary_types": "corpus.synthetic.canaries.types",
+        "canary_repetitions": "corpus.synthetic.canaries.repetitions"}),
     (LinkConfig, {**{f: f"corpus.split.link.{f}" for f in ("enabled", "threshold", "shingle_words", "min_words")},
                   "seed": "corpus.split.seed"}),
     (DPConfig, {f: f"dp.{f}" for f in ("epsilon", "delta", "max_grad_norm", "accountant", "batch_size")}),

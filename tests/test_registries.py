@@ -53,7 +53,8 @@ def test_display_orders_and_split_names_come_from_the_registries():
     assert set(TUNING_ORDER) | set(LORA_VARIANTS) == set(TUNING_METHODS)
     assert list(SCHEMA["properties"]["corpus"]["properties"]["split"]["properties"]["fractions"]["properties"]) \
         == list(SPLITS)
-    assert list(SCHEMA["properties"]["corpus"]["properties"]["hf"]["properties"]["splits"]["properties"]) == list(SPLITS)
+    hf_splits = SCHEMA["properties"]["corpus"]["properties"]["hf"]["properties"]["splits"]["properties"]
+    assert list(hf_splits) == list(SPLITS)
     assert [name for name in SCHEMA["properties"]["extraction"]["properties"] if name in TARGETED_ATTACKS] \
         == list(TARGETED_ATTACKS)
 

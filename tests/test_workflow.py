@@ -99,7 +99,8 @@ def test_dry_run_of_methods_extended_pretrains_a_second_size_for_one_run(tmp_pat
     assert "tiny-gpt2-4x256/none-lora" not in out and "tiny-gpt2-4x256/rmft-full" not in out
     write_config(tmp_path, {"base_models": ["tiny-gpt2-2x130"]})
     proc = snakemake(tmp_path, "-n", check=False)
-    assert proc.returncode != 0 and "hidden size 130 is not a multiple of tiny_gpt2.n_head (4)" in proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "hidden size 130 is not a multiple of tiny_gpt2.n_head (4)" in proc.stdout + proc.stderr
 
 
 def test_dry_run_sweeps_rmft_probability_and_dedup_threshold_minus_exclusions(tmp_path):
@@ -337,7 +338,8 @@ def test_a_dp_run_spends_its_epsilon_and_goes_through_every_attack_and_table(syn
     manifest = json.loads((results / "private/runs/tiny-gpt2/dp_e8-full-s42/manifest.json").read_text())
     plan = manifest["dp"]
     assert plan["epsilon_target"] == 8 and plan["noise_multiplier"] > 0 and plan["accountant"] == "prv"
-    assert plan["delta"] == pytest.approx(1 / plan["examples"]) and plan["examples"] == manifest["examples_per_epoch"][0]
+    assert plan["delta"] == pytest.approx(1 / plan["examples"])
+    assert plan["examples"] == manifest["examples_per_epoch"][0]
     metrics = pl.read_parquet(results / "metrics.parquet").filter(pl.col("defense") == "dp_e8")
     spent = metrics.filter(pl.col("metric") == "dp_epsilon").sort("checkpoint")["value"].to_list()
     assert len(spent) == 4 and spent == sorted(spent) and 7.9 <= spent[-1] <= 8.0

@@ -58,9 +58,10 @@ def check_config(config: dict) -> None:
     if tiny_models:
         tiny, block = config["tiny_gpt2"], config["train"]["block_size"]
         if not has_split(config, "public") and not outsiders(config):
-            raise ConfigError(f"{split_key(config, 'public')}: must be above 0 when base_models has a tiny GPT-2 "
-                              f"(it is pre-trained on it: {split_needed(config, 'public')}; or, on the synthetic "
-                              f"corpus, set corpus.synthetic.pretrain.n_mailboxes)")
+            what = "must name a split of the data set" if hf_mapped(config) else "must be above 0"
+            raise ConfigError(f"{split_key(config, 'public')}: {what} when base_models has a tiny GPT-2 (it is "
+                              f"pre-trained on it; or, on the synthetic corpus, set "
+                              f"corpus.synthetic.pretrain.n_mailboxes)")
         if outsiders(config) and corpus["synthetic"]["pretrain"]["seed"] == corpus["synthetic"]["seed"]:
             raise ConfigError(f"corpus.synthetic.pretrain.seed: must differ from corpus.synthetic.seed "
                               f"({corpus['synthetic']['seed']}), or the outsiders would be the same people")
@@ -168,8 +169,9 @@ def _check_dp(config: dict) -> None:
         parsed = RunId.parse(run)
         method = tuning_variants(config)[parsed.tuning]["tuning"]
         if variants[parsed.defense]["defense"] == "dp" and method in DP_UNSUPPORTED:
-            raise ConfigError(f"defenses: the dp defense cannot train tuning method {method!r} ({DP_UNSUPPORTED[method]}, "
-                              f"so DP-SGD has no per-example gradient to clip); leave the run {run!r} out with "
+            raise ConfigError(f"defenses: the dp defense cannot train tuning method {method!r} "
+                              f"({DP_UNSUPPORTED[method]}, so DP-SGD has no per-example gradient to clip); leave the "
+                              f"run {run!r} out with "
                               f"exclude: [{{defense: dp, tuning: {method}}}]")
 
 
@@ -277,7 +279,8 @@ def corpus_name(config: dict) -> str:
     if corpus["source"] == "maildir":
         return Path(corpus["path"]).resolve().name
     if corpus["source"] == "hf":
-        return Path(corpus["hf"]["path"].rstrip("/")).name + (f"-{corpus['hf']['name']}" if corpus["hf"]["name"] else "")
+        name = Path(corpus["hf"]["path"].rstrip("/")).name
+        return f"{name}-{corpus['hf']['name']}" if corpus["hf"]["name"] else name
     return corpus["source"]
 
 

@@ -81,7 +81,9 @@ OUTSIDERS = outsiders(config)
 BASE_MODELS = {model_slug(name): name for name in config["base_models"]}
 TINY_GPT2S = [name for name in config["base_models"] if is_tiny_gpt2(name)]
 # The size of each tiny GPT-2 (parameters), for the model-size claim; GPT-2's own sizes the report knows.
-MODEL_SIZES = {model_slug(name): tiny_gpt2_parameters(tiny_gpt2_options(name, config["tiny_gpt2"])) for name in TINY_GPT2S}
+MODEL_SIZES = {
+    model_slug(name): tiny_gpt2_parameters(tiny_gpt2_options(name, config["tiny_gpt2"])) for name in TINY_GPT2S
+}
 CHECKPOINTS = checkpoint_ids(config["train"]["epochs"], config["train"]["checkpoints_per_epoch"])
 TARGETED_CHECKPOINTS = kind_checkpoints(config, "targeted", CHECKPOINTS)
 # GPUs a job asks the scheduler for: finetune spreads one run over train.gpus; every other model job

@@ -516,7 +516,8 @@ def finetuning_claims(metrics: pl.DataFrame, comparisons: pl.DataFrame, settings
         compared = families["parameter"] + [t for t in families["prompt"] if t not in stalled]
         measured_on = on + (f": {gap['tuning']} vs {gap['versus']}{note}" if gap else "")
         parameter_vs_prompt = judge("parameter_vs_prompt", gap, settings, measured_on, missing)
-        winners = families["parameter"] if parameter_vs_prompt.verdict == HOLDS else compared[len(families["parameter"]):]
+        prompt = compared[len(families["parameter"]):]
+        winners = families["parameter"] if parameter_vs_prompt.verdict == HOLDS else prompt
         claims.append(at_matched_utility(with_signal(parameter_vs_prompt, comparisons,
                                                      [(base_model, t) for t in winners]),
                                          compared, base_model, utility, settings))
@@ -567,7 +568,8 @@ def claims_notes(table: pl.DataFrame | None, settings: ClaimSettings) -> list[st
         return []
     counts = {v: table.filter(pl.col("verdict") == v).height for v in VERDICTS}
     return [f"{100 * settings.level:g} % intervals; verdicts: " + ", ".join(f"{n} {v}" for v, n in counts.items()) +
-            ". A verdict follows from the interval (docs/statistics.md, \"Claims\"), never from the point estimate alone."]
+            ". A verdict follows from the interval (docs/statistics.md, \"Claims\"), never from the point estimate "
+            "alone."]
 
 
 def rule_table(settings: ClaimSettings = ClaimSettings()) -> str:
