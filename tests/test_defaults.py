@@ -10,6 +10,7 @@ import inspect
 import pytest
 
 from piimem import schema
+from piimem.corpus.dataset import HfSource
 from piimem.corpus.splits import LinkConfig
 from piimem.corpus.synthetic import SyntheticConfig
 from piimem.dedup import DedupConfig
@@ -42,6 +43,7 @@ DATACLASSES = [
     (ClaimSettings, {**{f: f"claims.{f}" for f in ("min_strings", "max_ppl_increase", "chance_margin", "min_seeds",
                                                    "max_ppl_ratio")},
                      "level": "report.ci.level", "finetuning_epoch": "report.finetuning_epoch"}),
+    (HfSource, {"text_field": "corpus.hf.text_field", "min_chars": "corpus.hf.min_chars"}),
     (Settings, {"level": "report.ci.level", "resamples": "report.ci.resamples", "seed": "report.ci.seed",
                 "finetuning_epoch": "report.finetuning_epoch"}),
 ]
@@ -56,6 +58,7 @@ def test_dataclass_defaults_are_the_schemas(cls, keys):
 
 
 def test_module_and_function_defaults_are_the_schemas():
+    assert HfSource("x").splits == schema.default("corpus.hf.splits")
     assert (LEVEL, RESAMPLES, TAU_MAX, TAU_STEP, DEFAULT_SPACY_MODEL) == tuple(schema.default(k) for k in (
         "report.ci.level", "report.ci.resamples", "report.tau_max", "report.tau_step", "pii.spacy_model"))
     parameters = inspect.signature(detect_spans).parameters

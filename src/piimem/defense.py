@@ -18,7 +18,6 @@ from piimem.masking import RmftConfig, apply_rmft, apply_scrub
 log = logging.getLogger("piimem")
 
 
-
 @dataclass(frozen=True)
 class Defense:
     """What a defense (a `defenses` entry) does to a run."""

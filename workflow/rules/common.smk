@@ -201,12 +201,20 @@ def finetune_inputs(wildcards):
     }
 
 
+def prompt_dataset(wildcards) -> dict | None:
+    """A prompt set given as a data set (extraction.prompt_files.<name>: corpus.hf's keys and a split); None
+    for a file or a built-in set."""
+    given = config["extraction"]["prompt_files"].get(wildcards.prompt_set)
+    return given if isinstance(given, dict) else None
+
+
 def extraction_prompt_inputs(wildcards):
-    """A prompt set reads its split, the training PII spans (train-prefix) or the user's file."""
+    """A prompt set reads its split, the training PII spans (train-prefix), the user's file or data set."""
     inputs = base_model_inputs(wildcards)
     if wildcards.prompt_set in config["extraction"]["prompt_files"]:
-        given = config["extraction"]["prompt_files"][wildcards.prompt_set]
-        inputs.update({"file": given} if isinstance(given, str) else local_dataset(given["path"]))
+        dataset = prompt_dataset(wildcards)
+        inputs.update(local_dataset(dataset["path"]) if dataset else
+                      {"file": config["extraction"]["prompt_files"][wildcards.prompt_set]})
         return inputs
     inputs.update(messages=MESSAGES, splits=SPLITS)
     if wildcards.prompt_set == "train-prefix":

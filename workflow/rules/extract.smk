@@ -14,10 +14,7 @@ rule extraction_prompts:
             key: config["extraction"][key]
             for key in ("n_prompts", "prompt_tokens", "window_position", "prefix_entity_types", "seed")
         },
-        # a prompt set that is a data set: where it is and which split (corpus.hf's keys); None otherwise
-        dataset=lambda wildcards: (
-            lambda given: None if isinstance(given, str) else given
-        )(config["extraction"]["prompt_files"].get(wildcards.prompt_set, "")),
+        dataset=prompt_dataset,
     log:
         "logs/extract/{base}/prompts-{prompt_set}.log",
     conda:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import polars as pl
 
-from piimem.corpus.dataset import HfSource, prompt_texts
+from piimem.corpus.dataset import prompt_set_texts
 from piimem.corpus.splits import split_texts
 from piimem.extraction.prompts import file_prompts, train_prefix_prompts, window_prompts
 from piimem.io import write_private_parquet
@@ -18,12 +18,9 @@ _, tokenizer = load_base_model(workflow_model_source(snakemake.params.base_model
                                models_dir=Path("results/models"))
 sizes = dict(n=options["n_prompts"], prompt_tokens=options["prompt_tokens"], seed=options["seed"])
 
-dataset = snakemake.params.dataset
-if dataset is not None:
-    source = HfSource.from_config({k: v for k, v in dataset.items() if k != "split"},
-                                  key=f"extraction.prompt_files.{prompt_set}")
-    prompts = window_prompts(prompt_texts(source, dataset.get("split", "test")), tokenizer,
-                             position=options["window_position"], **sizes)
+if snakemake.params.dataset is not None:
+    texts = prompt_set_texts(snakemake.params.dataset, key=f"extraction.prompt_files.{prompt_set}")
+    prompts = window_prompts(texts, tokenizer, position=options["window_position"], **sizes)
 elif "file" in inputs.keys():
     prompts = file_prompts(inputs.file, tokenizer, position=options["window_position"], **sizes)
 else:

@@ -34,6 +34,7 @@ from pathlib import Path
 import polars as pl
 
 from piimem.corpus.splits import SPLITS
+from piimem.schema import default
 
 log = logging.getLogger("piimem")
 
@@ -53,10 +54,9 @@ class HfSource:
 
     path: str
     name: str | None = None  # the data set's configuration, e.g. "wikitext-2-raw-v1"
-    text_field: str = "text"
-    splits: Mapping[str, str | None] | None = field(
-        default_factory=lambda: {"train": "train", "validation": "validation", "test": "test", "public": None})
-    min_chars: int = 1
+    text_field: str = default("corpus.hf.text_field")
+    splits: Mapping[str, str | None] | None = field(default_factory=lambda: default("corpus.hf.splits"))
+    min_chars: int = default("corpus.hf.min_chars")
     key: str = "corpus.hf"  # the config key errors name
 
     @classmethod
@@ -100,7 +100,7 @@ def _data_files(path: Path) -> tuple[str, dict | str]:
     # A file's stem names its split when it is one of the usual ones (train.jsonl, test.jsonl); else "train".
     by_split: dict[str, list[str]] = {}
     for p in files:
-        split = p.stem if p.stem in ("train", "validation", "test", "public") else "train"
+        split = p.stem if p.stem in SPLITS else "train"
         by_split.setdefault(split, []).append(str(p))
     return builders.pop(), by_split
 
@@ -167,7 +167,7 @@ def records(source: HfSource) -> pl.DataFrame:
 
 
 def _piimem_split(source: HfSource) -> dict[str, str]:
-    """{data set split: piimem split} of the mapping; ValueError naming a mapped split that is missing."""
+    """{data set split: piimem split} of the mapping (empty without one)."""
     return {theirs: ours for ours, theirs in (source.splits or {}).items() if theirs is not None}
 
 
@@ -207,9 +207,8 @@ def load_corpus(source: HfSource, dedup: Mapping | None = None) -> tuple[pl.Data
     mapped = _piimem_split(source)
     missing = sorted(set(mapped) - available)
     if missing:
-        ours = next(o for t, o in mapped.items() if t == missing[0])
-        raise ValueError(f"{source.key}.splits.{ours}: {missing[0]!r} is not a split of {source.path!r} with "
-                         f"records (it has {sorted(available)})")
+        raise ValueError(f"{source.key}.splits.{mapped[missing[0]]}: {missing[0]!r} is not a split of "
+                         f"{source.path!r} with records (it has {sorted(available)})")
     if mapped:
         rows = rows.filter(pl.col("split").is_in(list(mapped)))
     messages = messages_table(source, rows)
@@ -245,6 +244,13 @@ def assigned_splits(messages: pl.DataFrame, source: HfSource) -> pl.DataFrame | 
     if not mapped:
         return None
     return messages.select("doc_id", pl.col("folder").replace_strict(dict(mapped)).alias("split")).sort("doc_id")
+
+
+def prompt_set_texts(spec: Mapping, key: str) -> list[str]:
+    """The texts of an extraction prompt set given as a data set: `spec` holds corpus.hf's keys and `split`
+    (the test split when not given); `key` names the prompt set in errors."""
+    source = HfSource.from_config({k: v for k, v in spec.items() if k != "split"}, key=key)
+    return prompt_texts(source, spec.get("split", "test"))
 
 
 def prompt_texts(source: HfSource, split: str) -> list[str]:

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from piimem.defense import DEFENSE_KINDS
 from piimem.report import papers
 from piimem.report.formats import frame
 from piimem.report.select import (
@@ -380,7 +381,8 @@ def dp_claims(metrics: pl.DataFrame, comparisons: pl.DataFrame, settings: ClaimS
     """Each DP-SGD variant vs none (Lukas et al.'s finding): its TER reduction (e-mail addresses where measured),
     its LOSS AUC drop and its perplexity increase, each per base model and tuning method it ran with. The
     privacy gains of a DP run that has not learnt (perplexity no lower than its base model's) are inconclusive."""
-    rows = {quantity: [r for r in _rows(comparisons, quantity) if defense_kind(r["defense"] or "") == "dp"]
+    private = {name for name, kind in DEFENSE_KINDS.items() if kind.private_training}
+    rows = {quantity: [r for r in _rows(comparisons, quantity) if defense_kind(r["defense"] or "") in private]
             for quantity in ("ter_reduction", "auc_drop", "ppl_increase")}
     if not any(rows.values()):
         return []  # no dp defense in this configuration: nothing to say, not "not testable" three times

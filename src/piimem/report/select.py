@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 
 import polars as pl
 
+from piimem.config import BUILT_IN_PROMPT_SETS
 from piimem.defense import DEFENSES
 from piimem.mia import ATTACKS
 from piimem.tuning import LORA_VARIANTS, PARAMETER_BASED, PROMPT_BASED, TUNING_METHODS
@@ -28,7 +29,7 @@ DEFENSE_ORDER = DEFENSES
 TUNING_ORDER = tuple(m for m in TUNING_METHODS if m not in LORA_VARIANTS)
 ATTACK_ORDER = ATTACKS
 # Prompt sets: the paper's main one (prefixes of training PII) first, user-given sets after, alphabetically.
-PROMPT_SET_ORDER = ("train-prefix", "test", "public")
+PROMPT_SET_ORDER = BUILT_IN_PROMPT_SETS
 # The RMFT paper's TER and SER count e-mail addresses only: its figures stand beside our e-mail rows.
 PAPER_ENTITY_TYPE = "EMAIL_ADDRESS"
 RUN_KEYS = ("base_model", "defense", "tuning", "seed")
