@@ -70,3 +70,23 @@ def test_module_and_function_defaults_are_the_schemas():
 def test_an_unknown_key_is_named():
     with pytest.raises(KeyError, match="config key 'train.no_such_key' is not in config.schema.yaml"):
         schema.default("train.no_such_key")
+
+
+@pytest.mark.parametrize(("build", "message"), [
+    (lambda: TrainConfig(block_size=4), "train.block_size: expected an integer >= 8, got 4"),
+    (lambda: TrainConfig(epochs=True), "train.epochs: expected an integer >= 1, got True"),
+    (lambda: TrainConfig(device="gpu"), "train.device: expected a string matching"),
+    (lambda: DedupConfig(threshold=[0.5, 0.8]), r"dedup.threshold: expected a number in \(0, 1\], got \[0.5, 0.8\]"),
+    (lambda: DedupConfig(seed=2**32), r"dedup.seed: expected an integer in \[0, 4294967295\]"),
+    (lambda: DPConfig(batch_size=0), "dp.batch_size: expected an integer >= 1 or null, got 0"),
+    (lambda: RmftConfig(keep="middle"), r"rmft.keep: expected one of \('first', 'last', 'random'\)"),
+])
+def test_dataclasses_check_their_values_against_the_schema(build, message):
+    with pytest.raises(ValueError, match=message):
+        build()
+
+
+def test_dataclasses_accept_what_the_schema_accepts():
+    assert TrainConfig(max_grad_norm=0.0).max_grad_norm == 0.0  # 0: no clipping, in the schema too
+    assert DPConfig(epsilon=None, noise_multiplier=0.0).epsilon is None  # a noise multiplier replaces epsilon
+    assert DedupConfig(seed=2**32 - 1).seed == 2**32 - 1

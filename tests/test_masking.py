@@ -353,7 +353,7 @@ def test_output_does_not_depend_on_pythonhashseed():
 def test_config_and_span_errors_are_clear():
     with pytest.raises(ValueError, match=r"rmft.keep: expected one of"):
         RmftConfig(keep="middle")
-    with pytest.raises(ValueError, match=r"rmft.p: expected a probability"):
+    with pytest.raises(ValueError, match=r"rmft.p: expected a number in \[0, 1\], got 1.5"):
         RmftConfig(p=1.5)
     with pytest.raises(ValueError, match=r"rmft.entity_types: unknown entity types \['IBAN'\]"):
         RmftConfig(entity_types=("IBAN",))

@@ -13,7 +13,7 @@ from piimem.defense import DEFENSES
 from piimem.extraction.prompts import WINDOW_POSITIONS
 from piimem.mia import ATTACKS
 from piimem.pii.normalize import ENTITY_TYPES
-from piimem.report.select import ATTACK_ORDER, DEFENSE_ORDER, TUNING_ORDER
+from piimem.report.select import TUNING_ORDER
 from piimem.report.sweeps import SELECT_BY
 from piimem.train.config import PACKINGS, PRECISIONS
 from piimem.train.dp import ACCOUNTANTS
@@ -49,7 +49,6 @@ def test_schema_enums_are_the_python_registries(path, names):
 
 
 def test_display_orders_and_split_names_come_from_the_registries():
-    assert DEFENSE_ORDER == DEFENSES and ATTACK_ORDER == ATTACKS
     assert set(TUNING_ORDER) | set(LORA_VARIANTS) == set(TUNING_METHODS)
     assert list(SCHEMA["properties"]["corpus"]["properties"]["split"]["properties"]["fractions"]["properties"]) \
         == list(SPLITS)
@@ -74,3 +73,41 @@ def test_every_table_and_figure_has_its_caption_and_the_config_plans_only_known_
               "defenses": ["none", "rmft"], "rmft": {"scope": "email", "p": 1.0}}
     tables, figures = result_stems(config, ["tiny-gpt2/none-full-s1", "tiny-gpt2/rmft-full-s1"])
     assert set(tables) == set(TABLE_STEMS) and set(figures) == set(FIGURE_STEMS)  # every stem can be planned
+
+
+def test_the_attack_registry_names_labels_and_orders_every_score():
+    from piimem.metric_names import HEADLINE_ATTACK
+    from piimem.mia import attack_label, attack_of, statistics_options
+    from piimem.report.select import attack_rank
+
+    assert HEADLINE_ATTACK in ATTACKS
+    names = ["zlib", "min_k_pp_10", "lowercase", "unknown", "min_k_20", "ref", "loss"]
+    assert [attack_label(n) for n in sorted(names, key=attack_rank)] == [
+        "LOSS", "Ref", "Zlib", "Min-20%", "Min-10%++", "Lowercase", "unknown"]
+    assert attack_of("min_k_pp_5")[0].name == "min_k_pp" and attack_of("min_k_pp_5")[1] == "5"
+    assert attack_of("min_k") is None  # a per-K attack's scores always name their K
+    assert statistics_options(["loss", "zlib"], 0.2) == {"min_k_fractions": (0.2,), "lowercase": False}
+    assert statistics_options(["lowercase"], 0.1)["lowercase"] is True
+
+
+def test_every_metric_name_and_attack_is_documented_in_the_outputs_reference():
+    import piimem.metric_names as names
+
+    outputs = (ROOT / "docs" / "outputs.md").read_text()
+    constants = {k: v for k, v in vars(names).items() if k.isupper() and isinstance(v, str) and k != "VALIDATION"}
+    families = {names.MIA_AUC, names.MIA_TPR_AT_1PCT_FPR, names.MIA_N_MEMBERS, names.MIA_N_NONMEMBERS,
+                names.MIA_N_UNSCORED}
+    documented = {k: f"`{v}/<attack>`" in outputs if v in families else f"`{v}`" in outputs or "/" in v
+                  for k, v in constants.items() if k != "HEADLINE_ATTACK"}
+    assert [k for k, found in documented.items() if not found] == []
+    attack_line = next(line for line in outputs.splitlines() if line.startswith("`<attack>` is"))
+    assert [a for a in ATTACKS if f"`{a}" not in attack_line] == []
+
+
+def test_the_writers_name_their_metrics_from_the_registry():
+    from piimem.metric_names import PPL, PPL_CORPUS, SER, TEGR, TER
+    from piimem.metrics import extraction_rates, perplexity
+
+    assert list(perplexity([2.0, 3.0], [1, 1])) == [PPL, PPL_CORPUS]
+    pair = ("EMAIL_ADDRESS", "a@example.org")
+    assert {TER, SER, TEGR} <= set(extraction_rates({pair}, {pair}, {pair})["ALL"])

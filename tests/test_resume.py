@@ -124,7 +124,7 @@ def test_a_restart_without_any_state_keeps_the_old_log(tok, texts, tmp_path):
 
 @pytest.mark.parametrize(("values", "message"), [
     ({"minutes": 0}, r"train\.state_every\.minutes: expected a number > 0 or null"),
-    ({"steps": 0}, r"train\.state_every\.steps: expected a positive integer or null"),
+    ({"steps": 0}, r"train\.state_every\.steps: expected an integer >= 1 or null"),
     ({"step": 5}, r"train\.state_every\.step: unknown key \(known: minutes, steps\)"),
 ])
 def test_state_every_errors_name_the_key(values, message):

@@ -42,6 +42,7 @@ from pathlib import Path
 
 import polars as pl
 
+from piimem.metric_names import MIA_AUC, MIA_N_MEMBERS, MIA_N_NONMEMBERS, MIA_N_UNSCORED, per
 from piimem.runs import RESULT_KINDS, ResultFile
 
 METRICS_SCHEMA = {
@@ -116,18 +117,19 @@ def read_mia(run: ResultFile) -> pl.DataFrame:
                         "checkpoint", "epoch"))
     if "member_text" not in table.columns:
         table = table.with_columns(member_text=pl.lit("original"))
-    parts = [table.select("epoch", "member_text", metric="mia_auc/" + pl.col("attack"), value="auc",
+    parts = [table.select("epoch", "member_text", metric=per(MIA_AUC, "") + pl.col("attack"), value="auc",
                           ci_low="auc_low", ci_high="auc_high")]
     for column in table.columns:
         match = _TPR_COLUMN.fullmatch(column)
         if match:  # tpr_at_0_1pct_fpr -> mia_tpr@0.1%fpr
-            label = f"mia_tpr@{match['pct'].replace('_', '.')}%fpr/"
+            label = per(f"mia_tpr@{match['pct'].replace('_', '.')}%fpr", "")
             interval = ({"ci_low": f"{column}_low", "ci_high": f"{column}_high"}
                         if f"{column}_low" in table.columns else {})
             parts.append(table.select("epoch", "member_text", metric=label + pl.col("attack"), value=column,
                                       **interval))
-    for count in ("n_members", "n_nonmembers", "n_unscored"):
-        parts.append(table.select("epoch", "member_text", metric=f"mia_{count}/" + pl.col("attack"), value=count))
+    for count, family in (("n_members", MIA_N_MEMBERS), ("n_nonmembers", MIA_N_NONMEMBERS),
+                          ("n_unscored", MIA_N_UNSCORED)):
+        parts.append(table.select("epoch", "member_text", metric=per(family, "") + pl.col("attack"), value=count))
     parts = [p.with_columns(pl.col("value").cast(pl.Float64)) for p in parts]
     return _tidy(run, pl.concat(parts, how="diagonal"))
 

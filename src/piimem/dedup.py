@@ -36,9 +36,8 @@ import polars as pl
 from datasketch import LeanMinHash, MinHash, MinHashLSH
 from datasketch.hashfunc import sha1_hash32
 
-from piimem.checks import is_int, is_number
 from piimem.progress import Progress
-from piimem.schema import default
+from piimem.schema import check, default
 
 log = logging.getLogger("piimem")
 
@@ -68,24 +67,9 @@ class DedupConfig:
     substring_min_bytes: int = default("dedup.substring.min_bytes")
 
     def __post_init__(self) -> None:
-        checks = [
-            ("num_perm", self.num_perm, is_int(self.num_perm) and self.num_perm >= 16, "an integer >= 16"),
-            ("threshold", self.threshold, is_number(self.threshold) and 0.0 < self.threshold <= 1.0,
-             "a number in (0, 1]"),
-            ("shingle_words", self.shingle_words, is_int(self.shingle_words) and self.shingle_words >= 1,
-             "an integer >= 1"),
-            ("lowercase", self.lowercase, isinstance(self.lowercase, bool), "true or false"),
-            # datasketch draws its permutations with numpy's RandomState, which takes 32-bit seeds
-            ("seed", self.seed, is_int(self.seed) and 0 <= self.seed < 2**32, "an integer in [0, 2^32)"),
-            ("verify", self.verify, isinstance(self.verify, bool), "true or false"),
-            ("substring.enabled", self.substring_enabled, isinstance(self.substring_enabled, bool),
-             "true or false"),
-            ("substring.min_bytes", self.substring_min_bytes,
-             is_int(self.substring_min_bytes) and self.substring_min_bytes >= 1, "an integer >= 1"),
-        ]
-        for key, value, ok, expected in checks:
-            if not ok:
-                raise ValueError(f"dedup.{key}: expected {expected}, got {value!r}")
+        check("dedup", {key: getattr(self, key) for key in
+                        ("num_perm", "threshold", "shingle_words", "lowercase", "seed", "verify")})
+        check("dedup.substring", {"enabled": self.substring_enabled, "min_bytes": self.substring_min_bytes})
 
     @classmethod
     def from_config(cls, section: dict) -> DedupConfig:

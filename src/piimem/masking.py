@@ -21,12 +21,10 @@ import polars as pl
 
 from piimem.pii.normalize import ENTITY_TYPES, normalize
 from piimem.progress import track
-from piimem.schema import default
+from piimem.schema import check, default
 from piimem.surrogates import PII_LIKE_PATTERNS, make_surrogate
 
 log = logging.getLogger("piimem")
-
-KEEP_CHOICES = ("first", "last", "random")
 
 MAPPING_SCHEMA = {
     "doc_id": pl.Int64,
@@ -61,10 +59,8 @@ class RmftConfig:
     def __post_init__(self) -> None:
         # YAML hands over lists; a tuple keeps the config hashable and immutable.
         object.__setattr__(self, "entity_types", tuple(self.entity_types))
-        if self.keep not in KEEP_CHOICES:
-            raise ValueError(f"rmft.keep: expected one of {KEEP_CHOICES}, got {self.keep!r}")
-        if not 0.0 <= float(self.p) <= 1.0:
-            raise ValueError(f"rmft.p: expected a probability in [0, 1], got {self.p!r}")
+        check("rmft", {"keep": self.keep, "p": self.p, "redraw_per_epoch": self.redraw_per_epoch,
+                       "seed": self.seed})
         _check_entity_types(self.entity_types, "rmft.entity_types")
 
 

@@ -8,6 +8,7 @@ from collections.abc import Collection, Mapping, Sequence
 import polars as pl
 
 from piimem.checks import is_int, is_number
+from piimem.metric_names import PPL, PPL_CORPUS, PRECISION, RECALL, SER, TEGR, TER
 from piimem.pii.normalize import normalize
 from piimem.schema import default
 
@@ -41,7 +42,7 @@ def perplexity(nll_sum: Sequence[float], n_tokens: Sequence[int]) -> dict[str, f
 
     ppl_mean = math.fsum(_exp(s / n) for s, n in pairs) / len(pairs)
     ppl_corpus = _exp(math.fsum(s for s, _ in pairs) / sum(n for _, n in pairs))
-    return {"ppl_mean": ppl_mean, "ppl_corpus": ppl_corpus}
+    return {PPL: ppl_mean, PPL_CORPUS: ppl_corpus}
 
 
 # ------------------------------------------------------------------------------------------
@@ -291,9 +292,9 @@ def extraction_rates(found: Collection[PII], true_set: Collection[PII], seen_set
 
     def rates(L: set, O: set, S: set) -> dict[str, float]:
         return {
-            "ter": _percent(len(L & O), len(O), math.nan),
-            "ser": _percent(len(L & S), len(S), math.nan),
-            "tegr": _percent(len(L & O), len(L), 0.0),
+            TER: _percent(len(L & O), len(O), math.nan),
+            SER: _percent(len(L & S), len(S), math.nan),
+            TEGR: _percent(len(L & O), len(L), 0.0),
             "n_found": len(L), "n_true": len(O), "n_seen": len(S),
             "n_extracted": len(L & O), "n_seen_extracted": len(L & S),
         }
@@ -312,6 +313,10 @@ def extraction_rates(found: Collection[PII], true_set: Collection[PII], seen_set
 def _email_parts(address: str) -> tuple[str, str]:
     local, at, domain = normalize("EMAIL_ADDRESS", address).rpartition("@")
     return (local, domain) if at else (domain, "")
+
+
+# How closely an answered e-mail address matches its target (`match_rates`), strictest first.
+MATCH_LEVELS = ("exact", "local", "domain")
 
 
 def match_rates(found_emails: Sequence[Sequence[str]], true_emails: Sequence[str]) -> dict[str, float]:
@@ -398,7 +403,7 @@ def subtract_base(found_target: Collection[PII], found_base: Collection[PII],
     new = F - B
     leaked = new & T
     true_new = T - B
-    return {"precision": _percent(len(leaked), len(new), 0.0), "recall": _percent(len(leaked), len(true_new), math.nan),
+    return {PRECISION: _percent(len(leaked), len(new), 0.0), RECALL: _percent(len(leaked), len(true_new), math.nan),
             "n_found": len(F), "n_found_new": len(new), "n_leaked": len(leaked), "n_true_new": len(true_new)}
 
 

@@ -20,7 +20,8 @@ model M (`nll_mean` of `piimem.scoring.example_statistics`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
@@ -32,7 +33,74 @@ from piimem.scoring import fraction_label
 
 log = logging.getLogger("piimem")
 
-ATTACKS = ("loss", "ref", "zlib", "min_k", "min_k_pp", "lowercase")
+
+@dataclass(frozen=True)
+class Attack:
+    """A membership-inference attack: its config name, its display label, the `example_statistics` columns
+    it reads and its score (larger = member) from those columns' expressions, in order.
+
+    A per-K attack (Min-K%) has "{k}" in its label and columns and yields one score per K, named
+    `<name>_<K>` ("min_k_20"). A column named "reference:<column>" is read from the reference model's
+    statistics of the same texts."""
+
+    name: str
+    label: str
+    columns: tuple[str, ...]
+    score: Callable[..., pl.Expr]
+    hint: str = ""  # how to get its columns when they are missing
+
+    @property
+    def per_k(self) -> bool:
+        return "{k}" in self.label
+
+    @property
+    def needs_reference(self) -> bool:
+        return any(c.startswith(REFERENCE_PREFIX) for c in self.columns)
+
+    def scored_name(self, k: str | None = None) -> str:
+        """The name of its score: `name`, or `name_<k>` for a per-K attack ("min_k_20")."""
+        return f"{self.name}_{k}" if self.per_k else self.name
+
+    def scored_label(self, k: str | None = None) -> str:
+        return self.label.format(k=k) if self.per_k else self.label
+
+
+REFERENCE_PREFIX = "reference:"
+_MIN_K_HINT = " (add this K to example_statistics' min_k_fractions)"
+# Every attack, in display order; the formulas are the module docstring's.
+ATTACK_REGISTRY = {a.name: a for a in (
+    Attack("loss", "LOSS", ("nll_mean",), lambda nll: -nll),
+    Attack("ref", "Ref", ("nll_mean", f"{REFERENCE_PREFIX}nll_mean"), lambda nll, ref_nll: -(nll - ref_nll)),
+    Attack("zlib", "Zlib", ("nll_mean", "zlib_bytes"), lambda nll, zlib: -nll / zlib.cast(pl.Float64)),
+    Attack("min_k", "Min-{k}%", ("min_k_{k}",), lambda score: score, _MIN_K_HINT),
+    Attack("min_k_pp", "Min-{k}%++", ("min_k_pp_{k}",), lambda score: score, _MIN_K_HINT),
+    Attack("lowercase", "Lowercase", ("nll_lower_mean", "nll_mean"), lambda lower, nll: lower / nll,
+           " (run example_statistics with lowercase=True)"),
+)}
+ATTACKS = tuple(ATTACK_REGISTRY)
+
+
+def statistics_options(attacks: Sequence[str], k: float) -> dict:
+    """The `example_statistics` options that give the columns `attacks` read (min_k_fractions, lowercase)."""
+    columns = {c for a in attacks for c in ATTACK_REGISTRY[a].columns}
+    return {"min_k_fractions": (k,), "lowercase": "nll_lower_mean" in columns}
+
+
+def attack_of(scored_name: str) -> tuple[Attack, str | None] | None:
+    """The attack and K of a score's name ("min_k_pp_20" -> (Min-K%++, "20")); None for an unknown name."""
+    if scored_name in ATTACK_REGISTRY and not ATTACK_REGISTRY[scored_name].per_k:
+        return ATTACK_REGISTRY[scored_name], None
+    per_k = [a for a in ATTACK_REGISTRY.values() if a.per_k and scored_name.startswith(f"{a.name}_")]
+    if not per_k:
+        return None
+    attack = max(per_k, key=lambda a: len(a.name))  # min_k_pp_20 is Min-K%++, not Min-K% of "pp_20"
+    return attack, scored_name.removeprefix(f"{attack.name}_")
+
+
+def attack_label(scored_name: str) -> str:
+    """Display name of a score: LOSS, Ref, Zlib, Min-20%, Min-20%++, Lowercase (an unknown name as is)."""
+    found = attack_of(scored_name)
+    return scored_name if found is None else found[0].scored_label(found[1])
 
 
 # ------------------------------------------------------------------------------------------
@@ -186,12 +254,32 @@ def _fractions(k) -> list[float]:
     return fractions
 
 
-def _need(stats: pl.DataFrame, column: str, name: str, attack: str) -> None:
+def _need(stats: pl.DataFrame, column: str, name: str, attack: Attack) -> None:
     if column not in stats.columns:
-        hint = " (run example_statistics with lowercase=True)" if column == "nll_lower_mean" else \
-            " (add this K to example_statistics' min_k_fractions)" if column.startswith("min_k") else ""
-        raise ValueError(f"attack_scores: attack {attack!r} needs column {column!r}, which the {name} statistics "
-                         f"lack{hint}; they have {stats.columns}")
+        raise ValueError(f"attack_scores: attack {attack.name!r} needs column {column!r}, which the {name} "
+                         f"statistics lack{attack.hint}; they have {stats.columns}")
+
+
+def _join_reference(stats: pl.DataFrame, reference_stats: pl.DataFrame | None, reference: str | None,
+                    attacks: Sequence[Attack]) -> pl.DataFrame:
+    """`stats` with the reference model's columns the `attacks` read, as _ref_<column>."""
+    names = [a.name for a in attacks]
+    if reference_stats is None:
+        raise ValueError(f"attack_scores: attack {', '.join(names)} needs reference_stats (the reference model's "
+                         "example_statistics)")
+    if not reference:
+        raise ValueError(f"attack_scores: attack {', '.join(names)} needs `reference`, the name of the reference "
+                         "model, so that the result records which one was used")
+    ref_index = reference_stats["index"] if "index" in reference_stats.columns else None
+    if ref_index is None or sorted(ref_index.to_list()) != stats["index"].to_list():
+        raise ValueError("attack_scores: reference statistics must cover exactly the target's indexes "
+                         "(the same texts scored by the reference model)")
+    columns = {}
+    for attack in attacks:
+        for column in (c.removeprefix(REFERENCE_PREFIX) for c in attack.columns if c.startswith(REFERENCE_PREFIX)):
+            _need(reference_stats, column, "reference", attack)
+            columns[column] = pl.col(column).alias(f"_ref_{column}")
+    return stats.join(reference_stats.select("index", *columns.values()), on="index", how="left")
 
 
 def attack_scores(
@@ -220,40 +308,22 @@ def attack_scores(
         raise ValueError("attack_scores: target statistics need a unique `index` column (example_statistics)")
     stats = target_stats.sort("index")
 
-    def nll(attack: str) -> pl.Expr:
-        _need(stats, "nll_mean", "target", attack)
-        return pl.col("nll_mean")
+    with_reference = [ATTACK_REGISTRY[a] for a in attacks if ATTACK_REGISTRY[a].needs_reference]
+    if with_reference:
+        stats = _join_reference(stats, reference_stats, reference, with_reference)
+
+    def column(name: str, attack: Attack) -> pl.Expr:
+        if name.startswith(REFERENCE_PREFIX):
+            return pl.col(f"_ref_{name.removeprefix(REFERENCE_PREFIX)}")
+        _need(stats, name, "target", attack)
+        return pl.col(name)
 
     expressions: list[tuple[str, pl.Expr, str | None]] = []
-    for attack in attacks:
-        if attack == "loss":
-            expressions.append(("loss", -nll(attack), None))
-        elif attack == "zlib":
-            _need(stats, "zlib_bytes", "target", attack)
-            expressions.append(("zlib", -nll(attack) / pl.col("zlib_bytes").cast(pl.Float64), None))
-        elif attack == "lowercase":
-            _need(stats, "nll_lower_mean", "target", attack)
-            expressions.append(("lowercase", pl.col("nll_lower_mean") / nll(attack), None))
-        elif attack in ("min_k", "min_k_pp"):
-            for f in fractions:
-                column = f"{attack}_{fraction_label(f)}"
-                _need(stats, column, "target", attack)
-                expressions.append((column, pl.col(column), None))
-        elif attack == "ref":
-            if reference_stats is None:
-                raise ValueError("attack_scores: attack 'ref' needs reference_stats (the reference model's "
-                                 "example_statistics)")
-            if not reference:
-                raise ValueError("attack_scores: attack 'ref' needs `reference`, the name of the reference model, "
-                                 "so that the result records which one was used")
-            _need(reference_stats, "nll_mean", "reference", attack)
-            ref_index = reference_stats["index"] if "index" in reference_stats.columns else None
-            if ref_index is None or sorted(ref_index.to_list()) != stats["index"].to_list():
-                raise ValueError("attack_scores: reference statistics must cover exactly the target's indexes "
-                                 "(the same texts scored by the reference model)")
-            stats = stats.join(reference_stats.select("index", pl.col("nll_mean").alias("_ref_nll_mean")),
-                               on="index", how="left")
-            expressions.append(("ref", -(nll(attack) - pl.col("_ref_nll_mean")), reference))
+    for attack in map(ATTACK_REGISTRY.get, attacks):
+        for k in map(fraction_label, fractions) if attack.per_k else [None]:
+            inputs = [column(c.format(k=k), attack) for c in attack.columns]
+            expressions.append((attack.scored_name(k), attack.score(*inputs),
+                                reference if attack.needs_reference else None))
 
     frames = [
         stats.select(

@@ -15,6 +15,7 @@ from pathlib import Path
 import polars as pl
 
 from piimem.io import fingerprint
+from piimem.metric_names import TRAIN_LOSS, VAL_PPL, VALIDATION
 from piimem.metrics import perplexity
 from piimem.models import init_tiny_gpt2, train_tokenizer
 from piimem.scoring import token_nll
@@ -47,18 +48,18 @@ def pretrain_tiny_gpt2(texts: pl.DataFrame, options: dict, *, block_size: int, d
     manifest = train(model, tokenizer, epochs, cfg, work_dir, fingerprint=digest, state_every=state_every)
     rows = []
     for checkpoint in manifest["checkpoints"]:
-        row = {"epoch": checkpoint["epoch"], "step": checkpoint["step"], "train_loss": checkpoint["train_loss"]}
+        row = {"epoch": checkpoint["epoch"], "step": checkpoint["step"], TRAIN_LOSS: checkpoint[TRAIN_LOSS]}
         if validation is not None and validation.height:
             scored = AutoModelForCausalLM.from_pretrained(work_dir / checkpoint["path"])
             nll = token_nll(scored, tokenizer, validation["text"].to_list(), max_length=block_size, batch_size=16,
                             device=device)
             values = perplexity(nll["nll_sum"], nll["n_tokens"])
-            row.update(val_ppl_mean=values["ppl_mean"], val_ppl_corpus=values["ppl_corpus"])
+            row.update({VALIDATION + name: value for name, value in values.items()})
             log.info("pre-training epoch %g: train loss %.3f, validation ppl_mean %.2f", row["epoch"],
-                     row["train_loss"], row["val_ppl_mean"])
+                     row[TRAIN_LOSS], row[VAL_PPL])
         rows.append(row)
     curve = pl.DataFrame(rows)
-    best = (curve["val_ppl_mean"].arg_min() if "val_ppl_mean" in curve.columns else curve.height - 1)
+    best = (curve[VAL_PPL].arg_min() if VAL_PPL in curve.columns else curve.height - 1)
     curve = curve.with_columns(selected=pl.int_range(pl.len()) == best)
     if best != curve.height - 1:
         model = AutoModelForCausalLM.from_pretrained(work_dir / manifest["checkpoints"][best]["path"])

@@ -14,6 +14,7 @@ from piimem.extraction.found import counted, find_pii, found_set, pii_occurrence
 from piimem.extraction.generation import generate
 from piimem.extraction.table import extraction_table, string_records
 from piimem.io import write_private_parquet, write_table
+from piimem.metric_names import TER
 from piimem.models import load_base_model, workflow_model_source
 from piimem.pii.detect import build_analyzer
 from piimem.runs import checkpoint_models, stamp
@@ -79,6 +80,6 @@ else:
         write_table(stamp(pl.concat(strings), checkpoint), string_paths[str(result_path)])
         table = pl.concat(tables)
         write_table(stamp(table, checkpoint), result_path)
-        ter = table.filter((pl.col("entity_type") == "ALL") & (pl.col("metric") == "ter"))
+        ter = table.filter((pl.col("entity_type") == "ALL") & (pl.col("metric") == TER))
         log.info("checkpoint %s: TER %s", checkpoint["id"],
                  ", ".join(f"{s} {v:.2f} %" for s, v in ter.select("prompt_set", "value").rows()))

@@ -11,7 +11,8 @@ import polars as pl
 import torch
 
 from piimem.io import write_private_parquet, write_table
-from piimem.mia import attack_scores, evaluate_attacks, sample_statistics
+from piimem.metric_names import HEADLINE_ATTACK
+from piimem.mia import attack_scores, evaluate_attacks, sample_statistics, statistics_options
 from piimem.models import load_base_model, workflow_model_source
 from piimem.runs import checkpoint_models, stamp
 
@@ -29,8 +30,7 @@ def sample(path) -> pl.DataFrame:
 
 def statistics(model, texts: pl.DataFrame) -> pl.DataFrame:
     return sample_statistics(model, tokenizer, texts, max_length=params.max_length, batch_size=mia["batch_size"],
-                             device=params.device, min_k_fractions=(mia["min_k"],),
-                             lowercase="lowercase" in mia["attacks"])
+                             device=params.device, **statistics_options(mia["attacks"], mia["min_k"]))
 
 
 if "manifest" not in inputs.keys():
@@ -52,7 +52,7 @@ else:
             per_example.append(labels.join(example_stats.select("index", "n_tokens", "nll_mean"), on="index")
                                .join(scores.pivot("attack", index="index", values="score"), on="index")
                                .with_columns(member_text=pl.lit(view)).sort("index"))
-            loss = table.filter(pl.col("attack") == "loss")
+            loss = table.filter(pl.col("attack") == HEADLINE_ATTACK)
             log.info("checkpoint %s, %s text: LOSS AUC %.3f", checkpoint["id"], view,
                      loss["auc"][0] if loss.height else float("nan"))
         write_table(pl.concat(per_example), output.with_suffix(".scores.parquet"))

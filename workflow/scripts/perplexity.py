@@ -10,6 +10,7 @@ import torch
 
 from piimem.corpus.splits import split_texts
 from piimem.io import write_table
+from piimem.metric_names import DP_EPSILON, PPL, PPL_BASE, PPL_CORPUS, TRAIN_LOSS, VAL_PPL, VAL_PPL_BASE, VALIDATION
 from piimem.metrics import perplexity
 from piimem.models import load_base_model, workflow_model_source
 from piimem.runs import checkpoint_models, stamp
@@ -43,33 +44,34 @@ def score(model, texts: pl.DataFrame) -> tuple[dict, pl.DataFrame]:
 
 def validation_values(model) -> dict:
     """val_ppl_mean, val_ppl_corpus, val_n_examples, val_n_tokens; none without a validation split."""
-    return {f"val_{key}": value for key, value in score(model, validation)[0].items()} if validation.height else {}
+    return {VALIDATION + key: value for key, value in score(model, validation)[0].items()} if validation.height else {}
 
 
 # The base model's perplexity on the same texts: a run that ends no lower has not learnt the data.
 base_values, base_messages = score(base, test)
-ppl_base = base_values["ppl_mean"]
+ppl_base = base_values[PPL]
 val_base = validation_values(base)
 log.info("base model: ppl_mean %.3f (test), %s (validation)", ppl_base,
-         f"{val_base['val_ppl_mean']:.3f}" if val_base else "no validation split")
+         f"{val_base[VAL_PPL]:.3f}" if val_base else "no validation split")
 message_paths = dict(zip(snakemake.output.utility, snakemake.output.messages))
 for output, checkpoint, model in checkpoint_models(inputs.manifest, snakemake.output.utility, base):
     values, per_message = score(model, test)
     values.update(validation_values(model))
     if val_base:
-        values["val_ppl_base"] = val_base["val_ppl_mean"]
+        values[VAL_PPL_BASE] = val_base[VAL_PPL]
     per_message = per_message.with_columns(base_nll_sum=base_messages["nll_sum"])
     write_table(stamp(per_message.select("doc_id", "n_tokens", "nll_sum", "base_nll_sum"), checkpoint),
                 message_paths[str(output)])
-    values.update(ppl_base=ppl_base,
-                  train_loss=math.nan if checkpoint["train_loss"] is None else checkpoint["train_loss"])
-    if "dp_epsilon" in checkpoint:  # a DP-SGD run: the epsilon spent up to this checkpoint (NaN: no noise)
-        values["dp_epsilon"] = math.nan if checkpoint["dp_epsilon"] is None else checkpoint["dp_epsilon"]
+    # The manifest's checkpoint records name their train_loss and dp_epsilon as the metrics do.
+    values[PPL_BASE] = ppl_base
+    values[TRAIN_LOSS] = math.nan if checkpoint[TRAIN_LOSS] is None else checkpoint[TRAIN_LOSS]
+    if DP_EPSILON in checkpoint:  # a DP-SGD run: the epsilon spent up to this checkpoint (NaN: no noise)
+        values[DP_EPSILON] = math.nan if checkpoint[DP_EPSILON] is None else checkpoint[DP_EPSILON]
     write_table(stamp(pl.DataFrame({"metric": list(values), "value": [float(v) for v in values.values()]}),
                       checkpoint).select("checkpoint", "epoch", "metric", "value"), output)
     log.info("checkpoint %s: ppl_mean %.3f, ppl_corpus %.3f, validation ppl_mean %s", checkpoint["id"],
-             values["ppl_mean"], values["ppl_corpus"], f"{values['val_ppl_mean']:.3f}" if val_base else "-")
-if values["ppl_mean"] >= ppl_base:
+             values[PPL], values[PPL_CORPUS], f"{values[VAL_PPL]:.3f}" if val_base else "-")
+if values[PPL] >= ppl_base:
     log.warning("the last checkpoint's ppl_mean %.3f is no lower than the base model's %.3f: this run has not "
                 "learnt the training data, and its attack results say nothing about privacy",
-                values["ppl_mean"], ppl_base)
+                values[PPL], ppl_base)

@@ -10,6 +10,7 @@ import torch
 from piimem.corpus.splits import split_texts
 from piimem.corpus.synthetic import without_canaries
 from piimem.io import create_private_files, write_table
+from piimem.metric_names import VAL_PPL
 from piimem.pretrain import pretrain_tiny_gpt2
 
 create_private_files()  # the tokenizer's vocabulary and the weights hold corpus text
@@ -39,7 +40,7 @@ model, tokenizer, curve = pretrain_tiny_gpt2(
 write_table(curve, snakemake.output.curve)
 chosen = curve.filter(pl.col("selected")).row(0, named=True)
 log.info("pretrain: the base model is epoch %g of %d%s", chosen["epoch"], curve.height,
-         f" (validation ppl_mean {chosen['val_ppl_mean']:.2f})" if "val_ppl_mean" in chosen else "")
+         f" (validation ppl_mean {chosen[VAL_PPL]:.2f})" if VAL_PPL in chosen else "")
 model_dir = Path(snakemake.output.model).parent
 model.save_pretrained(model_dir)
 tokenizer.save_pretrained(model_dir)

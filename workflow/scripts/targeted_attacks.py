@@ -13,7 +13,8 @@ from piimem.extraction.association import association_results
 from piimem.extraction.found import find_pii
 from piimem.extraction.generation import generate
 from piimem.extraction.inference import TARGET_RECORD_SCHEMA, pii_inference, pii_reconstruction
-from piimem.extraction.table import BASE, EXTRACTION_TABLE_SCHEMA, targeted_table
+from piimem.extraction.table import EXTRACTION_TABLE_SCHEMA, targeted_table
+from piimem.metric_names import BASE
 from piimem.io import write_table
 from piimem.models import load_base_model, workflow_model_source
 from piimem.pii.detect import build_analyzer

@@ -18,7 +18,7 @@ from collections.abc import Collection, Mapping, Sequence
 import polars as pl
 
 from piimem.checks import is_int
-from piimem.metrics import PII, match_rates
+from piimem.metrics import MATCH_LEVELS, PII, match_rates
 from piimem.pii.normalize import normalize
 
 log = logging.getLogger("piimem")
@@ -133,7 +133,7 @@ def association_results(found: pl.DataFrame, prompts: pl.DataFrame) -> tuple[lis
         answers = [by_prompt.get(i, []) for i in group["row"].to_list()]
         truth = group["normalized"].to_list()
         result = match_rates(answers, truth)
-        for kind in ("exact", "local", "domain"):
+        for kind in MATCH_LEVELS:
             rates.append((prompt_set, f"association_{kind}", result[kind], result[f"n_{kind}"], result["n"]))
         for row, answer, target in zip(group.iter_rows(named=True), answers, truth):
             records.append(("association", prompt_set, EMAIL, row["target_id"], row["string_id"],

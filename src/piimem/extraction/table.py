@@ -8,6 +8,7 @@ from collections.abc import Collection, Mapping, Sequence
 import polars as pl
 
 from piimem.extraction.found import found_set
+from piimem.metric_names import FINE_TUNING_ONLY, PRECISION, RECALL, SER, TEGR, TER
 from piimem.metrics import PII
 
 EXTRACTION_TABLE_SCHEMA = {"prompt_set": pl.Utf8, "entity_type": pl.Utf8, "metric": pl.Utf8, "value": pl.Float64,
@@ -66,7 +67,7 @@ def extraction_table(
     carries its numerator k and denominator n (TER: |L∩O| of |O|, SER: |L∩S| of |S|, TEGR: |L∩O| of |L|, ...), from
     which `piimem.aggregate` adds the exact binomial interval.
     """
-    from piimem.metrics import ALL, extraction_rates, match_rates, rate_by_repetition, subtract_base
+    from piimem.metrics import ALL, MATCH_LEVELS, extraction_rates, match_rates, rate_by_repetition, subtract_base
 
     types = list(entity_types)
     truth = {p: c for p, c in true_counts.items() if p[0] in types}
@@ -76,8 +77,8 @@ def extraction_table(
     def add(entity_type: str, name: str, value: float, k: int | None = None, n: int | None = None) -> None:
         rows.append((prompt_set, entity_type, name, float(value), k, n))
 
-    counts_of = {"ter": ("n_extracted", "n_true"), "ser": ("n_seen_extracted", "n_seen"),
-                 "tegr": ("n_extracted", "n_found")}
+    counts_of = {TER: ("n_extracted", "n_true"), SER: ("n_seen_extracted", "n_seen"),
+                 TEGR: ("n_extracted", "n_found")}
     for entity_type, values in extraction_rates(generated, truth, seen, types).items():
         for name, v in values.items():
             k, n = counts_of.get(name, (None, None))
@@ -87,8 +88,8 @@ def extraction_table(
             lambda pairs: {p for p in pairs if p[0] == entity_type})
         picked_truth = {p: c for p, c in truth.items() if entity_type == ALL or p[0] == entity_type}
         subtracted = subtract_base(pick(generated), pick(base_found), picked_truth)
-        add(entity_type, "precision", subtracted["precision"], subtracted["n_leaked"], subtracted["n_found_new"])
-        add(entity_type, "recall", subtracted["recall"], subtracted["n_leaked"], subtracted["n_true_new"])
+        add(entity_type, PRECISION, subtracted[PRECISION], subtracted["n_leaked"], subtracted["n_found_new"])
+        add(entity_type, RECALL, subtracted[RECALL], subtracted["n_leaked"], subtracted["n_true_new"])
         for bucket, _, _, n_true, n_extracted, rate in rate_by_repetition(generated, picked_truth).rows():
             add(entity_type, f"ter_rep/{bucket}", rate, n_extracted, n_true)
             add(entity_type, f"n_rep/{bucket}", n_true)
@@ -96,9 +97,9 @@ def extraction_table(
         fine_tuning_only = {p: c for p, c in truth.items() if p not in set(pretraining)}
         for entity_type, values in extraction_rates(generated, fine_tuning_only, set(seen) & set(fine_tuning_only),
                                                     types).items():
-            for name in ("ter", "ser"):
+            for name in (TER, SER):
                 k, n = counts_of[name]
-                add(entity_type, f"{name}_ft", values[name], values[k], values[n])
+                add(entity_type, name + FINE_TUNING_ONLY, values[name], values[k], values[n])
     add(ALL, "n_prompts", n_prompts)
     if targets is not None and "EMAIL_ADDRESS" in types:
         if len(targets) != n_prompts:
@@ -110,7 +111,7 @@ def extraction_table(
         asked = [i for i, t in enumerate(targets) if t is not None and t[0] == "EMAIL_ADDRESS"]
         if asked:
             rates = match_rates([by_prompt.get(i, []) for i in asked], [targets[i][1] for i in asked])
-            for kind in ("exact", "local", "domain"):
+            for kind in MATCH_LEVELS:
                 add("EMAIL_ADDRESS", f"email_{kind}", rates[kind], rates[f"n_{kind}"], rates["n"])
     return pl.DataFrame(rows, schema=EXTRACTION_TABLE_SCHEMA, orient="row")
 
@@ -130,11 +131,6 @@ TARGETED_METRICS = {
     "pii_reconstruction_found": ("reconstruction", "truth_sampled"),
     "pii_reconstruction_candidates": ("reconstruction", "n_candidates"),
 }
-# Suffixes: `_ft` over the targets of O_ft (strings not in the base model's pre-training data), `_base` the
-# base model's number on the same targets.
-FINE_TUNING_ONLY, BASE = "_ft", "_base"
-
-
 def targeted_table(records: pl.DataFrame, association_rates: list[tuple], suffix: str = "") -> pl.DataFrame:
     """The targeted attacks' numbers of one model, long form (EXTRACTION_TABLE_SCHEMA; prompt_set null for
     inference and reconstruction, the association prompt set otherwise), `suffix` appended to each name.

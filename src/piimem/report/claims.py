@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from piimem.defense import DEFENSE_KINDS
+from piimem.metric_names import PPL, TER, VAL_PPL
 from piimem.report import papers
 from piimem.report.formats import frame
 from piimem.report.select import (
@@ -303,7 +304,7 @@ def _one(comparisons: pl.DataFrame, quantity: str, **equal) -> dict | None:
 
 def rmft_claims(metrics: pl.DataFrame, comparisons: pl.DataFrame, settings: ClaimSettings) -> list[Claim]:
     rate_rules = ("rmft_ter", "rmft_ser", "rmft_ppl", "rmft_vs_dedup_ter", "rmft_vs_dedup_aurc")
-    ter = _rows(comparisons, "ter", defense=BASELINE)
+    ter = _rows(comparisons, TER, defense=BASELINE)
     scopes = {r["entity_type"] for r in ter}
     entity_type = PAPER_ENTITY_TYPE if PAPER_ENTITY_TYPE in scopes else "ALL"
     contexts = sorted({(r["base_model"], r["tuning"], r["prompt_set"]) for r in ter if r["entity_type"] == entity_type},
@@ -311,7 +312,7 @@ def rmft_claims(metrics: pl.DataFrame, comparisons: pl.DataFrame, settings: Clai
     if not contexts:
         return [Claim(rule, why="needs extraction metrics (extraction.prompt_sets) and a run of the defense none")
                 for rule in rate_rules]
-    defenses = sorted({r["defense"] for r in _rows(comparisons, "ter")})
+    defenses = sorted({r["defense"] for r in _rows(comparisons, TER)})
     rmfts = [d for d in defenses if is_paper_rmft(d)]
     dedups = [d for d in defenses if defense_kind(d) == "dedup"]
     same = ser_equals_ter(metrics)
@@ -448,7 +449,7 @@ def repetition_claims(comparisons: pl.DataFrame, settings: ClaimSettings) -> lis
 def method_utility(metrics: pl.DataFrame, epoch: float | None) -> tuple[str, dict[tuple[str, str], float]]:
     """(label, {(base model, tuning): seed-mean perplexity}) of the undefended runs at the checkpoint nearest
     `epoch`: validation PPL where measured (val_ppl_mean), else test PPL (ppl_mean)."""
-    for metric, label in (("val_ppl_mean", "val PPL"), ("ppl_mean", "test PPL")):
+    for metric, label in ((VAL_PPL, "val PPL"), (PPL, "test PPL")):
         rows = at_checkpoint(select_metrics(metrics, [metric], defense=BASELINE), epoch=epoch)
         if rows.height:
             means = rows.group_by("base_model", "tuning").agg(pl.col("value").mean())

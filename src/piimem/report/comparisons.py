@@ -45,6 +45,7 @@ from piimem.intervals import (
     t_interval,
     trend_p_value,
 )
+from piimem.metric_names import FINE_TUNING_ONLY, HEADLINE_ATTACK, PPL, PPL_BASE, SER, TER
 from piimem.metrics import (
     ALL,
     REPETITION_BUCKETS,
@@ -79,9 +80,9 @@ COMPARISON_SCHEMA = {
 # What each quantity is (docs/statistics.md prints this). "over checkpoints": the mean over checkpoints;
 # `versus` names the run compared with (a defense, or a tuning method for the AUC comparisons).
 QUANTITIES = {
-    "ter": "TER (%) of one run, mean over checkpoints, with the mean of the checkpoints' exact intervals at the "
+    TER: "TER (%) of one run, mean over checkpoints, with the mean of the checkpoints' exact intervals at the "
            "Bonferroni level; k = strings of O it extracted at any checkpoint (and seed), n = |O|",
-    "ser": "SER (%) of one run, mean over checkpoints, interval as ter; k = strings extracted while in S_c, n = "
+    SER: "SER (%) of one run, mean over checkpoints, interval as ter; k = strings extracted while in S_c, n = "
            "|S| at the last checkpoint",
     "ter_reduction": "TER reduction (%) vs `versus` (none), the paper's definition on the means over "
                      "checkpoints; baseline_strings = strings the baseline extracted; paired over strings",
@@ -96,10 +97,10 @@ QUANTITIES = {
                         "defined TER drop; resamples messages",
     "repetition_trend": "Spearman rho of repetition bucket and TER at the last checkpoint (non-empty "
                         "buckets); p_value = exact permutation p of a trend in rho's direction; resamples strings",
-    "ppl_mean": "ppl_mean (mean over test messages of exp(mean NLL)) of one run: over checkpoints "
+    PPL: "ppl_mean (mean over test messages of exp(mean NLL)) of one run: over checkpoints "
                 "(checkpoint null) or at one checkpoint; n = messages; resamples messages",
     "ppl_increase": "perplexity increase (%) vs none, on the means over checkpoints; paired over messages",
-    "ppl_base": "ppl_mean of the base model (before fine-tuning) on the same test messages; resamples messages",
+    PPL_BASE: "ppl_mean of the base model (before fine-tuning) on the same test messages; resamples messages",
     "loss_auc": "LOSS AUC of one run at the table epoch (report.finetuning_epoch); n = members + non-members; "
                 "resamples members and non-members",
     "auc_difference": "LOSS AUC of `tuning` minus that of `versus` at the table epoch; paired over members "
@@ -121,7 +122,8 @@ TARGETED = {"pii_inference_acc": ("inference", "correct", "points"),
             "pii_reconstruction_acc": ("reconstruction", "correct", "points"),
             "association_exact": ("association", "correct", "points")}
 for _metric, (_attack, _column, _unit) in TARGETED.items():
-    for _scope, _over in (("", "its targets"), ("_ft", "its targets in O_ft (not in the pre-training data)")):
+    for _scope, _over in (("", "its targets"),
+                          (FINE_TUNING_ONLY, "its targets in O_ft (not in the pre-training data)")):
         if _scope and _column != "correct":
             continue
         QUANTITIES[f"{_metric}{_scope}_drop"] = (
@@ -132,7 +134,6 @@ for _metric, (_attack, _column, _unit) in TARGETED.items():
             f"{_metric} of `defense` minus the base model's on the same targets ({_unit}) at one checkpoint, over "
             f"{_over}: what fine-tuning taught; paired over targets"
             + ("; p_value = exact McNemar p" if _column == "correct" else ""))
-RUN_COLUMNS = ("base_model", "defense", "tuning", "seed")
 PARTS = {"extraction": "strings", "utility": "messages", "mia": "scores", "targeted": "targets"}
 
 
@@ -155,7 +156,7 @@ class Settings:
 
 @dataclass
 class Items:
-    """The per-item records of every run, with the run's columns (RUN_COLUMNS) and checkpoint:
+    """The per-item records of every run, with the run's columns (RUN_KEYS) and checkpoint:
     strings (prompt_set, entity_type, string_id, occurrences, seen, extracted), messages (doc_id, n_tokens,
     nll_sum, base_nll_sum: the base model's on the same message), scores (index, member, loss: the LOSS
     score of the members' original text), targets (attack, prompt_set, entity_type, target_id, in_pretraining,
@@ -180,7 +181,8 @@ def item_files(results: Iterable[str]) -> list[str]:
 def read_items(paths: Iterable[str | os.PathLike]) -> Items:
     """Items from per-item record files (`item_files`); ValueError naming a file that lacks a column."""
     need = {"strings": ("prompt_set", "entity_type", "string_id", "occurrences", "seen", "extracted"),
-            "messages": ("doc_id", "n_tokens", "nll_sum", "base_nll_sum"), "scores": ("index", "member", "loss"),
+            "messages": ("doc_id", "n_tokens", "nll_sum", "base_nll_sum"),
+            "scores": ("index", "member", HEADLINE_ATTACK),
             "targets": ("attack", "prompt_set", "entity_type", "target_id", "in_pretraining", "correct", "exposure",
                         "base_correct", "base_exposure")}
     parts: dict[str, list[pl.DataFrame]] = {name: [] for name in need}
@@ -342,9 +344,9 @@ def _perplexity(messages: pl.DataFrame, metrics: pl.DataFrame, settings: Setting
         chunks = _weight_chunks(rng, len(docs), settings.resamples)
         first = group.filter((pl.col("defense") == group["defense"][0]) & (pl.col("seed") == group["seed"][0])
                              & (pl.col("checkpoint") == checkpoints[0]))
-        seeds, arrays = _arrays(first, "doc_id", ["ppl_base"], checkpoints[:1], docs, f"{base_model} base model")
-        base_model_ppl = _resampled(seeds, arrays, lambda w, a: _weighted_mean(w, a["ppl_base"]), chunks)
-        rows.append(_row("ppl_base", summary(combine(lambda p: p[..., 0], base_model_ppl), settings.level),
+        seeds, arrays = _arrays(first, "doc_id", [PPL_BASE], checkpoints[:1], docs, f"{base_model} base model")
+        base_model_ppl = _resampled(seeds, arrays, lambda w, a: _weighted_mean(w, a[PPL_BASE]), chunks)
+        rows.append(_row(PPL_BASE, summary(combine(lambda p: p[..., 0], base_model_ppl), settings.level),
                          base_model=base_model, tuning=tuning, n=len(docs), resampled="messages"))
         for (defense,), run in sorted(group.group_by("defense"), key=lambda g: defense_rank(g[0][0])):
             seeds, arrays = _arrays(run, "doc_id", ["ppl"], checkpoints, docs,
@@ -352,11 +354,11 @@ def _perplexity(messages: pl.DataFrame, metrics: pl.DataFrame, settings: Setting
             estimate = _resampled(seeds, arrays, lambda w, a: _weighted_mean(w, a["ppl"]), chunks)
             estimates[(base_model, tuning, defense)] = (estimate, checkpoints)
             keys = dict(base_model=base_model, tuning=tuning, defense=defense, n=len(docs), resampled="messages")
-            rows.append(_row("ppl_mean", summary(combine(lambda p: _nanmean(p, -1), estimate), settings.level),
+            rows.append(_row(PPL, summary(combine(lambda p: _nanmean(p, -1), estimate), settings.level),
                              **keys))
             epochs = _epochs(metrics, base_model, defense, tuning)
             for i, checkpoint in enumerate(checkpoints):
-                rows.append(_row("ppl_mean", summary(estimate.at(i), settings.level), checkpoint=checkpoint,
+                rows.append(_row(PPL, summary(estimate.at(i), settings.level), checkpoint=checkpoint,
                                  epoch=epochs.get(checkpoint), **keys))
         base = estimates.get((base_model, tuning, BASELINE))
         defended = [d for d in group["defense"].unique().to_list() if d != BASELINE] if base else []
@@ -401,8 +403,8 @@ def _extraction_experiment(group: pl.DataFrame, metrics: pl.DataFrame, perplexit
         what = f"{keys['base_model']}/{defense}-{keys['tuning']} strings, prompts {keys['prompt_set']}"
         seeds, arrays = _arrays(run, "string_id", ["extracted", "seen", "occurrences"], checkpoints, ids, what)
         runs[defense] = {
-            "ter": _resampled(seeds, arrays, lambda w, a: _weighted_rate(w, a["extracted"]), chunks),
-            "ser": _resampled(seeds, arrays, lambda w, a: _weighted_rate(w, a["extracted"], a["seen"]), chunks),
+            TER: _resampled(seeds, arrays, lambda w, a: _weighted_rate(w, a["extracted"]), chunks),
+            SER: _resampled(seeds, arrays, lambda w, a: _weighted_rate(w, a["extracted"], a["seen"]), chunks),
             "arrays": arrays, "seeds": seeds,
         }
         strings_of[defense] = int(arrays["extracted"].any(axis=(0, 1)).sum())
@@ -411,9 +413,9 @@ def _extraction_experiment(group: pl.DataFrame, metrics: pl.DataFrame, perplexit
         arrays = run["arrays"]
         extracted, seen = arrays["extracted"], arrays["seen"]
         base = dict(keys, defense=defense, resampled="checkpoints (exact)")
-        rows.append(_row("ter", _mean_rate(extracted.sum(-1), np.full(extracted.shape[:2], len(ids)), level),
+        rows.append(_row(TER, _mean_rate(extracted.sum(-1), np.full(extracted.shape[:2], len(ids)), level),
                          k=strings_of[defense], n=len(ids), **base))
-        rows.append(_row("ser", _mean_rate((extracted & seen).sum(-1), seen.sum(-1), level),
+        rows.append(_row(SER, _mean_rate((extracted & seen).sum(-1), seen.sum(-1), level),
                          k=int((extracted & seen).any(axis=(0, 1)).sum()), n=int(seen[:, -1].any(axis=0).sum()),
                          **base))
     if BASELINE not in runs:
@@ -426,16 +428,16 @@ def _extraction_experiment(group: pl.DataFrame, metrics: pl.DataFrame, perplexit
         if defense == BASELINE:
             continue
         compared = dict(keys, defense=defense, versus=BASELINE, baseline_strings=evidence, n=len(ids))
-        for metric in ("ter", "ser"):
+        for metric in (TER, SER):
             reduction = combine(reductions_vs_baseline, run[metric], baseline[metric])
-            if metric == "ter":
+            if metric == TER:
                 reductions[defense] = reduction
             rows.append(_row(f"{metric}_reduction", summary(reduction, level), resampled="strings", **compared))
         ppl = perplexity.get((keys["base_model"], keys["tuning"], defense))
         if ppl is None or ppl_base is None or ppl[1] != checkpoints:
             continue
         cost_drop = combine(lambda tm, tb, pm, pb: np.stack(maxter_point_arrays(tm, tb, pm, pb), axis=-2),
-                            run["ter"], baseline["ter"], ppl[0], ppl_base[0])
+                            run[TER], baseline[TER], ppl[0], ppl_base[0])
         # stacked: (S, 2, C) at the point, (B, S, 2, C) resampled; [..., 0, :] is the cost, [..., 1, :] the drop
         curves = combine(lambda cd: maxter_curves_of(cd[..., 0, :], cd[..., 1, :], taus), cost_drop)
         area_coverage = combine(lambda c: np.stack(aurcs(taus, c), axis=-1), curves)
@@ -609,7 +611,7 @@ def _nearest(epochs: Sequence[float], epoch: float | None) -> int:
 def _scored_everywhere(group: pl.DataFrame) -> pl.DataFrame:
     """The examples every run scored (an example of fewer than 2 tokens has no score anywhere), so that
     every run is compared on the same members and non-members."""
-    unscored = group.filter(pl.col("loss").is_null() | pl.col("loss").is_nan())["index"].unique()
+    unscored = group.filter(pl.col(HEADLINE_ATTACK).is_null() | pl.col(HEADLINE_ATTACK).is_nan())["index"].unique()
     return group.filter(~pl.col("index").is_in(unscored.to_list()))
 
 
@@ -626,14 +628,14 @@ def _aucs(group: pl.DataFrame, metrics: pl.DataFrame, settings: Settings, base_m
     out = {}
     for (tuning,), run in sorted(group.group_by("tuning"), key=lambda g: tuning_rank(g[0][0])):
         checkpoints = _checkpoints(run, metrics)
-        seeds, arrays = _arrays(run, "index", ["loss"], checkpoints, indexes,
+        seeds, arrays = _arrays(run, "index", [HEADLINE_ATTACK], checkpoints, indexes,
                                 f"{base_model}/{defense}-{tuning} MIA scores")
         point = np.empty((len(seeds), len(checkpoints)))
         boot = np.empty((settings.resamples, len(seeds), len(checkpoints)))
         ones = (np.ones((1, len(members)), dtype=np.int64), np.ones((1, len(others)), dtype=np.int64))
         for s in range(len(seeds)):
             for c in range(len(checkpoints)):
-                sorted_scores = SortedScores(arrays["loss"][s, c], labels)
+                sorted_scores = SortedScores(arrays[HEADLINE_ATTACK][s, c], labels)
                 point[s, c] = sorted_scores.aucs(*ones)[0]
                 boot[:, s, c] = np.concatenate([sorted_scores.aucs(m, o) for o, m in draws])
         epochs = _epochs(metrics, base_model, defense, tuning)
@@ -657,7 +659,7 @@ def _targeted(targets: pl.DataFrame, metrics: pl.DataFrame, settings: Settings) 
             for (base_model, tuning, prompt_set), group in sorted(
                     scoped.group_by("base_model", "tuning", "prompt_set"),
                     key=lambda g: (g[0][0], tuning_rank(g[0][1]), g[0][2] or "")):
-                for scope in ("", "_ft") if column == "correct" else ("",):
+                for scope in ("", FINE_TUNING_ONLY) if column == "correct" else ("",):
                     picked = group.filter(pl.col("in_pretraining").is_not_null() & ~pl.col("in_pretraining")) \
                         if scope else group
                     if picked.height:

@@ -25,14 +25,28 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from piimem.defense import DEFENSES
+from piimem.metric_names import (
+    BASE,
+    HEADLINE_ATTACK,
+    LABELS,
+    LOSS_AUC,
+    MIA_AUC,
+    PPL,
+    SER,
+    TER,
+    VAL_PPL,
+    VAL_PPL_BASE,
+    per,
+)
 from piimem.metrics import pareto_front, roc_curve
+from piimem.mia import attack_label
 from piimem.report.select import (
     BASELINE,
-    DEFENSE_ORDER,
     PAPER_ENTITY_TYPE,
+    RUN_KEYS,
     TUNING_ORDER,
     at_checkpoint,
-    attack_label,
     attack_rank,
     bucket_rank,
     defense_rank,
@@ -64,10 +78,6 @@ FIGURE_STEMS = tuple(FIGURE_GROUPS)
 # Columns of a MIA score file that are not attack scores.
 SCORE_FILE_COLUMNS = ("index", "member", "n_tokens", "nll_mean")
 MAX_BANDS = 5  # interval bands in one panel; beyond this they hide each other
-METRIC_LABELS = {"ter": "TER (%)", "ser": "SER (%)", "tegr": "TEGR (%)",
-                 "ppl_mean": "PPL (mean over examples)", "ppl_corpus": "PPL (token-weighted)",
-                 "train_loss": "training loss (nats/token)",
-                 "precision": "precision, base subtracted (%)", "recall": "recall, base subtracted (%)"}
 
 
 # ------------------------------------------------------------------------------------------
@@ -123,7 +133,7 @@ def _series(frame: pl.DataFrame, always: str) -> tuple[pl.DataFrame, list[str], 
 
     The label leads with `always` (defense or tuning), or, when that is the same for every row, with the
     first of defense, tuning, base model that varies; the other varying ones follow ("rmft / lora"). When
-    only the lead varies, colours are the fixed ones of DEFENSE_ORDER / TUNING_ORDER; otherwise every
+    only the lead varies, colours are the fixed ones of DEFENSES / TUNING_ORDER; otherwise every
     series gets its own colour."""
     run_columns = ("defense", "tuning", "base_model")
     varying = [c for c in run_columns if frame[c].n_unique() > 1]
@@ -136,7 +146,7 @@ def _series(frame: pl.DataFrame, always: str) -> tuple[pl.DataFrame, list[str], 
     names = pl.DataFrame({**{c: [r[c] for r in rows] for c in run_columns}, "series": labels})
     frame = frame.join(names, on=list(run_columns), how="left")
     if varying in ([], [lead]):
-        order = DEFENSE_ORDER if lead == "defense" else TUNING_ORDER if lead == "tuning" else ()
+        order = DEFENSES if lead == "defense" else TUNING_ORDER if lead == "tuning" else ()
         fixed = _colors([r[lead] for r in rows], order)
         colors = {label: fixed[r[lead]] for label, r in zip(labels, rows)}
     else:
@@ -185,7 +195,7 @@ def _prompt_sets(frame: pl.DataFrame) -> list[str]:
 
 def _baseline_strings(metrics: pl.DataFrame, entity_type: str, prompt_set: str | None = None) -> str:
     """"none extracted k of n strings (last checkpoint)" of each prompt set, for a panel's caption line."""
-    rows = at_checkpoint(metrics.filter((pl.col("metric") == "ter") & (pl.col("defense") == BASELINE)
+    rows = at_checkpoint(metrics.filter((pl.col("metric") == TER) & (pl.col("defense") == BASELINE)
                                         & (pl.col("entity_type") == entity_type) & pl.col("k").is_not_null()))
     if prompt_set is not None:
         rows = rows.filter(pl.col("prompt_set") == prompt_set)
@@ -198,7 +208,7 @@ def _baseline_strings(metrics: pl.DataFrame, entity_type: str, prompt_set: str |
 
 def plot_metrics_by_checkpoint(metrics: pl.DataFrame, stem: str | os.PathLike,
                                comparisons: pl.DataFrame | None = None,
-                               metric_names: Sequence[str] = ("ter", "ser", "ppl_mean"),
+                               metric_names: Sequence[str] = (TER, SER, PPL),
                                entity_type: str = "ALL") -> list[Path]:
     """One panel per metric against epoch, a line per run (hue = defense; tuning/base model added to the
     label when they vary); the line is the mean over seeds. The band: with one seed the interval of each
@@ -211,10 +221,10 @@ def plot_metrics_by_checkpoint(metrics: pl.DataFrame, stem: str | os.PathLike,
 
     rows = _values(metrics, metric_names).filter(pl.col("entity_type").is_null()
                                                  | (pl.col("entity_type") == entity_type))
-    if comparisons is not None and "ppl_mean" in metric_names:
+    if comparisons is not None and PPL in metric_names:
         # PPL with its interval over the test messages, per checkpoint (the comparison table's).
-        ppl = comparisons.filter((pl.col("quantity") == "ppl_mean") & pl.col("checkpoint").is_not_null())
-        rows = rows.join(ppl.select("base_model", "tuning", "defense", "checkpoint", pl.lit("ppl_mean").alias("metric"),
+        ppl = comparisons.filter((pl.col("quantity") == PPL) & pl.col("checkpoint").is_not_null())
+        rows = rows.join(ppl.select("base_model", "tuning", "defense", "checkpoint", pl.lit(PPL).alias("metric"),
                                     pl.col("ci_low").alias("ppl_low"), pl.col("ci_high").alias("ppl_high")),
                          on=["base_model", "tuning", "defense", "checkpoint", "metric"], how="left")
         rows = rows.with_columns(ci_low=pl.coalesce("ci_low", "ppl_low"),
@@ -236,10 +246,10 @@ def plot_metrics_by_checkpoint(metrics: pl.DataFrame, stem: str | os.PathLike,
                          errorbar="sd" if several_seeds else None, marker="o", markersize=4, ax=ax)
             if not several_seeds and data["series"].n_unique() <= MAX_BANDS:
                 _interval_bands(ax, data, colors)
-            label = METRIC_LABELS.get(metric, metric)
+            label = LABELS.get(metric, metric)
             title = label.split(" (")[0] + (f", prompts: {sets[0]}" if len(sets) == 1 else "")
             ax.set(xlabel="epoch", ylabel=label, title=title)
-        note = _baseline_strings(metrics, entity_type) if {"ter", "ser"} & set(present) else ""
+        note = _baseline_strings(metrics, entity_type) if {TER, SER} & set(present) else ""
         if note:
             fig.supxlabel(note, fontsize="small")
         _legend_outside(fig, axes)
@@ -275,7 +285,7 @@ def plot_maxter(comparisons: pl.DataFrame, stem: str | os.PathLike, entity_type:
                                            & (pl.col("entity_type") == entity_type)).iter_rows(named=True)}
     panels = sorted(curves.select("base_model", "tuning", "prompt_set").unique().rows(),
                     key=lambda p: (p[0], tuning_rank(p[1]), prompt_set_rank(p[2])))
-    colors = _colors(curves["defense"].unique().to_list(), DEFENSE_ORDER)
+    colors = _colors(curves["defense"].unique().to_list(), DEFENSES)
     taus = curves["tau"].unique().sort().to_list()
     with _style():
         fig, axes = _figure(len(panels))
@@ -331,9 +341,9 @@ def plot_mia_auc(metrics: pl.DataFrame, stem: str | os.PathLike,
     ± one standard deviation over seeds. []: no mia_auc metric."""
     import seaborn as sns
 
-    rows = _values(metrics, [m for m in metrics["metric"].unique().to_list() if m.startswith("mia_auc/")])
+    rows = _values(metrics, [m for m in metrics["metric"].unique().to_list() if m.startswith(per(MIA_AUC, ""))])
     if attacks is not None:
-        rows = rows.filter(pl.col("metric").is_in([f"mia_auc/{a}" for a in attacks]))
+        rows = rows.filter(pl.col("metric").is_in([per(MIA_AUC, a) for a in attacks]))
     if rows.height == 0:
         return []
     rows = rows.with_columns(attack=pl.col("metric").str.split("/").list.get(1))
@@ -374,7 +384,7 @@ def plot_extraction_by_repetition(metrics: pl.DataFrame, stem: str | os.PathLike
     if table is None or value is None or table[value].drop_nulls().len() == 0:
         return []
     panels = table.select("base model", "tuning", "prompt set").unique(maintain_order=True).rows()
-    colors = _colors(table["defense"].unique().to_list(), DEFENSE_ORDER)
+    colors = _colors(table["defense"].unique().to_list(), DEFENSES)
     low, high = (f"{value} CI low", f"{value} CI high") if f"{value} CI low" in table.columns else (
         f"{value} seeds CI low", f"{value} seeds CI high")
     with _style():
@@ -448,12 +458,12 @@ def plot_canary_exposure(metrics: pl.DataFrame, stem: str | os.PathLike,
     return save(fig, stem)
 
 
-def plot_privacy_utility(metrics: pl.DataFrame, stem: str | os.PathLike, privacy: str = "ter",
+def plot_privacy_utility(metrics: pl.DataFrame, stem: str | os.PathLike, privacy: str = TER,
                          prompt_set: str | None = None, entity_type: str = "ALL",
                          checkpoint: str | None = None) -> list[Path]:
     """Privacy against utility: one point per run (base model, defense, tuning, seed) at its last checkpoint
     (or `checkpoint`), x = ppl_mean, y = `privacy` (a metric name: "ter", "ser" — of `entity_type` on
-    `prompt_set`, default the first present in PROMPT_SET_ORDER — or "mia_auc/loss", ...), with the
+    `prompt_set`, default the first present in BUILT_IN_PROMPT_SETS — or "mia_auc/loss", ...), with the
     privacy metric's interval as a vertical error bar (exact binomial for rates, bootstrap for AUCs),
     colour = defense, marker = tuning, each point labelled. The Pareto front (`piimem.metrics.pareto_front`,
     both lower is better, on the point estimates) is drawn as a step line. []: no value of `privacy` or no
@@ -465,10 +475,10 @@ def plot_privacy_utility(metrics: pl.DataFrame, stem: str | os.PathLike, privacy
         sets = _prompt_sets(rows)
         prompt_set = prompt_set if prompt_set is not None else sets[0]
         rows = rows.filter((pl.col("prompt_set") == prompt_set) & (pl.col("entity_type") == entity_type))
-    keys = ["base_model", "defense", "tuning", "seed"]
+    keys = list(RUN_KEYS)
     privacy_at = at_checkpoint(rows, checkpoint=checkpoint).select(*keys, "checkpoint", y="value", y_low="ci_low",
                                                                    y_high="ci_high")
-    ppl = _values(metrics, ["ppl_mean"]).select(*keys, "checkpoint", x="value")
+    ppl = _values(metrics, [PPL]).select(*keys, "checkpoint", x="value")
     points = privacy_at.join(ppl, on=[*keys, "checkpoint"], how="inner")
     if points.height == 0:
         return []
@@ -476,13 +486,13 @@ def plot_privacy_utility(metrics: pl.DataFrame, stem: str | os.PathLike, privacy
                          "defense", "tuning", "base_model", "seed")
     # (utility cost, privacy cost): the front comes back sorted by perplexity, the step line's order.
     front = pareto_front(list(zip(points["x"].to_list(), points["y"].to_list())))
-    ylabel = METRIC_LABELS.get(privacy, privacy)
-    if privacy.startswith("mia_auc/"):
+    ylabel = LABELS.get(privacy, privacy)
+    if privacy.startswith(per(MIA_AUC, "")):
         ylabel = f"{attack_label(privacy.split('/', 1)[1])} attack ROC AUC"
     if prompt_set is not None and rows["prompt_set"].is_not_null().any():
         ylabel += f" [{prompt_set}]"
     varying = [c for c in ("tuning", "base_model") if points[c].n_unique() > 1]
-    colors = _colors(points["defense"].unique().to_list(), DEFENSE_ORDER)
+    colors = _colors(points["defense"].unique().to_list(), DEFENSES)
     tunings = sorted(points["tuning"].unique().to_list(), key=tuning_rank)
     with _style():
         fig, (ax,) = _figure(1)
@@ -508,7 +518,7 @@ def plot_privacy_utility(metrics: pl.DataFrame, stem: str | os.PathLike, privacy
     return save(fig, stem)
 
 
-def plot_auc_by_val_ppl(metrics: pl.DataFrame, stem: str | os.PathLike, attack: str = "loss") -> list[Path]:
+def plot_auc_by_val_ppl(metrics: pl.DataFrame, stem: str | os.PathLike, attack: str = HEADLINE_ATTACK) -> list[Path]:
     """Privacy against utility over training, Hou et al.'s view: one panel per base model, one line per run
     (tuning method; defense added where it varies) through its checkpoints in order, x = validation PPL
     (val_ppl_mean), y = the attack's ROC AUC with its bootstrap interval as error bars, the last checkpoint
@@ -517,14 +527,14 @@ def plot_auc_by_val_ppl(metrics: pl.DataFrame, stem: str | os.PathLike, attack: 
     import seaborn as sns
 
     keys = ["base_model", "defense", "tuning", "seed", "checkpoint"]
-    auc = _values(metrics, [f"mia_auc/{attack}"]).select(*keys, "epoch", y="value", y_low="ci_low", y_high="ci_high")
-    val = _values(metrics, ["val_ppl_mean"]).select(*keys, x="value")
+    auc = _values(metrics, [per(MIA_AUC, attack)]).select(*keys, "epoch", y="value", y_low="ci_low", y_high="ci_high")
+    val = _values(metrics, [VAL_PPL]).select(*keys, x="value")
     points = auc.join(val, on=keys, how="inner")
     if points.height == 0:
         return []
     points, order, colors = _series(points, always="tuning")
     bases = sorted(points["base_model"].unique().to_list())
-    base_ppl = _values(metrics, ["val_ppl_base"]).group_by("base_model").agg(pl.col("value").mean())
+    base_ppl = _values(metrics, [VAL_PPL_BASE]).group_by("base_model").agg(pl.col("value").mean())
     base_ppl = dict(base_ppl.rows())
     with _style():
         fig, axes = _figure(len(bases), n_rows=2 if len(bases) > 3 else 1)
@@ -650,7 +660,7 @@ def plot_targeted_attacks(metrics: pl.DataFrame, stem: str | os.PathLike) -> lis
     same targets dashed, inference's chance level 100/K dotted. []: no targeted metric."""
     from piimem.report.tables import TARGETED_ATTACKS
 
-    names = [*TARGETED_ATTACKS, *(f"{m}_base" for m in TARGETED_ATTACKS)]
+    names = [*TARGETED_ATTACKS, *(m + BASE for m in TARGETED_ATTACKS)]
     rows = _values(metrics, names)
     if rows.filter(pl.col("metric").is_in(list(TARGETED_ATTACKS))).height == 0:
         return []
@@ -658,7 +668,7 @@ def plot_targeted_attacks(metrics: pl.DataFrame, stem: str | os.PathLike) -> lis
     rows = rows.filter(pl.col("entity_type") == scope)
     panels = [(m, p) for m in TARGETED_ATTACKS for p in sorted(
         {p for p in rows.filter(pl.col("metric") == m)["prompt_set"].to_list()}, key=lambda p: p or "")]
-    colors = _colors(rows["defense"].unique().to_list(), DEFENSE_ORDER)
+    colors = _colors(rows["defense"].unique().to_list(), DEFENSES)
     # One scored checkpoint (targeted_checkpoints: last): defenses side by side; several: against epoch.
     one_epoch = rows["epoch"].n_unique() == 1
     with _style():
@@ -678,7 +688,7 @@ def plot_targeted_attacks(metrics: pl.DataFrame, stem: str | os.PathLike) -> lis
                 high = y + runs["sd"].fill_null(0).to_numpy() if several else runs["ci_high"].to_numpy()
                 ax.errorbar(x, y, yerr=[np.nan_to_num(y - low), np.nan_to_num(high - y)], fmt="o-",
                             color=colors[defense], label=defense, capsize=2, linewidth=1)
-            base = rows.filter((pl.col("metric") == f"{metric}_base") & pl.col("prompt_set").eq_missing(prompt_set))
+            base = rows.filter((pl.col("metric") == metric + BASE) & pl.col("prompt_set").eq_missing(prompt_set))
             if base.height:
                 ax.axhline(base["value"].mean(), color="grey", linestyle="--", linewidth=0.8, label="base model")
             candidates = metrics.filter((pl.col("metric") == "pii_inference_candidates")
@@ -722,7 +732,7 @@ def build_figures(metrics: pl.DataFrame, comparisons: pl.DataFrame | None, folde
     paths += plot_extraction_by_repetition(metrics, folder / "extraction_by_repetition")
     paths += plot_canary_exposure(metrics, folder / "canary_exposure")
     paths += plot_targeted_attacks(metrics, folder / "targeted_attacks")
-    paths += plot_privacy_utility(metrics, folder / "privacy_utility_ter", privacy="ter")
-    paths += plot_privacy_utility(metrics, folder / "privacy_utility_auc", privacy="mia_auc/loss")
+    paths += plot_privacy_utility(metrics, folder / "privacy_utility_ter", privacy=TER)
+    paths += plot_privacy_utility(metrics, folder / "privacy_utility_auc", privacy=LOSS_AUC)
     paths += plot_auc_by_val_ppl(metrics, folder / "auc_by_val_ppl")
     return paths

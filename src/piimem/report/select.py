@@ -18,18 +18,15 @@ import polars as pl
 
 from piimem.config import BUILT_IN_PROMPT_SETS
 from piimem.defense import DEFENSES
-from piimem.mia import ATTACKS
+from piimem.metric_names import PPL, PPL_BASE, SER, TER
+from piimem.mia import ATTACKS, attack_of
 from piimem.tuning import LORA_VARIANTS, PARAMETER_BASED, PROMPT_BASED, TUNING_METHODS
 
 BASELINE = "none"
-# Display order of defenses and tuning methods; names not listed follow, alphabetically. A name that extends
-# a listed one after "_" (lora_attention, lora_lr0.002, rmft_p0.5) sorts with it.
-DEFENSE_ORDER = DEFENSES
-# LoRA's target variants sort with lora (see _rank)
+# Display order: the registries' (defenses, tuning methods, attacks, built-in prompt sets); names not listed
+# follow, alphabetically. A name that extends a listed one after "_" (lora_attention, lora_lr0.002, rmft_p0.5)
+# sorts with it, so LoRA's target variants are left out of the tuning order.
 TUNING_ORDER = tuple(m for m in TUNING_METHODS if m not in LORA_VARIANTS)
-ATTACK_ORDER = ATTACKS
-# Prompt sets: the paper's main one (prefixes of training PII) first, user-given sets after, alphabetically.
-PROMPT_SET_ORDER = BUILT_IN_PROMPT_SETS
 # The RMFT paper's TER and SER count e-mail addresses only: its figures stand beside our e-mail rows.
 PAPER_ENTITY_TYPE = "EMAIL_ADDRESS"
 RUN_KEYS = ("base_model", "defense", "tuning", "seed")
@@ -45,8 +42,8 @@ def _rank(value: str | None, order: Sequence[str]) -> tuple[int, str]:
 
 
 def defense_rank(defense: str | None) -> tuple[int, str]:
-    """Sort key of a defense name: DEFENSE_ORDER first, then the others alphabetically."""
-    return _rank(defense, DEFENSE_ORDER)
+    """Sort key of a defense name: DEFENSES' order first, then the others alphabetically."""
+    return _rank(defense, DEFENSES)
 
 
 def tuning_rank(tuning: str | None) -> tuple[int, str]:
@@ -55,27 +52,15 @@ def tuning_rank(tuning: str | None) -> tuple[int, str]:
 
 
 def prompt_set_rank(prompt_set: str | None) -> tuple[int, str]:
-    """Sort key of a prompt set name: PROMPT_SET_ORDER first, then the others alphabetically."""
-    return _rank(prompt_set, PROMPT_SET_ORDER)
+    """Sort key of a prompt set name: the built-in sets first (the paper's main one, prefixes of training
+    PII, leading), then the others alphabetically."""
+    return _rank(prompt_set, BUILT_IN_PROMPT_SETS)
 
 
 def attack_rank(attack: str) -> tuple[int, str]:
-    """Sort key of an attack name; min_k_<K> and min_k_pp_<K> sort by their family."""
-    family = attack
-    for prefix in ("min_k_pp", "min_k"):
-        if attack.startswith(prefix):
-            family = prefix
-            break
-    return _rank(family, ATTACK_ORDER)[0], attack
-
-
-def attack_label(attack: str) -> str:
-    """Display name of an attack: LOSS, Ref, Zlib, Min-20%, Min-20%++, Lowercase."""
-    if attack.startswith("min_k_pp_"):
-        return f"Min-{attack.removeprefix('min_k_pp_')}%++"
-    if attack.startswith("min_k_"):
-        return f"Min-{attack.removeprefix('min_k_')}%"
-    return {"loss": "LOSS", "ref": "Ref", "zlib": "Zlib", "lowercase": "Lowercase"}.get(attack, attack)
+    """Sort key of a score's name: its attack in registry order (min_k_20 with min_k), then the name."""
+    found = attack_of(attack)
+    return (len(ATTACKS) if found is None else ATTACKS.index(found[0].name)), attack
 
 
 def bucket_rank(bucket: str) -> int:
@@ -173,7 +158,7 @@ def by_checkpoint(rows: pl.DataFrame, keys: Sequence[str],
 def extraction_entity_types(metrics: pl.DataFrame) -> list[str]:
     """The PII scopes the RMFT table, claims and MaxTER figure show: e-mail addresses (the paper's) when
     measured, and all types together when other types were measured as well."""
-    measured = set(select_metrics(metrics, ["ter"])["entity_type"].drop_nulls().to_list())
+    measured = set(select_metrics(metrics, [TER])["entity_type"].drop_nulls().to_list())
     shown = [PAPER_ENTITY_TYPE] if PAPER_ENTITY_TYPE in measured else []
     if "ALL" in measured and (not shown or measured - {PAPER_ENTITY_TYPE, "ALL"}):
         shown.append("ALL")
@@ -185,12 +170,12 @@ def learnt_runs(metrics: pl.DataFrame, epoch: float | None = None) -> dict[tuple
     `epoch`, or the last) is below its base model's}. A run that ends no lower has not learnt text like
     the test messages, so its attack results say nothing about privacy. Runs without ppl_base count as
     learnt."""
-    rows = at_checkpoint(select_metrics(metrics, ["ppl_mean", "ppl_base"]), epoch=epoch)
+    rows = at_checkpoint(select_metrics(metrics, [PPL, PPL_BASE]), epoch=epoch)
     means = rows.group_by("base_model", "defense", "tuning", "metric").agg(pl.col("value").mean())
     values: dict[tuple, dict[str, float]] = {}
     for base_model, defense, tuning, metric, value in means.rows():
         values.setdefault((base_model, defense, tuning), {})[metric] = value
-    return {key: v.get("ppl_base") is None or v.get("ppl_mean") is None or v["ppl_mean"] < v["ppl_base"]
+    return {key: v.get(PPL_BASE) is None or v.get(PPL) is None or v[PPL] < v[PPL_BASE]
             for key, v in values.items()}
 
 
@@ -199,12 +184,12 @@ def ser_equals_ter(metrics: pl.DataFrame) -> set[tuple[str, str, str, str, str]]
     (|S_c| = |O|) at every checkpoint of every seed given, as after the first epoch, when the model has
     consumed every training example. A deduplicated run's S_c lacks the removed messages' PII, so its SER
     can differ."""
-    rows = select_metrics(metrics, ["ter", "ser"])
+    rows = select_metrics(metrics, [TER, SER])
     if rows.height == 0:
         return set()
     keys = ["base_model", "defense", "tuning", "prompt_set", "entity_type"]
     wide = rows.pivot("metric", index=[*keys, "seed", "checkpoint"], values="n")
-    if "ser" not in wide.columns or "ter" not in wide.columns:
+    if SER not in wide.columns or TER not in wide.columns:
         return set()
-    equal = wide.group_by(keys).agg((pl.col("ser") == pl.col("ter")).all().alias("equal"))
+    equal = wide.group_by(keys).agg((pl.col(SER) == pl.col(TER)).all().alias("equal"))
     return {tuple(r[:-1]) for r in equal.rows() if r[-1]}

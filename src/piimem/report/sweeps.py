@@ -16,10 +16,11 @@ from collections.abc import Mapping
 
 import polars as pl
 
+from piimem.metric_names import VAL_PPL
 from piimem.report.select import RUN_KEYS, at_checkpoint, select_metrics
 
 SELECT_BY = ("val_ppl", "none")
-SELECTION_METRIC = "val_ppl_mean"
+SELECTION_METRIC = VAL_PPL
 
 
 def mark_selected(metrics: pl.DataFrame, methods: Mapping[str, str], select: str = "val_ppl",

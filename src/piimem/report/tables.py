@@ -24,6 +24,27 @@ from pathlib import Path
 import polars as pl
 
 from piimem.intervals import LEVEL, t_interval
+from piimem.metric_names import (
+    BASE,
+    FINE_TUNING_ONLY,
+    HEADLINE_ATTACK,
+    LOSS_AUC,
+    LOSS_TPR_AT_1PCT_FPR,
+    MIA_AUC,
+    MIA_N_MEMBERS,
+    MIA_N_NONMEMBERS,
+    PPL,
+    PPL_BASE,
+    SER,
+    TEGR,
+    TER,
+    TER_FT,
+    TRAIN_LOSS,
+    VAL_PPL,
+    VAL_PPL_BASE,
+    per,
+)
+from piimem.mia import attack_label
 from piimem.report import papers
 from piimem.report.claims import ClaimSettings, claims_notes, claims_table
 from piimem.report.formats import CI, COUNTS, SEEDS_CI, frame, write_tables
@@ -31,7 +52,6 @@ from piimem.report.select import (
     PAPER_ENTITY_TYPE,
     RUN_KEYS,
     at_checkpoint,
-    attack_label,
     attack_rank,
     bucket_rank,
     defense_rank,
@@ -123,15 +143,15 @@ def rmft_table(metrics: pl.DataFrame, comparisons: pl.DataFrame, paper: bool = T
     addresses, labelled with their model and data. SER columns are left out when SER equals TER by
     construction (`ser_equals_ter`; `rmft_notes` says so). None when there is no TER comparison.
     """
-    if comparisons is None or comparisons.filter(pl.col("quantity") == "ter").height == 0:
+    if comparisons is None or comparisons.filter(pl.col("quantity") == TER).height == 0:
         return None
     same = ser_equals_ter(metrics)
     quantity = {q: _lookup(comparisons, quantity=q) for q in
-                ("ter", "ser", "ter_reduction", "ser_reduction", "aurc", "min_ppl_increase")}
-    ppl = {(k[0], k[1], k[4]): r for k, r in _lookup(comparisons, quantity="ppl_mean", checkpoint=None).items()}
+                (TER, SER, "ter_reduction", "ser_reduction", "aurc", "min_ppl_increase")}
+    ppl = {(k[0], k[1], k[4]): r for k, r in _lookup(comparisons, quantity=PPL, checkpoint=None).items()}
     increase = {(k[0], k[1], k[4]): r for k, r in _lookup(comparisons, quantity="ppl_increase").items()}
     rows = []
-    for key, ter in quantity["ter"].items():
+    for key, ter in quantity[TER].items():
         base_model, tuning, prompt_set, entity_type, defense, _, _ = key
         versus = (base_model, tuning, prompt_set, entity_type, defense, "none", None)
         # SER of a run whose S_c = O, and its reduction against a baseline with S_c = O too, is TER's again.
@@ -140,7 +160,7 @@ def rmft_table(metrics: pl.DataFrame, comparisons: pl.DataFrame, paper: bool = T
                HEADERS["entity_type"]: entity_type, HEADERS["defense"]: defense,
                "strings extracted k": ter["k"], "strings extracted n": ter["n"],
                **comparison_cells(ter, f"TER (%), {OVER_CHECKPOINTS}")}
-        row.update(comparison_cells(None if ser_is_ter else quantity["ser"].get(key), f"SER (%), {OVER_CHECKPOINTS}"))
+        row.update(comparison_cells(None if ser_is_ter else quantity[SER].get(key), f"SER (%), {OVER_CHECKPOINTS}"))
         row.update(comparison_cells(ppl.get((base_model, tuning, defense)), f"PPL, {OVER_CHECKPOINTS}"))
         row.update(comparison_cells(quantity["ter_reduction"].get(versus), "TER reduction (%)"))
         row.update(comparison_cells(None if ser_is_ter else quantity["ser_reduction"].get(versus), "SER reduction (%)"))
@@ -207,20 +227,20 @@ def finetuning_table(metrics: pl.DataFrame, comparisons: pl.DataFrame | None = N
     None when there is no mia_auc metric.
     """
     keys = ("base_model", "defense", "tuning")
-    auc_names = [m for m in metrics["metric"].unique().to_list() if m.startswith("mia_auc/")]
+    auc_names = [m for m in metrics["metric"].unique().to_list() if m.startswith(per(MIA_AUC, ""))]
     auc = select_metrics(original_view(metrics), auc_names)
     if auc.height == 0:
         return None
-    extra = ["mia_tpr@1%fpr/loss", "mia_n_members/loss", "mia_n_nonmembers/loss", "ppl_mean", "ppl_base",
-             "val_ppl_mean"]
+    sample_sizes = [per(count, HEADLINE_ATTACK) for count in (MIA_N_MEMBERS, MIA_N_NONMEMBERS)]
+    extra = [LOSS_TPR_AT_1PCT_FPR, *sample_sizes, PPL, PPL_BASE, VAL_PPL]
     trained = select_metrics(metrics.filter(pl.col("member_text") == "trained") if "member_text" in metrics.columns
-                             else metrics.clear(), ["mia_auc/loss"]).with_columns(metric=pl.lit("trained/mia_auc/loss"))
+                             else metrics.clear(), [LOSS_AUC]).with_columns(metric=pl.lit(f"trained/{LOSS_AUC}"))
     chosen = at_checkpoint(pl.concat([auc, select_metrics(original_view(metrics), extra), trained]),
                            checkpoint=checkpoint, epoch=epoch)
     attacks = sorted({m.split("/", 1)[1] for m in auc["metric"].unique().to_list()}, key=attack_rank)
-    ppl_at = {(k[0], k[1], k[4], k[6]): r for k, r in _lookup(comparisons, quantity="ppl_mean").items()
+    ppl_at = {(k[0], k[1], k[4], k[6]): r for k, r in _lookup(comparisons, quantity=PPL).items()
               if k[6] is not None}
-    ppl_base = {(k[0], k[1]): r for k, r in _lookup(comparisons, quantity="ppl_base").items()}
+    ppl_base = {(k[0], k[1]): r for k, r in _lookup(comparisons, quantity=PPL_BASE).items()}
     at = _at(epoch, checkpoint)
     rows = []
     runs = _by_run(chosen, keys)
@@ -230,27 +250,27 @@ def finetuning_table(metrics: pl.DataFrame, comparisons: pl.DataFrame | None = N
         first = next(iter(values.values()))
         row = {HEADERS["base_model"]: key[0], HEADERS["defense"]: key[1], HEADERS["tuning"]: key[2],
                "epoch": mean(r["epoch"] for r in first), "seeds": seeds}
-        sizes = [values.get(f"mia_n_{c}/loss", [{}])[0].get("value") for c in ("members", "nonmembers")]
+        sizes = [values.get(name, [{}])[0].get("value") for name in sample_sizes]
         row.update({"members": None if sizes[0] is None else round(sizes[0]),
                     "non-members": None if sizes[1] is None else round(sizes[1])})
-        if "loss" in attacks:
-            row.update(metric_cells(values.get("mia_auc/loss", []), f"LOSS AUC, {at}", level=level))
-            row.update(metric_cells(values.get("mia_tpr@1%fpr/loss", []), "LOSS TPR@1%FPR", level=level))
+        if HEADLINE_ATTACK in attacks:
+            row.update(metric_cells(values.get(LOSS_AUC, []), f"LOSS AUC, {at}", level=level))
+            row.update(metric_cells(values.get(LOSS_TPR_AT_1PCT_FPR, []), "LOSS TPR@1%FPR", level=level))
         for attack in attacks:
-            if attack != "loss":
-                row.update(metric_cells(values.get(f"mia_auc/{attack}", []), f"{attack_label(attack)} AUC",
+            if attack != HEADLINE_ATTACK:
+                row.update(metric_cells(values.get(per(MIA_AUC, attack), []), f"{attack_label(attack)} AUC",
                                         level=level))
         if trained.height:
-            row.update(metric_cells(values.get("trained/mia_auc/loss", []), "LOSS AUC, trained text", level=level))
+            row.update(metric_cells(values.get(f"trained/{LOSS_AUC}", []), "LOSS AUC, trained text", level=level))
         checkpoint_id = first[0]["checkpoint"]
         from_items = ppl_at.get((key[0], key[2], key[1], checkpoint_id))
         row.update(comparison_cells(from_items, "PPL") if from_items is not None
-                   else metric_cells(values.get("ppl_mean", []), "PPL", level=level))
+                   else metric_cells(values.get(PPL, []), "PPL", level=level))
         base = ppl_base.get((key[0], key[2]))
         row.update(comparison_cells(base, "PPL base") if base is not None
-                   else {"PPL base": mean(r["value"] for r in values.get("ppl_base", []))})
-        if "val_ppl_mean" in values:
-            row["val PPL"] = mean(r["value"] for r in values["val_ppl_mean"])
+                   else {"PPL base": mean(r["value"] for r in values.get(PPL_BASE, []))})
+        if VAL_PPL in values:
+            row["val PPL"] = mean(r["value"] for r in values[VAL_PPL])
         if "tuning_run" in first[0]:  # a sweep's selected run: which value won
             won = sorted({swept_value(r["tuning_run"], key[2]) or "" for r in first} - {""})
             row["chosen"] = ", ".join(won) or None
@@ -276,7 +296,7 @@ def tuning_sweep_table(metrics: pl.DataFrame, epoch: float | None = None, level:
     swept = metrics.filter(pl.col("tuning") != pl.col("method"))
     if swept.height == 0:
         return None
-    names = ["val_ppl_mean", "ppl_mean", "val_ppl_base", "train_loss", "mia_auc/loss"]
+    names = [VAL_PPL, PPL, VAL_PPL_BASE, TRAIN_LOSS, LOSS_AUC]
     chosen = at_checkpoint(select_metrics(original_view(swept), names), epoch=epoch)
     rows = []
     for key, values in _by_run(chosen, (*RUN_KEYS, "method", "selected")).items():
@@ -285,9 +305,9 @@ def tuning_sweep_table(metrics: pl.DataFrame, epoch: float | None = None, level:
         row = {HEADERS["base_model"]: base_model, HEADERS["defense"]: defense, HEADERS["tuning"]: method,
                "value": swept_value(tuning, method), "seed": seed, "epoch": first["epoch"]}
         row.update({label: mean(r["value"] for r in values.get(name, []))
-                    for name, label in (("val_ppl_mean", "val PPL"), ("ppl_mean", "PPL"),
-                                        ("val_ppl_base", "val PPL base"), ("train_loss", "train loss"))})
-        row.update(metric_cells(values.get("mia_auc/loss", []), "LOSS AUC", level=level))
+                    for name, label in ((VAL_PPL, "val PPL"), (PPL, "PPL"),
+                                        (VAL_PPL_BASE, "val PPL base"), (TRAIN_LOSS, "train loss"))})
+        row.update(metric_cells(values.get(LOSS_AUC, []), "LOSS AUC", level=level))
         row["selected"] = "yes" if selected else ""
         rows.append(row)
     rows.sort(key=lambda r: (r["base model"], defense_rank(r["defense"]), tuning_rank(r["tuning"]), r["seed"],
@@ -334,21 +354,21 @@ def extraction_by_type(metrics: pl.DataFrame, checkpoint: str | None = None,
     of O not in the base model's pre-training data) where known. SER is left out when it equals TER by
     construction (`ser_equals_ter`). None when there is no TER."""
     keys = ("base_model", "tuning", "prompt_set", "defense", "entity_type")
-    rows = at_checkpoint(select_metrics(metrics, ["ter", "ser", "tegr", "ter_ft"]), checkpoint=checkpoint)
-    if rows.filter(pl.col("metric") == "ter").height == 0:
+    rows = at_checkpoint(select_metrics(metrics, [TER, SER, TEGR, TER_FT]), checkpoint=checkpoint)
+    if rows.filter(pl.col("metric") == TER).height == 0:
         return None
     same = ser_equals_ter(rows)
     at = f"checkpoint {checkpoint}" if checkpoint else LAST
     out = []
     for key, values in _by_run(rows, keys).items():
         row = {HEADERS[k]: v for k, v in zip(keys, key)}
-        row.update(metric_cells(values.get("ter", []), f"TER (%), {at}", counts=True, level=level))
+        row.update(metric_cells(values.get(TER, []), f"TER (%), {at}", counts=True, level=level))
         ser_is_ter = (key[0], key[3], key[1], key[2], key[4]) in same
-        row.update(metric_cells([] if ser_is_ter else values.get("ser", []), f"SER (%), {at}", counts=True,
+        row.update(metric_cells([] if ser_is_ter else values.get(SER, []), f"SER (%), {at}", counts=True,
                                 level=level))
-        row.update(metric_cells(values.get("tegr", []), f"TEGR (%), {at}", counts=True, level=level))
-        if "ter_ft" in values:
-            row.update(metric_cells(values["ter_ft"], f"TER over O_ft (%), {at}", counts=True, level=level))
+        row.update(metric_cells(values.get(TEGR, []), f"TEGR (%), {at}", counts=True, level=level))
+        if TER_FT in values:
+            row.update(metric_cells(values[TER_FT], f"TER over O_ft (%), {at}", counts=True, level=level))
         out.append(row)
     out.sort(key=lambda r: (*_context_rank(r), r["entity type"] == "ALL", r["entity type"]))
     return _drop_empty_ser(frame(out, text_columns=[HEADERS[k] for k in keys]))
@@ -359,7 +379,7 @@ def extraction_notes(metrics: pl.DataFrame, table: pl.DataFrame | None, level: f
         return []
     notes = [f"[low, high]: exact (Clopper-Pearson) {100 * level:g} % interval of the rate; k of n: its counts "
              f"(summed over seeds when there are several, with the seeds' t interval instead)."]
-    if ser_equals_ter(at_checkpoint(select_metrics(metrics, ["ter", "ser"]))):
+    if ser_equals_ter(at_checkpoint(select_metrics(metrics, [TER, SER]))):
         notes.append(SER_EQUALS_TER)
     return notes
 
@@ -403,15 +423,15 @@ def targeted_table(metrics: pl.DataFrame, comparisons: pl.DataFrame | None = Non
     base model (points, paired over targets, from the comparison table); for inference also the mean
     exposure (bits) and its drop. None without these metrics.
     """
-    names = [*TARGETED_ATTACKS, *(f"{m}{s}" for m in TARGETED_ATTACKS for s in ("_ft", "_base")),
-             "pii_inference_exposure", "pii_inference_exposure_base", "pii_inference_candidates"]
+    names = [*TARGETED_ATTACKS, *(f"{m}{s}" for m in TARGETED_ATTACKS for s in (FINE_TUNING_ONLY, BASE)),
+             "pii_inference_exposure", "pii_inference_exposure" + BASE, "pii_inference_candidates"]
     rows = at_checkpoint(select_metrics(metrics, names))
     if rows.filter(pl.col("metric").is_in(list(TARGETED_ATTACKS))).height == 0:
         return None
     keys = ("base_model", "tuning", "prompt_set", "entity_type", "defense")
     lookups = {q: {(k[0], k[1], k[2], k[3], k[4], k[6]): r for k, r in _lookup(comparisons, quantity=q).items()}
                for q in (*(f"{m}{s}_{d}" for m in [*TARGETED_ATTACKS, "pii_inference_exposure"]
-                           for s in ("", "_ft") for d in ("drop", "gain")),)}
+                           for s in ("", FINE_TUNING_ONLY) for d in ("drop", "gain")),)}
     out = []
     for key, values in _by_run(rows, keys).items():
         base_model, tuning, prompt_set, entity_type, defense = key
@@ -424,9 +444,9 @@ def targeted_table(metrics: pl.DataFrame, comparisons: pl.DataFrame | None = Non
                    HEADERS["entity_type"]: entity_type, HEADERS["defense"]: defense, "checkpoint": checkpoint}
             at = (base_model, tuning, prompt_set, entity_type, defense, checkpoint)
             row.update(metric_cells(values[metric], "accuracy (%)", counts=True, level=level))
-            row.update(metric_cells(values.get(f"{metric}_ft", []), "accuracy over O_ft (%)", counts=True,
+            row.update(metric_cells(values.get(metric + FINE_TUNING_ONLY, []), "accuracy over O_ft (%)", counts=True,
                                     level=level))
-            row.update(metric_cells(values.get(f"{metric}_base", []), "base model (%)", counts=True, level=level))
+            row.update(metric_cells(values.get(metric + BASE, []), "base model (%)", counts=True, level=level))
             drop = lookups[f"{metric}_drop"].get(at)
             row.update(comparison_cells(drop, "drop vs none (points)"))
             row["drop p (McNemar)"] = None if drop is None else drop.get("p_value")
@@ -437,7 +457,7 @@ def targeted_table(metrics: pl.DataFrame, comparisons: pl.DataFrame | None = Non
                 if exposure else None
             row["exposure (bits)"] = mean(r["value"] for r in values.get("pii_inference_exposure", [])) \
                 if exposure else None
-            row["exposure, base model (bits)"] = mean(r["value"] for r in values.get("pii_inference_exposure_base",
+            row["exposure, base model (bits)"] = mean(r["value"] for r in values.get("pii_inference_exposure" + BASE,
                                                                                     [])) if exposure else None
             row.update(comparison_cells(lookups["pii_inference_exposure_drop"].get(at) if exposure else None,
                                         "exposure drop vs none (bits)"))

@@ -9,17 +9,15 @@ training (`checkpoint_schedule`), the steps once the epochs' sizes are (`checkpo
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from piimem.checks import is_int, is_number
+from piimem.checks import is_int
 from piimem.config import checkpoint_ids
-from piimem.schema import default
+from piimem.schema import check, default
 
 PACKINGS = ("blocks", "messages")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-_DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
 @dataclass(frozen=True)
@@ -43,31 +41,9 @@ class TrainConfig:
     device: str = default("train.device")
 
     def __post_init__(self) -> None:
-        for key in ("block_size", "epochs", "batch_size", "grad_accum", "checkpoints_per_epoch"):
-            value = getattr(self, key)
-            if not is_int(value) or value < 1:
-                raise ValueError(f"train.{key}: expected a positive integer, got {value!r}")
-        if self.block_size < 2:
-            raise ValueError(f"train.block_size: expected at least 2 (one context and one target token), "
-                             f"got {self.block_size}")
-        for key in ("warmup_steps", "seed"):
-            value = getattr(self, key)
-            if not is_int(value) or value < 0:
-                raise ValueError(f"train.{key}: expected an integer >= 0, got {value!r}")
-        if not is_number(self.lr) or self.lr <= 0:
-            raise ValueError(f"train.lr: expected a number > 0, got {self.lr!r}")
-        for key in ("weight_decay", "max_grad_norm"):
-            value = getattr(self, key)
-            if not is_number(value) or value < 0:
-                raise ValueError(f"train.{key}: expected a number >= 0, got {value!r}")
-        if self.packing not in PACKINGS:
-            raise ValueError(f"train.packing: expected one of {PACKINGS}, got {self.packing!r}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"train.precision: expected one of {PRECISIONS}, got {self.precision!r}")
-        if not isinstance(self.compile, bool):
-            raise ValueError(f"train.compile: expected true or false, got {self.compile!r}")
-        if not isinstance(self.device, str) or not _DEVICE_PATTERN.match(self.device):
-            raise ValueError(f"train.device: expected auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
+        check("train", {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "seed"})
+        if not is_int(self.seed) or self.seed < 0:  # one of `seeds`, which the schema checks as a list
+            raise ValueError(f"train.seed: expected an integer >= 0, got {self.seed!r}")
 
     @classmethod
     def from_dict(cls, values: Mapping) -> TrainConfig:
@@ -89,10 +65,7 @@ class StateEvery:
     steps: int | None = None
 
     def __post_init__(self) -> None:
-        if self.minutes is not None and (not is_number(self.minutes) or self.minutes <= 0):
-            raise ValueError(f"train.state_every.minutes: expected a number > 0 or null, got {self.minutes!r}")
-        if self.steps is not None and (not is_int(self.steps) or self.steps < 1):
-            raise ValueError(f"train.state_every.steps: expected a positive integer or null, got {self.steps!r}")
+        check("train.state_every", {"minutes": self.minutes, "steps": self.steps})
 
     @classmethod
     def from_dict(cls, values: Mapping | None) -> StateEvery:

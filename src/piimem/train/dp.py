@@ -29,8 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from piimem.checks import is_int, is_number
-from piimem.schema import default
+from piimem.checks import is_number
+from piimem.schema import check, default
 
 ACCOUNTANTS = ("prv", "rdp")
 
@@ -51,22 +51,11 @@ class DPConfig:
     def __post_init__(self) -> None:
         if self.epsilon is None and self.noise_multiplier is None:
             raise ValueError("dp: set dp.epsilon (the target) or dp.noise_multiplier")
-        if self.epsilon is not None and not (_positive(self.epsilon)):
-            raise ValueError(f"dp.epsilon: expected a number > 0, got {self.epsilon!r}")
         if self.noise_multiplier is not None and not (is_number(self.noise_multiplier) and self.noise_multiplier >= 0):
             raise ValueError(f"dp.noise_multiplier: expected a number >= 0, got {self.noise_multiplier!r}")
-        if self.delta is not None and not (is_number(self.delta) and 0 < self.delta < 1):
-            raise ValueError(f"dp.delta: expected a number in (0, 1) or null, got {self.delta!r}")
-        if not _positive(self.max_grad_norm):
-            raise ValueError(f"dp.max_grad_norm: expected a number > 0, got {self.max_grad_norm!r}")
-        if self.batch_size is not None and not (is_int(self.batch_size) and self.batch_size >= 1):
-            raise ValueError(f"dp.batch_size: expected a positive integer or null, got {self.batch_size!r}")
-        if self.accountant not in ACCOUNTANTS:
-            raise ValueError(f"dp.accountant: expected one of {ACCOUNTANTS}, got {self.accountant!r}")
-
-
-def _positive(value) -> bool:
-    return is_number(value) and value > 0
+        keys = ("epsilon", "delta", "max_grad_norm", "batch_size", "accountant")
+        # epsilon None: the noise multiplier is given instead (not a config key)
+        check("dp", {key: getattr(self, key) for key in keys if key != "epsilon" or self.epsilon is not None})
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import numpy as np
 import polars as pl
 
 from piimem.checks import is_int
+from piimem.metric_names import DP_EPSILON, TRAIN_LOSS
 from piimem.progress import Progress
 from piimem.scoring import resolve_device
 from piimem.train.checkpoints import save_checkpoint
@@ -490,9 +491,9 @@ class _Run:
         consumed = self.consumed_all.filter(pl.col("first_step") <= step)
         for checkpoint in due:
             record = {"id": checkpoint.id, "epoch": checkpoint.epoch, "step": step,
-                      "path": f"checkpoints/{checkpoint.id}", "train_loss": train_loss}
+                      "path": f"checkpoints/{checkpoint.id}", TRAIN_LOSS: train_loss}
             if self.dp_plan is not None:
-                record["dp_epsilon"] = epsilon_spent(self.dp_plan, step)
+                record[DP_EPSILON] = epsilon_spent(self.dp_plan, step)
             if self.main:
                 save_checkpoint(self.model, self.tokenizer, self.run_dir, checkpoint, record, consumed)
                 log.info("train: checkpoint %s at step %d (epoch %g), train_loss %s, %d documents consumed",
