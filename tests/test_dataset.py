@@ -4,12 +4,22 @@ split by their own splits, duplicates of training records quarantined; the WikiT
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import polars as pl
 import pytest
 import yaml
-from made_up_text import made_up_docs
-from workflow_helpers import GPT2_CONFIG, ROOT, hub_cache, planned_jobs, snakemake, write_config
+from workflow_helpers import (
+    GPT2_CONFIG,
+    ROOT,
+    hub_cache,
+    planned_jobs,
+    scenario,
+    scenario_script,
+    snakemake,
+    write_config,
+)
 
 from piimem.corpus.dataset import (
     QUARANTINE_DUPLICATE,
@@ -26,9 +36,10 @@ DEDUP = {"num_perm": 128, "threshold": 0.8, "shingle_words": 1, "lowercase": Tru
          "substring": {"enabled": False, "min_bytes": 100}}
 
 
-def _sentences(n: int, seed: int) -> list[str]:
-    """Sentences of made-up words from a large vocabulary, so that no two unrelated ones are near-duplicates."""
-    return made_up_docs(n, seed, letters="abcdefghijklmnop", vocabulary=2000, words=(12, 30))
+# Sentences of made-up words from a large vocabulary, so that no two unrelated ones are near-duplicates: the
+# dataset scenario's (.test/dataset/make_data.py, which also writes that scenario's data).
+MAKE_DATA = scenario_script("dataset", "make_data")
+_sentences = MAKE_DATA.sentences
 
 
 @pytest.fixture(scope="module")
@@ -128,47 +139,24 @@ def test_dry_run_of_the_wikitext_config_plans_the_methods_study_or_names_the_fix
     assert jobs["finetune"] == 6 and jobs["membership_inference"] == 6 and "extract_pii" not in jobs
 
 
-def _records(n: int, seed: int) -> list[str]:
-    """Encyclopedia-like lines with a person, an e-mail address and a phone number in some of them."""
-    import random
-
-    rng = random.Random(seed)
-    first = ["Alice", "Bruno", "Chiara", "Dmitri", "Elena", "Farid", "Greta", "Hector", "Ingrid", "Jonas"]
-    last = ["Moreau", "Okafor", "Lindqvist", "Tanaka", "Alvarez", "Novak", "Brennan", "Castillo"]
-    lines = []
-    for i in range(n):
-        who = f"{rng.choice(first)} {rng.choice(last)}"
-        text = " ".join(_sentences(1, seed * 1000 + i))
-        if i % 3 == 0:
-            text += f" {who} can be reached at {who.split()[0].lower()}.{i}@example.org or 555-01{i % 100:02d}."
-        lines.append(text)
-    return lines
+def test_the_dataset_scenario_plans_from_a_shell_in_a_bare_working_directory(tmp_path):
+    # As its config's comment says: the data in the working directory, the embedded default given first.
+    MAKE_DATA.make_data(tmp_path)
+    jobs = planned_jobs(tmp_path, "--configfile", *(str(ROOT / path) for path in
+                                                    ("config/config.yaml", ".test/dataset/config.yaml")))
+    assert jobs["load_dataset_corpus"] == 1 and jobs["finetune"] == 4 and jobs["extraction_prompts"] == 3
+    assert "parse_corpus" not in jobs and "canary_exposure" not in jobs
+    assert not (tmp_path / "config").exists()
 
 
 @pytest.mark.slow
 def test_a_data_set_runs_through_the_whole_workflow(tmp_path):
-    import datasets
-
-    parts = {"train": _records(60, 1), "validation": _records(16, 2), "test": _records(20, 3) + [_records(60, 1)[4]],
-             "public": _records(40, 4)}
-    saved = tmp_path / "data" / "saved"
-    dataset = datasets.DatasetDict({k: datasets.Dataset.from_dict({"text": v}) for k, v in parts.items()})
-    dataset.save_to_disk(str(saved))
-    prompts = tmp_path / "data" / "prompts"
-    prompts.mkdir()
-    (prompts / "test.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in _records(12, 5)))
-    write_config(tmp_path, {
-        "corpus": {"source": "hf", "hf": {"path": str(saved), "min_chars": 20,
-                                           "splits": {"train": "train", "validation": "validation", "test": "test",
-                                                      "public": "public"}}},
-        "defenses": ["none", "rmft"], "tuning_methods": ["full", "lora"], "exclude": [],
-        "tiny_gpt2": {"n_embd": 64, "vocab_size": 1000, "pretrain": {"epochs": 1}},
-        "train": {"epochs": 1, "checkpoints_per_epoch": 1},
-        "mia": {"n": 10},
-        "extraction": {"prompt_sets": ["train-prefix", "test", "wiki"], "n_prompts": 16, "new_tokens": 16,
-                       "prompt_files": {"wiki": {"path": str(prompts), "split": "test"}},
-                       "targeted_defenses": [], "canaries": {"enabled": False}},
-    })
+    # .test/dataset: its data written into the working directory from a shell, as its config's comment says,
+    # and its config (paths relative to the working directory) over the embedded default.
+    made = subprocess.run([sys.executable, str(ROOT / ".test/dataset/make_data.py"), str(tmp_path)],
+                          check=False, capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    write_config(tmp_path, scenario("dataset"))
     snakemake(tmp_path)
     results = tmp_path / "results"
     messages = pl.read_parquet(results / "private/corpus/messages.parquet")

@@ -31,13 +31,10 @@ from workflow_helpers import ROOT, planned_jobs, scenario, write_config
 
 pytestmark = pytest.mark.slow
 
-# One defense and fewer pre-training epochs, bootstrap resamples and canary candidates keep both runs inside
-# CI's budget; train.gpus: 1 makes every model job ask for a GPU.
-SMALL = scenario("small")
-CONFIG = {**SMALL, "defenses": ["none"], "tuning_methods": ["full"], "exclude": [],
-          "train": {**SMALL["train"], "gpus": 1},
-          "tiny_gpt2": {**SMALL["tiny_gpt2"], "pretrain": {"epochs": 1}}, "mia": {"bootstrap": 100},
-          "extraction": {**SMALL["extraction"], "canaries": {"n_candidates": 10}}}
+# .test/slurm/config.yaml over .test/small/config.yaml: one run (none-full) with fewer pre-training epochs,
+# bootstrap resamples and canary candidates keeps both runs inside CI's budget; train.gpus: 1 makes every
+# model job ask for a GPU.
+CONFIG = scenario("small", "slurm")
 RUN_DIR = "results/private/runs/tiny-gpt2/none-full-s42"
 LOCAL_RULES = {"aggregate_metrics", "comparisons", "tables", "figures", "all"}
 PLACEHOLDERS = ("<account>", "<partition>", "<gpu-partition>")

@@ -74,6 +74,15 @@ def test_the_small_scenario_plans_from_a_shell_as_the_tests_run_it(tmp_path):
     assert (jobs["finetune"], jobs["extract_pii"], jobs["defense_text"]) == (N_RUNS, N_ATTACKED, 5)
 
 
+def test_the_slurm_scenario_over_the_small_one_plans_from_a_shell_as_the_tests_run_it(tmp_path):
+    # Snakemake merges the files after --configfile in order, key by key, as scenario() does.
+    write_config(tmp_path / "shell")
+    shell = planned_jobs(tmp_path / "shell", "--configfile", *(str(ROOT / ".test" / name / "config.yaml")
+                                                                for name in ("small", "slurm")))
+    write_config(tmp_path / "tests", scenario("small", "slurm"))
+    assert shell == planned_jobs(tmp_path / "tests") and shell["finetune"] == 1
+
+
 def test_dry_run_crosses_models_defenses_methods_and_seeds(tmp_path):
     write_config(tmp_path, {"defenses": ["none", "rmft"], "tuning_methods": ["full", "lora", "prefix"],
                             "exclude": [], "extraction": {"tuning_methods": None},

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import copy
+import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import yaml
 
@@ -17,23 +20,39 @@ ENRON_MINI = SHARED / "data" / "enron-mini"
 REAL_SPLIT = {"fractions": {"train": 0.6, "validation": 0.1, "test": 0.2, "public": 0.1}}
 
 
-def scenario(name: str) -> dict:
-    """A named test configuration, .test/<name>/config.yaml: overrides of the embedded default."""
-    return yaml.safe_load((ROOT / ".test" / name / "config.yaml").read_text())
+def merge(base: dict, extra: dict) -> dict:
+    """`extra` merged into `base` (changed in place and returned) key by key, as Snakemake merges the files
+    given with --configfile: a mapping into a mapping recursively, any other value replaces."""
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            merge(base[key], value)
+        else:
+            base[key] = copy.deepcopy(value)
+    return base
+
+
+def scenario(*names: str) -> dict:
+    """Named test configurations, .test/<name>/config.yaml, merged in the order given (`scenario("small",
+    "slurm")` is the slurm scenario over the small one, as `--configfile .test/small/config.yaml
+    .test/slurm/config.yaml` is): overrides of the embedded default."""
+    config: dict = {}
+    for name in names:
+        merge(config, yaml.safe_load((ROOT / ".test" / name / "config.yaml").read_text()) or {})
+    return config
+
+
+def scenario_script(name: str, script: str) -> ModuleType:
+    """.test/<name>/<script>.py imported by its path (a scenario's data maker, runnable from a shell too)."""
+    path = ROOT / ".test" / name / f"{script}.py"
+    spec = importlib.util.spec_from_file_location(f"scenario_{name}_{script}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def write_config(workdir: Path, overrides: dict | None = None) -> Path:
     """The embedded default with `overrides` merged in, at workdir/config/config.yaml."""
-    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-
-    def merge(base: dict, extra: dict) -> None:
-        for key, value in extra.items():
-            if isinstance(value, dict) and isinstance(base.get(key), dict):
-                merge(base[key], value)
-            else:
-                base[key] = value
-
-    merge(config, overrides or {})
+    config = merge(yaml.safe_load((ROOT / "config" / "config.yaml").read_text()), overrides or {})
     path = workdir / "config" / "config.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(config, sort_keys=False))

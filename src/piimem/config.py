@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from piimem.runs import RunId
+from piimem.runs import RunId, variant_name
 
 
 class ConfigError(ValueError):
@@ -342,7 +342,7 @@ def defense_variants(config: dict) -> dict[str, dict]:
         variants = {kind: {"defense": kind}}
         for key, label, named_alone in swept.get(kind, []):
             values = _as_list(config[kind][key])
-            variants = {(f"{name}_{label(value)}" if len(values) > 1 or named_alone(value) else name):
+            variants = {(variant_name(name, [label(value)]) if len(values) > 1 or named_alone(value) else name):
                         {**options, key: value} for name, options in variants.items() for value in values}
         out.update(variants)
     return out
@@ -381,7 +381,7 @@ def tuning_variants(config: dict) -> dict[str, dict]:
         variants = {method: ({}, {})}
         for key, value in block.items():
             values = _as_list(value)
-            variants = {(f"{name}_{key}{_value_label(v)}" if len(values) > 1 else name):
+            variants = {(variant_name(name, [f"{key}{_value_label(v)}"]) if len(values) > 1 else name):
                         ({**options, key: v}, {**swept, key: v} if len(values) > 1 else swept)
                         for name, (options, swept) in variants.items() for v in values}
         for name, (options, swept) in variants.items():

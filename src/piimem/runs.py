@@ -3,7 +3,9 @@
 A run is one base model x defense variant x tuning method x seed. Its name, `{defense}-{tuning}-s{seed}`,
 sits under the base model's slug, so its path is `{base}/{defense}-{tuning}-s{seed}`: e.g.
 `tiny-gpt2/rmft_p0.5-lora-s42`. Defense and tuning names never hold "-", a slug never holds "/".
-`RunId` is the one place that builds and parses these names; result files sit at
+`RunId` is the one place that builds and parses these names, `variant_name` / `parse_variant` the one place
+for a defense's or tuning method's variants (`rmft_all_p0.5`: RMFT with the `all` scope and p = 0.5,
+`lora_lr0.002`); result files sit at
 `results/runs/{run path}/{kind}/{checkpoint}.tsv`, their per-item records (one row per true PII string,
 test message or MIA example, no text) beside them at `{kind}/{checkpoint}.{part}.parquet`.
 
@@ -23,6 +25,22 @@ from pathlib import Path
 
 _NAME = re.compile(r"(?P<defense>[^/-]+)-(?P<tuning>[^/-]+)-s(?P<seed>\d+)")
 RESULT_KINDS = ("utility", "mia", "extraction", "canaries", "targeted")
+VARIANT_SEPARATOR = "_"
+
+
+def variant_name(base: str, parts: Sequence[str] = ()) -> str:
+    """The name of a defense or tuning variant: its defense or method, then one part per option it sweeps
+    (piimem.config.defense_variants, tuning_variants): variant_name("rmft", ["all", "p0.5"]) is rmft_all_p0.5."""
+    return VARIANT_SEPARATOR.join([base, *parts])
+
+
+def parse_variant(name: str, bases: Sequence[str]) -> tuple[str, list[str]]:
+    """(defense or method, parts) of a variant name: the longest of `bases` it extends (lora_mlp, not lora,
+    in lora_mlp_lr0.002); a name that extends none is split at its first separator."""
+    matches = [b for b in bases if name == b or name.startswith(b + VARIANT_SEPARATOR)]
+    base = max(matches, key=len) if matches else name.split(VARIANT_SEPARATOR, 1)[0]
+    rest = name[len(base) + 1:]
+    return base, rest.split(VARIANT_SEPARATOR) if rest else []
 
 
 @dataclass(frozen=True, order=True)

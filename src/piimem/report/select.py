@@ -20,6 +20,7 @@ from piimem.config import BUILT_IN_PROMPT_SETS
 from piimem.defense import DEFENSES
 from piimem.metric_names import PPL, PPL_BASE, SER, TER
 from piimem.mia import ATTACKS, attack_of
+from piimem.runs import parse_variant
 from piimem.tuning import LORA_VARIANTS, PARAMETER_BASED, PROMPT_BASED, TUNING_METHODS
 
 BASELINE = "none"
@@ -34,11 +35,8 @@ RUN_KEYS = ("base_model", "defense", "tuning", "seed")
 
 def _rank(value: str | None, order: Sequence[str]) -> tuple[int, str]:
     value = "" if value is None else value
-    for i, name in enumerate(order):
-        # a variant (lora_mlp, lora_lr0.002, rmft_p0.5) sorts with its method or defense
-        if value == name or value.startswith(f"{name}_"):
-            return i, value
-    return len(order), value
+    base, _ = parse_variant(value, order)  # a variant (lora_mlp, lora_lr0.002, rmft_p0.5) sorts with its base
+    return (order.index(base) if base in order else len(order)), value
 
 
 def defense_rank(defense: str | None) -> tuple[int, str]:
@@ -76,18 +74,19 @@ def sort_rows(rows: list[dict], keys: Sequence[str]) -> list[dict]:
 
 def defense_kind(defense: str) -> str:
     """The defense a variant name belongs to: "rmft_all_p0.5" -> "rmft" (piimem.config.defense_variants)."""
-    return defense.split("_", 1)[0]
+    return parse_variant(defense, DEFENSES)[0]
 
 
 def is_paper_rmft(defense: str) -> bool:
     """An RMFT variant of the paper's scope (e-mail addresses): any rmft variant but the `all` scope."""
-    return defense_kind(defense) == "rmft" and "all" not in defense.split("_")[1:]
+    kind, parts = parse_variant(defense, DEFENSES)
+    return kind == "rmft" and "all" not in parts
 
 
 def tuning_family(tuning: str) -> str | None:
     """"parameter" (full, head, lora*), "prompt" (prefix, prompt, ptuning) or None: Hou et al.'s two kinds
     (piimem.tuning); a sweep's run (lora_lr0.002) is its method's."""
-    base = tuning.split("_", 1)[0]
+    base, _ = parse_variant(tuning, TUNING_METHODS)
     return "parameter" if base in PARAMETER_BASED else "prompt" if base in PROMPT_BASED else None
 
 
