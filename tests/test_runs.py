@@ -51,3 +51,31 @@ def test_checkpoint_models_load_each_checkpoint_for_its_output(tmp_path):
     assert seen[1][2] == pytest.approx(0, abs=1e-3)
     with pytest.raises(ValueError, match=r"checkpoint 'c09' is not in .*manifest.json"):
         list(checkpoint_models(manifest, [tmp_path / "c09.tsv"], base))
+
+
+def test_a_variant_name_parses_back_to_its_defense_or_method_and_parts():
+    from piimem.defense import DEFENSES
+    from piimem.runs import parse_variant, variant_name
+    from piimem.tuning import TUNING_METHODS
+
+    assert variant_name("rmft", ["all", "p0.5"]) == "rmft_all_p0.5"
+    assert parse_variant("rmft_all_p0.5", DEFENSES) == ("rmft", ["all", "p0.5"])
+    assert parse_variant("dp_e8", DEFENSES) == ("dp", ["e8"])
+    assert parse_variant("none", DEFENSES) == ("none", [])
+    assert parse_variant("lora_mlp_lr0.002", TUNING_METHODS) == ("lora_mlp", ["lr0.002"])  # the longest base
+    assert parse_variant("lora_lr0.002", TUNING_METHODS) == ("lora", ["lr0.002"])
+    assert parse_variant("mine_v2", DEFENSES) == ("mine", ["v2"])  # an unknown base: up to the first "_"
+
+
+def test_every_defense_variant_name_parses_back_to_its_defense():
+    from piimem.config import defense_variants
+    from piimem.defense import DEFENSES
+    from piimem.runs import parse_variant
+
+    config = {"defenses": ["none", "rmft", "dedup", "dp"], "rmft": {"scope": ["email", "all"], "p": [0.5, 1.0]},
+              "dedup": {"threshold": [0.7, 0.8]}, "dp": {"epsilon": [1, 8], "batch_size": None, "lr": [None, 0.001]}}
+    variants = defense_variants(config)
+    assert len(variants) == 1 + 4 + 2 + 4
+    assert {name: parse_variant(name, DEFENSES)[0] for name in variants} == \
+        {name: variant["defense"] for name, variant in variants.items()}
+    assert parse_variant("rmft_all_p0.5", DEFENSES)[1] == ["all", "p0.5"] and "rmft_all_p0.5" in variants
