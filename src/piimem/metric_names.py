@@ -2,7 +2,8 @@
 
 The stages that write these metrics and the tables, claims and figures that read them take the names from
 here. A family holds one metric per attack, repetition count or bucket, named `<family>/<member>`
-(`per(MIA_AUC, "loss")` is "mia_auc/loss"). What each one measures: docs/outputs.md, "Metrics".
+(`per(MIA_AUC, "loss")` is "mia_auc/loss"). What each one measures: docs/outputs.md, "Metrics, tables and
+figures".
 """
 
 from __future__ import annotations

@@ -115,13 +115,20 @@ def scored_text(tokenizer, texts: Sequence[str], *, max_length: int) -> list[str
     return spans
 
 
-def usable_positions(model) -> int | None:
-    """How many input tokens the model can take: its position limit (n_positions or
-    max_position_embeddings) less the virtual tokens of a PEFT prompt-learning method; None when the
-    config names no limit."""
+def position_limit(model) -> int | None:
+    """The longest sequence the model's position embeddings allow (None when it does not say)."""
     config = getattr(model, "config", None)
-    limit = next((v for v in (getattr(config, name, None) for name in ("n_positions", "max_position_embeddings"))
-                  if isinstance(v, int)), None)
+    for key in ("n_positions", "max_position_embeddings"):
+        value = getattr(config, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def usable_positions(model) -> int | None:
+    """How many input tokens the model can take: its position limit (`position_limit`) less the virtual
+    tokens of a PEFT prompt-learning method; None when the config names no limit."""
+    limit = position_limit(model)
     peft_config = getattr(model, "peft_config", None)
     if limit is not None and peft_config:
         adapter = peft_config[getattr(model, "active_adapter", "default")]

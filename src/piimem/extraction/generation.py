@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from piimem.checks import is_int, is_number
 from piimem.extraction.prompts import check_count
 from piimem.progress import Progress
+from piimem.scoring import position_limit
 
 
 def peft_virtual_tokens(model):
@@ -41,16 +42,6 @@ def _batches(order: list[int], lengths: list[int], batch_size: int, equal_length
         else:
             batches.append([i])
     return batches
-
-
-def position_limit(model) -> int | None:
-    """The longest sequence the model's position embeddings allow (None when it does not say)."""
-    config = model.config
-    for key in ("n_positions", "max_position_embeddings"):
-        value = getattr(config, key, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    return None
 
 
 def generate_token_ids(

@@ -21,11 +21,12 @@ from collections.abc import Collection, Mapping, Sequence
 
 import polars as pl
 
-from piimem.extraction.generation import generate, peft_virtual_tokens, position_limit
+from piimem.extraction.generation import generate, peft_virtual_tokens
 from piimem.extraction.prompts import check_count, first_tokens_end, last_tokens_start, prompt_end
 from piimem.metrics import PII
 from piimem.pii.normalize import ENTITY_TYPES
 from piimem.progress import Progress
+from piimem.scoring import position_limit
 
 log = logging.getLogger("piimem")
 
