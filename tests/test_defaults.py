@@ -80,6 +80,8 @@ def test_an_unknown_key_is_named():
     (lambda: DedupConfig(seed=2**32), r"dedup.seed: expected an integer in \[0, 4294967295\]"),
     (lambda: DPConfig(batch_size=0), "dp.batch_size: expected an integer >= 1 or null, got 0"),
     (lambda: RmftConfig(keep="middle"), r"rmft.keep: expected one of \('first', 'last', 'random'\)"),
+    (lambda: schema.check("rmft", {"entity_types": ["IBAN"]}),
+     r"rmft.entity_types: expected a list of one of \('PERSON'"),
 ])
 def test_dataclasses_check_their_values_against_the_schema(build, message):
     with pytest.raises(ValueError, match=message):

@@ -8,7 +8,7 @@ figures".
 
 from __future__ import annotations
 
-# Extraction (piimem.metrics.extraction_metrics): percentages, each with its counts k of n.
+# Extraction (piimem.metrics.extraction_rates): percentages, each with its counts k of n.
 TER, SER, TEGR, PRECISION, RECALL = "ter", "ser", "tegr", "precision", "recall"
 # TER over O_ft, the strings the base model did not see in pre-training (tiny GPT-2 only).
 TER_FT = "ter_ft"

@@ -320,9 +320,9 @@ def attack_scores(
 
     expressions: list[tuple[str, pl.Expr, str | None]] = []
     for attack in map(ATTACK_REGISTRY.get, attacks):
-        for k in map(fraction_label, fractions) if attack.per_k else [None]:
-            inputs = [column(c.format(k=k), attack) for c in attack.columns]
-            expressions.append((attack.scored_name(k), attack.score(*inputs),
+        for k_label in map(fraction_label, fractions) if attack.per_k else [None]:
+            inputs = [column(c.format(k=k_label), attack) for c in attack.columns]
+            expressions.append((attack.scored_name(k_label), attack.score(*inputs),
                                 reference if attack.needs_reference else None))
 
     frames = [

@@ -72,7 +72,8 @@ def expected(spec: dict) -> str:
         elif kind == "string" and "pattern" in branch:
             words.append(f"a string matching {branch['pattern']}")
         elif kind is not None:
-            words.append(f"a {kind}")
+            words.append({"array": "a list", "object": "a mapping"}.get(kind, f"a {kind}")
+                         + (f" of {expected(branch['items'])}" if kind == "array" and "items" in branch else ""))
     return " or ".join(words + ["null"] * nullable)
 
 
@@ -82,7 +83,9 @@ def check(section: str, values: dict) -> None:
     every shape and range is written once, in the schema. ValueError names the key and what it expects."""
     import jsonschema
 
+    definitions = {"definitions": schema()["definitions"]}  # what a nested $ref points to
     for key, value in values.items():
         spec = node(f"{section}.{key}")
-        if not any(jsonschema.Draft202012Validator(branch).is_valid(value) for branch in _scalar_branches(spec)):
+        if not any(jsonschema.Draft202012Validator({**branch, **definitions}).is_valid(value)
+                   for branch in _scalar_branches(spec)):
             raise ValueError(f"{section}.{key}: expected {expected(spec)}, got {value!r}")
