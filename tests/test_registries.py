@@ -13,11 +13,10 @@ from piimem.defense import DEFENSES
 from piimem.extraction.prompts import WINDOW_POSITIONS
 from piimem.mia import ATTACKS
 from piimem.pii.normalize import ENTITY_TYPES
-from piimem.report.select import TUNING_ORDER
 from piimem.report.sweeps import SELECT_BY
 from piimem.train.config import PACKINGS, PRECISIONS
 from piimem.train.dp import ACCOUNTANTS
-from piimem.tuning import LORA_TARGETS, LORA_VARIANTS, PROMPT_INITS, PTUNING_ENCODERS, TUNING_METHODS
+from piimem.tuning import LORA_TARGETS, PROMPT_INITS, PTUNING_ENCODERS, TUNING_METHODS
 
 SCHEMA = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
 
@@ -49,7 +48,13 @@ def test_schema_enums_are_the_python_registries(path, names):
 
 
 def test_display_orders_and_split_names_come_from_the_registries():
-    assert set(TUNING_ORDER) | set(LORA_VARIANTS) == set(TUNING_METHODS)
+    from piimem.report.select import defense_rank, tuning_rank
+
+    # LoRA's target variants and sweep runs sort with their method, unknown names last
+    assert sorted(["ptuning", "mine", "lora_mlp_lr0.002", "full", "lora", "lora_mlp"], key=tuning_rank) == [
+        "full", "lora", "lora_mlp", "lora_mlp_lr0.002", "ptuning", "mine"]
+    assert sorted(["dp_e8", "other", "rmft_all_p0.5", "none"], key=defense_rank) == [
+        "none", "rmft_all_p0.5", "dp_e8", "other"]
     assert list(SCHEMA["properties"]["corpus"]["properties"]["split"]["properties"]["fractions"]["properties"]) \
         == list(SPLITS)
     hf_splits = SCHEMA["properties"]["corpus"]["properties"]["hf"]["properties"]["splits"]["properties"]

@@ -108,9 +108,7 @@ def split_key(config: dict, split: str) -> str:
 
 def split_needed(config: dict, split: str) -> str:
     """What gives `split` records, as an instruction."""
-    if hf_mapped(config):
-        return f"set corpus.hf.splits.{split} to a split of the data set"
-    return f"set corpus.split.fractions.{split} above 0"
+    return f"set {split_key(config, split)} " + ("to a split of the data set" if hf_mapped(config) else "above 0")
 
 
 def _check_hf(config: dict) -> None:

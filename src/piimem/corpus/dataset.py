@@ -3,7 +3,7 @@
 `corpus.hf.path` names the data set: a directory written by `Dataset.save_to_disk` / `DatasetDict.save_to_disk`
 (`load_from_disk`), a data file or a directory of them (json / jsonl, csv, parquet, txt; `load_dataset` with
 the format's builder), or a hub id such as `Salesforce/wikitext` that is already in the local `datasets`
-cache. Nothing is downloaded: HF_DATASETS_OFFLINE is set for the load, and a data set that is not on this
+cache. Nothing is downloaded: `datasets` is set offline for the load, and a data set that is not on this
 machine is an error that names the key and gives the command that fetches it on a machine with network.
 
 Each row's `text_field` is one record (one "message" of the pipeline): its text is stripped, and records
@@ -105,11 +105,18 @@ def _data_files(path: Path) -> tuple[str, dict | str]:
     return builders.pop(), by_split
 
 
-def load_splits(source: HfSource) -> dict[str, object]:
-    """{data set split name: datasets.Dataset}, offline; DatasetNotAvailableError when it is not here."""
+def _offline_datasets():
+    """The `datasets` module set never to download, whatever the caller's environment says."""
+    os.environ["HF_DATASETS_OFFLINE"] = "1"  # read when datasets is first imported
     import datasets
 
-    os.environ["HF_DATASETS_OFFLINE"] = "1"  # never a download, whatever the caller's environment says
+    datasets.config.HF_HUB_OFFLINE = datasets.config.HF_DATASETS_OFFLINE = True  # when it was imported before
+    return datasets
+
+
+def load_splits(source: HfSource) -> dict[str, object]:
+    """{data set split name: datasets.Dataset}, offline; DatasetNotAvailableError when it is not here."""
+    datasets = _offline_datasets()
     path = Path(source.path)
     try:
         if is_saved_dataset(path):
@@ -139,9 +146,7 @@ def check_available(source: HfSource) -> None:
     if source.path.startswith((".", "/")) or path.suffix in FILE_BUILDERS:
         raise DatasetNotAvailableError(f"{source.key}.path: {source.path!r} does not exist; expected a saved data "
                                        f"set directory, a data file of {sorted(FILE_BUILDERS)} or a hub id")
-    import datasets
-
-    os.environ["HF_DATASETS_OFFLINE"] = "1"
+    datasets = _offline_datasets()
     try:
         datasets.load_dataset_builder(source.path, source.name)
     except Exception as error:  # noqa: BLE001 - every failure here means "not loadable offline"

@@ -367,14 +367,19 @@ def _aurc_missing(comparisons: pl.DataFrame, scope: dict, rmft: str, dedup: str)
     return "; ".join(parts) or "no AURC of both defenses"
 
 
+def _downgrade(claim: Claim, reason: str) -> Claim:
+    """`claim`, whose verdict holds or fails, made inconclusive for `reason`, keeping what the interval said."""
+    claim.why = f"{reason}; the interval alone says \"{claim.verdict}\""
+    claim.verdict = INCONCLUSIVE
+    return claim
+
+
 def _unless_unlearnt(claim: Claim, row: dict, learnt: dict) -> Claim:
     """A privacy gain of a run that has not learnt the data is no evidence: a model that learnt nothing leaks
     nothing. Such a verdict that would hold or fail is inconclusive, saying why and what the interval said."""
     if claim.verdict in (HOLDS, FAILS) and not learnt.get((row["base_model"], row["defense"], row["tuning"]), True):
-        claim.why = (f"{row['defense']}-{row['tuning']} has not learnt: its test perplexity is no lower than its "
-                     f"base model's, and a model that learnt nothing leaks nothing; the interval alone says "
-                     f"\"{claim.verdict}\"")
-        claim.verdict = INCONCLUSIVE
+        return _downgrade(claim, f"{row['defense']}-{row['tuning']} has not learnt: its test perplexity is no lower "
+                                 f"than its base model's, and a model that learnt nothing leaks nothing")
     return claim
 
 
@@ -469,10 +474,8 @@ def at_matched_utility(claim: Claim, methods: list[str], base_model: str, utilit
     low, high = min(ppl, key=ppl.get), max(ppl, key=ppl.get)
     ratio = ppl[high] / ppl[low]
     if claim.verdict in (HOLDS, FAILS) and ratio > settings.max_ppl_ratio:
-        claim.why = (f"not at matched utility: {label} {ppl[high]:.2f} ({high}) is {ratio:.2f}x {ppl[low]:.2f} "
-                     f"({low}), above claims.max_ppl_ratio = {settings.max_ppl_ratio:g}; the interval alone says "
-                     f"\"{claim.verdict}\"")
-        claim.verdict = INCONCLUSIVE
+        return _downgrade(claim, f"not at matched utility: {label} {ppl[high]:.2f} ({high}) is {ratio:.2f}x "
+                                 f"{ppl[low]:.2f} ({low}), above claims.max_ppl_ratio = {settings.max_ppl_ratio:g}")
     return claim
 
 
@@ -486,11 +489,9 @@ def with_signal(claim: Claim, comparisons: pl.DataFrame, winners: list[tuple[str
     for base_model, tuning in winners:
         row = _one(comparisons, "loss_auc", base_model=base_model, tuning=tuning, defense=BASELINE)
         if row is not None and _finite(row["ci_low"]) and row["ci_low"] <= 0.5:
-            claim.why = (f"{base_model} {tuning}'s LOSS AUC {row['value']:.3f} [{row['ci_low']:.3f}, "
-                         f"{row['ci_high']:.3f}] contains 0.5: it shows no membership signal, so the difference "
-                         f"says nothing about memorisation; the interval alone says \"{claim.verdict}\"")
-            claim.verdict = INCONCLUSIVE
-            return claim
+            return _downgrade(claim, f"{base_model} {tuning}'s LOSS AUC {row['value']:.3f} [{row['ci_low']:.3f}, "
+                                     f"{row['ci_high']:.3f}] contains 0.5: it shows no membership signal, so the "
+                                     f"difference says nothing about memorisation")
     return claim
 
 
