@@ -85,9 +85,10 @@ def messages(defense: str, ppl: Sequence[float], *, n: int = 60, tuning: str = "
 
 
 def scores(tuning: str, separations: Sequence[float], *, n: int = 80, defense: str = "none", seed: int = 1,
-           noise: int = 0, base: str = BASE, checkpoints=CHECKPOINTS) -> Part:
-    """n members and n non-members; at checkpoint c a member's LOSS score is `separations[c]` higher on
-    average (per-example noise fixed by `noise`); mia_auc/loss rows with their bootstrap interval."""
+           noise: int = 0, base: str = BASE, checkpoints=CHECKPOINTS, thread: int = 1, blind=None) -> Part:
+    """n members and n non-members in link groups of `thread` texts each (members' and non-members' apart);
+    at checkpoint c a member's LOSS score is `separations[c]` higher on average (per-example noise fixed by
+    `noise`); mia_auc/loss rows with their bootstrap interval. `blind`: a blind-baseline score per example."""
     rng = np.random.default_rng(noise)
     member = np.arange(2 * n) < n
     base_score, jitter = rng.normal(0, 1, 2 * n), rng.normal(0, 1, 2 * n)
@@ -95,7 +96,8 @@ def scores(tuning: str, separations: Sequence[float], *, n: int = 80, defense: s
     for (checkpoint, epoch), separation in zip(checkpoints, separations):
         loss = base_score + 0.3 * jitter * seed + separation * member
         frames.append(pl.DataFrame({"checkpoint": checkpoint, "index": np.arange(2 * n), "member": member,
-                                    "loss": loss}))
+                                    "group": np.arange(2 * n) // thread, "loss": loss,
+                                    **({} if blind is None else {"blind": np.asarray(blind, dtype=float)})}))
         ci = bootstrap_auc_ci(loss, member, n=200, seed=0)
         rows.append(metric_row("mia_auc/loss", roc_auc(loss, member), defense=defense, tuning=tuning, seed=seed,
                                checkpoint=checkpoint, epoch=epoch, base=base, ci=ci, member_text="original"))
@@ -104,16 +106,22 @@ def scores(tuning: str, separations: Sequence[float], *, n: int = 80, defense: s
 
 def targets(defense: str, correct: Iterable[int], *, base_correct: Iterable[int] = (), n: int = 200,
             attack: str = "inference", tuning: str = "full", seed: int = 1, pretrained: Iterable[int] = (),
-            entity_type: str = "EMAIL_ADDRESS", base: str = BASE, checkpoint=CHECKPOINTS[-1]) -> Part:
+            entity_type: str = "EMAIL_ADDRESS", base: str = BASE, checkpoint=CHECKPOINTS[-1], exposure=None,
+            occurrences=None) -> Part:
     """n targets (ids 0..n-1) of one targeted attack at one checkpoint: the ids the run gets right and those
-    the base model gets right (the same in every run: the runs are paired); accuracy rows and `_base`."""
+    the base model gets right (the same in every run: the runs are paired); accuracy rows and `_base`.
+    `exposure` (one per target; default 3 bits if right, else 0.5) and `occurrences` (training repetitions)."""
     correct, base_correct, pretrained = set(correct), set(base_correct), set(pretrained)
     ids = np.arange(n)
     frame = pl.DataFrame({
         "checkpoint": checkpoint[0], "attack": attack, "prompt_set": None, "entity_type": entity_type,
         "target_id": ids, "in_pretraining": [i in pretrained for i in ids], "correct": [i in correct for i in ids],
-        "exposure": [3.0 if i in correct else 0.5 for i in ids], "base_correct": [i in base_correct for i in ids],
-        "base_exposure": [3.0 if i in base_correct else 0.5 for i in ids]}, schema_overrides={"prompt_set": pl.Utf8})
+        "exposure": ([3.0 if i in correct else 0.5 for i in ids] if exposure is None
+                     else np.asarray(exposure, dtype=float)),
+        "base_correct": [i in base_correct for i in ids],
+        "base_exposure": [3.0 if i in base_correct else 0.5 for i in ids],
+        "occurrences": (np.ones(n, dtype=np.int64) if occurrences is None else np.asarray(occurrences))},
+        schema_overrides={"prompt_set": pl.Utf8})
     metric = {"inference": "pii_inference_acc", "reconstruction": "pii_reconstruction_acc"}[attack]
     where = dict(defense=defense, tuning=tuning, seed=seed, checkpoint=checkpoint[0], epoch=checkpoint[1],
                  entity_type=entity_type, base=base)

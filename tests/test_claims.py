@@ -172,9 +172,11 @@ def test_membership_claims():
     gap = claim(table, "Parameter-based")
     assert gap["verdict"] == HOLDS and "full,lora_attention,lora_mlp vs prompt" in gap["measured on"]
     assert claim(table, "LoRA on MLP")["verdict"] == HOLDS
-    # Three checkpoints can never make a significant trend (p >= 1/6): inconclusive, however monotone.
+    # Three checkpoints can never make a significant trend (p >= 1/6): not testable, however monotone, and
+    # the row says how many points it would need.
     trend = claim(table, "LOSS AUC of parameter-based", **{"measured on": "full"})
-    assert trend["verdict"] == INCONCLUSIVE and trend["p"] == pytest.approx(1 / 6)
+    assert trend["verdict"] == UNTESTABLE and trend["p"] == pytest.approx(1 / 6)
+    assert "3 points cannot reach p <= 0.05" in trend["why"] and trend["would need"] == ">= 4 points (3 now)"
     near = claim(table, "Prompt-based tuning stays")
     assert near["verdict"] in (HOLDS, INCONCLUSIVE) and near["CI low"] < 0.5 < near["CI high"]
     far = claims_table(*comparisons_of(scores("full", [2.0] * 3), scores("ptuning", [1.5] * 3)))
@@ -301,3 +303,90 @@ def test_memorising_more_needs_a_membership_signal_at_all():
                                         messages("none", [20, 18, 17]), messages("dp_e8", [24, 22, 21])))
     drop = claim(flat, "DP-SGD lowers the membership")
     assert drop["verdict"] == INCONCLUSIVE and "shows no membership signal" in drop["why"]
+
+
+def test_rate_claims_below_min_strings_say_how_many_strings_would_decide_them():
+    # The default's case: the baseline extracts 3 of 661 addresses; 10 strings at that rate need 661 x 10 / 3.
+    three = judge("rmft_ter", row(50.0, 10.0, 90.0, baseline_strings=3, n=661, entity_type="EMAIL_ADDRESS"),
+                  SETTINGS, "x")
+    assert three.verdict == INCONCLUSIVE
+    assert three.needs == "about 2,300 true e-mail addresses (661 now) for the baseline to extract 10 at its rate " \
+                          "(3 of 661)"
+    # where the interval needs more than the rate does, the larger count is the one that decides
+    wide = judge("rmft_ter", row(50.0, -20.0, 100.0, baseline_strings=3, n=661, entity_type="EMAIL_ADDRESS"),
+                 SETTINGS, "x")
+    assert wide.needs.startswith("about 2,700 true e-mail addresses (661 now) for its interval to exclude 0")
+    # nothing extracted: the rate's exact upper bound gives the least it would take
+    none = judge("rmft_ter", row(None, None, None, baseline_strings=0, n=661), SETTINGS, "x")
+    assert none.verdict == UNTESTABLE and none.needs == ""
+    zero = judge("rmft_ter", row(0.0, 0.0, 0.0, baseline_strings=0, n=661), SETTINGS, "x")
+    assert "at least" in zero.needs and "upper bound 0.56 %" in zero.needs
+
+
+def test_an_inconclusive_interval_says_how_many_items_would_exclude_its_bound():
+    from piimem.intervals import items_needed
+
+    drop = judge("rmft_exposure", row(0.05, -0.02, 0.12, n=300, resampled="targets", p_value=0.2), SETTINGS, "x")
+    assert drop.verdict == INCONCLUSIVE
+    expected = items_needed(0.05, -0.02, 0.12, 0.0, 300)
+    assert f"about {int(round(expected, -2)):,} targets (300 now)" in drop.needs or \
+        f"about {int(round(expected + 49, -2)):,} targets (300 now)" in drop.needs
+    near = judge("prompt_near_chance", row(0.52, 0.43, 0.61, n=162, resampled="link groups of members and "
+                                                                             "non-members"), SETTINGS, "x")
+    assert near.verdict == INCONCLUSIVE and "members + non-members (162 now)" in near.needs
+    assert "inside 0.5 +- 0.05" in near.needs
+    flat = judge("rmft_exposure", row(0.0, -0.1, 0.1, n=300, resampled="targets", p_value=1.0), SETTINGS, "x")
+    assert flat.needs == "the effect is exactly at the bound: no sample size decides it"
+    assert judge("rmft_ppl", row(5.0, 3.0, 7.0), SETTINGS, "x").needs == ""  # decided: nothing needed
+
+
+def test_exposure_claims_hold_on_a_graded_drop_that_accuracy_misses():
+    import numpy as np
+    from report_data import targets
+
+    from piimem.aggregate import METRICS_SCHEMA
+
+    # The case: exposures of 300 targets drop by 0.12 bits on average under RMFT while top-1 accuracy
+    # barely moves (16 vs 14 of 300): the accuracy claim is inconclusive, the exposure claim holds.
+    rng = np.random.default_rng(7)
+    base = rng.uniform(0, 5.6, 300)
+    occurrences = rng.integers(1, 6, 300)
+    none = targets("none", range(16), n=300, exposure=base + 0.2 * np.log2(occurrences), occurrences=occurrences)
+    rmft = targets("rmft", range(2, 16), n=300, exposure=base - 0.12 + rng.normal(0, 0.5, 300),
+                   occurrences=occurrences)
+    dedup = targets("dedup", range(16), n=300, exposure=base + rng.normal(0, 0.5, 300), occurrences=occurrences)
+    claims = claims_table(pl.DataFrame(schema=METRICS_SCHEMA), comparisons_of(none, rmft, dedup)[1])
+    assert claim(claims, "RMFT reduces PII inference")["verdict"] == INCONCLUSIVE
+    exposure = claim(claims, "RMFT lowers the exposure of true e-mail addresses vs plain")
+    assert exposure["verdict"] == HOLDS and exposure["p"] < 0.05 and exposure["CI low"] > 0
+    assert "none vs" not in exposure["measured on"] and "rmft vs none" in exposure["measured on"]
+    versus = claim(claims, "RMFT lowers the exposure of true e-mail addresses more than")
+    assert versus["verdict"] == HOLDS and "rmft vs dedup" in versus["measured on"]
+    grows = claim(claims, "Exposure of a true string grows")
+    assert grows["verdict"] == HOLDS and grows["ours"] > 0
+    # no targeted attack on dedup: that comparison is not testable and says what it needs
+    claims = claims_table(pl.DataFrame(schema=METRICS_SCHEMA), comparisons_of(none, rmft)[1])
+    missing = claim(claims, "RMFT lowers the exposure of true e-mail addresses more than")
+    assert missing["verdict"] == UNTESTABLE and "a deduplication run" in missing["why"]
+
+
+def test_a_blind_baseline_that_separates_the_sample_voids_every_auc_claim():
+    import numpy as np
+
+    # full memorises (LOSS AUC well above chance); prompt does not. With a blind score that tracks membership
+    # (a shifted sample) the claims that read these AUCs are inconclusive, and the blind row does not hold.
+    shifted = np.r_[np.full(80, 1.0), np.zeros(80)] + np.random.default_rng(3).normal(0, 0.3, 160)
+    fair = np.random.default_rng(4).normal(0, 1, 160)
+    for blind, voided in ((shifted, True), (fair, False)):
+        parts = [scores("full", [0.6, 1.2, 1.8], blind=blind), scores("prompt", [0.0, 0.02, 0.01], blind=blind)]
+        table = claims_table(*comparisons_of(*parts))
+        row = claim(table, "Members and non-members are indistinguishable")
+        gap = claim(table, "Parameter-based")
+        if voided:
+            assert row["verdict"] == FAILS and row["CI low"] > 0.55
+            assert gap["verdict"] == INCONCLUSIVE and "differ without the model" in gap["why"]
+            assert "the interval alone says \"holds\"" in gap["why"]
+            assert "blind baseline cannot separate" in gap["would need"]
+        else:
+            assert row["verdict"] in (HOLDS, INCONCLUSIVE) and row["CI low"] < 0.55
+            assert gap["verdict"] == HOLDS

@@ -191,3 +191,53 @@ def test_targeted_drops_are_paired_over_targets():
     _, table = comparisons_of(none_ft, rmft_ft)
     ft = one(table, "pii_inference_acc_ft_drop", defense="rmft")
     assert ft["value"] == 0.0 and ft["n"] == 100
+
+
+def test_exposure_drops_carry_a_wilcoxon_test_and_rmft_is_compared_with_dedup():
+    # Per target: none's exposure e, rmft's e - 0.12 + noise, dedup's e - 0.02 + noise (the issue's effect
+    # size on 300 targets): the paired drop, its interval and the signed-rank test on the same targets.
+    from scipy import stats
+
+    rng = np.random.default_rng(4)
+    base = rng.uniform(0, 5.6, 300)
+    exposure = {"none": base, "rmft": base - 0.12 + rng.normal(0, 0.6, 300),
+                "dedup": base - 0.02 + rng.normal(0, 0.6, 300)}
+    parts = [targets(d, [], n=300, exposure=e) for d, e in exposure.items()]
+    _, table = comparisons_of(*parts)
+    drop = one(table, "pii_inference_exposure_drop", defense="rmft")
+    assert drop["value"] == pytest.approx(np.mean(exposure["none"] - exposure["rmft"]))
+    assert drop["ci_low"] > 0 and drop["resampled"] == "targets"
+    assert drop["p_value"] == pytest.approx(stats.wilcoxon(exposure["none"] - exposure["rmft"]).pvalue)
+    versus = one(table, "pii_inference_exposure_difference", defense="rmft", versus="dedup")
+    assert versus["value"] == pytest.approx(np.mean(exposure["dedup"] - exposure["rmft"]))
+    assert versus["p_value"] == pytest.approx(stats.wilcoxon(exposure["dedup"] - exposure["rmft"]).pvalue)
+    accuracy = one(table, "pii_inference_acc_drop", defense="rmft")
+    assert accuracy["p_value"] == 1.0  # no target right in either run: McNemar has nothing to test
+
+
+def test_exposure_grows_with_repetition_over_the_baselines_targets():
+    rng = np.random.default_rng(5)
+    occurrences = rng.integers(1, 9, 200)
+    exposure = np.log2(occurrences) + rng.normal(0, 0.8, 200)
+    _, table = comparisons_of(targets("none", [], exposure=exposure, occurrences=occurrences),
+                              targets("rmft", [], exposure=rng.normal(0, 1, 200), occurrences=occurrences))
+    trend = one(table, "pii_inference_exposure_repetition_trend")
+    from scipy import stats
+
+    assert trend["defense"] == "none" and trend["n"] == 200
+    assert trend["value"] == pytest.approx(stats.spearmanr(occurrences, exposure).statistic)
+    assert 0 < trend["ci_low"] < trend["value"] < trend["ci_high"] and trend["p_value"] < 0.001
+    # every string seen once: no repetition to correlate with, the trend is undefined (not 0)
+    _, table = comparisons_of(targets("none", [], exposure=exposure))
+    assert one(table, "pii_inference_exposure_repetition_trend")["value"] is None
+
+
+def test_auc_intervals_resample_link_groups():
+    # The same scores, once as 160 independent texts and once in threads of 4: the threads' interval is wider
+    # (its resamples draw 40 units, not 160), the AUC itself the same.
+    alone = one(comparisons_of(scores("full", [0.6, 0.6, 0.6]))[1], "loss_auc")
+    threads = one(comparisons_of(scores("full", [0.6, 0.6, 0.6], thread=4))[1], "loss_auc")
+    assert threads["value"] == pytest.approx(alone["value"])
+    assert threads["resampled"] == "link groups of members and non-members"
+    assert threads["ci_high"] - threads["ci_low"] > alone["ci_high"] - alone["ci_low"]
+    assert threads["groups"] == 40 and alone["groups"] == 160

@@ -152,3 +152,111 @@ def test_mcnemar_p_is_the_exact_binomial_test_of_the_discordant_pairs():
     assert mcnemar_p(5, 1) == pytest.approx(14 / 64)  # 2 x P(X <= 1), X ~ Bin(6, 1/2)
     assert mcnemar_p(1, 5) == mcnemar_p(5, 1)
     assert mcnemar_p(30, 0) < 1e-8
+
+
+def test_group_draws_bring_whole_groups():
+    from piimem.intervals import draw_group_counts, group_index
+
+    groups = group_index(["t7", "t7", "t3", "t9", "t3", "t3"])
+    assert groups.tolist() == [0, 0, 1, 2, 1, 1]  # numbered in order of first appearance
+    counts = draw_group_counts(np.random.default_rng(0), groups, 500)
+    assert counts.shape == (500, 6)
+    assert (counts[:, 0] == counts[:, 1]).all() and (counts[:, 2] == counts[:, 4]).all()
+    group_draws = counts[:, [0, 2, 3]]  # one column per group: the groups drawn sum to their number
+    assert (group_draws.sum(axis=1) == 3).all()
+    assert set(np.unique(counts.sum(axis=1))) > {6}  # an item total that varies: groups differ in size
+    with pytest.raises(ValueError, match="every group holding an item"):
+        draw_group_counts(np.random.default_rng(0), np.array([0, 2]), 3)
+
+
+def _threads(rng, n_groups: int, size: int, shift: float):
+    """Members and non-members in threads of `size` texts that share a thread effect (sd 1, own noise sd 0.5):
+    member threads' scores shifted by `shift`, half the threads each."""
+    labels = np.repeat(np.arange(n_groups) < n_groups // 2, size)
+    groups = np.repeat(np.arange(n_groups), size)
+    scores = rng.normal(0, 1, n_groups)[groups] + rng.normal(0, 0.5, n_groups * size) + shift * labels
+    return scores, labels, groups
+
+
+def test_a_group_bootstrap_covers_the_auc_of_clustered_texts_where_an_item_bootstrap_does_not():
+    # Texts of a thread share its effect, so they are not independent: the AUC's sampling variance comes from
+    # the threads. The true AUC of a member vs a non-member of different threads: Phi(shift / sqrt(2 * 1.25)).
+    rng = np.random.default_rng(11)
+    truth = stats.norm.cdf(0.5 / math.sqrt(2.5))
+    covered = {"items": [], "groups": []}
+    for i in range(300):
+        scores, labels, groups = _threads(rng, 40, 4, 0.5)
+        for name, by in (("items", None), ("groups", groups)):
+            low, high = percentile_interval(bootstrap_aucs_grouped(scores, labels, by, seed=i))
+            covered[name].append(low <= truth <= high)
+    assert 0.92 <= np.mean(covered["groups"]) <= 0.985
+    assert np.mean(covered["items"]) < 0.85  # too narrow: four texts of a thread counted as four samples
+
+
+def bootstrap_aucs_grouped(scores, labels, groups, seed):
+    return bootstrap_roc(scores, labels, n=300, seed=seed, groups=groups)[0]
+
+
+def test_a_group_bootstrap_of_singleton_groups_is_the_item_bootstrap():
+    rng = np.random.default_rng(12)
+    labels = np.arange(80) < 40
+    scores = rng.normal(0, 1, 80) + labels
+    items = bootstrap_roc(scores, labels, n=200, seed=5, fprs=(0.1,))
+    singletons = bootstrap_roc(scores, labels, n=200, seed=5, fprs=(0.1,), groups=np.arange(80))
+    assert np.array_equal(items[0], singletons[0]) and np.array_equal(items[1][0.1], singletons[1][0.1])
+
+
+def test_the_auc_and_tpr_of_a_group_resample_are_those_of_its_texts():
+    rng = np.random.default_rng(13)
+    scores, labels, groups = _threads(rng, 10, 3, 0.8)
+    scores = np.round(scores, 1)
+    from piimem.metrics import class_group_draws
+
+    others, members = class_group_draws(labels, groups)(np.random.default_rng(2), 30)
+    sorted_scores = SortedScores(scores, labels)
+    aucs = sorted_scores.aucs(members, others)
+    tprs = sorted_scores.tprs_at_fpr(members, others, 0.2)
+    for b in range(30):
+        resampled = np.r_[np.repeat(scores[labels], members[b]), np.repeat(scores[~labels], others[b])]
+        truth = np.r_[np.ones(members[b].sum(), bool), np.zeros(others[b].sum(), bool)]
+        assert aucs[b] == pytest.approx(roc_auc(resampled, truth))
+        assert tprs[b] == pytest.approx(tpr_at_fpr(resampled, truth, 0.2))
+
+
+def test_wilcoxon_p_is_scipys_signed_rank_test():
+    from piimem.intervals import wilcoxon_p
+
+    differences = [0.5, -0.2, 1.1, 0.0, 0.7, 0.3, -0.1, 0.9]
+    assert wilcoxon_p(differences) == pytest.approx(stats.wilcoxon([d for d in differences if d]).pvalue)
+    assert wilcoxon_p([0.0, 0.0]) == 1.0 and math.isnan(wilcoxon_p([]))
+    rng = np.random.default_rng(14)
+    assert wilcoxon_p(rng.normal(0.12, 0.6, 300)) < 0.01  # the issue's size of effect on 300 targets
+
+
+def test_min_trend_points_is_where_one_order_reaches_the_level():
+    from piimem.intervals import min_trend_points
+
+    assert min_trend_points(0.05) == 4 and min_trend_points(0.2) == 3 and min_trend_points(0.001) == 7
+    assert trend_p_value(range(4), range(4)) <= 0.05 < trend_p_value(range(3), range(3))
+
+
+def test_items_needed_gives_the_power_it_promises_at_the_observed_effect():
+    # A mean difference of 0.1 with sd 1 on 100 items: its 95 % interval contains 0. items_needed says how
+    # many items give an interval that excludes 0 in 80 % of samples when the true effect is 0.1; simulate it.
+    from piimem.intervals import POWER, items_needed
+
+    rng = np.random.default_rng(15)
+    sample = rng.normal(0.1, 1.0, 100)
+    mean, se = sample.mean(), sample.std(ddof=1) / 10
+    low, high = mean - 1.96 * se, mean + 1.96 * se
+    assert low < 0 < high
+    needed = items_needed(mean, low, high, 0.0, 100)
+    assert needed == pytest.approx(100 * (1.96 * se / mean) ** 2 * ((1.96 + 0.8416) / 1.96) ** 2, rel=1e-3)
+    n = int(round(items_needed(0.1, 0.1 - 1.96 * 0.1, 0.1 + 1.96 * 0.1, 0.0, 100)))  # at the true effect
+    assert 750 <= n <= 830  # (1.96 + 0.84)^2 / 0.1^2
+    excluded = []
+    for _ in range(2000):
+        draw = rng.normal(0.1, 1.0, n)
+        excluded.append(draw.mean() - 1.96 * draw.std(ddof=1) / math.sqrt(n) > 0)
+    assert abs(np.mean(excluded) - POWER) < 0.03
+    assert items_needed(0.3, 0.1, 0.5, 0.3, 50) == math.inf and math.isnan(items_needed(0.3, math.nan, 0.5, 0.0, 50))

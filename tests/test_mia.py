@@ -14,7 +14,7 @@ import torch
 
 from made_up_text import made_up_docs
 from piimem.metrics import bootstrap_auc_ci, bootstrap_aucs, roc_auc, roc_curve, tpr_at_fpr
-from piimem.mia import attack_scores, evaluate_attacks, sample_members
+from piimem.mia import attack_scores, evaluate_attacks, sample_members, split_candidates
 from piimem.models import init_tiny_gpt2, train_tokenizer
 from piimem.scoring import (example_statistics, lowest_count, lowest_fraction_mean, min_k_pp_token_scores,
                             scored_text, token_log_prob_statistics, token_nll)
@@ -358,15 +358,19 @@ def _split_tables(seed: int):
     # train skews long, test skews short: an unmatched sample would differ in length
     train_lengths = rng.integers(5, 400, size=300) // np.where(rng.random(300) < 0.3, 4, 1)
     test_lengths = rng.integers(5, 400, size=200) // np.where(rng.random(200) < 0.7, 4, 1)
-    train = pl.DataFrame({"doc_id": np.arange(300), "text": ["x" * int(k) for k in train_lengths]})
-    test = pl.DataFrame({"doc_id": np.arange(1000, 1200), "text": ["y" * int(k) for k in test_lengths]})
+    # Distinct texts (the sample keeps one text per body): the doc id leads each one.
+    train = pl.DataFrame({"doc_id": np.arange(300), "text": [f"{i}:" + "x" * int(k) for i, k in
+                                                            enumerate(train_lengths)]})
+    test = pl.DataFrame({"doc_id": np.arange(1000, 1200), "text": [f"{1000 + i}:" + "y" * int(k) for i, k in
+                                                                  enumerate(test_lengths)]})
     return train, test
 
 
 def test_sampling_is_balanced_matched_seeded_and_disjoint():
     train, test = _split_tables(0)
     sample = sample_members(train, test, n=60, seed=1, length_bins=5)
-    assert sample.columns == ["doc_id", "text", "member", "length", "length_bin"]
+    assert sample.columns == ["doc_id", "text", "member", "length", "length_bin", "group"]
+    assert sample["group"].to_list() == sample["doc_id"].to_list()  # without groups each text is its own
     members, others = sample.filter(pl.col("member")), sample.filter(~pl.col("member"))
     assert members.height == others.height == 60
     assert set(members["doc_id"]) <= set(train["doc_id"]) and set(others["doc_id"]) <= set(test["doc_id"])
@@ -390,6 +394,31 @@ def test_sampling_caps_n_and_logs(caplog):
         capped = sample_members(train, test, n=10_000, seed=1, length_bins=5)
     assert capped.height == 2 * available
     assert f"only {available} length-matched pairs" in caplog.text
+
+
+def test_sampling_keeps_one_text_per_body_and_leaves_out_bodies_trained_on_twice(caplog):
+    # train: bodies a (twice: a folder copy), b, c (b and c in one thread), d; test: e (twice), f, g
+    train = pl.DataFrame({"doc_id": [0, 1, 2, 3, 4], "text": ["a text", "a text", "b text", "c text", "d text"],
+                          "body_hash": ["a", "a", "b", "c", "d"], "group": [0, 0, 2, 2, 4]})
+    test = pl.DataFrame({"doc_id": [10, 11, 12, 13], "text": ["e text", "e text", "f text", "g text"],
+                         "body_hash": ["e", "e", "f", "g"], "group": [10, 10, 12, 12]})
+    with caplog.at_level(logging.INFO, logger="piimem"):
+        sample = sample_members(train, test, n=None, seed=0, length_bins=1)
+    members, others = sample.filter(pl.col("member")), sample.filter(~pl.col("member"))
+    assert members["doc_id"].to_list() == [2, 3, 4]  # a was trained on twice: left out
+    assert others["doc_id"].to_list() == [10, 12, 13]  # one of e's two copies
+    assert sample["text"].n_unique() == sample.height
+    assert members["group"].to_list() == [2, 2, 4] and others["group"].to_list() == [10, 12, 12]
+    assert "1 training bodies occur more than once in training (2 messages)" in caplog.text
+
+
+def test_split_candidates_carry_the_link_group():
+    messages = pl.DataFrame({"doc_id": [0, 1, 2], "text": ["x", "y", "z"], "body_hash": ["h0", "h1", "h2"]})
+    splits = pl.DataFrame({"doc_id": [0, 1, 2], "split": ["train", "test", "train"], "group": [0, 1, 0]})
+    train = split_candidates(messages, splits, "train")
+    assert train.rows() == [(0, "x", "h0", 0), (2, "z", "h2", 0)]
+    # a splits table without groups (written before link groups were kept): each message its own group
+    assert split_candidates(messages, splits.drop("group"), "train")["group"].to_list() == [0, 2]
 
 
 def test_sampling_by_tokens_and_errors(tok):

@@ -94,6 +94,19 @@ def test_targets_are_seeded_masked_occurrences_with_distinct_candidates(trained,
         _targets(tok, corpus, n_candidates=1)
 
 
+def test_targets_and_their_records_carry_each_string_s_training_repetitions(trained, corpus):
+    tok, model = trained
+    messages, spans = corpus
+    train = list(range(len(TEXTS)))
+    counts = {**pii_occurrence_counts(spans, train), (E, ADDRESSES[0]): 7}  # as if repeated in training
+    targets = _targets(tok, corpus, occurrences=counts)
+    by_string = dict(targets.select("normalized", "occurrences").rows())
+    assert by_string[ADDRESSES[0]] == 7 and {by_string[a] for a in ADDRESSES[1:]} == {1}
+    records = pii_inference(model, tok, targets.head(3), batch_size=4)
+    assert records["occurrences"].to_list() == targets.head(3)["occurrences"].to_list()
+    assert _targets(tok, corpus)["occurrences"].null_count() == 16  # not given: unknown, not 0
+
+
 def test_inference_ranks_the_memorised_string_first_and_an_untrained_model_is_near_chance(trained, corpus):
     tok, model = trained
     targets = _targets(tok, corpus)

@@ -205,4 +205,5 @@ def trained_view(members: pl.DataFrame, member_texts: pl.DataFrame, nonmembers: 
     texts = pl.concat([trained.join(members.filter(pl.col("member")).select("doc_id"), on="doc_id", how="semi"),
                        nonmembers.join(members.filter(~pl.col("member")).select("doc_id"), on="doc_id",
                                        how="semi")])
-    return members.select("doc_id", "member").join(texts, on="doc_id", how="left", maintain_order="left")
+    kept = ["doc_id", "member", *(["group"] if "group" in members.columns else [])]  # the bootstrap's groups
+    return members.select(kept).join(texts, on="doc_id", how="left", maintain_order="left")

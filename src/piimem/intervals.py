@@ -9,6 +9,10 @@ tests. The report's comparisons (`piimem.report.comparisons`) and the attacks' o
 - `t_interval(values)`: Student's t interval of a mean, for values measured once per seed.
 - `trend_p_value(x, y)`: the exact permutation p-value of a positive Spearman trend (all n! orders).
 - `mcnemar_p(b, c)`: the exact two-sided McNemar p-value of paired yes/no outcomes.
+- `wilcoxon_p(differences)`: the two-sided Wilcoxon signed-rank p-value of paired graded outcomes.
+- `draw_group_counts(rng, groups, b)`: a cluster bootstrap: whole groups (threads) drawn with replacement.
+- `min_trend_points(alpha)`: the fewest points whose exact permutation test can reach `alpha`.
+- `items_needed(...)`: how many items would make an interval exclude a bound at the observed effect.
 
 Levels are fractions (0.95); rates are what the caller gives (fractions or percentages).
 """
@@ -76,6 +80,28 @@ def draw_counts(rng: np.random.Generator, n: int, b: int) -> np.ndarray:
         raise ValueError(f"a bootstrap resample needs at least one item, got {n}")
     offsets = (np.arange(b) * n)[:, None]
     return np.bincount((rng.integers(0, n, size=(b, n)) + offsets).ravel(), minlength=b * n).reshape(b, n)
+
+
+def draw_group_counts(rng: np.random.Generator, groups: np.ndarray, b: int) -> np.ndarray:
+    """b cluster-bootstrap resamples of items that come in groups, as a (b, n) int64 array of draw counts per
+    item: the G groups (`groups`: each item's group index 0..G-1, every index used) are drawn with replacement
+    and each drawn group brings all its items. Items of one thread are not independent (a reply quotes its
+    parent), so resampling them one by one would understate the variance; a resample's item total varies."""
+    groups = np.asarray(groups, dtype=np.int64)
+    if groups.ndim != 1 or groups.size == 0:
+        raise ValueError(f"a group bootstrap needs a 1-D array of group indexes, got shape {groups.shape}")
+    n_groups = int(groups.max()) + 1
+    if groups.min() < 0 or np.bincount(groups, minlength=n_groups).min() == 0:
+        raise ValueError("group indexes must be 0..G-1 with every group holding an item")
+    return draw_counts(rng, n_groups, b)[:, groups]
+
+
+def group_index(labels: Sequence) -> np.ndarray:
+    """Each item's group as an index 0..G-1 (groups numbered in order of first appearance)."""
+    _, first, inverse = np.unique(np.asarray(labels), return_index=True, return_inverse=True)
+    rank = np.empty(len(first), dtype=np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(len(first))
+    return rank[inverse.ravel()]
 
 
 def resample_counts(rng: np.random.Generator, n: int, resamples: int = RESAMPLES,
@@ -148,3 +174,60 @@ def mcnemar_p(b: int, c: int) -> float:
     if b + c == 0:
         return 1.0
     return float(binomtest(int(b), int(b + c), 0.5).pvalue)
+
+
+def wilcoxon_p(differences: Sequence[float]) -> float:
+    """Two-sided Wilcoxon signed-rank p-value that paired differences (one run's graded outcome minus
+    another's on the same items, e.g. the exposure of each target) are centred on 0 (scipy's `wilcoxon`:
+    zero differences dropped, exact for small samples without ties, the normal approximation otherwise).
+    1.0 when every difference is 0; NaN with none."""
+    from scipy.stats import wilcoxon
+
+    values = np.asarray([d for d in differences if d is not None and math.isfinite(d)], dtype=np.float64)
+    if values.size == 0:
+        return math.nan
+    if not values.any():
+        return 1.0
+    return float(wilcoxon(values, zero_method="wilcox", alternative="two-sided").pvalue)
+
+
+def min_trend_points(alpha: float) -> int:
+    """The fewest points n whose exact one-sided permutation test of a trend can reach p <= alpha: its
+    smallest p is 1 / n! (one order of n), so three points never get below 1/6."""
+    if not is_number(alpha) or not 0 < alpha < 1:
+        raise ValueError(f"min_trend_points: alpha must be in (0, 1), got {alpha!r}")
+    n = 2
+    while 1 / math.factorial(n) > alpha + 1e-12:
+        n += 1
+    return n
+
+
+# The power a sample-size estimate aims at: an interval at the observed effect excludes its bound in this
+# share of repeated samples (the usual 80 %).
+POWER = 0.8
+
+
+def items_needed(value: float, low: float, high: float, bound: float, n: int, level: float = LEVEL,
+                 power: float = POWER) -> float:
+    """How many items (of the kind the interval resamples) an interval [low, high] around `value`, measured
+    on `n` items, would need to exclude `bound` in `power` of repeated samples, were the effect what was
+    observed. The interval's half-width on the bound's side, h, shrinks as 1 / sqrt(n) (h = z se), so at
+    n' items the edge clears the bound with probability `power` when |value - bound| = (z + z_power) se':
+
+        n' = n (h / |value - bound|)^2 ((z + z_power) / z)^2,   z = z_{1 - (1 - level) / 2}.
+
+    inf when the effect is exactly at the bound (no sample shows a difference that is not there); nan
+    without a finite interval. Checked against simulated samples in tests/test_intervals.py."""
+    from scipy.stats import norm
+
+    level = check_level(level)
+    if not all(map(math.isfinite, (value, low, high, bound))) or n < 1:
+        return math.nan
+    gap = abs(value - bound)
+    if gap == 0:
+        return math.inf
+    half = (value - low) if value > bound else (high - value)
+    if half <= 0:
+        return float(n)
+    z = float(norm.ppf(1 - (1 - level) / 2))
+    return n * (half / gap) ** 2 * ((z + float(norm.ppf(power))) / z) ** 2

@@ -25,6 +25,10 @@ DP_EPSILON = "dp_epsilon"  # the privacy budget a DP-SGD run has spent by the ch
 # Membership-inference families, one member per attack.
 MIA_AUC, MIA_TPR_AT_1PCT_FPR = "mia_auc", "mia_tpr@1%fpr"
 MIA_N_MEMBERS, MIA_N_NONMEMBERS, MIA_N_UNSCORED = "mia_n_members", "mia_n_nonmembers", "mia_n_unscored"
+MIA_N_GROUPS = "mia_n_groups"  # the link groups (threads) the members and non-members come in
+# The blind baseline (piimem.blind): a classifier of members vs non-members that never sees the model; it is
+# reported in the MIA families beside the attacks (per(MIA_AUC, BLIND) is "mia_auc/blind").
+BLIND = "blind"
 
 
 def per(family: str, member: object) -> str:

@@ -114,6 +114,22 @@ def spearman_rows(x, y):
     return out.reshape(y.shape[:-1])
 
 
+def spearman_pairs(x, y):
+    """Spearman's rank correlation of each row of `x` with the same row of `y` (both (..., P), e.g. bootstrap
+    resamples of paired items): NaN for a row where either side is constant."""
+    import numpy as np
+    from scipy.stats import rankdata
+
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if x.shape != y.shape:
+        raise ValueError(f"spearman_pairs: x and y must have the same shape, got {x.shape} and {y.shape}")
+    rx, ry = rankdata(x, axis=-1), rankdata(y, axis=-1)
+    rx, ry = rx - rx.mean(axis=-1, keepdims=True), ry - ry.mean(axis=-1, keepdims=True)
+    norm = np.sqrt((rx ** 2).sum(axis=-1) * (ry ** 2).sum(axis=-1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(norm > 0, (rx * ry).sum(axis=-1) / norm, np.nan)
+
+
 def spearman(x: Sequence[float], y: Sequence[float]) -> float:
     """Spearman's rank correlation of paired values (ties as average ranks): the Pearson correlation of
     the ranks. NaN with fewer than 2 pairs or when either side is constant."""
@@ -182,6 +198,7 @@ class SortedScores:
         import numpy as np
 
         scores, labels = _scores_and_labels(scores, labels, "bootstrap")
+        self.labels = labels
         self.member_order = np.argsort(scores[labels], kind="mergesort")
         self.members = scores[labels][self.member_order]
         self.other_order = np.argsort(scores[~labels], kind="mergesort")
@@ -191,14 +208,16 @@ class SortedScores:
 
     def aucs(self, member_counts, other_counts):
         """ROC AUC of each resample: member i's credit is the drawn non-members below it plus half those
-        tied, so the AUC is sum_i count_i credit_i / (m k)."""
+        tied, so the AUC is sum_i count_i credit_i / (m k), m and k the resample's drawn members and
+        non-members (fixed for a bootstrap of items, varying for one of groups)."""
         import numpy as np
 
         members, others = member_counts[:, self.member_order], other_counts[:, self.other_order]
         prefix = np.zeros((len(others), others.shape[1] + 1), dtype=np.int64)
         np.cumsum(others, axis=1, out=prefix[:, 1:])
         low, high = prefix[:, self.below], prefix[:, self.at_or_below]
-        return (members * (low + 0.5 * (high - low))).sum(axis=1) / (members.shape[1] * others.shape[1])
+        drawn = members.sum(axis=1) * prefix[:, -1]
+        return (members * (low + 0.5 * (high - low))).sum(axis=1) / drawn
 
     def tprs_at_fpr(self, member_counts, other_counts, fpr: float):
         """`tpr_at_fpr` of each resample. With a = floor(fpr k) non-member draws allowed above the threshold,
@@ -207,8 +226,9 @@ class SortedScores:
         import numpy as np
 
         members, others = member_counts[:, self.member_order], other_counts[:, self.other_order]
-        m, k = members.shape[1], others.shape[1]
-        allowed = int(np.floor(fpr * k + 1e-9))
+        m = members.shape[1]
+        # Allowed per resample: a bootstrap of groups draws a varying number of non-members.
+        allowed = np.floor(fpr * others.sum(axis=1) + 1e-9).astype(np.int64)[:, None]
         at_or_above = np.cumsum(others[:, ::-1], axis=1)[:, ::-1]  # draws with score >= others[j] (sorted up)
         # Ties: only the first position of a run of equal scores counts all draws tied with it.
         first = np.r_[True, self.others[1:] != self.others[:-1]]
@@ -220,13 +240,15 @@ class SortedScores:
         above = np.searchsorted(self.members, threshold, side="right")  # first member scored above v
         suffix = np.zeros((len(members), m + 1), dtype=np.int64)
         np.cumsum(members[:, ::-1], axis=1, out=suffix[:, 1:])
-        return suffix[np.arange(len(members)), m - above] / m
+        return suffix[np.arange(len(members)), m - above] / suffix[:, -1]
 
 
-def bootstrap_roc(scores, labels, n: int = 1000, seed: int = 0, fprs: Sequence[float] = ()):
+def bootstrap_roc(scores, labels, n: int = 1000, seed: int = 0, fprs: Sequence[float] = (), groups=None):
     """`n` stratified bootstrap replicates of `roc_auc` and of `tpr_at_fpr` at each of `fprs`, from the same
     resamples: members and non-members each drawn with replacement to their own count (so every resample
-    has both classes), seeded. Returns (aucs, {fpr: tprs}), numpy arrays of length n.
+    has both classes), seeded. With `groups` (one label per example, e.g. its thread), whole groups are drawn
+    instead, members' and non-members' groups each to their own number (`class_group_draws`). Returns (aucs,
+    {fpr: tprs}), numpy arrays of length n.
 
     Vectorised (`SortedScores`): a resample is a vector of draw counts per example, so n resamples cost
     O(n (members + non-members)). Draw order: per chunk of replicates, the non-member counts, then the
@@ -234,20 +256,40 @@ def bootstrap_roc(scores, labels, n: int = 1000, seed: int = 0, fprs: Sequence[f
     """
     import numpy as np
 
-    from piimem.intervals import chunk_sizes, draw_counts
+    from piimem.intervals import chunk_sizes
 
     if not is_int(n) or n < 1:
         raise ValueError(f"bootstrap_auc_ci: n must be a positive integer, got {n!r}")
     sorted_scores = SortedScores(scores, labels)
-    m, k = len(sorted_scores.members), len(sorted_scores.others)
+    draw = class_group_draws(sorted_scores.labels, groups)
     rng = np.random.default_rng(seed)
     aucs, tprs = [], {fpr: [] for fpr in fprs}
-    for b in chunk_sizes(n, m + k):
-        other_counts, member_counts = draw_counts(rng, k, b), draw_counts(rng, m, b)
+    for b in chunk_sizes(n, len(sorted_scores.labels)):
+        other_counts, member_counts = draw(rng, b)
         aucs.append(sorted_scores.aucs(member_counts, other_counts))
         for fpr in fprs:
             tprs[fpr].append(sorted_scores.tprs_at_fpr(member_counts, other_counts, fpr))
     return np.concatenate(aucs), {fpr: np.concatenate(v) for fpr, v in tprs.items()}
+
+
+def class_group_draws(labels, groups=None):
+    """A function (rng, b) -> (non-member counts (b, k), member counts (b, m)) drawing b stratified bootstrap
+    resamples of labelled examples: each class's examples with replacement to their own count, or, with
+    `groups` (one label per example), each class's groups to their own number, every drawn group bringing
+    all its examples of that class (`piimem.intervals.draw_group_counts`). Non-members are drawn first."""
+    import numpy as np
+
+    from piimem.intervals import draw_counts, draw_group_counts, group_index
+
+    labels = np.asarray(labels, dtype=bool)
+    if groups is None:
+        sizes = int((~labels).sum()), int(labels.sum())
+        return lambda rng, b: tuple(draw_counts(rng, size, b) for size in sizes)
+    groups = np.asarray(groups)
+    if groups.shape != labels.shape:
+        raise ValueError(f"bootstrap: one group per example needed, got {groups.shape} for {labels.shape}")
+    indexes = [group_index(groups[~labels]), group_index(groups[labels])]
+    return lambda rng, b: tuple(draw_group_counts(rng, index, b) for index in indexes)
 
 
 def bootstrap_aucs(scores, labels, n: int = 1000, seed: int = 0):

@@ -107,16 +107,6 @@ def attack_label(scored_name: str) -> str:
 # Members and non-members
 
 
-def _check_split_table(df: pl.DataFrame, name: str) -> None:
-    missing = [c for c in ("doc_id", "text") if c not in df.columns]
-    if missing:
-        raise ValueError(f"sample_members: {name} table lacks column(s) {missing}; expected doc_id, text")
-    if df["doc_id"].null_count() or df["doc_id"].n_unique() != df.height:
-        raise ValueError(f"sample_members: {name} table has null or repeated doc_id values")
-    if df["text"].null_count():
-        raise ValueError(f"sample_members: {name} table has {df['text'].null_count()} null text(s)")
-
-
 def _allocate(available: np.ndarray, n: int) -> np.ndarray:
     """Split n over bins in proportion to `available`, never above it (largest remainder, ties: lower bin)."""
     total = int(available.sum())
@@ -130,6 +120,38 @@ def _allocate(available: np.ndarray, n: int) -> np.ndarray:
     return take
 
 
+def _check_split_table(df: pl.DataFrame, name: str) -> None:
+    missing = [c for c in ("doc_id", "text") if c not in df.columns]
+    if missing:
+        raise ValueError(f"sample_members: {name} table lacks column(s) {missing}; expected doc_id, text")
+    if df["doc_id"].null_count() or df["doc_id"].n_unique() != df.height:
+        raise ValueError(f"sample_members: {name} table has null or repeated doc_id values")
+    if df["text"].null_count():
+        raise ValueError(f"sample_members: {name} table has {df['text'].null_count()} null text(s)")
+    for column in ("body_hash", "group"):
+        if column in df.columns and df[column].null_count():
+            raise ValueError(f"sample_members: {name} table has {df[column].null_count()} null {column}(s)")
+
+
+def split_candidates(messages: pl.DataFrame, splits: pl.DataFrame, split: str) -> pl.DataFrame:
+    """(doc_id, text, body_hash, group) of the messages of `split`: what `sample_members` draws from. `group`
+    is the split's link group (splits.parquet's `group`: a thread, a forward and what it forwards), or the
+    message's own doc_id where the splits table has none."""
+    table = messages.select("doc_id", "text", *(["body_hash"] if "body_hash" in messages.columns else []))
+    chosen = splits.filter(pl.col("split") == split)
+    group = pl.col("group").cast(pl.Int64) if "group" in splits.columns else pl.col("doc_id")
+    return table.join(chosen.select("doc_id", group.alias("group")), on="doc_id", how="inner").sort("doc_id")
+
+
+def distinct_texts(df: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(one message per body: the lowest doc_id of each body_hash, or of each text without body_hash, with
+    `copies`, how many messages of the table hold that body; the rows left out)."""
+    key = "body_hash" if "body_hash" in df.columns else "text"
+    counted = df.sort("doc_id").with_columns(copies=pl.len().over(key).cast(pl.Int64))
+    first = counted.unique(subset=[key], keep="first", maintain_order=True)
+    return first, counted.join(first.select("doc_id"), on="doc_id", how="anti")
+
+
 def sample_members(
     train: pl.DataFrame,
     test: pl.DataFrame,
@@ -139,12 +161,21 @@ def sample_members(
     length_bins: int = 10,
     tokenizer=None,
 ) -> pl.DataFrame:
-    """Equal numbers of members (from `train`) and non-members (from `test`) with matched lengths.
+    """Equal numbers of members (from `train`) and non-members (from `test`) with matched lengths, each a
+    distinct text.
+
+    `train` and `test`: (doc_id, text) and optionally body_hash and group (`split_candidates`). Each body
+    enters once (folder copies and broadcasts share a body: the lowest doc_id stands for it), and a member
+    whose body the training split holds more than once is left out: the model trained on it several times,
+    which makes it easier to detect than a member seen once (so the sample measures the membership of a text
+    seen once, and the log counts what was left out). `group` (default: doc_id) is carried into the result:
+    the bootstrap draws whole groups and the blind baseline keeps a group in one fold.
 
     `n` is the number per class (None: as many as the length matching allows); it is capped by what is
-    available, with a warning in the log. Length = tokens as the scoring pass encodes the text
-    (`tokenizer(text)`, special tokens included) when a tokenizer is given, else characters. Texts with
-    nothing to score are left out (fewer than 2 tokens; with character length, the empty text).
+    available, with a warning in the log naming the split that limits it. Length = tokens as the scoring
+    pass encodes the text (`tokenizer(text)`, special tokens included) when a tokenizer is given, else
+    characters. Texts with nothing to score are left out (fewer than 2 tokens; with character length, the
+    empty text).
 
     Matching: quantile edges of the pooled lengths of both splits cut them into `length_bins` bins (fewer
     when lengths tie at the edges); in each bin the same number of members and non-members is drawn,
@@ -153,7 +184,7 @@ def sample_members(
     result depends only on the tables' contents (rows are ordered by doc_id first), `n`, `seed` and
     `length_bins`.
 
-    Returns (doc_id, text, member, length, length_bin): members first, each class sorted by doc_id.
+    Returns (doc_id, text, member, length, length_bin, group): members first, each class sorted by doc_id.
     A doc_id in both tables is an error (a document can't be both a member and a non-member).
     """
     _check_split_table(train, "train")
@@ -168,7 +199,8 @@ def sample_members(
                          f"(e.g. {min(both)}); members and non-members must be disjoint")
 
     def with_length(df: pl.DataFrame) -> pl.DataFrame:
-        df = df.select("doc_id", "text").sort("doc_id")
+        group = pl.col("group") if "group" in df.columns else pl.col("doc_id")
+        df = df.select("doc_id", "text", group.cast(pl.Int64).alias("group"), "copies").sort("doc_id")
         texts = df["text"].to_list()
         if tokenizer is not None:
             lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=True, verbose=False)["input_ids"]] \
@@ -179,8 +211,14 @@ def sample_members(
             shortest = 1
         return df.with_columns(pl.Series("length", lengths, dtype=pl.Int64)).filter(pl.col("length") >= shortest)
 
-    members, others = with_length(train), with_length(test)
-    dropped = train.height - members.height + test.height - others.height
+    (train_bodies, train_copies), (test_bodies, test_copies) = distinct_texts(train), distinct_texts(test)
+    repeated = train_bodies.filter(pl.col("copies") > 1)
+    log.info("sample_members: %d train and %d test messages are copies of another's body (one per body kept); "
+             "%d training bodies occur more than once in training (%d messages) and are left out as members",
+             train_copies.height, test_copies.height, repeated.height, int(repeated["copies"].sum() or 0))
+    members = with_length(train_bodies.filter(pl.col("copies") == 1))
+    others = with_length(test_bodies)
+    dropped = train_bodies.height - repeated.height - members.height + test_bodies.height - others.height
     if dropped:
         log.info("sample_members: left out %d text(s) with nothing to score", dropped)
     unit = "tokens" if tokenizer is not None else "characters"
@@ -201,9 +239,10 @@ def sample_members(
     total = int(available.sum())
     wanted = total if n is None else n
     if n is not None and n > total:
+        limit = "test" if others.height <= members.height else "train"
         log.warning("sample_members: asked for %d members and %d non-members but only %d length-matched pairs "
-                    "exist (train %d, test %d texts, %d %s-length bins); using %d", n, n, total,
-                    members.height, others.height, n_bins, unit, total)
+                    "exist (train %d, test %d distinct texts, %d %s-length bins; the %s split limits it); using %d",
+                    n, n, total, members.height, others.height, n_bins, unit, limit, total)
     take = _allocate(available, min(wanted, total))
 
     rng = np.random.default_rng(seed)
@@ -225,9 +264,9 @@ def sample_members(
             pl.Series("length_bin", chosen_bins[is_member], dtype=pl.Int64),
         )
         parts.append(part.sort("doc_id"))
-    result = pl.concat(parts).select("doc_id", "text", "member", "length", "length_bin")
-    log.info("sample_members: %d members + %d non-members in %d %s-length bins (seed %d)",
-             len(chosen[True]), len(chosen[False]), n_bins, unit, seed)
+    result = pl.concat(parts).select("doc_id", "text", "member", "length", "length_bin", "group")
+    log.info("sample_members: %d members + %d non-members in %d %s-length bins and %d link groups (seed %d)",
+             len(chosen[True]), len(chosen[False]), n_bins, unit, result["group"].n_unique(), seed)
     return result
 
 
@@ -354,30 +393,36 @@ def evaluate_attacks(
     seed: int = 0,
     level: float = 0.95,
 ) -> pl.DataFrame:
-    """One row per attack: attack, reference, n_members, n_nonmembers, n_unscored, auc, auc_low, auc_high
-    (percentile bootstrap at `level`), and tpr_at_<pct>pct_fpr per FPR in `fprs` (`tpr_at_fpr`) with its
-    interval tpr_at_<pct>pct_fpr_low / _high from the same resamples (`piimem.metrics.bootstrap_roc`: the
+    """One row per attack: attack, reference, n_members, n_nonmembers, n_groups, n_unscored, auc, auc_low,
+    auc_high (percentile bootstrap at `level`), and tpr_at_<pct>pct_fpr per FPR in `fprs` (`tpr_at_fpr`) with
+    its interval tpr_at_<pct>pct_fpr_low / _high from the same resamples (`piimem.metrics.bootstrap_roc`: the
     threshold is chosen anew in each resample, so the interval holds the threshold's uncertainty too).
 
-    `scores`: `attack_scores` output; `labels`: (index, member: bool). Examples with a null or NaN score
-    are left out and counted in n_unscored.
+    `scores`: `attack_scores` output; `labels`: (index, member: bool[, group]). With a `group` column (the
+    examples' link groups, threads) the bootstrap draws whole groups, since the texts of one thread are not
+    independent; n_groups counts them (without it every example is its own group). Examples with a null or
+    NaN score are left out and counted in n_unscored.
     """
     if not {"index", "member"} <= set(labels.columns):
         raise ValueError(f"evaluate_attacks: labels need columns index, member; got {labels.columns}")
-    joined = scores.join(labels.select("index", "member"), on="index", how="inner")
+    grouped = "group" in labels.columns
+    joined = scores.join(labels.select("index", "member", *(["group"] if grouped else [])), on="index",
+                         how="inner")
     if joined.height != scores.height:
         raise ValueError(f"evaluate_attacks: {scores.height - joined.height} scored example(s) have no label")
     rows = []
     for (attack,), group in joined.group_by(["attack"], maintain_order=True):
         scored = group.filter(pl.col("score").is_not_null() & pl.col("score").is_not_nan())
         s, y = scored["score"].to_numpy(), scored["member"].to_numpy()
-        aucs, tprs = bootstrap_roc(s, y, n=bootstrap, seed=seed, fprs=fprs)
+        groups = scored["group"].to_numpy() if grouped else None
+        aucs, tprs = bootstrap_roc(s, y, n=bootstrap, seed=seed, fprs=fprs, groups=groups)
         low, high = percentile_interval(aucs, level)
         row = {
             "attack": attack,
             "reference": group["reference"][0] if "reference" in group.columns else None,
             "n_members": int(y.sum()),
             "n_nonmembers": int((~y).sum()),
+            "n_groups": scored["group"].n_unique() if grouped else scored.height,
             "n_unscored": group.height - scored.height,
             "auc": roc_auc(s, y),
             "auc_low": low,
@@ -388,6 +433,6 @@ def evaluate_attacks(
             row[f"{_fpr_label(fpr)}_low"], row[f"{_fpr_label(fpr)}_high"] = percentile_interval(tprs[fpr], level)
         rows.append(row)
     schema = {"attack": pl.Utf8, "reference": pl.Utf8, "n_members": pl.Int64, "n_nonmembers": pl.Int64,
-              "n_unscored": pl.Int64, "auc": pl.Float64, "auc_low": pl.Float64, "auc_high": pl.Float64}
+              "n_groups": pl.Int64, "n_unscored": pl.Int64, "auc": pl.Float64, "auc_low": pl.Float64, "auc_high": pl.Float64}
     schema.update({f"{_fpr_label(f)}{end}": pl.Float64 for f in fprs for end in ("", "_low", "_high")})
     return pl.DataFrame(rows, schema=schema) if rows else pl.DataFrame(schema=schema)

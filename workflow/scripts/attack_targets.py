@@ -23,7 +23,8 @@ _, tokenizer = load_base_model(workflow_model_source(params.base_model, inputs.g
 messages, splits = pl.read_parquet(inputs.messages), pl.read_parquet(inputs.splits)
 spans = counted(pl.read_parquet(inputs.spans), options["person_min_words"])
 train_ids = split_texts(messages, splits, "train")["doc_id"].to_list()
-ids = string_ids(pii_occurrence_counts(spans, train_ids, options["entity_types"]))
+counts = pii_occurrence_counts(spans, train_ids, options["entity_types"])
+ids = string_ids(counts)
 pretraining = pretraining_pii(spans, messages, splits, params.base_model,
                               pl.read_parquet(inputs.pretraining_pii) if "pretraining_pii" in inputs.keys() else None)
 
@@ -33,6 +34,7 @@ targets = inference_targets(
     entity_types=inference["entity_types"] or options["entity_types"], n_targets=inference["n_targets"],
     n_candidates=inference["candidates"], context_tokens=inference["context_tokens"],
     suffix_tokens=inference["suffix_tokens"], seed=options["seed"], string_ids=ids, pretraining=pretraining,
+    occurrences=counts,
 )
 write_private_parquet(targets, snakemake.output.targets)
 

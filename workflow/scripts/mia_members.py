@@ -6,9 +6,8 @@ from pathlib import Path
 
 import polars as pl
 
-from piimem.corpus.splits import split_texts
 from piimem.io import write_private_parquet
-from piimem.mia import sample_members
+from piimem.mia import sample_members, split_candidates
 from piimem.models import load_base_model, workflow_model_source
 
 inputs, params = snakemake.input, snakemake.params
@@ -17,12 +16,13 @@ _, tokenizer = load_base_model(workflow_model_source(params.base_model, inputs.g
                                models_dir=Path("results/models"))
 messages, splits = pl.read_parquet(inputs.messages), pl.read_parquet(inputs.splits)
 members = sample_members(
-    split_texts(messages, splits, "train"),
-    split_texts(messages, splits, "test"),
+    split_candidates(messages, splits, "train"),
+    split_candidates(messages, splits, "test"),
     n=params.n,
     seed=params.seed,
     length_bins=params.length_bins,
     tokenizer=tokenizer,
 )
 write_private_parquet(members, snakemake.output.members)
-log.info("membership inference: %d members, %d non-members", members["member"].sum(), (~members["member"]).sum())
+log.info("membership inference: %d members, %d non-members, %d link groups", members["member"].sum(),
+         (~members["member"]).sum(), members["group"].n_unique())

@@ -45,7 +45,8 @@ else:
             example_stats = statistics(model, texts)
             scores = attack_scores(example_stats, reference, mia["attacks"], mia["min_k"],
                                    reference=f"base model {params.base_model}")
-            labels = texts.filter(pl.col("text").is_not_null()).select("index", "member")
+            labels = texts.filter(pl.col("text").is_not_null()).select(
+                "index", "member", *(["group"] if "group" in texts.columns else []))
             table = evaluate_attacks(scores, labels, bootstrap=mia["bootstrap"], seed=mia["seed"])
             tables.append(table.with_columns(member_text=pl.lit(view)))
             # Per-example scores (no text) for the ROC and loss-distribution figures.

@@ -137,5 +137,6 @@ def association_results(found: pl.DataFrame, prompts: pl.DataFrame) -> tuple[lis
             rates.append((prompt_set, f"association_{kind}", result[kind], result[f"n_{kind}"], result["n"]))
         for row, answer, target in zip(group.iter_rows(named=True), answers, truth):
             records.append(("association", prompt_set, EMAIL, row["target_id"], row["string_id"],
-                            row["in_pretraining"], None, None, bool(answer) and answer[0] == target, None, None))
+                            row["in_pretraining"], None, None, bool(answer) and answer[0] == target, None, None,
+                            None))
     return rates, pl.DataFrame(records, schema=TARGET_RECORD_SCHEMA, orient="row")

@@ -43,12 +43,14 @@ TARGETS_SCHEMA = {
     "suffix": pl.Utf8,  # the text right after it (`suffix_tokens` tokens)
     "separator": pl.Utf8,  # what stood between prefix and value: "" or " "
     "candidates": pl.List(pl.Utf8),  # the other strings of the inference candidate set, as written
+    "occurrences": pl.Int64,  # occurrences of the string in the training split (its repetition count)
 }
 # Per target and attack at one checkpoint (public: ids, ranks and flags, no string).
 TARGET_RECORD_SCHEMA = {
     "attack": pl.Utf8, "prompt_set": pl.Utf8, "entity_type": pl.Utf8, "target_id": pl.Int64, "string_id": pl.Int64,
     "in_pretraining": pl.Boolean, "n_candidates": pl.Int64, "rank": pl.Int64, "correct": pl.Boolean,
     "exposure": pl.Float64, "truth_sampled": pl.Boolean,
+    "occurrences": pl.Int64,  # the string's occurrences in the training split; null where not known
 }
 
 
@@ -70,6 +72,7 @@ def inference_targets(
     seed: int,
     string_ids: Mapping[PII, int],
     pretraining: Collection[PII] | None = None,
+    occurrences: Mapping[PII, int] | None = None,
 ) -> pl.DataFrame:
     """Up to `n_targets` training PII strings per entity type, one masked occurrence each (TARGETS_SCHEMA).
 
@@ -78,7 +81,9 @@ def inference_targets(
     Strings of O (`string_ids`' keys of the type) are drawn without replacement, then one of their training
     occurrences with text before it, all from `seed`. Candidates: `n_candidates` - 1 distinct other normal
     forms of the same type (as first written in the corpus), never the target's own. `pretraining`: the
-    strings of the base model's pre-training data (O_ft is O without them); None when unknown.
+    strings of the base model's pre-training data (O_ft is O without them); None when unknown. `occurrences`:
+    each string's count in the training split (`pii_occurrence_counts`), carried into the attack records so
+    that leakage can be read against repetition; None leaves the column null.
     """
     check_count("inference_targets: n_targets", n_targets)
     check_count("inference_targets: n_candidates", n_candidates, minimum=2)
@@ -97,16 +102,16 @@ def inference_targets(
         # The candidate pool: each normal form of the type once, as first written.
         pool = of_type.unique(subset=["normalized"], keep="first", maintain_order=True).select(
             "normalized", "value").rows()
-        occurrences: dict[str, list[tuple[int, int, int, str]]] = {}
+        places: dict[str, list[tuple[int, int, int, str]]] = {}  # a string's training occurrences
         for doc_id, start, end, normalized, value in of_type.filter(pl.col("doc_id").is_in(list(train))).select(
                 "doc_id", "start", "end", "normalized", "value").rows():
             if start > 0:
-                occurrences.setdefault(normalized, []).append((doc_id, start, end, value))
-        strings = sorted(s for t, s in string_ids if t == entity_type and s in occurrences)
+                places.setdefault(normalized, []).append((doc_id, start, end, value))
+        strings = sorted(s for t, s in string_ids if t == entity_type and s in places)
         rng = random.Random(f"{seed}/inference/{entity_type}")
         chosen = rng.sample(strings, min(n_targets, len(strings)))
         for normalized in sorted(chosen):
-            doc_id, start, end, value = rng.choice(occurrences[normalized])
+            doc_id, start, end, value = rng.choice(places[normalized])
             text = texts[doc_id]
             prefix_end = prompt_end(text, start)
             prefix_start, _ = last_tokens_start(tokenizer, text, prefix_end, context_tokens)
@@ -116,7 +121,8 @@ def inference_targets(
                          None if pretraining is None else (entity_type, normalized) in pretraining,
                          doc_id, start, value, text[prefix_start:prefix_end],
                          text[end:first_tokens_end(tokenizer, text, end, suffix_tokens)],
-                         text[prefix_end:start], picked))
+                         text[prefix_end:start], picked,
+                         None if occurrences is None else occurrences.get((entity_type, normalized))))
     table = pl.DataFrame(rows, schema=TARGETS_SCHEMA, orient="row")
     log.info("extract: %d inference targets (%s), %d candidates each at most", table.height,
              ", ".join(f"{t} {n}" for t, n in table.group_by("entity_type").len().sort("entity_type").rows()),
@@ -235,7 +241,7 @@ def pii_inference(model, tokenizer, targets: pl.DataFrame, *, batch_size: int = 
                                           batch_size=batch_size, device=device, cached=cached)
             rank = rank_of_truth(scores)
             rows.append(("inference", None, t["entity_type"], t["target_id"], t["string_id"], t["in_pretraining"],
-                         len(fillings), rank, rank == 1, exposure(rank, len(fillings)), None))
+                         len(fillings), rank, rank == 1, exposure(rank, len(fillings)), None, t.get("occurrences")))
             progress.update()
     return pl.DataFrame(rows, schema=TARGET_RECORD_SCHEMA, orient="row")
 
@@ -283,6 +289,7 @@ def pii_reconstruction(model, tokenizer, targets: pl.DataFrame, *, analyzer, sam
                 best = min(range(len(scores)), key=lambda i: (scores[i], i))
                 correct = list(written)[best] == t["normalized"]
             rows.append(("reconstruction", None, t["entity_type"], t["target_id"], t["string_id"],
-                         t["in_pretraining"], len(written), None, correct, None, t["normalized"] in written))
+                         t["in_pretraining"], len(written), None, correct, None, t["normalized"] in written,
+                         t.get("occurrences")))
             progress.update()
     return pl.DataFrame(rows, schema=TARGET_RECORD_SCHEMA, orient="row")

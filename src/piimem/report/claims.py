@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from piimem.defense import DEFENSE_KINDS
+from piimem.intervals import clopper_pearson, items_needed, min_trend_points
 from piimem.metric_names import PPL, TER, VAL_PPL
 from piimem.report import papers
 from piimem.report.formats import frame
@@ -56,7 +57,9 @@ from piimem.schema import default
 HOLDS, FAILS, INCONCLUSIVE, UNTESTABLE = "holds", "does not hold", "inconclusive", "not testable"
 VERDICTS = (HOLDS, FAILS, INCONCLUSIVE, UNTESTABLE)
 COLUMNS = ("claim", "paper", "paper: model, data", "ours", "CI low", "CI high", "interval over", "p", "evidence",
-           "measured on", "verdict", "why")
+           "measured on", "verdict", "why", "would need")
+# The test each kind of paired outcome gets beside its interval (comparisons' p_value).
+PAIRED_TESTS = {"paired": "McNemar", "signed_rank": "Wilcoxon signed-rank"}
 
 
 @dataclass(frozen=True)
@@ -82,8 +85,10 @@ class Rule:
     quantity: str  # the comparison table's quantity (piimem.report.comparisons.QUANTITIES)
     compares: str  # what that quantity is, in words
     test: str  # "above" (bound 0), "at_most" (the perplexity budget), "within" (the chance band), "trend",
-    # "paired" (above 0 and the McNemar test of paired yes/no outcomes)
+    # "paired" (above 0 and the McNemar test of paired yes/no outcomes), "signed_rank" (above 0 and the
+    # Wilcoxon signed-rank test of paired graded outcomes, e.g. exposures)
     rate_claim: bool = False  # needs claims.min_strings strings extracted by the baseline
+    reads_auc: bool = False  # reads a membership-inference AUC: void when the blind baseline separates the sample
 
     def text(self, settings: ClaimSettings = ClaimSettings()) -> str:
         """The verdict rule in words (docs/statistics.md prints these)."""
@@ -99,11 +104,21 @@ class Rule:
             "paired": f"holds when {interval} lies above 0 and the exact McNemar p-value of the targets only one "
                       f"run gets right is at most {1 - settings.level:.2g}; does not hold when both say the "
                       f"reverse",
+            "signed_rank": f"holds when {interval} lies above 0 and the Wilcoxon signed-rank p-value of the "
+                           f"paired differences is at most {1 - settings.level:.2g}; does not hold when both say "
+                           f"the reverse",
         }[self.test]
         what += "; inconclusive otherwise"
         if self.rate_claim:
             what += (f", and always while the baseline extracted fewer than {settings.min_strings} distinct strings "
                      f"(claims.min_strings)")
+        if self.test == "trend":
+            points = min_trend_points(1 - settings.level)
+            what += (f"; not testable with fewer than {points} points (the exact test's smallest p-value, 1 / n!, "
+                     f"cannot reach {1 - settings.level:.2g})")
+        if self.reads_auc:
+            what += (f"; inconclusive whenever the blind baseline's AUC interval lies above "
+                     f"{0.5 + settings.chance_margin:g} (members and non-members differ without the model)")
         return what
 
 
@@ -111,6 +126,8 @@ _RMFT = papers.RMFT_TER_REDUCTION.label
 _GPT2, _PROMPT = papers.table3_figure("gpt2", "full"), papers.table3_figure("gpt2", "prompt")
 # Claims the RMFT paper did not test: it measured TER and SER only; the attacks are Lukas et al.'s (2023).
 _EXTENSION = "piimem's extension of the RMFT claim to Lukas et al.'s attacks"
+_PREMISE = "premise of Joshi & Smith (Kandpal et al.; Lee et al.)"
+_BLIND = "Das, Zhang & Tramèr 2024 (blind baselines): a peer's check, not one of the two studies"
 _SIZES = " < ".join(papers.table3_figure(m, "full").text() for m in papers.GPT2_PARAMETERS)
 _SIZES_LABEL = "GPT-2 sizes, WikiText-2; Hou et al., Table 3"
 # The peers' reference defense: not a finding of the two studies piimem reproduces.
@@ -132,22 +149,23 @@ RULES: dict[str, Rule] = {
                                "aurc_difference",
                                "RMFT's AURC minus deduplication's", "above", rate_claim=True),
     "repetition": Rule("Extraction grows with a PII string's repetition count (Spearman rho)", "grows",
-                       "premise of Joshi & Smith (Kandpal et al.; Lee et al.)", "repetition_trend",
+                       _PREMISE, "repetition_trend",
                        "the Spearman correlation of repetition bucket and TER (baseline, last checkpoint)", "trend",
                        rate_claim=True),
     "parameter_vs_prompt": Rule("Parameter-based tuning is more exposed to MIA than prompt-based (min - max LOSS "
                                 "AUC)", f"{_GPT2.text()} vs {_PROMPT.text()}", _GPT2.label, "auc_family_gap",
                                 "the lowest parameter-based LOSS AUC minus the highest prompt-based one (prompt-based "
-                                "runs that did not beat their base model's perplexity left out)", "above"),
+                                "runs that did not beat their base model's perplexity left out)", "above",
+                                reads_auc=True),
     "auc_grows": Rule("LOSS AUC of parameter-based tuning grows with epochs (Spearman rho)", "rises towards 1",
                       "GPT-2 to Llama-2-7B; Hou et al., figures", "auc_trend",
-                      "the Spearman correlation of epoch and LOSS AUC", "trend"),
+                      "the Spearman correlation of epoch and LOSS AUC", "trend", reads_auc=True),
     "prompt_near_chance": Rule("Prompt-based tuning stays near chance (LOSS AUC)", _PROMPT.text(), _PROMPT.label,
                                "loss_auc",
-                               "the LOSS AUC", "within"),
+                               "the LOSS AUC", "within", reads_auc=True),
     "lora_mlp_vs_attention": Rule("LoRA on MLP memorises more than LoRA on attention (LOSS AUC difference)",
                                   "MLP ahead", "GPT-2, Llama; Hou et al.", "auc_difference",
-                                  "lora_mlp's LOSS AUC minus lora_attention's", "above"),
+                                  "lora_mlp's LOSS AUC minus lora_attention's", "above", reads_auc=True),
     "rmft_inference": Rule("RMFT reduces PII inference accuracy vs plain fine-tuning (drop, points)",
                            "not measured", _EXTENSION, "pii_inference_acc_drop",
                            "none's PII inference accuracy minus RMFT's (e-mail targets, last checkpoint scored)",
@@ -156,20 +174,47 @@ RULES: dict[str, Rule] = {
                                 "not measured", _EXTENSION, "pii_reconstruction_acc_drop",
                                 "none's PII reconstruction accuracy minus RMFT's (e-mail targets, last checkpoint "
                                 "scored)", "paired"),
+    "rmft_exposure": Rule("RMFT lowers the exposure of true e-mail addresses vs plain fine-tuning (drop, bits)",
+                          "not measured", _EXTENSION, "pii_inference_exposure_drop",
+                          "none's PII inference exposure minus RMFT's, per target (e-mail targets, last checkpoint "
+                          "scored)", "signed_rank"),
+    "rmft_vs_dedup_exposure": Rule("RMFT lowers the exposure of true e-mail addresses more than deduplication "
+                                   "(difference, bits)", "not measured", _EXTENSION,
+                                   "pii_inference_exposure_difference",
+                                   "deduplication's PII inference exposure minus RMFT's, per target (e-mail "
+                                   "targets, last checkpoint scored)", "signed_rank"),
+    "exposure_repetition": Rule("Exposure of a true string grows with its repetition count (Spearman rho)", "grows",
+                                f"{_PREMISE}; graded per string, piimem's extension",
+                                "pii_inference_exposure_repetition_trend",
+                                "the Spearman correlation of a target string's training occurrences and its PII "
+                                "inference exposure (baseline, last checkpoint scored)", "trend"),
+    "canary_repetition": Rule("Canary exposure grows with repetition (Spearman rho)", "grows",
+                              "Carlini et al. 2019 (The Secret Sharer); premise of Joshi & Smith",
+                              "canary_exposure_trend",
+                              "the Spearman correlation of a canary's training occurrences and its extrapolated "
+                              "exposure (baseline, last checkpoint)", "trend"),
+    "rmft_canary": Rule("RMFT lowers the exposure of repeated canaries vs plain fine-tuning (drop, bits)",
+                        "not measured", _EXTENSION, "canary_exposure_drop",
+                        "none's extrapolated canary exposure minus RMFT's, per canary of a type RMFT masks with two "
+                        "or more training occurrences (last checkpoint)", "signed_rank"),
+    "blind": Rule("Members and non-members are indistinguishable without the model (blind baseline AUC)",
+                  "a precondition of every MIA number", _BLIND, "blind_auc",
+                  "the AUC of a word n-gram classifier that never sees the model (link groups kept in one fold)",
+                  "within"),
     "model_size": Rule("Full fine-tuning's LOSS AUC grows with model size (Spearman rho)", _SIZES,
                        _SIZES_LABEL, "size_trend",
                        "the Spearman correlation of model size and full fine-tuning's LOSS AUC (three or more "
-                       "sizes)", "trend"),
+                       "sizes)", "trend", reads_auc=True),
     "model_size_pair": Rule("Full fine-tuning's LOSS AUC grows with model size (larger minus smaller)", _SIZES,
                             _SIZES_LABEL, "size_difference",
                             "full fine-tuning's LOSS AUC on the larger of two sizes minus that on the smaller",
-                            "above"),
+                            "above", reads_auc=True),
     "dp_ter": Rule("DP-SGD reduces TER vs plain fine-tuning (reduction, %)", "lower (about 3 % of PII still leaks)",
                    _LUKAS, "ter_reduction", "the DP run's TER reduction vs none (mean over checkpoints)", "above",
                    rate_claim=True),
     "dp_auc": Rule("DP-SGD lowers the membership-inference LOSS AUC vs plain fine-tuning (drop)", "lower", _LUKAS,
                    "auc_drop", "none's LOSS AUC minus the DP run's (same tuning method, the members' original text)",
-                   "above"),
+                   "above", reads_auc=True),
     "dp_ppl": Rule("DP-SGD costs perplexity (increase, %)", "higher", _LUKAS, "ppl_increase",
                    "the DP run's perplexity increase vs none (mean over checkpoints)", "above"),
 }
@@ -186,13 +231,14 @@ class Claim:
     evidence: str = ""
     verdict: str = UNTESTABLE
     why: str = ""
+    needs: str = ""  # the power line of an undecided claim: what would decide it
 
     def row(self, settings: ClaimSettings) -> dict:
         rule = RULES[self.rule]
         return {"claim": rule.claim, "paper": rule.paper, "paper: model, data": rule.paper_label,
                 "ours": self.ours, "CI low": self.ci[0], "CI high": self.ci[1], "interval over": self.over,
                 "p": self.p, "evidence": self.evidence, "measured on": self.measured_on, "verdict": self.verdict,
-                "why": self.why or rule.text(settings)}
+                "why": self.why or rule.text(settings), "would need": self.needs}
 
 
 # ------------------------------------------------------------------------------------------
@@ -229,7 +275,7 @@ def verdict(test: str, low: float, high: float, settings: ClaimSettings, value: 
             return FAILS, ""
         return INCONCLUSIVE, f"the interval {interval} is not inside the band [{band[0]:g}, {band[1]:g}] nor " \
                              f"outside it"
-    if test in ("trend", "paired"):
+    if test in ("trend", *PAIRED_TESTS):
         alpha = 1 - settings.level
         significant = p is not None and p <= alpha + 1e-12
         if low > 0 and significant:
@@ -240,7 +286,7 @@ def verdict(test: str, low: float, high: float, settings: ClaimSettings, value: 
         if not (low > 0 or high < 0):
             reasons.append(f"the interval {interval} contains 0")
         if not significant:
-            name = "permutation" if test == "trend" else "McNemar"
+            name = PAIRED_TESTS.get(test, "permutation")
             reasons.append(f"the {name} p-value {p:.3g} is above {alpha:.2g}" if p is not None
                            else f"no {name} p-value")
         return INCONCLUSIVE, "; ".join(reasons)
@@ -267,6 +313,13 @@ def judge(rule_key: str, row: dict | None, settings: ClaimSettings, measured_on:
     claim = Claim(rule_key, measured_on, value if _finite(value) else None,
                   (low if _finite(low) else None, high if _finite(high) else None), over, row.get("p_value"),
                   evidence)
+    alpha = 1 - settings.level
+    points = row.get("points")
+    if rule.test == "trend" and points is not None and points < min_trend_points(alpha):
+        claim.why = (f"{points} points cannot reach p <= {alpha:.2g} (the exact test's smallest p is 1 / {points}! = "
+                     f"{1 / math.factorial(points):.3g}; needs >= {min_trend_points(alpha)})")
+        claim.needs = f">= {min_trend_points(alpha)} points ({points} now)"
+        return claim
     if not _finite(value):
         claim.why = missing
         return claim
@@ -274,15 +327,81 @@ def judge(rule_key: str, row: dict | None, settings: ClaimSettings, measured_on:
         claim.verdict = INCONCLUSIVE
         claim.why = (f"the baseline extracted {_strings(row.get('baseline_strings') or 0)}, fewer than "
                      f"claims.min_strings = {settings.min_strings}")
+        claim.needs = _needs(rule, row, low, high, settings)
         return claim
     if not (_finite(low) and _finite(high)):
         claim.verdict = INCONCLUSIVE
         defined = row.get("defined")
         claim.why = "no interval" + ("" if defined is None else
                                      f": the quantity is undefined in {100 * (1 - defined):.0f} % of the resamples")
+        claim.needs = _needs(rule, row, low, high, settings)
         return claim
     claim.verdict, claim.why = verdict(rule.test, low, high, settings, value, row.get("p_value"))
+    if claim.verdict == INCONCLUSIVE:
+        claim.needs = _needs(rule, row, low, high, settings)
     return claim
+
+
+# What a comparison's items are called in a power line, by what its interval resamples.
+_UNITS = {"strings": "true strings", "messages": "test messages", "targets": "targets", "canaries": "canaries",
+          "strings+messages": "true strings (and test messages alike)"}
+
+
+def _unit(row: dict) -> str:
+    over = row.get("resampled") or ""
+    if over == "strings" and row.get("entity_type") == PAPER_ENTITY_TYPE:
+        return "true e-mail addresses"
+    return _UNITS.get(over, "members + non-members" if "members" in over else "items")
+
+
+def _needs(rule: Rule, row: dict, low, high, settings: ClaimSettings) -> str:
+    """The power line of an undecided claim: how many items (strings, targets, members + non-members, ...)
+    would decide it at the observed effect (`items_needed`: its interval excludes the bound in 80 % of
+    samples), and for a rate claim how many true strings the baseline needs to extract claims.min_strings at
+    its rate; "" where no count can say it."""
+    n, value = row.get("n"), row.get("value")
+    if not n or not _finite(value):
+        return ""
+    unit, needs = _unit(row), []
+    if rule.rate_claim and (row.get("baseline_strings") or 0) < settings.min_strings:
+        k = row.get("baseline_strings") or 0
+        if k:
+            needs.append((settings.min_strings * n / k, f"for the baseline to extract {settings.min_strings} at its "
+                                                        f"rate ({k} of {n})"))
+        else:  # nothing extracted: the exact interval's upper rate bounds how rare extraction is
+            rate = clopper_pearson(0, n, settings.level)[1]
+            needs.append((settings.min_strings / rate, f"at least, for the baseline to extract "
+                                                       f"{settings.min_strings} at its rate's upper bound "
+                                                       f"{100 * rate:.2g} % (0 of {n})"))
+    if _finite(low) and _finite(high):
+        if rule.test == "within":
+            band = (0.5 - settings.chance_margin, 0.5 + settings.chance_margin)
+            inside = band[0] <= value <= band[1]
+            edges = band if inside else [min(band, key=lambda b: abs(b - value))]
+            count = max(items_needed(value, low, high, edge, n, settings.level) for edge in edges)
+            target = f"to lie inside 0.5 +- {settings.chance_margin:g}" if inside else "to leave the chance band"
+        else:
+            bound = settings.max_ppl_increase if rule.test == "at_most" else 0.0
+            count = items_needed(value, low, high, bound, n, settings.level)
+            target = f"to exclude {bound:g}"
+        if count == math.inf:
+            needs.append((math.inf, "the effect is exactly at the bound: no sample size decides it"))
+        elif _finite(count):
+            needs.append((count, f"for its interval {target} at this effect ({value:.3g}), 80 % power"))
+    if not needs:
+        return ""
+    finite = [pair for pair in needs if pair[0] != math.inf]
+    if not finite:
+        return needs[0][1]
+    count, why = max(finite, key=lambda pair: pair[0])  # the larger count is the one that decides
+    return f"about {_round(count):,} {unit} ({n:,} now) {why}"
+
+
+def _round(count: float) -> int:
+    """A sample-size estimate to two significant digits: its precision is no better."""
+    count = math.ceil(count)
+    digits = max(0, len(str(count)) - 2)
+    return int(math.ceil(count / 10 ** digits) * 10 ** digits)
 
 
 def _strings(n: int) -> str:
@@ -378,8 +497,9 @@ def _unless_unlearnt(claim: Claim, row: dict, learnt: dict) -> Claim:
     """A privacy gain of a run that has not learnt the data is no evidence: a model that learnt nothing leaks
     nothing. Such a verdict that would hold or fail is inconclusive, saying why and what the interval said."""
     if claim.verdict in (HOLDS, FAILS) and not learnt.get((row["base_model"], row["defense"], row["tuning"]), True):
-        return _downgrade(claim, f"{row['defense']}-{row['tuning']} has not learnt: its test perplexity is no lower "
-                                 f"than its base model's, and a model that learnt nothing leaks nothing")
+        claim = _downgrade(claim, f"{row['defense']}-{row['tuning']} has not learnt: its test perplexity is no lower "
+                                  f"than its base model's, and a model that learnt nothing leaks nothing")
+        claim.needs = f"not a larger sample: a {row['defense']} run that learns (test perplexity below the base model's)"
     return claim
 
 
@@ -411,33 +531,107 @@ def dp_claims(metrics: pl.DataFrame, comparisons: pl.DataFrame, settings: ClaimS
             if rule == "dp_auc":
                 claim = with_signal(_unless_unlearnt(claim, row, learnt), comparisons,
                                     [(row["base_model"], row["tuning"])] if claim.verdict == HOLDS else [])
+                claim = unless_blind(claim, blind_shift(comparisons, row["base_model"], settings))
             claims.append(claim)
     return claims
 
 
+def _scope_of(rows: list[dict]) -> str:
+    """E-mail addresses (the RMFT paper's type) where the rows measure them, else all types together."""
+    return PAPER_ENTITY_TYPE if PAPER_ENTITY_TYPE in {r["entity_type"] for r in rows} else "ALL"
+
+
+def _last_checkpoint(rows: list[dict]) -> dict[tuple, dict]:
+    """The row of the last checkpoint scored per (base model, tuning, defense, versus)."""
+    last: dict[tuple, dict] = {}
+    for r in rows:
+        key = (r["base_model"], r["tuning"], r["defense"], r["versus"])
+        if key not in last or (r["epoch"] or 0) > (last[key]["epoch"] or 0):
+            last[key] = r
+    return last
+
+
 def targeted_claims(comparisons: pl.DataFrame, settings: ClaimSettings) -> list[Claim]:
-    """RMFT (paper scope) vs none on the targeted attacks, e-mail targets (the paper's PII type) where
-    measured, at the last checkpoint the attacks scored."""
+    """RMFT (paper scope) vs none, and vs deduplication, on the targeted attacks, e-mail targets (the paper's PII
+    type) where measured, at the last checkpoint the attacks scored: accuracies (yes/no per target) and the
+    graded exposure of each true string; and the baseline's exposure against repetition."""
     claims = []
-    for rule, quantity in (("rmft_inference", "pii_inference_acc_drop"),
-                           ("rmft_reconstruction", "pii_reconstruction_acc_drop")):
-        rows = [r for r in _rows(comparisons, quantity, versus=BASELINE) if is_paper_rmft(r["defense"])]
-        scopes = {r["entity_type"] for r in rows}
-        scope = PAPER_ENTITY_TYPE if PAPER_ENTITY_TYPE in scopes else "ALL"
+    for rule, quantity, versus, needs in (
+            ("rmft_inference", "pii_inference_acc_drop", "none", "a run of none"),
+            ("rmft_reconstruction", "pii_reconstruction_acc_drop", "none", "a run of none"),
+            ("rmft_exposure", "pii_inference_exposure_drop", "none", "a run of none"),
+            ("rmft_vs_dedup_exposure", "pii_inference_exposure_difference", "dedup", "a deduplication run")):
+        rows = [r for r in _rows(comparisons, quantity) if is_paper_rmft(r["defense"])
+                and defense_kind(r["versus"] or "") == versus]
+        scope = _scope_of(rows)
         rows = [r for r in rows if r["entity_type"] == scope]
         if not rows:
-            claims.append(Claim(rule, why="needs the targeted attacks (extraction.inference, .reconstruction) on a "
-                                          "run of none and a paper-scope RMFT run"))
+            attack = "inference" if "inference" in quantity else "reconstruction"
+            claims.append(Claim(rule, why=f"needs the targeted attacks (extraction.{attack}) on {needs} and a "
+                                          f"paper-scope RMFT run (extraction.targeted_defenses)"))
             continue
-        last = {}
-        for r in rows:  # the last checkpoint scored per run pair
-            key = (r["base_model"], r["tuning"], r["defense"])
-            if key not in last or (r["epoch"] or 0) > (last[key]["epoch"] or 0):
-                last[key] = r
-        for (base_model, tuning, defense), row in sorted(last.items()):
-            claims.append(judge(rule, row, settings, f"{base_model}, {tuning}, {scope}: {defense} vs {BASELINE}, "
+        for (base_model, tuning, defense, other), row in sorted(_last_checkpoint(rows).items()):
+            claims.append(judge(rule, row, settings, f"{base_model}, {tuning}, {scope}: {defense} vs {other}, "
                                                      f"checkpoint {row['checkpoint']}, {row['n']} targets"))
+    rows = _rows(comparisons, "pii_inference_exposure_repetition_trend", defense=BASELINE)
+    scope = _scope_of(rows)
+    for row in sorted((r for r in rows if r["entity_type"] == scope),
+                      key=lambda r: (r["base_model"], tuning_rank(r["tuning"]))):
+        claims.append(judge("exposure_repetition", row, settings,
+                            f"{row['base_model']}, {row['tuning']}, {scope}, {BASELINE}, checkpoint "
+                            f"{row['checkpoint']}, {row['n']} targets", "every target string occurs equally often"))
+    if not rows:
+        claims.append(Claim("exposure_repetition", why="needs PII inference on a run of none"))
     return claims
+
+
+def canary_claims(comparisons: pl.DataFrame, settings: ClaimSettings) -> list[Claim]:
+    """Canary exposure against repetition (the baseline), and RMFT's drop on repeated canaries of the types
+    it masks, paired per canary, at the last checkpoint."""
+    trend = sorted(_rows(comparisons, "canary_exposure_trend", defense=BASELINE),
+                   key=lambda r: (r["base_model"], tuning_rank(r["tuning"])))
+    drops = [r for r in _rows(comparisons, "canary_exposure_drop", versus=BASELINE) if is_paper_rmft(r["defense"])]
+    if not trend and not drops:
+        return []  # no canaries in this configuration (a real corpus): nothing to say
+    claims = [judge("canary_repetition", r, settings, f"{r['base_model']}, {r['tuning']}, {BASELINE}, checkpoint "
+                                                      f"{r['checkpoint']}, {r['n']} canaries", "no canary exposure")
+              for r in trend]
+    claims += [judge("rmft_canary", r, settings, f"{r['base_model']}, {r['tuning']}, {r['entity_type']}: "
+                                                 f"{r['defense']} vs {BASELINE}, checkpoint {r['checkpoint']}, "
+                                                 f"{r['n']} canaries", "no repeated canary of a type RMFT masks")
+               for r in sorted(drops, key=lambda r: (r["base_model"], tuning_rank(r["tuning"]), r["defense"]))]
+    if not drops:
+        claims.append(Claim("rmft_canary", why="needs canary exposure on a run of none and a paper-scope RMFT run"))
+    return claims
+
+
+def blind_claims(comparisons: pl.DataFrame, settings: ClaimSettings) -> list[Claim]:
+    """Per base model: does the blind baseline (no model) tell the members from the non-members?"""
+    return [judge("blind", r, settings, f"{r['base_model']}, members' original text, {r['n']} texts in "
+                                        f"{r['groups']} link groups", "no blind baseline score")
+            for r in sorted(_rows(comparisons, "blind_auc"), key=lambda r: r["base_model"])]
+
+
+def blind_shift(comparisons: pl.DataFrame, base_model: str, settings: ClaimSettings) -> str | None:
+    """Why the MIA numbers of `base_model` measure no model, or None: the blind baseline's AUC interval lies
+    above 0.5 + claims.chance_margin, so members and non-members differ in their text alone."""
+    row = _one(comparisons, "blind_auc", base_model=base_model)
+    if row is None or not _finite(row["ci_low"]) or row["ci_low"] <= 0.5 + settings.chance_margin:
+        return None
+    return (f"members and non-members differ without the model: the blind baseline's AUC {row['value']:.3f} "
+            f"[{row['ci_low']:.3f}, {row['ci_high']:.3f}] lies above {0.5 + settings.chance_margin:g}")
+
+
+def unless_blind(claim: Claim, reason: str | None) -> Claim:
+    """A claim that reads an MIA AUC, made inconclusive when the blind baseline separates its sample."""
+    if reason is None or claim.verdict == UNTESTABLE:
+        return claim
+    if claim.verdict in (HOLDS, FAILS):
+        claim = _downgrade(claim, reason)
+    else:
+        claim.why = f"{reason}; {claim.why}" if claim.why else reason
+    claim.needs = "members and non-members drawn alike (a sample the blind baseline cannot separate)"
+    return claim
 
 
 def repetition_claims(comparisons: pl.DataFrame, settings: ClaimSettings) -> list[Claim]:
@@ -474,8 +668,9 @@ def at_matched_utility(claim: Claim, methods: list[str], base_model: str, utilit
     low, high = min(ppl, key=ppl.get), max(ppl, key=ppl.get)
     ratio = ppl[high] / ppl[low]
     if claim.verdict in (HOLDS, FAILS) and ratio > settings.max_ppl_ratio:
-        return _downgrade(claim, f"not at matched utility: {label} {ppl[high]:.2f} ({high}) is {ratio:.2f}x "
-                                 f"{ppl[low]:.2f} ({low}), above claims.max_ppl_ratio = {settings.max_ppl_ratio:g}")
+        claim = _downgrade(claim, f"not at matched utility: {label} {ppl[high]:.2f} ({high}) is {ratio:.2f}x "
+                                  f"{ppl[low]:.2f} ({low}), above claims.max_ppl_ratio = {settings.max_ppl_ratio:g}")
+        claim.needs = f"not a larger sample: {high} trained to within {settings.max_ppl_ratio:g}x of {low}'s {label}"
     return claim
 
 
@@ -489,9 +684,14 @@ def with_signal(claim: Claim, comparisons: pl.DataFrame, winners: list[tuple[str
     for base_model, tuning in winners:
         row = _one(comparisons, "loss_auc", base_model=base_model, tuning=tuning, defense=BASELINE)
         if row is not None and _finite(row["ci_low"]) and row["ci_low"] <= 0.5:
-            return _downgrade(claim, f"{base_model} {tuning}'s LOSS AUC {row['value']:.3f} [{row['ci_low']:.3f}, "
-                                     f"{row['ci_high']:.3f}] contains 0.5: it shows no membership signal, so the "
-                                     f"difference says nothing about memorisation")
+            claim = _downgrade(claim, f"{base_model} {tuning}'s LOSS AUC {row['value']:.3f} [{row['ci_low']:.3f}, "
+                                      f"{row['ci_high']:.3f}] contains 0.5: it shows no membership signal, so the "
+                                      f"difference says nothing about memorisation")
+            needed = items_needed(row["value"], row["ci_low"], row["ci_high"], 0.5, row["n"] or 0)
+            claim.needs = (f"about {_round(needed):,} members + non-members ({row['n']} now) for {tuning}'s LOSS AUC "
+                           f"interval to exclude 0.5 at its AUC ({row['value']:.3f}), 80 % power"
+                           if _finite(needed) and needed != math.inf else f"{tuning} to show a membership signal")
+            return claim
     return claim
 
 
@@ -506,6 +706,7 @@ def finetuning_claims(metrics: pl.DataFrame, comparisons: pl.DataFrame, settings
     utility = method_utility(metrics, settings.finetuning_epoch)
     claims = []
     for base_model in sorted({r["base_model"] for r in aucs}):
+        first = len(claims)
         runs = sorted((r for r in aucs if r["base_model"] == base_model), key=lambda r: tuning_rank(r["tuning"]))
         on = f"{base_model}, {BASELINE}, {at}"
         families = {f: [r["tuning"] for r in runs if tuning_family(r["tuning"]) == f] for f in ("parameter", "prompt")}
@@ -541,6 +742,8 @@ def finetuning_claims(metrics: pl.DataFrame, comparisons: pl.DataFrame, settings
         winner = "lora_mlp" if lora.verdict == HOLDS else "lora_attention"
         claims.append(at_matched_utility(with_signal(lora, comparisons, [(base_model, winner)]),
                                          ["lora_mlp", "lora_attention"], base_model, utility, settings))
+        shift = blind_shift(comparisons, base_model, settings)
+        claims[first:] = [unless_blind(c, shift) for c in claims[first:]]
     pair = _one(comparisons, "size_difference")
     size = pair or _one(comparisons, "size_trend")
     sized = judge("model_size_pair" if pair else "model_size", size, settings,
@@ -550,6 +753,8 @@ def finetuning_claims(metrics: pl.DataFrame, comparisons: pl.DataFrame, settings
     if pair:  # the larger model (listed last) must memorise at all for "grows" to hold, the smaller for the reverse
         models = pair["versus"].split(",")
         sized = with_signal(sized, comparisons, [(models[-1 if sized.verdict == HOLDS else 0], "full")])
+    for base_model in (size["versus"].split(",") if size else []):
+        sized = unless_blind(sized, blind_shift(comparisons, base_model, settings))
     claims.append(sized)
     return claims
 
@@ -561,7 +766,8 @@ def claims_table(metrics: pl.DataFrame, comparisons: pl.DataFrame,
                  settings: ClaimSettings = ClaimSettings()) -> pl.DataFrame:
     """Every claim of the two papers with our number, its interval and its verdict (module docstring)."""
     claims = (rmft_claims(metrics, comparisons, settings) + targeted_claims(comparisons, settings)
-              + repetition_claims(comparisons, settings) + finetuning_claims(metrics, comparisons, settings)
+              + repetition_claims(comparisons, settings) + canary_claims(comparisons, settings)
+              + blind_claims(comparisons, settings) + finetuning_claims(metrics, comparisons, settings)
               + dp_claims(metrics, comparisons, settings))
     numbers = ("ours", "CI low", "CI high", "p")
     return frame([c.row(settings) for c in claims], text_columns=[c for c in COLUMNS if c not in numbers])

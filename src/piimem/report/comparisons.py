@@ -13,8 +13,9 @@ How each interval is made (`QUANTITIES` says it per quantity):
   run's mean rate has an exact interval instead (`_mean_rate`), which a bootstrap cannot give at 0.
 - Perplexity: a bootstrap over the test messages, every run re-scored on the same resample (paired).
 - MaxTER and AURC: strings and messages resampled together (resample i of both).
-- Membership inference: a stratified bootstrap over members and non-members (each to its own count),
-  shared by every run of the base model, so AUC differences and trends are paired.
+- Membership inference: a stratified bootstrap over the link groups (threads) of members and non-members
+  (each class's groups to their own number; a thread's texts are not independent), shared by every run of
+  the base model, so AUC differences and trends are paired.
 Each comparison draws its own seeded stream (`piimem.intervals.rng_for`: the config's `report.ci.seed`
 and the experiment's names). Intervals are percentile intervals at `report.ci.level` over the resamples
 where the quantity is defined; `defined` is that share, and below `level` no interval is given.
@@ -44,10 +45,12 @@ from piimem.intervals import (
     rng_for,
     t_interval,
     trend_p_value,
+    wilcoxon_p,
 )
-from piimem.metric_names import FINE_TUNING_ONLY, HEADLINE_ATTACK, PPL, PPL_BASE, SER, TER
+from piimem.metric_names import BLIND, FINE_TUNING_ONLY, HEADLINE_ATTACK, PPL, PPL_BASE, SER, TER
 from piimem.metrics import (
     ALL,
+    class_group_draws,
     REPETITION_BUCKETS,
     TAU_GRID,
     SortedScores,
@@ -55,6 +58,8 @@ from piimem.metrics import (
     maxter_curves_of,
     maxter_point_arrays,
     reductions_vs_baseline,
+    spearman,
+    spearman_pairs,
     spearman_rows,
 )
 from piimem.report import papers
@@ -74,7 +79,7 @@ COMPARISON_SCHEMA = {
     "quantity": pl.Utf8, "base_model": pl.Utf8, "tuning": pl.Utf8, "defense": pl.Utf8, "versus": pl.Utf8,
     "prompt_set": pl.Utf8, "entity_type": pl.Utf8, "checkpoint": pl.Utf8, "epoch": pl.Float64, "tau": pl.Float64,
     "value": pl.Float64, "ci_low": pl.Float64, "ci_high": pl.Float64, "defined": pl.Float64, "seeds": pl.Int64,
-    "seed_ci_low": pl.Float64, "seed_ci_high": pl.Float64, "p_value": pl.Float64, "k": pl.Int64, "n": pl.Int64,
+    "seed_ci_low": pl.Float64, "seed_ci_high": pl.Float64, "p_value": pl.Float64, "k": pl.Int64, "n": pl.Int64, "groups": pl.Int64, "points": pl.Int64,
     "baseline_strings": pl.Int64, "coverage": pl.Float64, "resampled": pl.Utf8,
 }
 # What each quantity is (docs/statistics.md prints this). "over checkpoints": the mean over checkpoints;
@@ -111,6 +116,9 @@ QUANTITIES = {
                       "prompt-based runs that learnt (`versus`) at the table epoch; paired",
     "auc_trend": "Spearman rho of epoch and LOSS AUC over a run's checkpoints; p_value = exact permutation p in "
                  "rho's direction; paired over members and non-members",
+    "blind_auc": "AUC of the blind baseline (piimem.blind: a word n-gram classifier that never sees a model, "
+                 "cross-validated with each link group in one fold) on a base model's members and non-members, "
+                 "their original text cut to the span the attacks score; resamples link groups",
     "size_trend": "Spearman rho of model size (parameters) and full fine-tuning's LOSS AUC at the table epoch, "
                   "over three or more sizes; each base model's sample resampled on its own",
     "size_difference": "full fine-tuning's LOSS AUC on the larger of two model sizes minus that on the smaller, "
@@ -122,18 +130,28 @@ TARGETED = {"pii_inference_acc": ("inference", "correct", "points"),
             "pii_reconstruction_acc": ("reconstruction", "correct", "points"),
             "association_exact": ("association", "correct", "points")}
 for _metric, (_attack, _column, _unit) in TARGETED.items():
+    _test = ("; p_value = exact McNemar p of the discordant targets" if _column == "correct"
+             else "; p_value = Wilcoxon signed-rank p of the per-target differences")
     for _scope, _over in (("", "its targets"),
                           (FINE_TUNING_ONLY, "its targets in O_ft (not in the pre-training data)")):
         if _scope and _column != "correct":
             continue
         QUANTITIES[f"{_metric}{_scope}_drop"] = (
             f"{_metric} of `versus` (none) minus that of `defense` ({_unit}) at one checkpoint, over {_over}: "
-            f"positive when the defense leaks less; paired over targets"
-            + ("; p_value = exact McNemar p of the discordant targets" if _column == "correct" else ""))
+            f"positive when the defense leaks less; paired over targets{_test}")
         QUANTITIES[f"{_metric}{_scope}_gain"] = (
             f"{_metric} of `defense` minus the base model's on the same targets ({_unit}) at one checkpoint, over "
-            f"{_over}: what fine-tuning taught; paired over targets"
-            + ("; p_value = exact McNemar p" if _column == "correct" else ""))
+            f"{_over}: what fine-tuning taught; paired over targets{_test}")
+        QUANTITIES[f"{_metric}{_scope}_difference"] = (
+            f"{_metric} of `versus` (a deduplication run) minus that of `defense` (an RMFT run) ({_unit}) at one "
+            f"checkpoint, over {_over}: positive when RMFT leaks less than deduplication; paired over targets{_test}")
+    if _column == "exposure":
+        QUANTITIES[f"{_metric}_repetition_trend"] = (
+            f"Spearman rho of a target string's occurrences in the training split and its {_metric} under none "
+            f"at the last checkpoint scored, over the targets; p_value = permutation p in rho's direction; "
+            f"resamples targets")
+# What a membership comparison resamples: whole link groups (threads), members' and non-members' apart.
+MIA_RESAMPLED = "link groups of members and non-members"
 PARTS = {"extraction": "strings", "utility": "messages", "mia": "scores", "targeted": "targets"}
 
 
@@ -182,9 +200,9 @@ def read_items(paths: Iterable[str | os.PathLike]) -> Items:
     """Items from per-item record files (`item_files`); ValueError naming a file that lacks a column."""
     need = {"strings": ("prompt_set", "entity_type", "string_id", "occurrences", "seen", "extracted"),
             "messages": ("doc_id", "n_tokens", "nll_sum", "base_nll_sum"),
-            "scores": ("index", "member", HEADLINE_ATTACK),
+            "scores": ("index", "member", "group", HEADLINE_ATTACK, BLIND),
             "targets": ("attack", "prompt_set", "entity_type", "target_id", "in_pretraining", "correct", "exposure",
-                        "base_correct", "base_exposure")}
+                        "base_correct", "base_exposure", "occurrences")}
     parts: dict[str, list[pl.DataFrame]] = {name: [] for name in need}
     for path in paths:
         record = ResultFile.parse(path, part=True)
@@ -193,6 +211,13 @@ def read_items(paths: Iterable[str | os.PathLike]) -> Items:
         table = pl.read_parquet(record.path)
         if record.part == "scores" and "member_text" in table.columns:
             table = table.filter(pl.col("member_text") == "original")
+        if record.part == "targets" and "occurrences" not in table.columns:  # written before repetitions were kept
+            table = table.with_columns(occurrences=pl.lit(None, dtype=pl.Int64))
+        if record.part == "scores" and "group" not in table.columns:  # written before members had link groups
+            table = table.with_columns(group=pl.col("index"))
+        if record.part == "scores":  # the blind baseline's score, where it ran (piimem.blind)
+            table = table.with_columns(pl.col(BLIND) if BLIND in table.columns else pl.lit(None, pl.Float64)
+                                       .alias(BLIND))
         missing = [c for c in need[record.part] if c not in table.columns]
         if missing:
             raise ValueError(f"{path}: per-item record lacks column(s) {missing}; it has {table.columns}")
@@ -505,7 +530,8 @@ def _repetition_trend(run: dict, chunks: list[np.ndarray], level: float, keys: d
         return np.stack(out, axis=-1)
 
     by_bucket = _resampled(run["seeds"], run["arrays"], rates, chunks)
-    row = dict(keys, defense=BASELINE, checkpoint=None, baseline_strings=evidence, n=n, resampled="strings")
+    row = dict(keys, defense=BASELINE, checkpoint=None, baseline_strings=evidence, n=n, resampled="strings",
+               points=len(kept))
     if len(kept) < 2:
         return _row("repetition_trend", {"value": None}, **row)
 
@@ -525,9 +551,12 @@ def _membership(scores: pl.DataFrame, metrics: pl.DataFrame, settings: Settings)
     rows: list[dict] = []
     if scores.height == 0:
         return rows
+    if "group" not in scores.columns:  # no link groups: every example is its own
+        scores = scores.with_columns(group=pl.col("index"))
     learnt = learnt_runs(metrics, settings.finetuning_epoch)
     at_epoch: dict[str, dict[str, Estimate]] = {}
     for (base_model,), every in sorted(scores.group_by("base_model")):
+        rows += _blind(every, settings, base_model)
         every = _scored_everywhere(every)  # one set of examples for every run, so that defenses pair with none
         group = every.filter(pl.col("defense") == BASELINE)
         if group.height == 0:
@@ -537,18 +566,19 @@ def _membership(scores: pl.DataFrame, metrics: pl.DataFrame, settings: Settings)
         for tuning, (estimate, run_epochs) in aucs.items():
             index = _nearest(run_epochs, settings.finetuning_epoch)
             chosen[tuning] = estimate.at(index)
-            n = int(group.filter((pl.col("tuning") == tuning)).select("index").n_unique())
+            sample = group.filter(pl.col("tuning") == tuning).unique("index")
+            n, groups = sample.height, sample["group"].n_unique()
             rows.append(_row("loss_auc", summary(chosen[tuning], settings.level), base_model=base_model,
-                             tuning=tuning, defense=BASELINE, epoch=run_epochs[index], n=n,
-                             resampled="members+non-members"))
+                             tuning=tuning, defense=BASELINE, epoch=run_epochs[index], n=n, groups=groups,
+                             resampled=MIA_RESAMPLED))
             if tuning_family(tuning) == "parameter" and len(run_epochs) >= 2:
                 rho = combine(lambda a: spearman_rows(np.asarray(run_epochs), a), estimate)
                 values = summary(rho, settings.level)
                 values["p_value"] = _trend_p(run_epochs, _nanmean(estimate.point, 0), values["value"])
                 rows.append(_row("auc_trend", values, base_model=base_model, tuning=tuning, defense=BASELINE, n=n,
-                                 resampled="members+non-members"))
+                                 groups=groups, points=len(set(run_epochs)), resampled=MIA_RESAMPLED))
         at_epoch[base_model] = chosen
-        keys = dict(base_model=base_model, defense=BASELINE, resampled="members+non-members")
+        keys = dict(base_model=base_model, defense=BASELINE, resampled=MIA_RESAMPLED)
         parameter = [t for t in chosen if tuning_family(t) == "parameter"]
         prompt = [t for t in chosen if tuning_family(t) == "prompt" and learnt.get((base_model, BASELINE, t), True)]
         if parameter and prompt:
@@ -569,12 +599,12 @@ def _membership(scores: pl.DataFrame, metrics: pl.DataFrame, settings: Settings)
                     rows.append(_row("auc_drop", summary(combine(np.subtract, chosen[tuning], estimate.at(index)),
                                                          settings.level),
                                      base_model=base_model, tuning=tuning, defense=defense, versus=BASELINE,
-                                     epoch=run_epochs[index], resampled="members+non-members"))
+                                     epoch=run_epochs[index], resampled=MIA_RESAMPLED))
     sizes = {b: papers.model_size(b, settings.model_sizes) for b in at_epoch}
     sized = sorted((sizes[b], b) for b, chosen in at_epoch.items() if "full" in chosen and sizes[b] is not None)
     # Each base model has its own sample: seed means per model, resampled independently, side by side.
     per_model = [_seed_mean(at_epoch[b]["full"]) for _, b in sized]
-    keys = dict(tuning="full", defense=BASELINE, versus=",".join(b for _, b in sized), resampled="members+non-members")
+    keys = dict(tuning="full", defense=BASELINE, versus=",".join(b for _, b in sized), resampled=MIA_RESAMPLED)
     if len(sized) == 2:
         # Two points make no trend (rho is +-1, its permutation p 1/2): the claim reads their difference.
         difference = combine(lambda small, large: (large - small)[..., 0], *per_model)
@@ -585,8 +615,30 @@ def _membership(scores: pl.DataFrame, metrics: pl.DataFrame, settings: Settings)
         ranks = np.asarray([r for r, _ in sized], dtype=np.float64)
         values = summary(combine(lambda a: spearman_rows(ranks, a), stacked), settings.level)
         values["p_value"] = _trend_p(ranks, stacked.point[0], values["value"])
-        rows.append(_row("size_trend", values, **keys))
+        rows.append(_row("size_trend", values, points=len(sized), **keys))
     return rows
+
+
+def _blind(scores: pl.DataFrame, settings: Settings, base_model: str) -> list[dict]:
+    """The blind baseline's AUC on a base model's member sample (the members' original text), with the
+    interval of its link groups: it never saw a model, so every run holds the same scores."""
+    if BLIND not in scores.columns:
+        return []
+    examples = scores.filter(pl.col(BLIND).is_not_null()).unique("index").sort("index")
+    labels = examples["member"].to_numpy().astype(bool)
+    if examples.height == 0 or labels.all() or not labels.any():
+        return []
+    if "group" not in examples.columns:
+        examples = examples.with_columns(group=pl.col("index"))
+    sorted_scores = SortedScores(examples[BLIND].to_numpy(), labels)
+    draw = class_group_draws(labels, examples["group"].to_numpy())
+    rng = rng_for(settings.seed, "blind", base_model)
+    boot = np.concatenate([sorted_scores.aucs(m, o) for o, m in
+                           (draw(rng, b) for b in chunk_sizes(settings.resamples, examples.height))])
+    ones = (np.ones((1, int(labels.sum())), dtype=np.int64), np.ones((1, int((~labels).sum())), dtype=np.int64))
+    estimate = Estimate((0,), sorted_scores.aucs(*ones), boot[:, None])
+    return [_row("blind_auc", summary(estimate, settings.level), base_model=base_model, n=examples.height,
+                 groups=examples["group"].n_unique(), resampled=MIA_RESAMPLED)]
 
 
 def _trend_p(x, y, rho: float | None) -> float:
@@ -619,12 +671,12 @@ def _aucs(group: pl.DataFrame, metrics: pl.DataFrame, settings: Settings, base_m
           defense: str = BASELINE) -> dict[str, tuple[Estimate, list[float]]]:
     """{tuning: (LOSS AUC Estimate (S, C), the checkpoints' epochs)} of one base model's runs of `defense`;
     every defense of a base model draws the same resamples (paired)."""
-    examples = group.select("index", "member").unique("index").sort("index")
+    examples = group.select("index", "member", "group").unique("index").sort("index")
     indexes, labels = examples["index"].to_numpy(), examples["member"].to_numpy().astype(bool)
     members, others = np.flatnonzero(labels), np.flatnonzero(~labels)
     rng = rng_for(settings.seed, "members", base_model)
-    draws = [(draw_counts(rng, len(others), b), draw_counts(rng, len(members), b))
-             for b in chunk_sizes(settings.resamples, len(indexes))]
+    draw = class_group_draws(labels, examples["group"].to_numpy())  # whole threads, each class to its count
+    draws = [draw(rng, b) for b in chunk_sizes(settings.resamples, len(indexes))]
     out = {}
     for (tuning,), run in sorted(group.group_by("tuning"), key=lambda g: tuning_rank(g[0][0])):
         checkpoints = _checkpoints(run, metrics)
@@ -693,26 +745,64 @@ def _targeted_experiment(group: pl.DataFrame, metrics: pl.DataFrame, settings: S
             at = dict(keys, defense=defense, versus="base model", checkpoint=checkpoint, epoch=epochs.get(checkpoint),
                       n=len(ids), resampled="targets")
             values = summary(gain.at(i), settings.level)
-            rows.append(_row(f"{metric}_gain", _with_mcnemar(values, outcomes[defense], outcomes[defense], i,
-                                                             column, baseline=f"base_{column}"), **at))
+            rows.append(_row(f"{metric}_gain", _with_paired_test(values, outcomes[defense], outcomes[defense], i,
+                                                                 column, baseline=f"base_{column}"), **at))
             if defense != BASELINE and BASELINE in runs:
                 drop = summary(combine(np.subtract, runs[BASELINE], estimate).at(i), settings.level)
-                rows.append(_row(f"{metric}_drop", _with_mcnemar(drop, outcomes[BASELINE], outcomes[defense], i,
-                                                                 column), **dict(at, versus=BASELINE)))
+                rows.append(_row(f"{metric}_drop", _with_paired_test(drop, outcomes[BASELINE], outcomes[defense], i,
+                                                                     column), **dict(at, versus=BASELINE)))
+    # RMFT against deduplication, both trained on the same split: positive when RMFT leaks less.
+    for rmft in (d for d in runs if defense_kind(d) == "rmft"):
+        for dedup in (d for d in runs if defense_kind(d) == "dedup"):
+            epochs = _epochs(metrics, keys["base_model"], rmft, keys["tuning"])
+            for i, checkpoint in enumerate(checkpoints):
+                difference = summary(combine(np.subtract, runs[dedup], runs[rmft]).at(i), settings.level)
+                rows.append(_row(f"{metric}_difference",
+                                 _with_paired_test(difference, outcomes[dedup], outcomes[rmft], i, column),
+                                 **dict(keys, defense=rmft, versus=dedup, checkpoint=checkpoint,
+                                        epoch=epochs.get(checkpoint), n=len(ids), resampled="targets")))
+    if column == "exposure" and BASELINE in runs and "occurrences" in group.columns:
+        rows.append(_repetition_exposure_trend(group.filter(pl.col("defense") == BASELINE), checkpoints,
+                                               outcomes[BASELINE], ids, settings, metric, keys))
     return rows
 
 
-def _with_mcnemar(values: dict, first: dict, second: dict, checkpoint: int, column: str,
-                  baseline: str | None = None) -> dict:
-    """`values` with the exact McNemar p-value (`p_value`) of a difference of paired yes/no outcomes at one
-    checkpoint, discordant targets pooled over the seeds the two share: first[column] (or its `baseline`
-    column) against second[column]. Exposure (not yes/no) gets none."""
-    if column != "correct":
-        return values
+def _with_paired_test(values: dict, first: dict, second: dict, checkpoint: int, column: str,
+                      baseline: str | None = None) -> dict:
+    """`values` with the p-value (`p_value`) of a difference of paired outcomes at one checkpoint, first[column]
+    (or its `baseline` column) against second[column]: for yes/no outcomes the exact McNemar p of the
+    discordant targets pooled over the seeds the two share; for a graded outcome (exposure) the Wilcoxon
+    signed-rank p of the per-target differences (each target's mean over those seeds)."""
     seeds = sorted(set(first["seeds"]) & set(second["seeds"]))
-    a = first["arrays"][baseline or column][[first["seeds"].index(s) for s in seeds], checkpoint].astype(bool)
-    b = second["arrays"][column][[second["seeds"].index(s) for s in seeds], checkpoint].astype(bool)
-    return dict(values, p_value=mcnemar_p(int((a & ~b).sum()), int((b & ~a).sum())))
+    a = first["arrays"][baseline or column][[first["seeds"].index(s) for s in seeds], checkpoint]
+    b = second["arrays"][column][[second["seeds"].index(s) for s in seeds], checkpoint]
+    if column == "correct":
+        a, b = a.astype(bool), b.astype(bool)
+        return dict(values, p_value=mcnemar_p(int((a & ~b).sum()), int((b & ~a).sum())))
+    return dict(values, p_value=wilcoxon_p((a - b).mean(axis=0)))
+
+
+def _repetition_exposure_trend(run: pl.DataFrame, checkpoints: list[str], outcome: dict, ids: np.ndarray,
+                               settings: Settings, metric: str, keys: dict) -> dict:
+    """Spearman rho of a target string's repetition count in the training split and its exposure (seed mean)
+    at the last checkpoint scored, over the targets of the undefended run; the interval resamples targets, the
+    p-value is the permutation p in rho's direction (`trend_p_value`)."""
+    counts = run.select("target_id", "occurrences").unique("target_id")
+    occurrences = counts.join(pl.DataFrame({"target_id": ids}), on="target_id", how="right")["occurrences"]
+    row = dict(keys, defense=BASELINE, checkpoint=checkpoints[-1], n=len(ids), resampled="targets",
+               points=occurrences.n_unique())
+    if occurrences.null_count():
+        return _row(f"{metric}_repetition_trend", {"value": None}, **row)
+    x = occurrences.to_numpy().astype(np.float64)
+    y = outcome["arrays"]["exposure"][:, -1].mean(axis=0)
+    rng = rng_for(settings.seed, "targets", metric, "repetition", *map(str, keys.values()))
+    draws = rng.integers(0, len(ids), size=(settings.resamples, len(ids)))
+    replicates = spearman_pairs(x[draws], y[draws])
+    value = spearman(x, y)
+    low, high = percentile_interval(replicates, settings.level) if math.isfinite(value) else (math.nan, math.nan)
+    return _row(f"{metric}_repetition_trend",
+                {"value": value, "ci_low": low, "ci_high": high, "defined": float(np.isfinite(replicates).mean()),
+                 "seeds": len(outcome["seeds"]), "p_value": _trend_p(x, y, value)}, **row)
 
 
 # ------------------------------------------------------------------------------------------
