@@ -445,3 +445,23 @@ def test_statistics_do_not_depend_on_the_vocabulary_block_size(tok, model, monke
     blocked = example_statistics(model, tok, texts, max_length=64, batch_size=4, device="cpu", lowercase=False)
     for column in ("nll_mean", "min_k_20", "min_k_pp_20"):
         assert blocked[column].to_list() == pytest.approx(whole[column].to_list(), rel=1e-6)
+
+
+def test_the_blind_baseline_scores_like_an_attack_and_skips_texts_a_view_left_out(tok):
+    from piimem.blind import BlindConfig
+    from piimem.metrics import roc_auc
+    from piimem.mia import blind_baseline
+
+    rng = np.random.default_rng(8)
+    words = {True: ["gas", "pipeline", "tariff", "meter"], False: ["golf", "dinner", "party", "tickets"]}
+    texts = [" ".join(rng.choice(words[i < 40], 12)) + f" note {i}" for i in range(80)]
+    sample = pl.DataFrame({"index": np.arange(80), "member": np.arange(80) < 40, "text": texts,
+                           "group": np.arange(80) // 2})
+    sample = sample.with_columns(pl.when(pl.col("index") == 5).then(None).otherwise(pl.col("text")).alias("text"))
+    scores = blind_baseline(sample, tok, 64, BlindConfig(seed=1))
+    assert scores.columns == ["index", "attack", "score", "reference"] and set(scores["attack"]) == {"blind"}
+    assert 5 not in scores["index"].to_list() and scores.height == 79
+    joined = scores.join(sample, on="index")
+    assert roc_auc(joined["score"], joined["member"]) > 0.9  # topics tell members apart without any model
+    table = evaluate_attacks(scores, sample.select("index", "member", "group"), bootstrap=50)
+    assert table["attack"].to_list() == ["blind"] and table["n_groups"].to_list() == [40]

@@ -101,13 +101,13 @@ def test_every_metric_name_and_attack_is_documented_in_the_outputs_reference():
     outputs = (ROOT / "docs" / "outputs.md").read_text()
     constants = {k: v for k, v in vars(names).items() if k.isupper() and isinstance(v, str) and k != "VALIDATION"}
     families = {names.MIA_AUC, names.MIA_TPR_AT_1PCT_FPR, names.MIA_N_MEMBERS, names.MIA_N_NONMEMBERS,
-                names.MIA_N_UNSCORED}
+                names.MIA_N_GROUPS, names.MIA_N_UNSCORED}
     suffixes = {names.FINE_TUNING_ONLY, names.BASE}  # documented as `<any of these>_ft`
     documented = {k: f"`{v}/<attack>`" in outputs if v in families else f"{v}`" in outputs if v in suffixes
                   else f"`{v}`" in outputs or "/" in v for k, v in constants.items() if k != "HEADLINE_ATTACK"}
     assert [k for k, found in documented.items() if not found] == []
     attack_line = next(line for line in outputs.splitlines() if line.startswith("`<attack>` is"))
-    assert [a for a in ATTACKS if f"`{a}" not in attack_line] == []
+    assert [a for a in (*ATTACKS, names.BLIND) if f"`{a}" not in attack_line] == []
 
 
 def test_the_writers_name_their_metrics_from_the_registry():

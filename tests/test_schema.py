@@ -17,7 +17,7 @@ SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
 KEYWORDS = {
     "$schema", "$ref", "description", "type", "default", "properties", "additionalProperties", "definitions",
     "required", "items", "enum", "anyOf", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minItems",
-    "uniqueItems", "minLength", "minProperties", "pattern",
+    "maxItems", "uniqueItems", "minLength", "minProperties", "pattern",
 }
 
 

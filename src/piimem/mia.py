@@ -28,6 +28,7 @@ import polars as pl
 
 from piimem.checks import is_int, is_number
 from piimem.intervals import percentile_interval
+from piimem.metric_names import BLIND
 from piimem.metrics import bootstrap_roc, roc_auc, tpr_at_fpr
 from piimem.scoring import fraction_label
 
@@ -97,8 +98,15 @@ def attack_of(scored_name: str) -> tuple[Attack, str | None] | None:
     return attack, scored_name.removeprefix(f"{attack.name}_")
 
 
+# The blind baseline's display name: it is reported beside the attacks but reads no model (piimem.blind).
+BLIND_LABEL = "Blind (no model)"
+
+
 def attack_label(scored_name: str) -> str:
-    """Display name of a score: LOSS, Ref, Zlib, Min-20%, Min-20%++, Lowercase (an unknown name as is)."""
+    """Display name of a score: LOSS, Ref, Zlib, Min-20%, Min-20%++, Lowercase, Blind (no model) (an unknown
+    name as is)."""
+    if scored_name == BLIND:
+        return BLIND_LABEL
     found = attack_of(scored_name)
     return scored_name if found is None else found[0].scored_label(found[1])
 
@@ -374,6 +382,22 @@ def attack_scores(
         for name, expr, ref in expressions
     ]
     return pl.concat(frames)
+
+
+def blind_baseline(sample: pl.DataFrame, tokenizer, max_length: int, config) -> pl.DataFrame:
+    """The blind baseline's scores (index, attack "blind", score, reference null), shaped like `attack_scores`
+    so that `evaluate_attacks` reports it beside the attacks: `piimem.blind.blind_scores` of each text cut
+    to the span the attacks score (its first `max_length` tokens), cross-validated over the sample's link
+    groups. `sample`: (index, member, text[, group]); rows whose text is null (left out of a view) get none.
+    `config`: a `piimem.blind.BlindConfig`."""
+    from piimem.blind import blind_scores, scored_spans
+
+    scored = sample.filter(pl.col("text").is_not_null())
+    groups = scored["group"] if "group" in scored.columns else scored["index"]
+    scores = blind_scores(scored_spans(scored["text"].to_list(), tokenizer, max_length), scored["member"],
+                          groups.to_numpy(), config)
+    return pl.DataFrame({"index": scored["index"], "attack": BLIND, "score": scores, "reference": None},
+                        schema={"index": pl.Int64, "attack": pl.Utf8, "score": pl.Float64, "reference": pl.Utf8})
 
 
 # ------------------------------------------------------------------------------------------

@@ -72,6 +72,8 @@ rule tables:
         level=config["report"]["ci"]["level"],
         claims=config["claims"],
         select=config["tuning"]["select"],
+        # the span every perplexity and MIA score reads, said in the tables' notes
+        scored_tokens=config["train"]["block_size"],
     log:
         "logs/report/tables.log",
     conda:

@@ -12,7 +12,9 @@ import torch
 
 from piimem.io import write_private_parquet, write_table
 from piimem.metric_names import HEADLINE_ATTACK
-from piimem.mia import attack_scores, evaluate_attacks, sample_statistics, statistics_options
+from piimem.blind import BlindConfig
+from piimem.metrics import roc_auc
+from piimem.mia import attack_scores, blind_baseline, evaluate_attacks, sample_statistics, statistics_options
 from piimem.models import load_base_model, workflow_model_source
 from piimem.runs import checkpoint_models, stamp
 
@@ -39,12 +41,21 @@ else:
     views = {"original": (sample(inputs.members), pl.read_parquet(inputs.reference))}
     if "trained" in inputs.keys():
         views["trained"] = (sample(inputs.trained), pl.read_parquet(inputs.trained_reference))
+    # The blind baseline reads no model: scored once per view, reported at every checkpoint beside the attacks.
+    blind = {view: blind_baseline(texts, tokenizer, params.max_length,
+                                  BlindConfig.from_config(mia["blind"], seed=mia["seed"]))
+             for view, (texts, _) in views.items()} if mia["blind"]["enabled"] else {}
+    for view, scores in blind.items():
+        log.info("blind baseline, %s text: AUC %.3f without any model", view, roc_auc(
+            scores["score"], scores.join(views[view][0], on="index")["member"]))
     for output, checkpoint, model in checkpoint_models(inputs.manifest, snakemake.output.results, base):
         tables, per_example = [], []
         for view, (texts, reference) in views.items():
             example_stats = statistics(model, texts)
             scores = attack_scores(example_stats, reference, mia["attacks"], mia["min_k"],
                                    reference=f"base model {params.base_model}")
+            if view in blind:
+                scores = pl.concat([scores, blind[view]])
             labels = texts.filter(pl.col("text").is_not_null()).select(
                 "index", "member", *(["group"] if "group" in texts.columns else []))
             table = evaluate_attacks(scores, labels, bootstrap=mia["bootstrap"], seed=mia["seed"])

@@ -19,7 +19,8 @@ claims = ClaimSettings(level=params.level, min_strings=params.claims["min_string
 metrics = pl.read_parquet(inputs.metrics)  # every run; the tables but tuning_sweep show the selected ones
 written = build_tables(reported(metrics, selection(metrics), keep_name=True), pl.read_parquet(inputs.comparisons),
                        Path(snakemake.output.csv[0]).parent, finetuning_epoch=params.finetuning_epoch,
-                       level=params.level, claims_settings=claims, sweep=metrics, select=params.select)
+                       level=params.level, claims_settings=claims, sweep=metrics, select=params.select,
+                       scored_tokens=params.scored_tokens)
 missing = sorted(set(map(str, snakemake.output)) - set(map(str, written)))
 if missing:
     raise ValueError(f"tables: no data for {missing}; metrics.parquet lacks the values they are built from")

@@ -31,6 +31,7 @@ from piimem.metric_names import (
     LOSS_AUC,
     LOSS_TPR_AT_1PCT_FPR,
     MIA_AUC,
+    MIA_N_GROUPS,
     MIA_N_MEMBERS,
     MIA_N_NONMEMBERS,
     PPL,
@@ -44,7 +45,7 @@ from piimem.metric_names import (
     VAL_PPL_BASE,
     per,
 )
-from piimem.mia import attack_label
+from piimem.mia import BLIND_LABEL, attack_label
 from piimem.report import papers
 from piimem.report.claims import ClaimSettings, claims_notes, claims_table
 from piimem.report.formats import CI, COUNTS, SEEDS_CI, frame, write_tables
@@ -189,17 +190,28 @@ def _drop_empty_ser(table: pl.DataFrame) -> pl.DataFrame:
     return table
 
 
-def rmft_notes(metrics: pl.DataFrame, table: pl.DataFrame | None, level: float = LEVEL) -> list[str]:
-    """What the RMFT table's brackets are, and when SER is left out because it equals TER."""
+def rmft_notes(metrics: pl.DataFrame, table: pl.DataFrame | None, level: float = LEVEL,
+               scored_tokens: int | None = None) -> list[str]:
+    """What the RMFT table's brackets are, what PPL scores, and when SER is left out because it equals TER."""
     if table is None:
         return []
-    notes = [f"[low, high]: {100 * level:g} % bootstrap interval over the true PII strings (TER, SER, reductions), "
-             f"the test messages (PPL) or both (AURC), paired between runs; \"seeds\": t interval across seeds. "
-             f"No interval where the number is undefined in more than {100 * (1 - level):g} % of the resamples "
-             f"(a reduction against a baseline that extracted a handful of strings)."]
+    notes = [f"[low, high]: TER and SER, the mean over checkpoints of each checkpoint's exact (Clopper-Pearson) "
+             f"interval at the Bonferroni level {100 * level:g} % / checkpoints, so that all hold at once; "
+             f"reductions, PPL and AURC, the {100 * level:g} % bootstrap interval over the true PII strings "
+             f"(reductions), the test messages (PPL) or both (AURC), paired between runs; \"seeds\": t interval "
+             f"across seeds. No interval where the number is undefined in more than {100 * (1 - level):g} % of "
+             f"the resamples (a reduction against a baseline that extracted a handful of strings)."]
+    if scored_tokens:
+        notes.append(scored_span_note(scored_tokens))
     if ser_equals_ter(metrics):
         notes.append(SER_EQUALS_TER)
     return notes
+
+
+def scored_span_note(scored_tokens: int) -> str:
+    """What a perplexity or an attack score reads: the first `train.block_size` tokens of each message."""
+    return (f"PPL and every membership-inference score read the first {scored_tokens} tokens of each message "
+            f"(train.block_size, as the model trained on them), not the whole message.")
 
 
 def _context_rank(row: dict) -> tuple:
@@ -231,7 +243,7 @@ def finetuning_table(metrics: pl.DataFrame, comparisons: pl.DataFrame | None = N
     auc = select_metrics(original_view(metrics), auc_names)
     if auc.height == 0:
         return None
-    sample_sizes = [per(count, HEADLINE_ATTACK) for count in (MIA_N_MEMBERS, MIA_N_NONMEMBERS)]
+    sample_sizes = [per(count, HEADLINE_ATTACK) for count in (MIA_N_MEMBERS, MIA_N_NONMEMBERS, MIA_N_GROUPS)]
     extra = [LOSS_TPR_AT_1PCT_FPR, *sample_sizes, PPL, PPL_BASE, VAL_PPL]
     trained = select_metrics(metrics.filter(pl.col("member_text") == "trained") if "member_text" in metrics.columns
                              else metrics.clear(), [LOSS_AUC]).with_columns(metric=pl.lit(f"trained/{LOSS_AUC}"))
@@ -251,8 +263,8 @@ def finetuning_table(metrics: pl.DataFrame, comparisons: pl.DataFrame | None = N
         row = {HEADERS["base_model"]: key[0], HEADERS["defense"]: key[1], HEADERS["tuning"]: key[2],
                "epoch": mean(r["epoch"] for r in first), "seeds": seeds}
         sizes = [values.get(name, [{}])[0].get("value") for name in sample_sizes]
-        row.update({"members": None if sizes[0] is None else round(sizes[0]),
-                    "non-members": None if sizes[1] is None else round(sizes[1])})
+        row.update({label: None if size is None else round(size)
+                    for label, size in zip(("members", "non-members", "link groups"), sizes)})
         if HEADLINE_ATTACK in attacks:
             row.update(metric_cells(values.get(LOSS_AUC, []), f"LOSS AUC, {at}", level=level))
             row.update(metric_cells(values.get(LOSS_TPR_AT_1PCT_FPR, []), "LOSS TPR@1%FPR", level=level))
@@ -279,10 +291,8 @@ def finetuning_table(metrics: pl.DataFrame, comparisons: pl.DataFrame | None = N
         row["paper: model, data"] = None if figure is None else figure.label
         rows.append(row)
     table = frame(rows, text_columns=[*(HEADERS[k] for k in keys), "LOSS AUC, paper", "paper: model, data", "chosen"],
-                  int_columns=["seeds", "members", "non-members"])
-    if "chosen" in table.columns and table["chosen"].is_null().all():
-        table = table.drop("chosen")
-    return table
+                  int_columns=["seeds", "members", "non-members", "link groups"])
+    return table.drop([c for c in ("chosen", "link groups") if c in table.columns and table[c].is_null().all()])
 
 
 def tuning_sweep_table(metrics: pl.DataFrame, epoch: float | None = None, level: float = LEVEL) -> pl.DataFrame | None:
@@ -327,17 +337,25 @@ def tuning_sweep_notes(table: pl.DataFrame | None, select: str = "val_ppl") -> l
             "result enters the choice. [low, high]: bootstrap interval over members and non-members."]
 
 
-def finetuning_notes(table: pl.DataFrame | None, level: float = LEVEL) -> list[str]:
-    """Footnotes of the fine-tuning table: the intervals; which text the AUCs score; runs whose perplexity
-    is no lower than the base model's have not learnt the data, so their AUC near 0.5 says nothing about
-    privacy."""
+def finetuning_notes(table: pl.DataFrame | None, level: float = LEVEL, scored_tokens: int | None = None) -> list[str]:
+    """Footnotes of the fine-tuning table: the intervals; the sample; which text the AUCs score; the blind
+    baseline; runs whose perplexity is no lower than the base model's have not learnt the data, so their AUC
+    near 0.5 says nothing about privacy."""
     if table is None or table.height == 0:
         return []
-    notes = [f"[low, high]: {100 * level:g} % bootstrap interval over members and non-members (AUC, TPR; the "
-             f"threshold chosen anew in each resample) or the test messages (PPL); \"seeds\": t interval across "
-             f"seeds.",
+    notes = [f"[low, high]: {100 * level:g} % bootstrap interval over the link groups (threads) of members and "
+             f"non-members (AUC, TPR; the threshold chosen anew in each resample) or over the test messages (PPL); "
+             f"\"seeds\": t interval across seeds.",
+             "Members and non-members are distinct texts (one per body; members whose body the training split "
+             "holds more than once are left out), length-matched; texts of one link group are resampled together.",
              "AUCs score the members' original text (the privacy question); \"LOSS AUC, trained text\" scores "
              "what a defended run trained on, against non-members put through the same defense."]
+    if any(c.startswith(BLIND_LABEL) for c in table.columns):
+        notes.append(f"{BLIND_LABEL}: a word n-gram classifier that never sees a model (piimem.blind, link groups "
+                     f"kept in one cross-validation fold); an AUC interval above chance means members and "
+                     f"non-members differ in their text alone, and no MIA number on this sample measures the model.")
+    if scored_tokens:
+        notes.append(scored_span_note(scored_tokens))
     stalled = table.filter(pl.col("PPL base").is_not_null() & (pl.col("PPL") >= pl.col("PPL base")))
     for row in stalled.iter_rows(named=True):
         notes.append(f"Not learnt: {row['base model']} {row['defense']}-{row['tuning']} ends at PPL "
@@ -459,8 +477,9 @@ def targeted_table(metrics: pl.DataFrame, comparisons: pl.DataFrame | None = Non
                 if exposure else None
             row["exposure, base model (bits)"] = mean(r["value"] for r in values.get("pii_inference_exposure" + BASE,
                                                                                     [])) if exposure else None
-            row.update(comparison_cells(lookups["pii_inference_exposure_drop"].get(at) if exposure else None,
-                                        "exposure drop vs none (bits)"))
+            exposure_drop = lookups["pii_inference_exposure_drop"].get(at) if exposure else None
+            row.update(comparison_cells(exposure_drop, "exposure drop vs none (bits)"))
+            row["exposure drop p (Wilcoxon)"] = None if exposure_drop is None else exposure_drop.get("p_value")
             out.append(row)
     order = list(TARGETED_ATTACKS.values())
     out.sort(key=lambda r: (r["base model"], tuning_rank(r["tuning"]), order.index(r["attack"].split(":")[0]),
@@ -475,7 +494,8 @@ def targeted_notes(table: pl.DataFrame | None, level: float = LEVEL) -> list[str
     return [(f"accuracy [low, high]: exact (Clopper-Pearson) {100 * level:g} % interval, k of n its counts; drops "
              f"and gains: {100 * level:g} % bootstrap interval over the attack's targets, paired (every run and the "
              f"base model score the same targets); p: exact McNemar test of the targets only one of the two runs "
-             f"gets right. O_ft: the targets whose string is not in the base model's pre-training data."),
+             f"gets right, or for exposure the Wilcoxon signed-rank test of the per-target differences. O_ft: the "
+             f"targets whose string is not in the base model's pre-training data."),
             ("Inference ranks the true string among K candidates of its type by the perplexity of the filled-in "
              "window (chance: 100/K %); reconstruction ranks what the model writes when sampled from the text "
              "before the mask; association prompts with the owner's name and takes the first address written.")]
@@ -483,7 +503,8 @@ def targeted_notes(table: pl.DataFrame | None, level: float = LEVEL) -> list[str
 
 def build_tables(metrics: pl.DataFrame, comparisons: pl.DataFrame, folder: str | os.PathLike, *,
                  finetuning_epoch: float | None = None, level: float = LEVEL,
-                 claims_settings=None, sweep: pl.DataFrame | None = None, select: str = "val_ppl") -> list[Path]:
+                 claims_settings=None, sweep: pl.DataFrame | None = None, select: str = "val_ppl",
+                 scored_tokens: int | None = None) -> list[Path]:
     """Every table that has data, written under `folder` with the stems of `TABLE_STEMS`; the paths.
 
     rmft: `rmft_table`; finetuning: `finetuning_table` at `finetuning_epoch` (None: the last checkpoint)
@@ -491,8 +512,8 @@ def build_tables(metrics: pl.DataFrame, comparisons: pl.DataFrame, folder: str |
     `targeted_table`; claims:
     `piimem.report.claims.claims_table` with `claims_settings` (its defaults when None); tuning_sweep:
     `tuning_sweep_table` of `sweep` (every run, marked by `piimem.report.sweeps.mark_selected`; `metrics`
-    is then its reported view). Key columns with
-    one value are left out of md/tex.
+    is then its reported view). `scored_tokens` (train.block_size): the span every perplexity and score reads,
+    said in the notes. Key columns with one value are left out of md/tex.
     """
     folder = Path(folder)
     settings = claims_settings or ClaimSettings(level=level)
@@ -509,8 +530,8 @@ def build_tables(metrics: pl.DataFrame, comparisons: pl.DataFrame, folder: str |
     targeted = targeted_table(metrics, comparisons, level=level)
     sweep_table = None if sweep is None else tuning_sweep_table(sweep, epoch=finetuning_epoch, level=level)
     tables = {
-        "rmft": (rmft, rmft_notes(metrics, rmft, level)),
-        "finetuning": (finetuning, finetuning_notes(finetuning, level)),
+        "rmft": (rmft, rmft_notes(metrics, rmft, level, scored_tokens)),
+        "finetuning": (finetuning, finetuning_notes(finetuning, level, scored_tokens)),
         "extraction_by_type": (by_type, extraction_notes(metrics, by_type, level)),
         "extraction_by_repetition": (extraction_by_repetition(metrics, level=level),
                                      extraction_notes(metrics, by_type, level)[:1]),
