@@ -31,6 +31,7 @@ from piimem.corpus.dataset import (
     prompt_texts,
 )
 from piimem.corpus.maildir import MESSAGES_SCHEMA
+from piimem.corpus.splits import SPLITS_SCHEMA
 
 DEDUP = {"num_perm": 128, "threshold": 0.8, "shingle_words": 1, "lowercase": True, "seed": 42, "verify": True,
          "substring": {"enabled": False, "min_bytes": 100}}
@@ -70,6 +71,26 @@ def test_a_saved_data_set_keeps_its_splits_and_quarantines_copies_of_members(sav
     assert messages.filter(pl.col("doc_id").is_in(train_ids.to_list()))["text"].to_list() == parts["train"][:40]
     assert (messages["text_body_offset"] == 0).all() and messages["from"].null_count() == messages.height
     assert messages["doc_id"].to_list() == list(range(messages.height))
+
+
+def test_records_with_the_same_text_share_a_group(tmp_path):
+    folder = tmp_path / "jsonl"
+    folder.mkdir()
+    test = _sentences(4, 5)
+    rows = {"train": _sentences(6, 4), "test": [test[0], test[1], test[0], test[2], test[3], test[0]]}
+    for name, texts in rows.items():
+        (folder / f"{name}.jsonl").write_text("".join(json.dumps({"text": r}) + "\n" for r in texts))
+    source = HfSource.from_config({"path": str(folder), "splits": {"train": "train", "test": "test"}})
+    messages, quarantine = load_corpus(source, dedup=DEDUP)
+    assert quarantine.height == 0  # copies of a test record, not of a training one, are kept
+    splits = assigned_splits(messages, source)
+    assert splits.schema == pl.Schema(SPLITS_SCHEMA)
+    text = dict(messages.select("doc_id", "text").rows())
+    first = {}
+    for doc_id in sorted(text):
+        first.setdefault(text[doc_id], doc_id)
+    assert splits["group"].to_list() == [first[text[d]] for d in splits["doc_id"].to_list()]
+    assert splits["group"].n_unique() == 6 + 4 and splits.height == 12
 
 
 def test_unmapped_splits_pool_every_record_and_errors_name_the_key(saved):

@@ -100,6 +100,35 @@ def test_train_prefix_prompts_end_right_before_the_span_and_are_seeded(trained, 
         train_prefix_prompts(messages, spans.drop("normalized"), tok, n=1, prompt_tokens=4, seed=0)
 
 
+def test_every_target_gets_a_train_prefix_prompt_when_one_of_its_occurrences_has_text_of_its_own(trained, caplog):
+    """Header lines give many addresses the same prompt; each address then needs another occurrence."""
+    tok, _ = trained
+    header = "From: the west desk\nTo: "
+    a, b, c = "ann.lee@example-energy.com", "bob.ray@example-energy.com", "cy.day@example-energy.com"
+    texts = [header + a, header + a, header + a, header + b, header + b, header + b,
+             f"Please call {a} about the gas.", f"The invoice went to {b} on Monday.", f"{c} wrote this note."]
+    starts = [len(header)] * 6 + [texts[6].index(a), texts[7].index(b), 0]
+    targets = [a, a, a, b, b, b, a, b, c]
+    messages_text = pl.DataFrame({"doc_id": range(len(texts)), "text": texts}, schema={"doc_id": pl.Int64,
+                                                                                      "text": pl.Utf8})
+    spans = pl.DataFrame({"doc_id": range(len(texts)), "start": starts,
+                          "end": [s + len(t) for s, t in zip(starts, targets)], "entity_type": E,
+                          "normalized": targets})
+    for seed in range(8):
+        prompts = train_prefix_prompts(messages_text, spans, tok, n=2, prompt_tokens=4, seed=seed, entity_types=[E])
+        # n = 2 targets with text of their own before one occurrence: both get a prompt, though the first drawn
+        # occurrence of each may be one after the header, whose prompt the other target may have taken
+        assert sorted(prompts["normalized"]) == [a, b], seed
+        assert prompts["prompt"].n_unique() == 2
+        # room for more: the header's prompt once, then nothing else is new; c starts its text (no prompt)
+        more = train_prefix_prompts(messages_text, spans, tok, n=10, prompt_tokens=4, seed=seed, entity_types=[E])
+        assert more.height == 3 and set(more["normalized"]) == {a, b}
+        assert more["prompt"].str.ends_with("To:").sum() == 1
+    with caplog.at_level("INFO", logger="piimem"):
+        train_prefix_prompts(messages_text, spans, tok, n=10, prompt_tokens=4, seed=0, entity_types=[E])
+    assert "2 of 3 distinct targets have one; 1 has no occurrence" in caplog.text
+
+
 def test_window_prompts_and_file_prompts(trained, tmp_path):
     tok, _ = trained
     texts = ["The weekly report from the west desk", "", "Send the signed copy back to the desk",

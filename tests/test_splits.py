@@ -3,7 +3,16 @@ import random
 import polars as pl
 import pytest
 
-from piimem.corpus.splits import LinkConfig, assign_splits, cross_split_links, link_messages, message_segments
+from piimem.corpus.splits import (
+    SPLITS_SCHEMA,
+    LinkConfig,
+    assign_splits,
+    cross_split_links,
+    link_messages,
+    message_segments,
+    texts_inside_split,
+    with_groups,
+)
 
 FRACTIONS = {"train": 0.6, "test": 0.3, "public": 0.1}
 
@@ -177,6 +186,9 @@ def test_message_segments_split_at_quote_markers_and_drop_quoted_headers():
     assert message_segments("Just one part.") == ["Just one part."]
     notes = "Fine.\n\nJohn Smith@ENRON on 04/05/2001 10:12 AM\nTo: Jane Doe/HOU/ECT@ECT\ncc:\nSubject: x\n\nOld text."
     assert message_segments(notes) == ["Fine.", "Old text."]
+    # a date in a sentence is no Notes header: the line is text, not a quote marker
+    outage = "The mail server will be down on 1/2/01 from 5:00 to 10:30.\nSave your work."
+    assert message_segments(outage) == [outage]
 
 
 def _quoting_corpus(n: int = 300, seed: int = 3) -> pl.DataFrame:
@@ -223,3 +235,78 @@ def test_enron_mini_test_messages_hold_no_training_part(enron_mini_parsed):
     by_body = assign_splits(messages, fractions={"train": 0.6, "test": 0.2, "public": 0.2}, seed=42)
     assert cross_split_links(groups, by_body) > 0 and cross_split_links(groups, splits) == 0
     assert counts["part_links"] > 100 and counts["largest_group"] <= 20
+
+
+def _bodies(bodies: list[str]) -> pl.DataFrame:
+    return pl.DataFrame({"doc_id": range(len(bodies)), "body": bodies, "body_hash": [str(hash(b)) for b in bodies]},
+                        schema={"doc_id": pl.Int64, "body": pl.Utf8, "body_hash": pl.Utf8})
+
+
+def test_a_short_message_inside_a_longer_one_is_linked_and_generic_short_text_is_not():
+    rng = random.Random(11)
+    short = "Can you send me the revised nomination for the Katy hub before noon tomorrow"  # 14 words
+    parent = _prose(rng, 40)
+    bodies = [
+        short,
+        _prose(rng, 40) + "\n\n" + short + "\n\n" + _prose(rng, 30),  # the short message, unmarked, inside
+        parent,
+        _prose(rng, 60) + " " + " ".join(parent.split()[:30]),  # 30 of the parent's 40 words: no near duplicate
+        "Lunch at noon on Friday works for me, see you at the usual place",
+        "The printer on the third floor is out of toner again this week",
+    ]
+    # Generic text in more than max_parts bodies: a common line alone or after a message's own text, sign-offs
+    generic = "Thanks for your help, let me know if you have any questions."
+    bodies += [f"{generic}\n{name}" for name in ("Kay", "Lee", "Ann", "Bob", "Sue", "Tom", "Joe", "Amy")]
+    bodies += [f"{_prose(rng, 25)}\n\n{generic}\n{name}" for name in ("Kay", "Lee", "Ann", "Bob")]
+    bodies += [f"Thanks, {name}" for name in ("Kay", "Lee", "Ann", "Bob", "Sue", "Tom", "Joe", "Amy", "Zoe")]
+    messages = _bodies(bodies)
+    groups, counts = link_messages(messages, LinkConfig())
+    group = groups["group"].to_list()
+    assert group[:4] == [0, 0, 2, 2]  # the short message joins the one holding it; the parent its partial copy
+    assert counts["part_links"] == 0 and counts["containment_links"] == 2  # neither pair is a near duplicate
+    assert len(set(group[4:])) == len(bodies) - 4  # unrelated and generic messages stay alone
+    for seed in range(5):
+        split = assign_splits(messages, fractions=FRACTIONS, seed=seed, groups=groups)["split"].to_list()
+        assert split[0] == split[1] and split[2] == split[3]
+    # the near-duplicate test alone (min_words 20) linked neither pair
+    assert link_messages(messages, LinkConfig(containment=1.0, min_ngrams=100))[1]["groups"] == len(bodies)
+    # generic text becomes distinctive when fewer bodies hold it than max_parts: then it glues them
+    glued = link_messages(messages, LinkConfig(max_parts=20))[1]
+    assert glued["largest_group"] >= 12
+
+
+def test_the_splits_table_carries_the_link_group():
+    messages = _quoting_corpus(n=60)
+    groups, _ = link_messages(messages, LinkConfig())
+    splits = with_groups(assign_splits(messages, fractions=FRACTIONS, seed=0, groups=groups), groups)
+    assert splits.schema == pl.Schema(SPLITS_SCHEMA)
+    assert splits["doc_id"].to_list() == list(range(60))
+    # the group is the lowest doc_id of its messages, and a group lies in one split
+    assert (splits.group_by("group").agg(pl.col("doc_id").min())
+            .filter(pl.col("group") != pl.col("doc_id")).height) == 0
+    assert splits.group_by("group").agg(pl.col("split").n_unique())["split"].max() == 1
+    assert splits["group"].n_unique() < 60  # replies share their parent's group
+    with pytest.raises(ValueError, match=r"splits: 1 message\(s\) have no link group"):
+        with_groups(splits.drop("group"), groups.filter(pl.col("doc_id") != 5))
+
+
+def test_the_audit_counts_test_messages_mostly_inside_a_training_message():
+    rng = random.Random(4)
+    inside, partly = _prose(rng, 15), _prose(rng, 20)
+    template = "The daily {} position report for {} is available on the report server. If you have questions " \
+               "about this report, contact the risk group. This is an automated message; please do not reply."
+    bodies = [
+        f"{_prose(rng, 30)}\n{inside}\n{_prose(rng, 30)}",  # train: holds the first test message
+        f"{partly} {_prose(rng, 30)}",  # train: holds 20 of the second test message's 40 words
+        inside,  # test: wholly inside a training message
+        f"{partly} {_prose(rng, 20)}",  # test: its first 20 of 40 words inside: 16 of 36 5-grams, under half
+        _prose(rng, 25),  # test: unrelated
+    ]
+    bodies += [template.format(rng.choice(WORDS), f"{day}/7/2001") for day in range(1, 13)]
+    split = ["train", "train", "test", "test", "test"] + ["train"] * 11 + ["test"]
+    messages = _bodies(bodies)
+    splits = pl.DataFrame({"doc_id": range(len(bodies)), "split": split})
+    assert texts_inside_split(messages, splits, words=5, level=0.5) == 2  # the copy and the template
+    assert texts_inside_split(messages, splits, words=5, level=0.4) == 3
+    # counting only n-grams of at most 10 bodies, the template is no longer inside (12 bodies hold it)
+    assert texts_inside_split(messages, splits, words=5, level=0.5, max_bodies=10) == 1

@@ -164,7 +164,7 @@ def test_outsiders_mail_loses_every_message_holding_a_training_pii_string():
                                                              "Dear Jo, in Houston", "call 713-555-0100"]})
     assert without_strings(outsiders, strings)["doc_id"].to_list() == [2, 3]
     kept = pl.DataFrame({"path": ["b/1."]})
-    assert pii_of(truth, kept).rows() == [("LOCATION", "houston")]
+    assert pii_of(truth.with_columns(field=pl.lit("body")), kept, ["From"]).rows() == [("LOCATION", "houston")]
 
 
 def test_a_sweep_plans_one_run_per_value_and_the_sweep_table(tmp_path):

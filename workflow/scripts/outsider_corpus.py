@@ -15,7 +15,7 @@ strings = training_strings(pl.read_parquet(snakemake.input.truth), pl.read_parqu
                            pl.read_parquet(snakemake.input.splits), params.person_min_words)
 kept = without_strings(originals.select("doc_id", "path", "text"), strings)
 write_private_parquet(kept.select("doc_id", "text"), snakemake.output.texts)
-write_private_parquet(pii_of(truth, kept), snakemake.output.pii)
+write_private_parquet(pii_of(truth, kept, params.text_headers), snakemake.output.pii)
 counts = {"messages_generated": generated.height, "folder_copies": generated.height - originals.height,
           "training_pii_strings": len(strings), "holding_training_pii": originals.height - kept.height,
           "messages_kept": kept.height, "characters_kept": int(kept["text"].str.len_chars().sum())}

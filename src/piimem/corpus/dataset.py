@@ -33,7 +33,7 @@ from pathlib import Path
 
 import polars as pl
 
-from piimem.corpus.splits import SPLITS
+from piimem.corpus.splits import SPLITS, SPLITS_SCHEMA
 from piimem.schema import default
 
 log = logging.getLogger("piimem")
@@ -244,11 +244,16 @@ def duplicates_of_training(messages: pl.DataFrame, mapped: Mapping[str, str], de
 
 
 def assigned_splits(messages: pl.DataFrame, source: HfSource) -> pl.DataFrame | None:
-    """(doc_id, split) by the mapping of data set splits to piimem's; None without a mapping."""
+    """The splits table (doc_id, split, group) by the mapping of data set splits to piimem's; None without a
+    mapping. A record's group is the lowest doc_id among the records with its text (its body_hash): records
+    quote nothing, so copies are their only link."""
     mapped = _piimem_split(source)
     if not mapped:
         return None
-    return messages.select("doc_id", pl.col("folder").replace_strict(dict(mapped)).alias("split")).sort("doc_id")
+    return messages.select(
+        "doc_id", pl.col("folder").replace_strict(dict(mapped)).alias("split"),
+        pl.col("doc_id").min().over("body_hash").alias("group"),
+    ).cast(SPLITS_SCHEMA).sort("doc_id")
 
 
 def prompt_set_texts(spec: Mapping, key: str) -> list[str]:

@@ -9,6 +9,13 @@ people, companies and mailboxes; no canaries) and `without_strings` drops every 
 string of the training split (`training_strings`): every e-mail address, phone number, SSN and card number
 and every person name of at least `person_min_words` words. Left in: places (a fixed list of cities the whole
 world shares) and first names, which the attacks do not count.
+
+The strings of the pre-training data (`pii_of`, the attacks' O_ft = O less them) are the ground truth's
+strings in the text the base model trains on: bodies and corpus.text_headers, not the header fields the text
+leaves out (a training address in an outsider's Cc line was never seen). `without_strings` matches
+substrings, so it also drops a message where a training string is part of a longer word or address ("Ann
+Lee" in "Ann Leeds"): the model would still see the string's characters and most of its tokens, and the
+cost is a few messages (2 of the default's 720).
 """
 
 from __future__ import annotations
@@ -60,9 +67,17 @@ def outsider_corpus(options: Mapping, *, text_headers: Sequence[str],
     return parsed.messages, truth
 
 
-def pii_of(truth: pl.DataFrame, messages: pl.DataFrame) -> pl.DataFrame:
-    """(entity_type, normalized) of the PII the ground truth records in `messages`' files, distinct."""
-    rows = truth.join(messages.select("path"), on="path", how="semi")
+def pii_of(truth: pl.DataFrame, messages: pl.DataFrame, text_headers: Sequence[str]) -> pl.DataFrame:
+    """(entity_type, normalized) of the PII the ground truth records in the text of `messages`' files, distinct:
+    in their bodies and in the header fields the text holds (`text_headers`, corpus.text_headers). The other
+    header fields (Cc, X-From, X-To, X-cc by default) are in the files, not in the text a model trains on:
+    a name or address only there is no string of the pre-training data."""
+    missing = [c for c in ("path", "field", "entity_type", "value") if c not in truth.columns]
+    if missing:
+        raise ValueError(f"pii_of: the ground truth lacks column(s) {missing}")
+    fields = ["body", *(name.lower() for name in text_headers)]
+    rows = truth.join(messages.select("path"), on="path", how="semi").filter(
+        pl.col("field").str.to_lowercase().is_in(fields))
     normalized = [normalize(t, v) for t, v in zip(rows["entity_type"], rows["value"])]
     return (pl.DataFrame({"entity_type": rows["entity_type"], "normalized": normalized},
                          schema={"entity_type": pl.Utf8, "normalized": pl.Utf8}).unique().sort(pl.all()))

@@ -5,9 +5,18 @@ trained on. Messages with the same `body_hash` (copies in several folders, the s
 by several people) always land in the same split, and so do messages LINKED by a shared part: a reply
 quotes its parent, a forward carries the forwarded message, a re-sent draft repeats most of an earlier
 one. `link_messages` splits every body into its parts (`message_segments`: its own text, and each quoted
-or forwarded message after an "Original Message" or "Forwarded by" marker, a Notes "... on 01/02/2001"
-header line, or a block of ">" lines), finds near-duplicate parts with MinHash-LSH (`LinkConfig`:
-Jaccard of word n-grams) and joins the messages that share one into one group.
+or forwarded message after an "Original Message" or "Forwarded by" marker, a Notes "... on 01/02/2001
+10:12 AM" header line, or a block of ">" lines) and joins two messages into one group when
+
+- a part of one is a near duplicate of a part of the other (MinHash-LSH, Jaccard of word n-grams; parts
+  of at least `min_words` words), or
+- a part of one lies mostly inside a part of the other (`contained_parts`: containment of its word
+  n-grams, short parts included). Only distinctive n-grams count as inside: one that occurs in more than
+  `max_parts` bodies is a template's or a signature's ("let me know if you have any questions"), and
+  counting it would glue every automated report, and every message with the same sign-off, into one group.
+
+`texts_inside_split` audits the result: the test messages most of whose word n-grams (all of them,
+templates included) lie inside one training message.
 
 Units of assignment:
 
@@ -62,9 +71,11 @@ def check_fractions(fractions: Mapping[str, float]) -> dict[str, float]:
 
 # A line that starts a quoted or forwarded message: Outlook's "-----Original Message-----", Lotus Notes'
 # "----- Forwarded by ..." and "Name@ENRON on 01/02/2001 10:12 AM" headers, Gmail's "Forwarded message".
+# A Notes header ends in the time: a sentence such as "the server is down on 1/2/01 from 5 to 10" is text.
 _QUOTE_START = re.compile(
     r"^[ \t]*(?:-{2,}[ \t]*Original Message[ \t]*-{2,}|-{3,}[ \t]*Forwarded (?:by|message)\b"
-    r"|\S[^\n]*[ \t]on[ \t]+\d{1,2}/\d{1,2}/\d{2,4}\b)", re.IGNORECASE)
+    r"|\S[^\n]*[ \t]on[ \t]+\d{1,2}/\d{1,2}/\d{2,4}[ \t]+\d{1,2}:\d{2}(?::\d{2})?(?:[ \t]*[AP]M)?"
+    r"(?:[ \t]+[A-Z]{2,4})?[ \t]*$)", re.IGNORECASE)
 # Header lines at the top of a quoted message ("From:", "Sent:", "To:", "cc:", "Subject:", "Date:").
 _QUOTED_HEADER = re.compile(r"^[ \t]*(?:From|Sent|To|Cc|Bcc|Subject|Date)[ \t]*:", re.IGNORECASE)
 
@@ -108,7 +119,11 @@ class LinkConfig:
     enabled: bool = default("corpus.split.link.enabled")
     threshold: float = default("corpus.split.link.threshold")  # Jaccard at which two parts are the same text
     shingle_words: int = default("corpus.split.link.shingle_words")  # quoted text is verbatim: its n-grams recur
-    min_words: int = default("corpus.split.link.min_words")  # shorter parts ("Thanks, John") link nothing
+    min_words: int = default("corpus.split.link.min_words")  # shorter parts are no near-duplicates ...
+    containment: float = default("corpus.split.link.containment")  # ... but may lie inside another part
+    containment_words: int = default("corpus.split.link.containment_words")
+    min_ngrams: int = default("corpus.split.link.min_ngrams")  # fewer n-grams ("Thanks, John") link nothing
+    max_parts: int = default("corpus.split.link.max_parts")  # n-grams of more bodies are generic
     num_perm: int = 128  # not a config key: the linking's MinHash precision
     seed: int = default("corpus.split.seed")
 
@@ -117,10 +132,73 @@ class LinkConfig:
         return cls(**{**(section or {}), "seed": seed})
 
 
+_WORD = re.compile(r"\w+")
+
+
+def word_ngrams(texts: list[str], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(row, key): one entry per distinct word n-gram of each text (lower-cased \\w+ words, so that re-wrapped
+    and re-punctuated quotes still match), sorted by row; key is a 64-bit hash of the n-gram. A text of
+    fewer than n words has none."""
+    words = pl.DataFrame({"row": np.arange(len(texts), dtype=np.int64), "text": texts},
+                         schema={"row": pl.Int64, "text": pl.Utf8}).select(
+        "row", pl.col("text").str.to_lowercase().str.extract_all(_WORD.pattern).alias("word")).explode("word")
+    grams = words.drop_nulls("word").select(
+        "row", pl.concat_str([pl.col("word").shift(-k).over("row") for k in range(n)], separator=" ").alias("gram"))
+    table = grams.drop_nulls("gram").select("row", pl.col("gram").hash(seed=0).alias("key")).unique().sort(
+        "row", "key")
+    return table["row"].to_numpy(), table["key"].to_numpy()
+
+
+def _pairs_sharing(keys: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every ordered pair (rows[i], rows[j]), i != j, of entries with the same key, repeated once per key
+    they share. Entries are sorted by key first; a key held by k entries gives k(k-1) pairs."""
+    order = np.argsort(keys, kind="stable")
+    keys, rows = keys[order], rows[order]
+    left, right = [], []
+    for offset in range(1, len(keys)):
+        same = np.flatnonzero(keys[offset:] == keys[:-offset])
+        if same.size == 0:
+            break  # sorted: no key is held by more than `offset` entries
+        left += [rows[same], rows[same + offset]]
+        right += [rows[same + offset], rows[same]]
+    if not left:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+    return np.concatenate(left), np.concatenate(right)
+
+
+def contained_parts(parts: list[str], owners: list[int], cfg: LinkConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(a, b) index pairs of `parts` (owners[a] != owners[b]) where part a lies mostly inside part b: at least
+    `cfg.containment` of a's word n-grams (`cfg.containment_words` words) are n-grams of b held by at most
+    `cfg.max_parts` owners (distinctive), and a has at least `cfg.min_ngrams` n-grams.
+
+    Exact, by an index of n-gram hashes: sorting the (part, n-gram) entries costs O(N log N) in the N
+    n-grams of the corpus, and each distinctive n-gram gives at most max_parts^2 pairs, so the cost stays
+    near-linear where a quote's n-grams are rare and templates' are dropped (about 80M entries, some GB, for
+    Enron's 500k messages).
+    """
+    if not parts:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+    rows, keys = word_ngrams(parts, cfg.containment_words)
+    owner = np.asarray(owners, dtype=np.int64)
+    n_grams = np.bincount(rows, minlength=len(parts))
+    # Distinctive: held by 2 .. max_parts owners (one owner's parts may repeat an n-gram).
+    key_owner = pl.DataFrame({"key": keys, "owner": owner[rows]}).unique()
+    holders = key_owner.group_by("key").len()
+    keep = holders.filter((pl.col("len") >= 2) & (pl.col("len") <= cfg.max_parts))["key"]
+    shared = np.isin(keys, keep.to_numpy())
+    left, right = _pairs_sharing(keys[shared], rows[shared])
+    other = owner[left] != owner[right]
+    pair, count = np.unique(left[other] * len(parts) + right[other], return_counts=True)
+    a, b = pair // len(parts), pair % len(parts)
+    inside = (n_grams[a] >= cfg.min_ngrams) & (count >= cfg.containment * n_grams[a])
+    return a[inside], b[inside]
+
+
 def link_messages(messages: pl.DataFrame, cfg: LinkConfig) -> tuple[pl.DataFrame, dict[str, int]]:
-    """(doc_id, group) for every message, and counts: messages with the same body_hash or sharing a
-    near-duplicate part (`message_segments`, `LinkConfig`) have the same group, the lowest doc_id among
-    them (connected components). `messages` needs doc_id, body, body_hash."""
+    """(doc_id, group) for every message, and counts: messages with the same body_hash, a near-duplicate
+    part or a part that lies inside a part of the other (`message_segments`, `LinkConfig`,
+    `contained_parts`) have the same group, the lowest doc_id among them (connected components).
+    `messages` needs doc_id, body, body_hash."""
     from piimem.dedup import DedupConfig, connected_components, find_duplicate_clusters
 
     table = messages.select("doc_id", "body", "body_hash").sort("doc_id")
@@ -133,30 +211,35 @@ def link_messages(messages: pl.DataFrame, cfg: LinkConfig) -> tuple[pl.DataFrame
     for rows in first_of_body["row"].to_list():
         left += [rows[0]] * (len(rows) - 1)
         right += rows[1:]
-    counts = {"messages": table.height, "distinct_bodies": len(body_rows), "parts": 0, "parts_linked": 0,
-              "part_links": 0}
+    counts = {"messages": table.height, "distinct_bodies": len(body_rows), "parts": 0, "parts_compared": 0,
+              "parts_linked": 0, "part_links": 0, "parts_inside_another": 0, "containment_links": 0}
     if cfg.enabled and body_rows:
         owners, parts = [], []
         for row in body_rows:
             for part in message_segments(table["body"][row]):
-                if len(part.split()) >= cfg.min_words:
-                    owners.append(row)
-                    parts.append(part)
-        counts["parts"] = len(parts)
-        if parts:
+                owners.append(row)
+                parts.append(part)
+        long = [i for i, part in enumerate(parts) if len(part.split()) >= cfg.min_words]
+        counts.update(parts=len(parts), parts_compared=len(long))
+        if long:
             dedup = DedupConfig(num_perm=cfg.num_perm, threshold=cfg.threshold, shingle_words=cfg.shingle_words,
                                 seed=cfg.seed, substring_enabled=False)
-            clusters, _ = find_duplicate_clusters(list(range(len(parts))), parts, dedup)
+            clusters, _ = find_duplicate_clusters(list(range(len(long))), [parts[i] for i in long], dedup)
             clusters = clusters.sort("doc_id")
             cluster_of = clusters["cluster_id"].to_numpy()
-            owners = np.asarray(owners)
-            linked = cluster_of != np.arange(len(parts))
+            long_owners = np.asarray([owners[i] for i in long])
+            linked = cluster_of != np.arange(len(long))
             counts["parts_linked"] = clusters.filter(pl.col("cluster_size") > 1).height
             for part in np.flatnonzero(linked):
-                if owners[part] != owners[cluster_of[part]]:
-                    left.append(int(owners[cluster_of[part]]))
-                    right.append(int(owners[part]))
+                if long_owners[part] != long_owners[cluster_of[part]]:
+                    left.append(int(long_owners[cluster_of[part]]))
+                    right.append(int(long_owners[part]))
                     counts["part_links"] += 1
+        inner, outer = contained_parts(parts, owners, cfg)
+        counts["parts_inside_another"] = len(np.unique(inner))
+        counts["containment_links"] = len(inner)
+        left += [owners[i] for i in inner]
+        right += [owners[i] for i in outer]
     edges = np.asarray(left, dtype=np.int64), np.asarray(right, dtype=np.int64)
     component = connected_components(table.height, *edges) if table.height else np.empty(0, dtype=np.int64)
     groups = pl.DataFrame({"doc_id": doc_ids, "group": doc_ids[component]},
@@ -165,6 +248,38 @@ def link_messages(messages: pl.DataFrame, cfg: LinkConfig) -> tuple[pl.DataFrame
     counts.update(groups=sizes.height, largest_group=int(sizes["len"].max() or 0),
                   messages_in_linked_groups=int(sizes.filter(pl.col("len") > 1)["len"].sum() or 0))
     return groups, counts
+
+
+def texts_inside_split(messages: pl.DataFrame, splits: pl.DataFrame, *, words: int, level: float,
+                       max_bodies: int | None = None, a: str = "train", b: str = "test") -> int:
+    """How many messages of split `b` (test) have at least `level` of their body's word n-grams (`words`
+    words) inside the body of one message of split `a` (train): the audit of the split, independent of the
+    linker's parts. Every n-gram counts, templates' too, unless `max_bodies`: then only those held by at most
+    that many distinct bodies of `messages` count as inside (the linker's distinctive n-grams).
+
+    Exact: an n-gram held by k messages of `a` is looked up k times per message of `b` holding it, so a
+    corpus of long, common boilerplate (Enron's legal disclaimers) would want an approximate containment
+    search (datasketch's MinHashLSHEnsemble) instead.
+    """
+    table = messages.select("doc_id", "body").join(splits.select("doc_id", "split"), on="doc_id")
+    ours, theirs = (table.filter(pl.col("split") == name) for name in (b, a))
+    rows, keys = word_ngrams(ours["body"].to_list(), words)
+    their_rows, their_keys = word_ngrams(theirs["body"].to_list(), words)
+    n_grams = np.bincount(rows, minlength=ours.height)
+    counted = np.isin(keys, their_keys)
+    if max_bodies is not None:
+        _, every_key = word_ngrams(messages.unique("body_hash", keep="first")["body"].to_list(), words)
+        held, times = np.unique(every_key, return_counts=True)
+        counted &= np.isin(keys, held[times <= max_bodies])
+    # Only messages whose n-grams lie at least `level` inside the whole split can lie that far inside one.
+    candidates = np.flatnonzero(np.bincount(rows[counted], minlength=ours.height) >= level * np.maximum(n_grams, 1))
+    holders = pl.DataFrame({"key": their_keys, "theirs": their_rows})
+    count = 0
+    for row in candidates:
+        hits = pl.DataFrame({"key": keys[(rows == row) & counted]}).join(holders, on="key")
+        if n_grams[row] and hits.height and hits["theirs"].value_counts()["count"].max() >= level * n_grams[row]:
+            count += 1
+    return count
 
 
 def cross_split_links(groups: pl.DataFrame, splits: pl.DataFrame, a: str = "train", b: str = "test") -> int:
@@ -252,6 +367,20 @@ def assign_splits(
         pl.DataFrame({"doc_id": doc_ids, "split": split}, schema={"doc_id": pl.Int64, "split": pl.Utf8})
         .sort("doc_id")
     )
+
+
+# results/corpus/splits.parquet: each message's split and its link group (the lowest doc_id of the messages it
+# shares text with: copies, a thread's quotes), which membership inference resamples and keeps in one fold.
+SPLITS_SCHEMA = {"doc_id": pl.Int64, "split": pl.Utf8, "group": pl.Int64}
+
+
+def with_groups(splits: pl.DataFrame, groups: pl.DataFrame) -> pl.DataFrame:
+    """The splits table (SPLITS_SCHEMA): `splits` (doc_id, split) with each message's `group` (doc_id, group,
+    from `link_messages`); ValueError when a message has no group."""
+    table = splits.select("doc_id", "split").join(groups.select("doc_id", "group"), on="doc_id", how="left")
+    if table["group"].null_count():
+        raise ValueError(f"splits: {table['group'].null_count()} message(s) have no link group")
+    return table.cast(SPLITS_SCHEMA).sort("doc_id")
 
 
 def split_texts(messages: pl.DataFrame, splits: pl.DataFrame, split: str) -> pl.DataFrame:

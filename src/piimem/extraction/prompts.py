@@ -122,9 +122,12 @@ def train_prefix_prompts(
     `messages_text`: (doc_id, text) of the training split (the original, unmasked text); `spans`: the spans
     table (offsets into that text). Each prompt is the last `prompt_tokens` tokens before a span of one of
     `entity_types` (fewer when the text before it is shorter; a span at the very start gives no prompt), as
-    the exact substring of the text, minus one separating space (see `prompt_end`). Spans are visited in a
-    random order drawn from `seed`, one occurrence of every distinct (type, normal form) before any second
-    one; identical prompt strings are kept once (the first visited), until `n` distinct prompts are found.
+    the exact substring of the text, minus one separating space (see `prompt_end`). Identical prompt strings
+    are kept once. Spans are visited in a random order drawn from `seed`: first every distinct target (type,
+    normal form), in the order its first occurrence is drawn, tries its occurrences in the drawn order until
+    one gives a prompt string not used yet (a header line such as "To:" often gives the same prompt for many
+    addresses); then further occurrences fill up to `n`. So `n` at least the number of distinct targets gives
+    every target a prompt unless none of its occurrences has text of its own before it (logged).
     Rows are sorted by (doc_id, span_start), prompt_id numbers them.
     """
     check_count("train_prefix_prompts: n", n)
@@ -149,35 +152,52 @@ def train_prefix_prompts(
     )
     order = list(range(len(candidates)))
     random.Random(seed).shuffle(order)
-    # Every distinct target string first (its first occurrence in the drawn order), then further occurrences,
-    # so that n at least |O| of these types gives every training string a prompt.
-    first: dict[tuple[str, str], int] = {}
+    occurrences: dict[tuple[str, str], list[int]] = {}  # each target's occurrences, in the drawn order
     for i in order:
-        first.setdefault(candidates[i][2:], i)
-    chosen = set(first.values())
-    order = [*first.values(), *(i for i in order if i not in chosen)]
+        occurrences.setdefault(candidates[i][2:], []).append(i)
 
-    rows: dict[str, list] = {k: [] for k in TRAIN_PREFIX_SCHEMA}
-    seen: set[str] = set()
-    for i in order:
-        if len(seen) >= n:
-            break
-        doc_id, span_start, entity_type, normalized = candidates[i]
+    def prompt_of(i: int) -> tuple[int, int, str]:
+        doc_id, span_start = candidates[i][:2]
         text = texts[doc_id]
         if text is None or not 0 <= span_start <= len(text):
             raise ValueError(f"train_prefix_prompts: span at {span_start} lies outside the text of doc_id {doc_id}")
         end = prompt_end(text, span_start)
         start, n_tokens = last_tokens_start(tokenizer, text, end, prompt_tokens)
-        prompt = text[start:end]
+        return start, n_tokens, text[start:end]
+
+    rows: dict[str, list] = {k: [] for k in TRAIN_PREFIX_SCHEMA}
+    seen: set[str] = set()
+    tried: set[int] = set()
+
+    def take(i: int) -> bool:
+        """Add occurrence i's prompt unless it is empty or already used; whether it was added."""
+        tried.add(i)
+        start, n_tokens, prompt = prompt_of(i)
         if n_tokens == 0 or prompt in seen:
-            continue
+            return False
         seen.add(prompt)
+        doc_id, span_start, entity_type, normalized = candidates[i]
         for key, value in zip(TRAIN_PREFIX_SCHEMA, (None, doc_id, span_start, start, entity_type, normalized,
                                                     n_tokens, prompt)):
             rows[key].append(value)
+        return True
+
+    without = 0  # targets none of whose occurrences gives a prompt of its own
+    for target_occurrences in occurrences.values():
+        if len(seen) >= n:
+            break
+        without += not any(take(i) for i in target_occurrences)
+    for i in order:
+        if len(seen) >= n:
+            break
+        if i not in tried:
+            take(i)
     table = pl.DataFrame(rows, schema=TRAIN_PREFIX_SCHEMA).sort("doc_id", "span_start")
-    log.info("extract: %d train-prefix prompts from %d PII occurrences of %s", table.height, len(candidates),
-             ", ".join(entity_types))
+    targets = table.select("entity_type", "normalized").n_unique()
+    log.info("extract: %d train-prefix prompts from %d PII occurrences of %s; %d of %d distinct targets have one; "
+             "%d has no occurrence whose prompt differs from the other targets' prompts, %d not tried (n reached)",
+             table.height, len(candidates), ", ".join(entity_types), targets, len(occurrences), without,
+             len(occurrences) - targets - without)
     return table.with_columns(pl.int_range(table.height, dtype=pl.Int64).alias("prompt_id"))
 
 
