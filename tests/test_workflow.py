@@ -21,7 +21,8 @@ SMALL = scenario("small")  # .test/small/config.yaml
 METHODS = ("head", "lora", "prefix", "prompt", "ptuning")
 N_RUNS, N_ATTACKED = 5 + len(METHODS), 5
 DEFAULT_RUNS, DEFAULT_ATTACKED = 3 + len(METHODS), 3
-N_TARGETED = 2  # extraction.targeted_defenses: the runs the RMFT claims compare, none and rmft
+N_TARGETED = 3  # the runs the RMFT claims compare, none, dedup and rmft: the default's every attacked run, and
+# SMALL's extraction.targeted_defenses
 # Whatever reruns, the aggregation and everything built from it follow.
 REPORT = {"aggregate_metrics": 1, "comparisons": 1, "tables": 1, "figures": 1, "all": 1}
 
@@ -427,8 +428,8 @@ def test_targeted_attacks_score_the_same_targets_at_the_last_checkpoint(syntheti
     assert 0 < targets.height <= 40 and set(targets["entity_type"]) == {"EMAIL_ADDRESS"}
     assert all(len(c) == 19 and t not in c for t, c in targets.select("value", "candidates").rows())
     records = {}
-    assert not (results / "runs/tiny-gpt2/dedup-full-s42/targeted").exists()  # not in targeted_defenses
-    for defense in ("none", "rmft"):
+    assert not (results / "runs/tiny-gpt2/scrub-full-s42/targeted").exists()  # not in targeted_defenses
+    for defense in ("none", "dedup", "rmft"):
         folder = results / f"runs/tiny-gpt2/{defense}-full-s42/targeted"
         assert sorted(p.name for p in folder.iterdir()) == ["c04.targets.parquet", "c04.tsv"]  # the last only
         records[defense] = pl.read_parquet(folder / "c04.targets.parquet")
