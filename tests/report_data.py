@@ -21,7 +21,7 @@ CHECKPOINTS = (("c01", 1.0), ("c02", 2.0), ("c03", 3.0))
 class Part:
     """Records of one kind for one run, and its metrics rows."""
 
-    kind: str  # strings, messages, scores or targets
+    kind: str  # strings, messages, scores, targets or canaries
     records: pl.DataFrame
     metrics: list[dict] = field(default_factory=list)
 
@@ -130,12 +130,27 @@ def targets(defense: str, correct: Iterable[int], *, base_correct: Iterable[int]
     return Part("targets", _run(frame, base, defense, tuning, seed), rows)
 
 
+def canaries(defense: str, exposure, occurrences, *, entity_types=None, tuning: str = "full", seed: int = 1,
+             base: str = BASE, checkpoint=CHECKPOINTS[-1]) -> Part:
+    """One run's canary records at one checkpoint: canary i has extrapolated exposure `exposure[i]` and
+    `occurrences[i]` training occurrences (ids 0..n-1, every run the same canaries); a canary_exposure row."""
+    n = len(exposure)
+    types = ["EMAIL_ADDRESS"] * n if entity_types is None else list(entity_types)
+    frame = pl.DataFrame({"checkpoint": checkpoint[0], "canary_id": np.arange(n), "entity_type": types,
+                          "repetitions": np.asarray(occurrences), "train_occurrences": np.asarray(occurrences),
+                          "exposure": np.minimum(np.asarray(exposure, dtype=float), np.log2(101)),
+                          "exposure_extrapolated": np.asarray(exposure, dtype=float)})
+    rows = [metric_row("canary_exposure_extrapolated/1", float(np.mean(exposure)), defense=defense, tuning=tuning,
+                       seed=seed, checkpoint=checkpoint[0], epoch=checkpoint[1], entity_type=types[0], base=base)]
+    return Part("canaries", _run(frame, base, defense, tuning, seed), rows)
+
+
 def build(*parts: Part) -> tuple[pl.DataFrame, Items]:
     """(metrics, items) of the parts."""
     rows = [r for p in parts for r in p.metrics]
     metrics = pl.DataFrame(rows, schema=METRICS_SCHEMA) if rows else pl.DataFrame(schema=METRICS_SCHEMA)
     kinds = {kind: [p.records for p in parts if p.kind == kind]
-             for kind in ("strings", "messages", "scores", "targets")}
+             for kind in ("strings", "messages", "scores", "targets", "canaries")}
     items = Items(**{kind: pl.concat(frames, how="diagonal") if frames else pl.DataFrame()
                      for kind, frames in kinds.items()})
     return with_exact_intervals(metrics), items

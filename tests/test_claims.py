@@ -390,3 +390,32 @@ def test_a_blind_baseline_that_separates_the_sample_voids_every_auc_claim():
         else:
             assert row["verdict"] in (HOLDS, INCONCLUSIVE) and row["CI low"] < 0.55
             assert gap["verdict"] == HOLDS
+
+
+def test_canary_claims_read_the_trend_and_rmft_s_drop_on_repeated_canaries():
+    import numpy as np
+    from report_data import canaries
+
+    from piimem.aggregate import METRICS_SCHEMA
+
+    rng = np.random.default_rng(10)
+    occurrences = np.tile([0, 1, 2, 4, 8], 8)
+    none = 2 + 3 * np.log2(1 + occurrences) + rng.normal(0, 1, 40)
+    rmft = np.where(occurrences >= 2, 5 + rng.normal(0, 1, 40), none)
+    table = claims_table(pl.DataFrame(schema=METRICS_SCHEMA),
+                         comparisons_of(canaries("none", none, occurrences), canaries("rmft", rmft, occurrences))[1])
+    assert claim(table, "Canary exposure grows")["verdict"] == HOLDS
+    drop = claim(table, "RMFT lowers the exposure of repeated canaries")
+    assert drop["verdict"] == HOLDS and "EMAIL_ADDRESS: rmft vs none" in drop["measured on"]
+    assert "24 canaries" in drop["measured on"]
+    # flat exposures: the trend is inconclusive and says how many canaries would decide it
+    flat = claims_table(pl.DataFrame(schema=METRICS_SCHEMA),
+                        comparisons_of(canaries("none", rng.normal(3, 1, 40), occurrences),
+                                       canaries("rmft", rng.normal(3, 1, 40), occurrences))[1])
+    row = claim(flat, "Canary exposure grows")
+    assert row["verdict"] in (INCONCLUSIVE, FAILS)
+    if row["verdict"] == INCONCLUSIVE:
+        assert "canaries (40 now)" in row["would need"] or "no sample size" in row["would need"]
+    # no canaries (a real corpus): no canary rows at all
+    assert claims_table(*comparisons_of(messages("none", [20, 18, 17]))).filter(
+        pl.col("claim").str.contains("anar")).height == 0

@@ -147,7 +147,9 @@ def test_records_are_read_from_their_files_and_a_bad_file_is_named(tmp_path):
     for (checkpoint,), group in part.records.group_by("checkpoint"):
         group.drop("base_model", "defense", "tuning", "seed").write_parquet(run / f"{checkpoint}.strings.parquet")
     paths = item_files([str(run / "c01.tsv"), str(run / "c02.tsv"), str(run.parent / "canaries/c01.tsv")])
-    assert paths == [str(run / "c01.strings.parquet"), str(run / "c02.strings.parquet")]
+    assert paths == [str(run / "c01.strings.parquet"), str(run / "c02.strings.parquet"),
+                     str(run.parent / "canaries/c01.canaries.parquet")]
+    paths = paths[:2]
     items = read_items(paths)
     assert items.strings.height == 200 and set(items.strings["defense"]) == {"none"}
     pl.DataFrame({"string_id": [1]}).write_parquet(run / "c01.strings.parquet")
@@ -241,3 +243,31 @@ def test_auc_intervals_resample_link_groups():
     assert threads["resampled"] == "link groups of members and non-members"
     assert threads["ci_high"] - threads["ci_low"] > alone["ci_high"] - alone["ci_low"]
     assert threads["groups"] == 40 and alone["groups"] == 160
+
+
+def test_canary_exposure_grows_with_repetition_and_rmft_lowers_it_per_repeated_canary():
+    from report_data import canaries
+    from scipy import stats
+
+    # 60 canaries, 1-8 training occurrences (0: a control nobody trained on); none's exposure grows with them,
+    # rmft (which keeps one occurrence of an e-mail canary) brings the repeated e-mail ones back to a single
+    # occurrence's level; phone canaries it does not touch.
+    rng = np.random.default_rng(9)
+    occurrences = np.tile([0, 1, 2, 4, 8, 8], 10)
+    types = ["EMAIL_ADDRESS"] * 30 + ["PHONE_NUMBER"] * 30
+    none = 2 + 3 * np.log2(1 + occurrences) + rng.normal(0, 1, 60)
+    email = np.asarray(types) == "EMAIL_ADDRESS"
+    rmft = np.where(email & (occurrences >= 2), 2 + 3 + rng.normal(0, 1, 60), none + rng.normal(0, 0.2, 60))
+    _, table = comparisons_of(canaries("none", none, occurrences, entity_types=types),
+                              canaries("rmft", rmft, occurrences, entity_types=types))
+    trend = one(table, "canary_exposure_trend")
+    assert trend["value"] == pytest.approx(stats.spearmanr(occurrences, none).statistic)
+    assert trend["ci_low"] > 0 and trend["p_value"] < 0.001 and trend["points"] == 5 and trend["n"] == 60
+    drop = one(table, "canary_exposure_drop", defense="rmft", entity_type="EMAIL_ADDRESS")
+    chosen = email & (occurrences >= 2)
+    assert drop["n"] == chosen.sum() == 20
+    assert drop["value"] == pytest.approx(np.mean(none[chosen] - rmft[chosen]))
+    assert drop["ci_low"] > 0 and drop["p_value"] == pytest.approx(stats.wilcoxon(none[chosen] - rmft[chosen]).pvalue)
+    phone = one(table, "canary_exposure_drop", defense="rmft", entity_type="PHONE_NUMBER")
+    assert phone["ci_low"] < 0 < phone["ci_high"]  # a type RMFT does not mask: no drop
+    assert one(table, "canary_exposure_drop", defense="rmft", entity_type="ALL")["n"] == 40

@@ -152,7 +152,20 @@ for _metric, (_attack, _column, _unit) in TARGETED.items():
             f"resamples targets")
 # What a membership comparison resamples: whole link groups (threads), members' and non-members' apart.
 MIA_RESAMPLED = "link groups of members and non-members"
-PARTS = {"extraction": "strings", "utility": "messages", "mia": "scores", "targeted": "targets"}
+PARTS = {"extraction": "strings", "utility": "messages", "mia": "scores", "targeted": "targets",
+         "canaries": "canaries"}
+# The canary exposure the comparisons read: Carlini et al.'s extrapolation, which does not saturate at log2 |R|.
+CANARY_EXPOSURE = "exposure_extrapolated"
+QUANTITIES.update({
+    "canary_exposure_trend": "Spearman rho of a canary's occurrences in the training split and its extrapolated "
+                             "exposure under none at the last checkpoint, over the canaries (those with no "
+                             "training occurrence included); p_value = permutation p in rho's direction; "
+                             "resamples canaries",
+    "canary_exposure_drop": "extrapolated canary exposure of `versus` (none) minus that of `defense` (bits) at the "
+                            "last checkpoint, over the canaries of `entity_type` (ALL: every type) with two or more "
+                            "training occurrences: positive when the defense leaks less; paired over canaries; "
+                            "p_value = Wilcoxon signed-rank p of the per-canary differences",
+})
 
 
 @dataclass(frozen=True)
@@ -176,14 +189,17 @@ class Settings:
 class Items:
     """The per-item records of every run, with the run's columns (RUN_KEYS) and checkpoint:
     strings (prompt_set, entity_type, string_id, occurrences, seen, extracted), messages (doc_id, n_tokens,
-    nll_sum, base_nll_sum: the base model's on the same message), scores (index, member, loss: the LOSS
-    score of the members' original text), targets (attack, prompt_set, entity_type, target_id, in_pretraining,
-    correct, exposure, base_correct, base_exposure: the targeted attacks' records)."""
+    nll_sum, base_nll_sum: the base model's on the same message), scores (index, member, group, loss: the
+    LOSS score of the members' original text, blind: the blind baseline's), targets (attack, prompt_set,
+    entity_type, target_id, in_pretraining, correct, exposure, base_correct, base_exposure, occurrences: the
+    targeted attacks' records), canaries (canary_id, entity_type, train_occurrences, exposure,
+    exposure_extrapolated: the canary records)."""
 
     strings: pl.DataFrame = field(default_factory=pl.DataFrame)
     messages: pl.DataFrame = field(default_factory=pl.DataFrame)
     scores: pl.DataFrame = field(default_factory=pl.DataFrame)
     targets: pl.DataFrame = field(default_factory=pl.DataFrame)
+    canaries: pl.DataFrame = field(default_factory=pl.DataFrame)
 
 
 def item_files(results: Iterable[str]) -> list[str]:
@@ -202,7 +218,8 @@ def read_items(paths: Iterable[str | os.PathLike]) -> Items:
             "messages": ("doc_id", "n_tokens", "nll_sum", "base_nll_sum"),
             "scores": ("index", "member", "group", HEADLINE_ATTACK, BLIND),
             "targets": ("attack", "prompt_set", "entity_type", "target_id", "in_pretraining", "correct", "exposure",
-                        "base_correct", "base_exposure", "occurrences")}
+                        "base_correct", "base_exposure", "occurrences"),
+            "canaries": ("canary_id", "entity_type", "train_occurrences", "exposure", CANARY_EXPOSURE)}
     parts: dict[str, list[pl.DataFrame]] = {name: [] for name in need}
     for path in paths:
         record = ResultFile.parse(path, part=True)
@@ -805,6 +822,60 @@ def _repetition_exposure_trend(run: pl.DataFrame, checkpoints: list[str], outcom
                  "seeds": len(outcome["seeds"]), "p_value": _trend_p(x, y, value)}, **row)
 
 
+def _canaries(canaries: pl.DataFrame, metrics: pl.DataFrame, settings: Settings) -> list[dict]:
+    """Per base model and tuning method, at the last checkpoint: the undefended run's exposure against its
+    canaries' training repetitions, and every defense's exposure drop vs none on the repeated canaries of each
+    type (and of all types), paired per canary (the canaries and their contexts are the base model's: every
+    run scores the same ones)."""
+    rows: list[dict] = []
+    if canaries.height == 0:
+        return rows
+    for (base_model, tuning), group in sorted(canaries.group_by("base_model", "tuning"),
+                                              key=lambda g: (g[0][0], tuning_rank(g[0][1]))):
+        last = _checkpoints(group, metrics)[-1:]
+        ids = np.sort(group["canary_id"].unique().to_numpy())
+        info = group.select("canary_id", "entity_type", "train_occurrences").unique("canary_id").sort("canary_id")
+        outcomes = {}
+        for (defense,), run in sorted(group.group_by("defense"), key=lambda g: defense_rank(g[0][0])):
+            seeds, arrays = _arrays(run.filter(pl.col("checkpoint").is_in(last)), "canary_id", [CANARY_EXPOSURE],
+                                    last, ids, f"{base_model}/{defense}-{tuning} canaries")
+            outcomes[defense] = {"seeds": list(seeds), "arrays": {"exposure": arrays[CANARY_EXPOSURE]}}
+        if BASELINE not in outcomes:
+            continue
+        keys = dict(base_model=base_model, tuning=tuning, checkpoint=last[0],
+                    epoch=_epochs(metrics, base_model, BASELINE, tuning).get(last[0]), resampled="canaries")
+        occurrences = info["train_occurrences"].to_numpy().astype(np.float64)
+        exposure = outcomes[BASELINE]["arrays"]["exposure"][:, 0].mean(axis=0)
+        rng = rng_for(settings.seed, "canaries", base_model, tuning, "trend")
+        draws = rng.integers(0, len(ids), size=(settings.resamples, len(ids)))
+        value = spearman(occurrences, exposure)
+        low, high = (percentile_interval(spearman_pairs(occurrences[draws], exposure[draws]), settings.level)
+                     if math.isfinite(value) else (math.nan, math.nan))
+        rows.append(_row("canary_exposure_trend", {"value": value, "ci_low": low, "ci_high": high,
+                                                   "seeds": len(outcomes[BASELINE]["seeds"]),
+                                                   "p_value": _trend_p(occurrences, exposure, value)},
+                         defense=BASELINE, n=len(ids), points=len(np.unique(occurrences)), **keys))
+        repeated = occurrences >= 2
+        types = sorted(set(info["entity_type"].to_list()))
+        for entity_type in [*types, ALL] if len(types) > 1 else types:
+            chosen = repeated & ((info["entity_type"] == entity_type).to_numpy() if entity_type != ALL else True)
+            if not chosen.any():
+                continue
+            picked = {d: {"seeds": o["seeds"], "arrays": {"exposure": o["arrays"]["exposure"][..., chosen]}}
+                      for d, o in outcomes.items()}
+            rng = rng_for(settings.seed, "canaries", base_model, tuning, entity_type)
+            chunks = _weight_chunks(rng, int(chosen.sum()), settings.resamples)
+            means = {d: _resampled(o["seeds"], o["arrays"], lambda w, a: _weighted_mean(w, a["exposure"]), chunks)
+                     for d, o in picked.items()}
+            for defense in (d for d in picked if d != BASELINE):
+                drop = summary(combine(np.subtract, means[BASELINE], means[defense]).at(0), settings.level)
+                rows.append(_row("canary_exposure_drop",
+                                 _with_paired_test(drop, picked[BASELINE], picked[defense], 0, "exposure"),
+                                 defense=defense, versus=BASELINE, entity_type=entity_type, n=int(chosen.sum()),
+                                 **keys))
+    return rows
+
+
 # ------------------------------------------------------------------------------------------
 
 
@@ -814,6 +885,7 @@ def compare(metrics: pl.DataFrame, items: Items, settings: Settings = Settings()
     rows += _extraction(items.strings, metrics, perplexity, settings)
     rows += _membership(items.scores, metrics, settings)
     rows += _targeted(items.targets, metrics, settings)
+    rows += _canaries(items.canaries, metrics, settings)
     clean = [{c: (None if isinstance(r.get(c), float) and math.isnan(r[c]) else r.get(c)) for c in COMPARISON_SCHEMA}
              for r in rows]
     return pl.DataFrame(clean, schema=COMPARISON_SCHEMA, orient="row") if clean else pl.DataFrame(
