@@ -457,6 +457,7 @@ def evaluate_attacks(
             row[f"{_fpr_label(fpr)}_low"], row[f"{_fpr_label(fpr)}_high"] = percentile_interval(tprs[fpr], level)
         rows.append(row)
     schema = {"attack": pl.Utf8, "reference": pl.Utf8, "n_members": pl.Int64, "n_nonmembers": pl.Int64,
-              "n_groups": pl.Int64, "n_unscored": pl.Int64, "auc": pl.Float64, "auc_low": pl.Float64, "auc_high": pl.Float64}
+              "n_groups": pl.Int64, "n_unscored": pl.Int64, "auc": pl.Float64, "auc_low": pl.Float64,
+              "auc_high": pl.Float64}
     schema.update({f"{_fpr_label(f)}{end}": pl.Float64 for f in fprs for end in ("", "_low", "_high")})
     return pl.DataFrame(rows, schema=schema) if rows else pl.DataFrame(schema=schema)

@@ -499,7 +499,8 @@ def _unless_unlearnt(claim: Claim, row: dict, learnt: dict) -> Claim:
     if claim.verdict in (HOLDS, FAILS) and not learnt.get((row["base_model"], row["defense"], row["tuning"]), True):
         claim = _downgrade(claim, f"{row['defense']}-{row['tuning']} has not learnt: its test perplexity is no lower "
                                   f"than its base model's, and a model that learnt nothing leaks nothing")
-        claim.needs = f"not a larger sample: a {row['defense']} run that learns (test perplexity below the base model's)"
+        claim.needs = (f"not a larger sample: a {row['defense']} run that learns (test perplexity below the base "
+                       f"model's)")
     return claim
 
 

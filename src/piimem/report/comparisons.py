@@ -79,7 +79,8 @@ COMPARISON_SCHEMA = {
     "quantity": pl.Utf8, "base_model": pl.Utf8, "tuning": pl.Utf8, "defense": pl.Utf8, "versus": pl.Utf8,
     "prompt_set": pl.Utf8, "entity_type": pl.Utf8, "checkpoint": pl.Utf8, "epoch": pl.Float64, "tau": pl.Float64,
     "value": pl.Float64, "ci_low": pl.Float64, "ci_high": pl.Float64, "defined": pl.Float64, "seeds": pl.Int64,
-    "seed_ci_low": pl.Float64, "seed_ci_high": pl.Float64, "p_value": pl.Float64, "k": pl.Int64, "n": pl.Int64, "groups": pl.Int64, "points": pl.Int64,
+    "seed_ci_low": pl.Float64, "seed_ci_high": pl.Float64, "p_value": pl.Float64, "k": pl.Int64, "n": pl.Int64,
+    "groups": pl.Int64, "points": pl.Int64,
     "baseline_strings": pl.Int64, "coverage": pl.Float64, "resampled": pl.Utf8,
 }
 # What each quantity is (docs/statistics.md prints this). "over checkpoints": the mean over checkpoints;
