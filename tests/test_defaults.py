@@ -10,6 +10,7 @@ import inspect
 import pytest
 
 from piimem import schema
+from piimem.blind import BlindConfig
 from piimem.corpus.dataset import HfSource
 from piimem.corpus.splits import LinkConfig
 from piimem.corpus.synthetic import SyntheticConfig
@@ -36,9 +37,13 @@ DATACLASSES = [
         "seed", "n_mailboxes", "messages_per_mailbox", "folders", "reply_fraction", "forward_fraction", "copy_fraction",
         "signature_fraction", "people_per_message", "popularity")},
         "canary_types": "corpus.synthetic.canaries.types",
-        "canary_repetitions": "corpus.synthetic.canaries.repetitions"}),
-    (LinkConfig, {**{f: f"corpus.split.link.{f}" for f in ("enabled", "threshold", "shingle_words", "min_words")},
+        "canary_repetitions": "corpus.synthetic.canaries.repetitions",
+        "canary_per_cell": "corpus.synthetic.canaries.per_cell"}),
+    (LinkConfig, {**{f: f"corpus.split.link.{f}" for f in ("enabled", "threshold", "shingle_words", "min_words",
+                                                           "containment", "containment_words", "min_ngrams",
+                                                           "max_parts")},
                   "seed": "corpus.split.seed"}),
+    (BlindConfig, {**{f: f"mia.blind.{f}" for f in ("ngram_range", "folds", "C", "max_features")}, "seed": "mia.seed"}),
     (DPConfig, {f: f"dp.{f}" for f in ("epsilon", "delta", "max_grad_norm", "accountant", "batch_size")}),
     (ClaimSettings, {**{f: f"claims.{f}" for f in ("min_strings", "max_ppl_increase", "chance_margin", "min_seeds",
                                                    "max_ppl_ratio")},
