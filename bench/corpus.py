@@ -65,17 +65,17 @@ def main() -> int:
         print(f"skipped: {ENRON_MINI} is not there (../shared beside the project holds the real Enron sample)")
         return 0
 
+    from snakemake.utils import validate
+
     from piimem.corpus.stats import corpus_statistics
     from piimem.corpus.synthetic import SyntheticConfig, generate_maildir
 
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-    config["corpus"]["split"].setdefault("link", {})
+    validate(config, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))  # every default filled in
     synthetic = dict(config["corpus"]["synthetic"])
     synthetic.update({k: v for k, v in (("n_mailboxes", args.mailboxes), ("messages_per_mailbox", args.messages))
                       if v is not None})
-    canaries = synthetic.pop("canaries", {})
-    cfg = SyntheticConfig(**synthetic, canary_types=tuple(canaries.get("types", ())),
-                          canary_repetitions=tuple(canaries.get("repetitions", ())))
+    cfg = SyntheticConfig.from_config(synthetic)  # as the workflow builds it: its canaries, the schema's defaults
     tables = {}
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()

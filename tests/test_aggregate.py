@@ -47,9 +47,11 @@ def write_extraction(root, checkpoint="c01", epoch=0.5, run=RUN):
 
 def write_canaries(root, checkpoint="c01", epoch=0.5, run=RUN):
     path = root / run / "canaries" / f"{checkpoint}.tsv"
-    write_table(pl.DataFrame({"entity_type": ["US_SSN", "US_SSN", "US_SSN"], "repetitions": [1, 1, 10],
-                              "train_occurrences": [1, 1, 1], "exposure": [1.0, 3.0, 8.5],
-                              "max_exposure": [10.0, 10.0, 10.0], "checkpoint": checkpoint, "epoch": epoch}), path)
+    write_table(pl.DataFrame({"canary_id": [0, 1, 2], "entity_type": ["US_SSN", "US_SSN", "US_SSN"],
+                              "repetitions": [1, 1, 10], "train_occurrences": [1, 1, 1], "exposure": [1.0, 3.0, 8.5],
+                              "exposure_extrapolated": [1.5, 4.5, 30.0], "exposure_fit": "skewnorm",
+                              "n_candidates": 1023, "max_exposure": [10.0, 10.0, 10.0], "checkpoint": checkpoint,
+                              "epoch": epoch}), path)
     return path
 
 
@@ -132,13 +134,34 @@ def test_counted_rates_carry_k_of_n_and_their_exact_interval(tmp_path):
 
 def test_canaries_are_summarised_per_type_and_planted_count(tmp_path):
     table = collect_metrics([write_canaries(tmp_path)], corpus="synthetic")
-    assert table.height == 8  # 2 planted counts x (exposure, max exposure, train occurrences, number)
+    # 2 planted counts x (exposure, extrapolated exposure, max exposure, train occurrences, number)
+    assert table.height == 10
     assert value(table, "canary_exposure/1")["value"] == 2.0
     assert value(table, "canary_exposure/10")["value"] == 8.5
+    assert value(table, "canary_exposure_extrapolated/1")["value"] == 3.0
+    assert value(table, "canary_exposure_extrapolated/10")["value"] == 30.0
     assert value(table, "canary_n/1")["value"] == 2.0
     assert value(table, "canary_max_exposure/10")["value"] == 10.0
     assert value(table, "canary_train_occurrences/10")["value"] == 1.0
     assert set(table["entity_type"]) == {"US_SSN"}
+    # the t interval over a cell's canaries: mean 3 +- t(0.975, 1) * sd 2.12 / sqrt 2 = 3 +- 19.06
+    cell = value(table, "canary_exposure_extrapolated/1")
+    assert cell["ci_low"] == pytest.approx(3.0 - 19.0593, abs=1e-3)
+    assert cell["ci_high"] == pytest.approx(3.0 + 19.0593, abs=1e-3)
+    assert value(table, "canary_exposure/1")["ci_high"] == pytest.approx(2.0 + 12.7062, abs=1e-3)
+    # one canary: no interval; counts and ceilings carry none either
+    assert value(table, "canary_exposure_extrapolated/10")["ci_low"] is None
+    assert value(table, "canary_n/1")["ci_low"] is None
+    # the level is the report's
+    wider = collect_metrics([write_canaries(tmp_path)], corpus="synthetic", level=0.99)
+    assert value(wider, "canary_exposure_extrapolated/1")["ci_high"] > cell["ci_high"]
+
+
+def test_canary_files_without_the_extrapolated_exposure_are_refused(tmp_path):
+    path = write_canaries(tmp_path)
+    pl.read_csv(path, separator="\t").drop("exposure_extrapolated").write_csv(path, separator="\t")
+    with pytest.raises(ValueError, match=r"lacks column\(s\) \['exposure_extrapolated'\]"):
+        collect_metrics([path], corpus="synthetic")
 
 
 def test_collect_metrics_is_sorted_whatever_the_file_order(tmp_path):
@@ -148,7 +171,7 @@ def test_collect_metrics_is_sorted_whatever_the_file_order(tmp_path):
     forward = collect_metrics(files, corpus="synthetic")
     backward = collect_metrics(files[::-1], corpus="synthetic")
     assert forward.equals(backward)
-    assert forward.height == 5 + 12 + 5 + 8 + 5 + 5
+    assert forward.height == 5 + 12 + 5 + 10 + 5 + 5
     assert forward.select("base_model", "defense", "tuning", "seed").unique().sort("base_model").rows() == [
         ("gpt2", "none", "full", 1), ("tiny-gpt2", "rmft", "lora_attention", 7)]
     assert value(forward, "ppl_mean", checkpoint="c02")["epoch"] == 1.0

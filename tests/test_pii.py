@@ -406,7 +406,7 @@ def test_detector_against_a_small_synthetic_corpus(analyzer, tmp_path):
 
     truth = generate_maildir(
         tmp_path / "maildir",
-        SyntheticConfig(seed=3, n_mailboxes=2, messages_per_mailbox=12, canary_repetitions=(1, 2)),
+        SyntheticConfig(seed=3, n_mailboxes=2, messages_per_mailbox=12, canary_repetitions=(1, 2), canary_per_cell=1),
     )
     messages = parse_maildir(tmp_path / "maildir").messages
     spans = detect_spans(messages, analyzer=analyzer)

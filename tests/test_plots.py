@@ -44,6 +44,9 @@ def full_data() -> tuple[pl.DataFrame, pl.DataFrame]:
                 for planted, exposure in ((1, 1.0), (10, 4.0), (100, 9.0)):
                     rows += [metric_row(f"canary_exposure/{planted}", exposure / (2 if defense == "rmft" else 1),
                                         entity_type="US_SSN", **where),
+                             metric_row(f"canary_exposure_extrapolated/{planted}",
+                                        3 * exposure / (2 if defense == "rmft" else 1), entity_type="US_SSN",
+                                        ci=(exposure, 5 * exposure), **where),
                              metric_row(f"canary_max_exposure/{planted}", 10.0, entity_type="US_SSN", **where)]
     extra = with_exact_intervals(pl.DataFrame(rows, schema=METRICS_SCHEMA))
     return pl.concat([metrics, extra]), comparisons
@@ -121,6 +124,23 @@ def test_absent_data_writes_nothing(tmp_path):
     assert plots.plot_loss_distributions({}, tmp_path / "i") == []
     assert plots.build_figures(empty, pl.DataFrame(schema=COMPARISON_SCHEMA), tmp_path / "j") == []
     assert list(tmp_path.iterdir()) == []
+
+
+def test_canary_exposure_of_one_seed_draws_the_cells_intervals(tmp_path):
+    rows = []
+    for defense in ("none", "rmft"):
+        for planted, exposure in ((1, 1.0), (4, 3.0), (16, 60.0)):  # past ten times the ceiling: a log axis
+            for entity_type in ("EMAIL_ADDRESS", "US_SSN"):
+                rows += [metric_row(f"canary_exposure/{planted}", min(exposure, 6.6), defense=defense,
+                                    entity_type=entity_type, ci=(0.5 * exposure, 6.6)),
+                         metric_row(f"canary_exposure_extrapolated/{planted}", exposure, defense=defense,
+                                    entity_type=entity_type, ci=(0.5 * exposure, 2 * exposure)),
+                         metric_row(f"canary_max_exposure/{planted}", 6.6, defense=defense, entity_type=entity_type)]
+    one_seed = pl.DataFrame(rows, schema=METRICS_SCHEMA)
+    assert_figure(plots.plot_canary_exposure(one_seed, tmp_path / "canaries"), tmp_path / "canaries")
+    # the rank exposure alone (files of an older run): still a figure
+    rank_only = one_seed.filter(~pl.col("metric").str.starts_with("canary_exposure_extrapolated"))
+    assert_figure(plots.plot_canary_exposure(rank_only, tmp_path / "rank"), tmp_path / "rank")
 
 
 def test_build_figures_writes_only_what_has_data(tmp_path):

@@ -19,6 +19,7 @@ from piimem.corpus.synthetic import (
     without_canaries,
 )
 from piimem.pii import ENTITY_TYPES, normalize
+from piimem.schema import default
 
 HEADER_ORDER = [
     "Message-ID", "Date", "From", "To", "Cc", "Subject", "Mime-Version", "Content-Type",
@@ -26,7 +27,10 @@ HEADER_ORDER = [
 ]
 REPLY_MARKER = " -----Original Message-----\n"
 FORWARD_MARKER = "---------------------- Forwarded by "
-SMALL = SyntheticConfig(seed=7, n_mailboxes=3, messages_per_mailbox=40, canary_repetitions=(1, 2, 4, 8))
+SMALL = SyntheticConfig(seed=7, n_mailboxes=3, messages_per_mailbox=40, canary_repetitions=(1, 2, 4, 8),
+                        canary_per_cell=1)
+# The canary grid of the schema's defaults (the `corpus` fixture's).
+TYPES, REPETITIONS, PER_CELL = (default(f"corpus.synthetic.canaries.{k}") for k in ("types", "repetitions", "per_cell"))
 
 
 @pytest.fixture(scope="module")
@@ -133,9 +137,9 @@ def test_each_canary_sits_in_exactly_r_files(corpus):
         r=pl.col("canary_repetitions").first(), rows=pl.len(), files=pl.col("path").n_unique(),
         n=pl.col("n_occurrences").first(), fields=pl.col("field").unique(),
     )
-    assert values.height == 3 * 6
+    assert values.height == len(TYPES) * len(REPETITIONS) * PER_CELL
     per_type = values.group_by("entity_type").agg(pl.col("r").sort())["r"].to_list()
-    assert per_type == [[1, 2, 4, 8, 16, 32]] * 3
+    assert per_type == [sorted(REPETITIONS * PER_CELL)] * len(TYPES)
     for row in values.iter_rows(named=True):
         holding = [p for p, raw in files.items() if row["value"].encode() in raw]
         occurrences = sum(files[p].decode("ascii").count(row["value"]) for p in holding)
@@ -151,7 +155,8 @@ def test_without_canaries_drops_exactly_the_messages_holding_one(corpus):
     paths = list(files)
     assert {paths[i] for i in kept["doc_id"]} == set(paths) - canary_paths
     # A message may host canaries of two types.
-    assert 100 < len(canary_paths) <= 3 * (1 + 2 + 4 + 8 + 16 + 32)
+    occurrences = len(TYPES) * PER_CELL * sum(REPETITIONS)
+    assert occurrences / 2 <= len(canary_paths) <= occurrences
     assert without_canaries(texts, truth.filter(~pl.col("is_canary"))).equals(texts)
 
 
@@ -231,10 +236,10 @@ def test_refuses_a_non_empty_target(tmp_path):
 
 def test_rejects_more_repetitions_than_host_messages(tmp_path):
     cfg = SyntheticConfig(n_mailboxes=1, messages_per_mailbox=10, canary_repetitions=(50,))
-    with pytest.raises(ValueError, match=r"canary_repetitions.*\(50\)"):
+    with pytest.raises(ValueError, match=r"canaries\.repetitions.*\(50\)"):
         generate_maildir(tmp_path / "m", cfg)
 
 
 def test_rejects_unknown_canary_type(tmp_path):
-    with pytest.raises(ValueError, match=r"corpus\.synthetic\.canary_types"):
+    with pytest.raises(ValueError, match=r"corpus\.synthetic\.canaries\.types"):
         generate_maildir(tmp_path / "m", SyntheticConfig(canary_types=("IBAN",)))

@@ -479,13 +479,26 @@ def test_a_missing_prompt_file_fails_its_own_job_with_what_to_write(synthetic_ru
 def test_canary_exposure_on_every_checkpoint(synthetic_run):
     truth = pl.read_parquet(synthetic_run / "resources/synthetic/ground_truth.parquet").filter(pl.col("is_canary"))
     canaries = pl.read_parquet(synthetic_run / "results/private/extraction/tiny-gpt2/canaries.parquet")
-    assert canaries.height == truth.select("value").n_unique() == 18
-    exposure = pl.read_csv(synthetic_run / "results/runs/tiny-gpt2/none-full-s42/canaries/c04.tsv", separator="\t")
-    assert exposure.height == 18 and "value" not in exposure.columns
-    assert exposure["max_exposure"].to_list() == [pytest.approx(math.log2(31))] * 18
+    # .test/small: 3 types x 4 repetition counts x 1 canary per cell
+    assert canaries.height == truth.select("value").n_unique() == 12
+    run = synthetic_run / "results/runs/tiny-gpt2/none-full-s42/canaries"
+    exposure = pl.read_csv(run / "c04.tsv", separator="\t")
+    assert exposure.height == 12 and "value" not in exposure.columns
+    assert exposure["max_exposure"].to_list() == [pytest.approx(math.log2(31))] * 12
     assert ((exposure["exposure"] >= 0) & (exposure["exposure"] <= exposure["max_exposure"] + 1e-9)).all()
+    assert (exposure["exposure_extrapolated"] >= 0).all()
     assert (exposure["train_occurrences"] <= exposure["repetitions"]).all()
-    assert exposure.filter(pl.col("repetitions") == 32)["train_occurrences"].min() > 0
+    assert exposure.filter(pl.col("repetitions") == 16)["train_occurrences"].min() > 0
+    # the per-canary records: ids and numbers, the same canary ids in every run
+    records = pl.read_parquet(run / "c04.canaries.parquet")
+    assert records.columns == ["canary_id", "entity_type", "repetitions", "train_occurrences", "exposure",
+                               "exposure_extrapolated", "exposure_fit", "n_candidates", "checkpoint", "epoch"]
+    ids = ["canary_id", "entity_type", "repetitions", "train_occurrences", "exposure_fit", "n_candidates"]
+    assert records.select(ids).equals(exposure.select(ids))
+    assert records["exposure_extrapolated"].to_list() == pytest.approx(exposure["exposure_extrapolated"].to_list())
+    rmft = pl.read_parquet(synthetic_run / "results/runs/tiny-gpt2/rmft-full-s42/canaries/c04.canaries.parquet")
+    assert rmft.select("canary_id", "entity_type", "repetitions").equals(
+        records.select("canary_id", "entity_type", "repetitions"))
     # The base model pre-trains on the outsiders' mail, which holds no canary.
     pretrain_log = (synthetic_run / "logs/train/pretrain_tiny-gpt2.log").read_text()
     assert re.search(r"pretrain: [1-9]\d* messages of the outsiders' world", pretrain_log)

@@ -28,9 +28,11 @@ Metric names, by input kind:
               pii_reconstruction_candidates (prompt_set null) and association_exact / _local / _domain (prompt_set:
               the template); with `_ft` over O_ft and `_base` for the base model (piimem.extraction.table).
 - canaries:   per entity_type and planted repetition count r, over the canaries of that type and count:
-              canary_exposure/<r> (mean exposure, bits), canary_max_exposure/<r> (mean of the ceiling
-              log2 |R|), canary_train_occurrences/<r> (mean occurrences in the run's training text, which a
-              defense may lower), canary_n/<r> (number of canaries).
+              canary_exposure/<r> (mean rank exposure, bits), canary_exposure_extrapolated/<r> (mean
+              extrapolated exposure, bits), both with the t interval over the cell's canaries in
+              ci_low/ci_high, canary_max_exposure/<r> (mean of the rank exposure's ceiling log2 |R|),
+              canary_train_occurrences/<r> (mean training-split messages holding the canary, original text),
+              canary_n/<r> (number of canaries). Per canary: `{checkpoint}.canaries.parquet` beside the file.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from pathlib import Path
 
 import polars as pl
 
-from piimem.metric_names import MIA_AUC, MIA_N_MEMBERS, MIA_N_NONMEMBERS, MIA_N_UNSCORED, per
+from piimem.metric_names import MIA_AUC, MIA_N_GROUPS, MIA_N_MEMBERS, MIA_N_NONMEMBERS, MIA_N_UNSCORED, per
 from piimem.runs import RESULT_KINDS, ResultFile
 
 METRICS_SCHEMA = {
@@ -128,7 +130,9 @@ def read_mia(run: ResultFile) -> pl.DataFrame:
             parts.append(table.select("epoch", "member_text", metric=label + pl.col("attack"), value=column,
                                       **interval))
     for count, family in (("n_members", MIA_N_MEMBERS), ("n_nonmembers", MIA_N_NONMEMBERS),
-                          ("n_unscored", MIA_N_UNSCORED)):
+                          ("n_groups", MIA_N_GROUPS), ("n_unscored", MIA_N_UNSCORED)):
+        if count not in table.columns:  # n_groups: files written before members came in link groups
+            continue
         parts.append(table.select("epoch", "member_text", metric=per(family, "") + pl.col("attack"), value=count))
     parts = [p.with_columns(pl.col("value").cast(pl.Float64)) for p in parts]
     return _tidy(run, pl.concat(parts, how="diagonal"))
@@ -141,21 +145,33 @@ def read_extraction(run: ResultFile) -> pl.DataFrame:
     return _tidy(run, table.select("epoch", "prompt_set", "entity_type", "metric", "value", "k", "n"))
 
 
-def read_canaries(run: ResultFile) -> pl.DataFrame:
-    """Tidy rows of a canary file (one row per canary), summarised per entity type and planted count."""
-    table = _read(run, ("entity_type", "repetitions", "train_occurrences", "exposure", "max_exposure",
-                        "checkpoint", "epoch"))
-    summary = table.group_by("entity_type", "repetitions").agg(
-        pl.col("epoch").first(),
-        pl.col("exposure").mean().alias("canary_exposure"),
-        pl.col("max_exposure").mean().alias("canary_max_exposure"),
-        pl.col("train_occurrences").cast(pl.Float64).mean().alias("canary_train_occurrences"),
-        pl.len().cast(pl.Float64).alias("canary_n"),
-    )
-    long = summary.unpivot(index=["entity_type", "repetitions", "epoch"], variable_name="name",
-                           value_name="value")
-    long = long.with_columns(metric=pl.col("name") + "/" + pl.col("repetitions").cast(pl.Utf8))
-    return _tidy(run, long.select("epoch", "entity_type", "metric", "value"))
+def read_canaries(run: ResultFile, level: float = 0.95) -> pl.DataFrame:
+    """Tidy rows of a canary file (one row per canary), summarised per entity type and planted count: the
+    mean rank and extrapolated exposures with the t interval at `level` over the cell's canaries
+    (`piimem.intervals.t_interval`; none with a single canary), the mean ceiling and training occurrences,
+    and the number of canaries."""
+    from piimem.intervals import t_interval
+
+    table = _read(run, ("entity_type", "repetitions", "train_occurrences", "exposure", "exposure_extrapolated",
+                        "max_exposure", "checkpoint", "epoch"))
+    rows = []
+    cells = table.group_by("entity_type", "repetitions").agg(
+        pl.col("epoch").first(), pl.col("exposure"), pl.col("exposure_extrapolated"),
+        pl.col("max_exposure").mean(), pl.col("train_occurrences").cast(pl.Float64).mean(), pl.len())
+    for cell in cells.iter_rows(named=True):
+        where = (cell["epoch"], cell["entity_type"])
+        for name, column in (("canary_exposure", "exposure"), ("canary_exposure_extrapolated",
+                                                               "exposure_extrapolated")):
+            values = [v for v in cell[column] if v is not None]
+            mean = sum(values) / len(values) if values else None
+            rows.append((*where, f"{name}/{cell['repetitions']}", mean, *t_interval(values, level)))
+        for name, value in (("canary_max_exposure", cell["max_exposure"]),
+                            ("canary_train_occurrences", cell["train_occurrences"]), ("canary_n", cell["len"])):
+            rows.append((*where, f"{name}/{cell['repetitions']}", float(value), None, None))
+    long = pl.DataFrame(rows, schema={"epoch": pl.Float64, "entity_type": pl.Utf8, "metric": pl.Utf8,
+                                      "value": pl.Float64, "ci_low": pl.Float64, "ci_high": pl.Float64},
+                        orient="row")
+    return _tidy(run, long)
 
 
 _READERS = {"utility": read_utility, "mia": read_mia, "extraction": read_extraction,
@@ -194,7 +210,7 @@ def collect_metrics(files: Iterable[str | os.PathLike], corpus: str, level: floa
         if key in seen:
             raise ValueError(f"{run.path}: the same run, kind and checkpoint as {seen[key]}")
         seen[key] = run.path
-        part = _READERS[run.kind](run)
+        part = read_canaries(run, level) if run.kind == "canaries" else _READERS[run.kind](run)
         if part.select(SORT_KEYS[1:]).is_duplicated().any():
             raise ValueError(f"{run.path}: a metric appears more than once for the same prompt set and "
                              f"entity type")

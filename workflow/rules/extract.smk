@@ -141,8 +141,14 @@ rule canary_exposure:
         manifest="results/private/runs/{base}/{defense}-{tuning}-s{seed}/manifest.json",
         canaries="results/private/extraction/{base}/canaries.parquet",
     output:
+        # Per checkpoint one row per canary (public: ids and numbers, no value), and the same records as
+        # parquet for the report's paired comparisons over canaries.
         results=expand(
             "results/runs/{{base}}/{{defense}}-{{tuning}}-s{{seed}}/canaries/{checkpoint}.tsv",
+            checkpoint=CHECKPOINTS,
+        ),
+        records=expand(
+            "results/runs/{{base}}/{{defense}}-{{tuning}}-s{{seed}}/canaries/{checkpoint}.canaries.parquet",
             checkpoint=CHECKPOINTS,
         ),
     params:

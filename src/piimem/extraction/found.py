@@ -128,9 +128,10 @@ def pretraining_pii(spans: pl.DataFrame, messages: pl.DataFrame, splits: pl.Data
                     base_model: str, outsiders: pl.DataFrame | None = None) -> set[PII] | None:
     """The PII strings of the base model's pre-training texts, where piimem knows them (the tiny GPT-2;
     None for any other base model): O_ft is O without them, the strings a fine-tuned model can only have
-    learnt from its fine-tuning data. `outsiders` (entity_type, normalized): the ground truth's PII of the
-    outsiders' mail it pre-trained on (piimem.corpus.pretraining); without it, what the PII stage found in
-    the public split."""
+    learnt from its fine-tuning data. `outsiders` (entity_type, normalized): the ground truth's PII in the text
+    of the outsiders' mail it pre-trained on (piimem.corpus.pretraining.pii_of: bodies and text headers, not
+    the header fields the text leaves out); without it, what the PII stage found in the public split. A
+    training string is in pre-training only when the same (entity_type, normalized) pair is."""
     from piimem.corpus.splits import split_texts
     from piimem.models import TINY_GPT2
 

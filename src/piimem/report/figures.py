@@ -420,40 +420,56 @@ def _or_nan(value) -> float:
 def plot_canary_exposure(metrics: pl.DataFrame, stem: str | os.PathLike,
                          checkpoint: str | None = None) -> list[Path]:
     """Canary exposure (bits) against the number of times the canary was planted, at the last checkpoint
-    of each run (or `checkpoint`), a line per defense (tuning/base model added when they vary; mean over
-    seeds, band ± one standard deviation when several), one panel per entity type, the maximum exposure
-    log2 |R| dashed. []: no canary metric."""
+    of each run (or `checkpoint`), one panel per entity type, a colour per defense (tuning/base model added
+    when they vary): the extrapolated exposure solid, with the t interval over the cell's canaries as error
+    bars (one seed) or a band of ± one standard deviation over seeds (several), the rank exposure dotted,
+    its ceiling log2 |R| grey dashed. A log exposure axis when the extrapolated exposures pass ten times
+    the ceiling. []: no canary metric."""
     import seaborn as sns
     from matplotlib.ticker import FuncFormatter
 
-    names = [m for m in metrics["metric"].unique().to_list()
-             if m.startswith(("canary_exposure/", "canary_max_exposure/"))]
+    families = ("canary_exposure", "canary_exposure_extrapolated", "canary_max_exposure")
+    names = [m for m in metrics["metric"].unique().to_list() if m.split("/")[0] in families]
     rows = at_checkpoint(_values(metrics, names), checkpoint=checkpoint)
     rows = rows.with_columns(kind=pl.col("metric").str.split("/").list.get(0),
                              repetitions=pl.col("metric").str.split("/").list.get(1).cast(pl.Int64))
-    exposure = rows.filter(pl.col("kind") == "canary_exposure")
+    exposure = rows.filter(pl.col("kind").is_in(families[:2]))
     if exposure.height == 0:
         return []
     exposure, order, colors = _series(exposure, always="defense")
+    measures = {"canary_exposure_extrapolated": "extrapolated", "canary_exposure": "rank"}
+    exposure = exposure.with_columns(measure=pl.col("kind").replace_strict(measures))
     types = sorted(exposure["entity_type"].unique().to_list())
     with _style():
         fig, axes = _figure(len(types))
         for ax, entity_type in zip(axes, types):
             data = exposure.filter(pl.col("entity_type") == entity_type)
-            several_seeds = data.group_by("series", "repetitions").len()["len"].max() > 1
-            sns.lineplot(data=data.rename({"series": "run"}).to_pandas(), x="repetitions", y="value",
-                         hue="run", hue_order=order, palette=colors, errorbar="sd" if several_seeds else None,
+            several_seeds = data.group_by("series", "measure", "repetitions").len()["len"].max() > 1
+            sns.lineplot(data=data.rename({"series": "run"}).to_pandas(), x="repetitions", y="value", hue="run",
+                         hue_order=order, palette=colors, style="measure",
+                         style_order=[m for m in measures.values() if m in set(data["measure"])],
+                         dashes={"extrapolated": "", "rank": (1, 2)}, errorbar="sd" if several_seeds else None,
                          marker="o", ax=ax)
+            if not several_seeds:
+                cells = data.filter((pl.col("measure") == "extrapolated") & pl.col("ci_low").is_not_null())
+                for series in order:
+                    part = cells.filter(pl.col("series") == series).sort("repetitions")
+                    if part.height:
+                        ax.errorbar(part["repetitions"].to_list(), part["value"].to_list(),
+                                    yerr=[(part["value"] - part["ci_low"]).to_list(),
+                                          (part["ci_high"] - part["value"]).to_list()],
+                                    fmt="none", ecolor=colors[series], capsize=2, linewidth=0.8)
             ceiling = rows.filter((pl.col("kind") == "canary_max_exposure")
                                   & (pl.col("entity_type") == entity_type))
             if ceiling.height:
-                ax.axhline(ceiling["value"].max(), color="grey", linestyle="--", linewidth=0.8,
-                           label="maximum (log2 |R|)")
+                top = ceiling["value"].max()
+                ax.axhline(top, color="grey", linestyle="--", linewidth=0.8, label="rank maximum (log2 |R|)")
+                if data["value"].min() > 0 and data["value"].max() > 10 * top:
+                    ax.set_yscale("log")
             if data["repetitions"].min() > 0 and data["repetitions"].max() > 10 * data["repetitions"].min():
                 ax.set_xscale("log")
                 ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # 1, 10, 100, not 10^0...
-            ax.set(xlabel="times planted in the training data", ylabel="exposure (bits)",
-                   title=f"canaries: {entity_type}")
+            ax.set(xlabel="times planted in the corpus", ylabel="exposure (bits)", title=f"canaries: {entity_type}")
         _legend_outside(fig, axes)
     return save(fig, stem)
 

@@ -26,17 +26,22 @@ Duplication comes in three realistic forms: replies quote the whole earlier mess
 `copy_fraction` of the messages are also filed, byte-identical, in a second folder (the way Enron's
 all_documents repeats other folders).
 
-Canaries: for each canary type and each repetition count r, one fresh value is planted inside a
-natural sentence in exactly r distinct messages. Host messages are chosen among messages that are
-never quoted, forwarded or copied, so a canary of repetition r occurs in exactly r files, once
-each, and its `n_occurrences` is r.
+Canaries: for each canary type and each repetition count r, `per_cell` fresh values are planted, each
+inside a natural sentence in exactly r distinct messages. Host messages are the messages that are never
+quoted, forwarded or copied and are neither automated notices nor forwards, so a canary of repetition r
+occurs in exactly r files, once each, and its `n_occurrences` is r; a host holds at most one canary of a
+type and at most MAX_CANARIES_PER_MESSAGE in all. E-mail canaries are first.last@<free-mail host> from
+Faker's name lists (`canary_email`), a form no person of the corpus has, and
+`piimem.extraction.canaries.random_candidates` draws their candidates from the same space.
 
 Determinism: all choices come from `random.Random(seed)` and one Faker instance seeded with the
-same seed, so the same config and Faker version give byte-identical files.
+same seed, so the same config and Faker version give byte-identical files. The canaries draw from a second
+stream seeded from the same seed, so the canary grid changes the canaries and nothing else of the corpus.
 """
 
 from __future__ import annotations
 
+import functools
 import random
 from collections import Counter
 from collections.abc import Mapping
@@ -49,11 +54,15 @@ from faker import Faker
 from piimem.corpus.synthetic import prose
 from piimem.corpus.synthetic.messages import Message, Places, World, headers, plan_mailbox, render_body
 from piimem.corpus.synthetic.text import Span
-from piimem.corpus.synthetic.world import US_CITIES, Cast
+from piimem.corpus.synthetic.world import FREE_MAIL, US_CITIES, Cast, phone_number
 from piimem.pii.normalize import normalize
 from piimem.schema import default
 
-CANARY_TYPES = ("US_SSN", "CREDIT_CARD", "PHONE_NUMBER")
+CANARY_TYPES = ("EMAIL_ADDRESS", "PHONE_NUMBER", "US_SSN", "CREDIT_CARD")
+# A host message holds at most this many canaries, of different types: a message with one personal number or
+# address reads naturally, one with several reads planted, and canaries that share a message share context
+# (the second one's context holds the first), which correlates their exposures.
+MAX_CANARIES_PER_MESSAGE = 2
 HEADER_PII_FIELDS = ("From", "To", "Cc", "X-From", "X-To", "X-cc")
 
 GROUND_TRUTH_SCHEMA = {
@@ -83,6 +92,7 @@ class SyntheticConfig:
     popularity: float = default("corpus.synthetic.popularity")
     canary_types: tuple[str, ...] = default("corpus.synthetic.canaries.types")
     canary_repetitions: tuple[int, ...] = default("corpus.synthetic.canaries.repetitions")
+    canary_per_cell: int = default("corpus.synthetic.canaries.per_cell")
 
     @classmethod
     def from_config(cls, section: Mapping) -> SyntheticConfig:
@@ -92,7 +102,8 @@ class SyntheticConfig:
                    if k not in ("canaries", "pretrain")}
         canaries = section.get("canaries")
         if canaries:
-            options.update(canary_types=tuple(canaries["types"]), canary_repetitions=tuple(canaries["repetitions"]))
+            keys = {"types": "canary_types", "repetitions": "canary_repetitions", "per_cell": "canary_per_cell"}
+            options.update({keys[k]: tuple(v) if isinstance(v, list) else v for k, v in canaries.items() if k in keys})
         return cls(**options)
 
 
@@ -102,7 +113,8 @@ def _folder_display(folder: str) -> str:
 
 def _validate(cfg: SyntheticConfig) -> None:
     def fail(key: str, expected: str) -> None:
-        raise ValueError(f"corpus.synthetic.{key}: expected {expected}, got {getattr(cfg, key)!r}")
+        name = key.replace("canary_", "canaries.") if key.startswith("canary_") else key  # the config's key
+        raise ValueError(f"corpus.synthetic.{name}: expected {expected}, got {getattr(cfg, key)!r}")
 
     if cfg.n_mailboxes < 1:
         fail("n_mailboxes", "an integer >= 1")
@@ -128,6 +140,10 @@ def _validate(cfg: SyntheticConfig) -> None:
         fail("canary_types", f"distinct types among {CANARY_TYPES}")
     if any(not isinstance(r, int) or r < 1 for r in cfg.canary_repetitions):
         fail("canary_repetitions", "positive integers")
+    if len(set(cfg.canary_repetitions)) != len(cfg.canary_repetitions):
+        fail("canary_repetitions", "distinct repetition counts (each is a cell of per_cell canaries)")
+    if not isinstance(cfg.canary_per_cell, int) or cfg.canary_per_cell < 1:
+        fail("canary_per_cell", "an integer >= 1")
 
 
 # --- canary values -------------------------------------------------------------------------------
@@ -171,36 +187,113 @@ def _credit_card(rng: random.Random) -> str:
     return " ".join(number[i : i + 4] for i in range(0, 16, 4))
 
 
-def _plant_canaries(rng: random.Random, cfg: SyntheticConfig, cast: Cast, messages: list[Message]) -> None:
-    # Only messages that are never quoted, forwarded or copied: each canary then sits in exactly
-    # r files, once per file.
-    hosts = [m for m in messages if not m.is_parent and m.copy_folder is None]
-    need = max(cfg.canary_repetitions, default=0)
-    if cfg.canary_types and need > len(hosts):
-        raise ValueError(
-            f"corpus.synthetic.canary_repetitions: the largest repetition count ({need}) exceeds the "
-            f"{len(hosts)} messages that can host a canary; raise n_mailboxes or messages_per_mailbox"
-        )
-    seen: set[str] = set()
-    for entity_type in cfg.canary_types:
-        for r in cfg.canary_repetitions:
-            while True:
-                if entity_type == "US_SSN":
-                    value = _ssn(rng)
-                elif entity_type == "CREDIT_CARD":
-                    value = _credit_card(rng)
-                else:
-                    value = cast.fresh_phone(rng.choice(US_CITIES)[3], 0)
-                if value not in seen:
-                    seen.add(value)
-                    break
-            # Prefer hosts without a canary of this type yet: one card number per e-mail reads naturally.
-            free = [m for m in hosts if all(t != entity_type for t, _, _ in m.canaries)]
-            taken = [m for m in hosts if m not in free]
-            chosen = rng.sample(free, min(r, len(free)))
-            chosen += rng.sample(taken, r - len(chosen))
-            for host in chosen:
-                host.canaries.append((entity_type, value, r))
+@functools.cache
+def canary_name_parts() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The first and last names an e-mail canary's local part is drawn from: Faker's en_US lists (plain
+    letters), each name once, in a fixed order."""
+    from faker.providers.person.en_US import Provider
+
+    def plain(names) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(n for n in names if n.isascii() and n.isalpha()))
+
+    return plain(Provider.first_names), plain(Provider.last_names)
+
+
+def canary_email(rng: random.Random, domain: str | None = None) -> str:
+    """An e-mail canary: first.last@domain, first and last drawn uniformly from `canary_name_parts` and the
+    domain from the free-mail hosts (or `domain`, as its candidates keep it). The corpus's people write
+    first.last only at company hosts and initial+last at free-mail hosts (`world.Cast.person`), so no
+    person's address has this form; a canary and its candidates come from one space (Carlini et al. 2019)."""
+    first, last = canary_name_parts()
+    return f"{rng.choice(first).lower()}.{rng.choice(last).lower()}@{domain or rng.choice(FREE_MAIL)}"
+
+
+def _canary_value(rng: random.Random, entity_type: str) -> str:
+    if entity_type == "US_SSN":
+        return _ssn(rng)
+    if entity_type == "CREDIT_CARD":
+        return _credit_card(rng)
+    if entity_type == "EMAIL_ADDRESS":
+        return canary_email(rng)
+    return phone_number(rng, rng.choice(US_CITIES)[3], 0)
+
+
+def _taken(cast: Cast) -> dict[str, set[str]]:
+    """What a canary must not be, per type (normal forms): the people's phones and addresses; for e-mail
+    also the first.last of every person's name (the model would know the name, not the canary)."""
+    return {"PHONE_NUMBER": set(cast.phones),
+            "EMAIL_ADDRESS": {normalize("EMAIL_ADDRESS", e) for e in cast.emails},
+            "EMAIL_LOCAL": {f"{first.lower()}.{last.lower()}" for first, last in cast.names}}
+
+
+def _fresh_canary(rng: random.Random, entity_type: str, taken: dict[str, set[str]], seen: set[tuple[str, str]]
+                  ) -> str:
+    """A canary value that is no other canary and no string of the corpus (`_taken`)."""
+    while True:
+        value = _canary_value(rng, entity_type)
+        key = normalize(entity_type, value)
+        if (entity_type, key) in seen or key in taken.get(entity_type, ()):
+            continue
+        if entity_type == "EMAIL_ADDRESS" and key.partition("@")[0] in taken["EMAIL_LOCAL"]:
+            continue
+        seen.add((entity_type, key))
+        return value
+
+
+def _canary_hosts(messages: list[Message]) -> list[Message]:
+    """Messages that may hold a canary: never quoted, forwarded or copied (so a canary planted r times is
+    in exactly r files, once each), not an automated notice (a personal number in a system's notice reads
+    planted, and the notices' near-duplicate clusters would break) and not a forward (its note is a line or
+    none: the canary's sentence would be most of the message's own text, and the split's linker, which joins
+    messages whose own text lies mostly inside another's, would join the canary's hosts)."""
+    return [m for m in messages if not m.is_parent and m.copy_folder is None and m.notice is None
+            and m.kind != "forward"]
+
+
+def _check_capacity(cfg: SyntheticConfig, n_hosts: int) -> None:
+    per_type = cfg.canary_per_cell * sum(cfg.canary_repetitions)
+    advice = "lower them or raise corpus.synthetic.n_mailboxes or messages_per_mailbox"
+    if max(cfg.canary_repetitions) > n_hosts:
+        raise ValueError(f"corpus.synthetic.canaries.repetitions: the largest repetition count "
+                         f"({max(cfg.canary_repetitions)}) exceeds the {n_hosts} messages that can host a canary; "
+                         f"{advice}")
+    if per_type > n_hosts:
+        raise ValueError(f"corpus.synthetic.canaries: per_cell x sum(repetitions) = {cfg.canary_per_cell} x "
+                         f"{sum(cfg.canary_repetitions)} = {per_type} occurrences of each type, more than the "
+                         f"{n_hosts} messages that can host a canary (one of each type per message); {advice}")
+    if per_type * len(cfg.canary_types) > MAX_CANARIES_PER_MESSAGE * n_hosts:
+        raise ValueError(f"corpus.synthetic.canaries: {per_type * len(cfg.canary_types)} canary occurrences "
+                         f"({len(cfg.canary_types)} types x {per_type}) exceed the {n_hosts} host messages x "
+                         f"{MAX_CANARIES_PER_MESSAGE} canaries per message; {advice}")
+
+
+def _plant_canaries(cfg: SyntheticConfig, cast: Cast, messages: list[Message]) -> None:
+    """`per_cell` canaries per (type, repetition count r), each in r distinct host messages, with the
+    sentence that carries it. A stream of its own (seeded from the corpus seed): the canary grid leaves the
+    rest of the corpus as it is."""
+    if not cfg.canary_types or not cfg.canary_repetitions:
+        return
+    rng = random.Random(f"{cfg.seed}/canaries")
+    hosts = _canary_hosts(messages)
+    _check_capacity(cfg, len(hosts))
+    seen: set[tuple[str, str]] = set()
+    taken = _taken(cast)
+    canaries = [(entity_type, _fresh_canary(rng, entity_type, taken, seen), r)
+                for entity_type in cfg.canary_types for r in cfg.canary_repetitions
+                for _ in range(cfg.canary_per_cell)]
+    # The most repeated first, each to the least loaded hosts (random among equals): they need the most room,
+    # and spreading keeps most canaries alone in their message.
+    for entity_type, value, r in sorted(canaries, key=lambda c: -c[2]):
+        free = [m for m in hosts if len(m.canaries) < MAX_CANARIES_PER_MESSAGE
+                and all(c[0] != entity_type for c in m.canaries)]
+        if len(free) < r:
+            raise ValueError(f"corpus.synthetic.canaries: could not place a {entity_type} canary in {r} messages "
+                             f"({len(free)} of {len(hosts)} hosts left with room); lower per_cell or repetitions, "
+                             f"or raise corpus.synthetic.n_mailboxes or messages_per_mailbox")
+        rng.shuffle(free)
+        free.sort(key=lambda m: len(m.canaries))
+        for host in free[:r]:
+            host.canaries.append((entity_type, value, r, rng.choice(prose.CANARY_SENTENCES[entity_type])))
 
 
 def generate_maildir(root: Path, cfg: SyntheticConfig) -> pl.DataFrame:
@@ -224,7 +317,7 @@ def generate_maildir(root: Path, cfg: SyntheticConfig) -> pl.DataFrame:
     messages: list[Message] = []
     for owner in cast.owners:
         plan_mailbox(rng, cfg, cast, owner, messages)
-    _plant_canaries(rng, cfg, cast, messages)
+    _plant_canaries(cfg, cast, messages)
     world = World(cast, Places(rng), prose.Lexicon(prose.wordnet_words(), cfg.seed))
 
     used_ids: set[str] = set()

@@ -48,7 +48,7 @@ class Message:
     document: bool = False
     notice: int | None = None  # an automated notice: which of prose.NOTICES
     snapshot: str = ""
-    canaries: list[tuple[str, str, int]] = field(default_factory=list)
+    canaries: list[tuple[str, str, int, str]] = field(default_factory=list)  # type, value, r, sentence
     is_parent: bool = False
     message_id: str = ""
     body: str = ""
@@ -281,11 +281,8 @@ def render_body(rng: random.Random, m: Message, messages: list[Message], world: 
     text = Text()
     single = len(m.to) == 1
     if m.notice is not None:
-        text.add(prose.notice(rng, m.notice))
-        for entity_type, value, r in m.canaries:
-            before, after = rng.choice(prose.CANARY_SENTENCES[entity_type]).split("{v}")
-            text.add(" " + before).pii(entity_type, value, canary_repetitions=r).add(after)
-    elif m.kind == "forward" and not m.canaries and rng.random() < 0.5:
+        text.add(prose.notice(rng, m.notice))  # (notices and forwards host no canary: _canary_hosts)
+    elif m.kind == "forward" and rng.random() < 0.5:
         pass  # a bare forward, as often in Enron: no note of one's own
     else:
         if single and rng.random() < 0.7:
@@ -303,9 +300,7 @@ def render_body(rng: random.Random, m: Message, messages: list[Message], world: 
         else:
             n = max(1, min(60, round(rng.lognormvariate(math.log(SENTENCES_MEDIAN), SENTENCES_SIGMA))))
             _own_text(rng, text, n, m, world)
-        for entity_type, value, r in m.canaries:
-            before, after = rng.choice(prose.CANARY_SENTENCES[entity_type]).split("{v}")
-            text.add(" " + before).pii(entity_type, value, canary_repetitions=r).add(after)
+        _canary_sentences(text, m)
         closing = rng.choice(prose.CLOSINGS)
         if rng.random() < 0.75:
             text.add("\n\n" + closing).pii("PERSON", m.sender.first).add("\n")
@@ -329,6 +324,14 @@ def render_body(rng: random.Random, m: Message, messages: list[Message], world: 
         text.add("\ncc: ").join(parent.cc, ", ", display=True)
         text.add(f"\nSubject: {parent.subject}\n\n").embed(parent.body, parent.body_spans)
     m.body, m.body_spans = text.render()
+
+
+def _canary_sentences(text: Text, m: Message) -> None:
+    """The message's canaries, each in the sentence chosen when it was planted (no draw here, so the canaries
+    never shift the generator's stream)."""
+    for entity_type, value, r, sentence in m.canaries:
+        before, after = sentence.split("{v}")
+        text.add(" " + before).pii(entity_type, value, canary_repetitions=r).add(after)
 
 
 def _signature(text: Text, p: Person) -> None:

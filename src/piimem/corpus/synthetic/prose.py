@@ -189,6 +189,14 @@ SUBJECTS = (
     "Comments on the {docword}", "Signature pages", "Guaranty", "Rate case", "", "",
 )
 CANARY_SENTENCES = {
+    "EMAIL_ADDRESS": (
+        # A private address beside the work one; the address is followed by a space, never by the full stop
+        # that ends a sentence, so the PII stage's span is the address alone.
+        "My home e-mail is {v} if the server is down again.",
+        "Please copy my personal address {v} on anything urgent.",
+        "Send the signed pages to my private address {v} as well.",
+        "While I am out, write to me at {v} instead.",
+    ),
     "US_SSN": (
         "My SSN is {v}, in case HR asks for it again.",
         "For the benefits form, my social security number is {v}.",
