@@ -408,6 +408,12 @@ def test_canary_claims_read_the_trend_and_rmft_s_drop_on_repeated_canaries():
     drop = claim(table, "RMFT lowers the exposure of repeated canaries")
     assert drop["verdict"] == HOLDS and "EMAIL_ADDRESS: rmft vs none" in drop["measured on"]
     assert "24 canaries" in drop["measured on"]
+    # only the types the paper-scope RMFT masks: a phone canary's exposure is no test of it
+    types = ["EMAIL_ADDRESS"] * 20 + ["PHONE_NUMBER"] * 20
+    mixed = claims_table(pl.DataFrame(schema=METRICS_SCHEMA),
+                         comparisons_of(canaries("none", none, occurrences, entity_types=types),
+                                        canaries("rmft", rmft, occurrences, entity_types=types))[1])
+    assert mixed.filter(pl.col("claim").str.starts_with("RMFT lowers the exposure of repeated")).height == 1
     # flat exposures: the trend is inconclusive and says how many canaries would decide it
     flat = claims_table(pl.DataFrame(schema=METRICS_SCHEMA),
                         comparisons_of(canaries("none", rng.normal(3, 1, 40), occurrences),

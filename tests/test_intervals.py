@@ -260,3 +260,4 @@ def test_items_needed_gives_the_power_it_promises_at_the_observed_effect():
         excluded.append(draw.mean() - 1.96 * draw.std(ddof=1) / math.sqrt(n) > 0)
     assert abs(np.mean(excluded) - POWER) < 0.03
     assert items_needed(0.3, 0.1, 0.5, 0.3, 50) == math.inf and math.isnan(items_needed(0.3, math.nan, 0.5, 0.0, 50))
+    assert items_needed(-1.4e-14, -1.42, 100.0, 0.0, 756) == math.inf  # a difference of 0 up to float rounding

@@ -224,9 +224,9 @@ def items_needed(value: float, low: float, high: float, bound: float, n: int, le
     if not all(map(math.isfinite, (value, low, high, bound))) or n < 1:
         return math.nan
     gap = abs(value - bound)
-    if gap == 0:
-        return math.inf
     half = (value - low) if value > bound else (high - value)
+    if gap <= 1e-9 * max(1.0, abs(half), abs(bound)):  # at the bound, up to float rounding
+        return math.inf
     if half <= 0:
         return float(n)
     z = float(norm.ppf(1 - (1 - level) / 2))

@@ -591,7 +591,9 @@ def canary_claims(comparisons: pl.DataFrame, settings: ClaimSettings) -> list[Cl
     it masks, paired per canary, at the last checkpoint."""
     trend = sorted(_rows(comparisons, "canary_exposure_trend", defense=BASELINE),
                    key=lambda r: (r["base_model"], tuning_rank(r["tuning"])))
-    drops = [r for r in _rows(comparisons, "canary_exposure_drop", versus=BASELINE) if is_paper_rmft(r["defense"])]
+    # The paper-scope RMFT masks e-mail addresses only: its canaries of other types are no test of it.
+    drops = [r for r in _rows(comparisons, "canary_exposure_drop", versus=BASELINE, entity_type=PAPER_ENTITY_TYPE)
+             if is_paper_rmft(r["defense"])]
     if not trend and not drops:
         return []  # no canaries in this configuration (a real corpus): nothing to say
     claims = [judge("canary_repetition", r, settings, f"{r['base_model']}, {r['tuning']}, {BASELINE}, checkpoint "
@@ -602,7 +604,9 @@ def canary_claims(comparisons: pl.DataFrame, settings: ClaimSettings) -> list[Cl
                                                  f"{r['n']} canaries", "no repeated canary of a type RMFT masks")
                for r in sorted(drops, key=lambda r: (r["base_model"], tuning_rank(r["tuning"]), r["defense"]))]
     if not drops:
-        claims.append(Claim("rmft_canary", why="needs canary exposure on a run of none and a paper-scope RMFT run"))
+        claims.append(Claim("rmft_canary", why="needs e-mail canaries with two or more training occurrences "
+                                               "(corpus.synthetic.canaries) and canary exposure on a run of none and "
+                                               "a paper-scope RMFT run"))
     return claims
 
 
@@ -736,6 +740,7 @@ def finetuning_claims(metrics: pl.DataFrame, comparisons: pl.DataFrame, settings
             if tuning in stalled:
                 claim.verdict, claim.why = UNTESTABLE, (f"{tuning}'s perplexity is no lower than its base model's: "
                                                         f"the run has not learnt the data")
+                claim.needs = f"not a larger sample: a {tuning} run that learns"
             claims.append(claim)
         lora = judge("lora_mlp_vs_attention", _one(comparisons, "auc_difference", base_model=base_model,
                                                    tuning="lora_mlp", versus="lora_attention"), settings, on,

@@ -596,7 +596,9 @@ def _membership(scores: pl.DataFrame, metrics: pl.DataFrame, settings: Settings)
                 rows.append(_row("auc_trend", values, base_model=base_model, tuning=tuning, defense=BASELINE, n=n,
                                  groups=groups, points=len(set(run_epochs)), resampled=MIA_RESAMPLED))
         at_epoch[base_model] = chosen
-        keys = dict(base_model=base_model, defense=BASELINE, resampled=MIA_RESAMPLED)
+        sample = group.unique("index")  # every run of the base model scores the same examples
+        keys = dict(base_model=base_model, defense=BASELINE, resampled=MIA_RESAMPLED, n=sample.height,
+                    groups=sample["group"].n_unique())
         parameter = [t for t in chosen if tuning_family(t) == "parameter"]
         prompt = [t for t in chosen if tuning_family(t) == "prompt" and learnt.get((base_model, BASELINE, t), True)]
         if parameter and prompt:
@@ -616,8 +618,8 @@ def _membership(scores: pl.DataFrame, metrics: pl.DataFrame, settings: Settings)
                     index = _nearest(run_epochs, settings.finetuning_epoch)
                     rows.append(_row("auc_drop", summary(combine(np.subtract, chosen[tuning], estimate.at(index)),
                                                          settings.level),
-                                     base_model=base_model, tuning=tuning, defense=defense, versus=BASELINE,
-                                     epoch=run_epochs[index], resampled=MIA_RESAMPLED))
+                                     tuning=tuning, versus=BASELINE, epoch=run_epochs[index],
+                                     **dict(keys, defense=defense)))
     sizes = {b: papers.model_size(b, settings.model_sizes) for b in at_epoch}
     sized = sorted((sizes[b], b) for b, chosen in at_epoch.items() if "full" in chosen and sizes[b] is not None)
     # Each base model has its own sample: seed means per model, resampled independently, side by side.
