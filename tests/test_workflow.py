@@ -329,14 +329,20 @@ def test_membership_inference_on_every_checkpoint(synthetic_run):
     for checkpoint in ("c01", "c04"):
         table = pl.read_csv(synthetic_run / f"results/runs/tiny-gpt2/none-full-s42/mia/{checkpoint}.tsv",
                             separator="\t")
-        assert table["attack"].to_list() == ["loss", "ref", "zlib", "min_k_20", "min_k_pp_20", "lowercase"]
+        assert table["attack"].to_list() == ["loss", "ref", "zlib", "min_k_20", "min_k_pp_20", "lowercase", "blind"]
         assert ((table["auc_low"] <= table["auc"]) & (table["auc"] <= table["auc_high"])).all()
         assert table.filter(pl.col("attack") == "ref")["reference"][0] == "base model tiny-gpt2"
         assert (table["n_members"] == members["member"].sum()).all() and (table["n_unscored"] == 0).all()
         assert table["member_text"].unique().to_list() == ["original"]  # the undefended run has one view
     # A defended run is attacked on the members' original text and on the text it trained on.
     rmft = pl.read_csv(synthetic_run / "results/runs/tiny-gpt2/rmft-full-s42/mia/c04.tsv", separator="\t")
-    assert rmft.group_by("member_text").len().sort("member_text").rows() == [("original", 6), ("trained", 6)]
+    assert rmft.group_by("member_text").len().sort("member_text").rows() == [("original", 7), ("trained", 7)]
+    # Distinct texts in link groups; the blind baseline (no model) does not separate this corpus's sample.
+    messages = pl.read_parquet(synthetic_run / "results/private/corpus/messages.parquet")
+    assert members.join(messages.select("doc_id", "body_hash"), on="doc_id")["body_hash"].n_unique() == members.height
+    assert members.join(splits, on="doc_id").select((pl.col("group") == pl.col("group_right")).all()).item()
+    blind = pl.read_parquet(synthetic_run / "results/comparisons.parquet").filter(pl.col("quantity") == "blind_auc")
+    assert blind.height == 1 and blind["ci_low"][0] <= 0.55 and blind["groups"][0] <= blind["n"][0]
     trained = pl.read_parquet(synthetic_run / "results/private/mia/tiny-gpt2/trained/rmft.parquet")
     assert trained["doc_id"].to_list() == members["doc_id"].to_list() and trained["text"].null_count() == 0
     assert (trained["text"] != members["text"]).sum() > 0  # rewritten e-mail addresses
@@ -357,7 +363,7 @@ def test_a_dp_run_spends_its_epsilon_and_goes_through_every_attack_and_table(syn
     # Trained on the split as is: attacked on the members' original text only, by extraction and canaries too.
     auc = metrics.filter(pl.col("metric") == "mia_auc/loss")
     assert auc["member_text"].unique().to_list() == ["original"] and auc.height == 4
-    assert {"ter", "ser", "canary_exposure/32", "pii_inference_acc"} - set(metrics["metric"]) == {"pii_inference_acc"}
+    assert {"ter", "ser", "canary_exposure/16", "pii_inference_acc"} - set(metrics["metric"]) == {"pii_inference_acc"}
     comparisons = pl.read_parquet(results / "comparisons.parquet").filter(pl.col("defense") == "dp_e8")
     assert {"ter_reduction", "ppl_increase", "auc_drop", "maxter"} <= set(comparisons["quantity"])
     rmft = pl.read_csv(results / "tables/rmft.csv")
@@ -521,7 +527,7 @@ def test_metrics_tables_figures_and_report(synthetic_run):
                                                                                          "dp_e8"}
     names = set(metrics["metric"])
     assert {"ter", "ser", "tegr", "ppl_mean", "ppl_corpus", "train_loss", "mia_auc/loss", "mia_tpr@1%fpr/loss",
-            "mia_tpr@0.1%fpr/ref", "canary_exposure/32"} <= names
+            "mia_tpr@0.1%fpr/ref", "canary_exposure/16"} <= names
     utility = pl.read_csv(results / "runs/tiny-gpt2/rmft-full-s42/utility/c03.tsv", separator="\t")
     ppl = metrics.filter((pl.col("defense") == "rmft") & (pl.col("checkpoint") == "c03")
                          & (pl.col("metric") == "ppl_mean"))
@@ -542,7 +548,9 @@ def test_metrics_tables_figures_and_report(synthetic_run):
     strings = pl.read_parquet(results / "runs/tiny-gpt2/none-full-s42/extraction/c03.strings.parquet")
     assert strings.schema["string_id"] == pl.Int64 and "normalized" not in strings.columns
     comparisons = pl.read_parquet(results / "comparisons.parquet")
-    assert {"ter", "ter_reduction", "ppl_increase", "aurc", "maxter", "loss_auc", "auc_family_gap"} <= set(
+    assert {"ter", "ter_reduction", "ppl_increase", "aurc", "maxter", "loss_auc", "auc_family_gap", "blind_auc",
+            "pii_inference_exposure_drop", "pii_inference_exposure_difference",
+            "pii_inference_exposure_repetition_trend", "canary_exposure_trend", "canary_exposure_drop"} <= set(
         comparisons["quantity"])
 
     rmft = pl.read_csv(results / "tables/rmft.csv")
@@ -552,6 +560,12 @@ def test_metrics_tables_figures_and_report(synthetic_run):
     claims = pl.read_csv(results / "tables/claims.csv")
     assert set(claims["verdict"]) <= {"holds", "does not hold", "inconclusive", "not testable"}
     assert claims["why"].null_count() == 0 and (results / "tables/claims.md").is_file() and claims.height >= 9
+    for start in ("RMFT lowers the exposure of true", "Exposure of a true string", "Canary exposure grows",
+                  "RMFT lowers the exposure of repeated canaries", "Members and non-members are indistinguishable"):
+        assert claims.filter(pl.col("claim").str.starts_with(start)).height >= 1, start
+    # every undecided claim says what would decide it (a count, or why no count can)
+    undecided = claims.filter(pl.col("verdict") == "inconclusive")
+    assert undecided["would need"].null_count() == 0
     # No verdict on rates rests on fewer than claims.min_strings strings of the baseline.
     rates = claims.filter(pl.col("evidence").str.starts_with("baseline:")
                           & pl.col("verdict").is_in(["holds", "does not hold"]))
