@@ -195,7 +195,7 @@ def train_prefix_prompts(
     table = pl.DataFrame(rows, schema=TRAIN_PREFIX_SCHEMA).sort("doc_id", "span_start")
     targets = table.select("entity_type", "normalized").n_unique()
     log.info("extract: %d train-prefix prompts from %d PII occurrences of %s; %d of %d distinct targets have one; "
-             "%d has no occurrence whose prompt differs from the other targets' prompts, %d not tried (n reached)",
+             "%d without an occurrence whose prompt differs from the other targets' prompts, %d not tried (n reached)",
              table.height, len(candidates), ", ".join(entity_types), targets, len(occurrences), without,
              len(occurrences) - targets - without)
     return table.with_columns(pl.int_range(table.height, dtype=pl.Int64).alias("prompt_id"))
