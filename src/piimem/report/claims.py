@@ -343,14 +343,13 @@ def judge(rule_key: str, row: dict | None, settings: ClaimSettings, measured_on:
 
 
 # What a comparison's items are called in a power line, by what its interval resamples.
-_UNITS = {"strings": "true strings", "messages": "test messages", "targets": "targets", "canaries": "canaries",
-          "strings+messages": "true strings (and test messages alike)"}
+_UNITS = {"strings": "true strings", "messages": "test messages", "targets": "targets", "canaries": "canaries"}
 
 
 def _unit(row: dict) -> str:
     over = row.get("resampled") or ""
-    if over == "strings" and row.get("entity_type") == PAPER_ENTITY_TYPE:
-        return "true e-mail addresses"
+    if over.startswith("strings"):  # strings, or strings+messages (AURC): the strings are the scarce items
+        return "true e-mail addresses" if row.get("entity_type") == PAPER_ENTITY_TYPE else "true strings"
     return _UNITS.get(over, "members + non-members" if "members" in over else "items")
 
 
