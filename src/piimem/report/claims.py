@@ -6,14 +6,20 @@ measured on (`piimem.report.papers`), the quantity of the comparison table it re
 
 - `holds`: the interval lies entirely on the paper's side (above 0, within the perplexity budget, within
   the chance band); for a trend, also its exact permutation p-value is at most 1 - level; for a difference
-  of paired yes/no outcomes (the targeted attacks), also its exact McNemar p-value;
+  of paired yes/no outcomes (the targeted attacks' accuracies), also its exact McNemar p-value; for a
+  difference of paired graded outcomes (exposures per target or canary), also its Wilcoxon signed-rank p;
 - `does not hold`: the interval lies entirely on the other side (a trend: and significant that way);
 - `inconclusive`: the interval straddles the bound (the reason gives the interval), the quantity has no
   interval (undefined in more than 1 - level of the resamples), a rate claim's baseline extracted fewer
   than `claims.min_strings` distinct strings (too few to compare rates on), the run said to memorise more
   shows no membership signal (its LOSS AUC interval contains 0.5: `with_signal`), or a DP run's privacy
   gain comes from a run that has not learnt;
-- `not testable`: the runs the claim needs are missing or the quantity is undefined (the reason says which).
+- `not testable`: the runs the claim needs are missing or the quantity is undefined (the reason says which),
+  or a trend has fewer points than its exact test needs to reach the level (`min_trend_points`).
+
+A claim that reads a membership-inference AUC is inconclusive when the blind baseline of its base model
+separates the sample (`blind_shift`). Every undecided claim carries a power line ("would need": how many
+items would decide it at the effect observed, `piimem.intervals.items_needed`, or what other than a sample).
 
 The interval is the item interval (strings, messages, or members and non-members, resampled; paired
 between runs); with three or more seeds (`ClaimSettings.min_seeds`) it is the hull of the item interval
@@ -420,11 +426,25 @@ def _one(comparisons: pl.DataFrame, quantity: str, **equal) -> dict | None:
     return rows[0] if rows else None
 
 
+def _scope_of(rows: list[dict]) -> str:
+    """E-mail addresses (the RMFT paper's type) where the rows measure them, else all types together."""
+    return PAPER_ENTITY_TYPE if PAPER_ENTITY_TYPE in {r["entity_type"] for r in rows} else "ALL"
+
+
+def _last_checkpoint(rows: list[dict]) -> dict[tuple, dict]:
+    """The row of the last checkpoint scored per (base model, tuning, defense, versus)."""
+    last: dict[tuple, dict] = {}
+    for r in rows:
+        key = (r["base_model"], r["tuning"], r["defense"], r["versus"])
+        if key not in last or (r["epoch"] or 0) > (last[key]["epoch"] or 0):
+            last[key] = r
+    return last
+
+
 def rmft_claims(metrics: pl.DataFrame, comparisons: pl.DataFrame, settings: ClaimSettings) -> list[Claim]:
     rate_rules = ("rmft_ter", "rmft_ser", "rmft_ppl", "rmft_vs_dedup_ter", "rmft_vs_dedup_aurc")
     ter = _rows(comparisons, TER, defense=BASELINE)
-    scopes = {r["entity_type"] for r in ter}
-    entity_type = PAPER_ENTITY_TYPE if PAPER_ENTITY_TYPE in scopes else "ALL"
+    entity_type = _scope_of(ter)
     contexts = sorted({(r["base_model"], r["tuning"], r["prompt_set"]) for r in ter if r["entity_type"] == entity_type},
                       key=lambda c: (c[0], tuning_rank(c[1]), prompt_set_rank(c[2])))
     if not contexts:
@@ -513,8 +533,7 @@ def dp_claims(metrics: pl.DataFrame, comparisons: pl.DataFrame, settings: ClaimS
     if not any(rows.values()):
         return []  # no dp defense in this configuration: nothing to say, not "not testable" three times
     learnt = learnt_runs(metrics, settings.finetuning_epoch)
-    scopes = {r["entity_type"] for r in rows["ter_reduction"]}
-    scope = PAPER_ENTITY_TYPE if PAPER_ENTITY_TYPE in scopes else "ALL"
+    scope = _scope_of(rows["ter_reduction"])
     claims = []
     for row in sorted((r for r in rows["ter_reduction"] if r["entity_type"] == scope),
                       key=lambda r: (r["defense"], r["base_model"], tuning_rank(r["tuning"]),
@@ -534,21 +553,6 @@ def dp_claims(metrics: pl.DataFrame, comparisons: pl.DataFrame, settings: ClaimS
                 claim = unless_blind(claim, blind_shift(comparisons, row["base_model"], settings))
             claims.append(claim)
     return claims
-
-
-def _scope_of(rows: list[dict]) -> str:
-    """E-mail addresses (the RMFT paper's type) where the rows measure them, else all types together."""
-    return PAPER_ENTITY_TYPE if PAPER_ENTITY_TYPE in {r["entity_type"] for r in rows} else "ALL"
-
-
-def _last_checkpoint(rows: list[dict]) -> dict[tuple, dict]:
-    """The row of the last checkpoint scored per (base model, tuning, defense, versus)."""
-    last: dict[tuple, dict] = {}
-    for r in rows:
-        key = (r["base_model"], r["tuning"], r["defense"], r["versus"])
-        if key not in last or (r["epoch"] or 0) > (last[key]["epoch"] or 0):
-            last[key] = r
-    return last
 
 
 def targeted_claims(comparisons: pl.DataFrame, settings: ClaimSettings) -> list[Claim]:
