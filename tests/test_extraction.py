@@ -126,7 +126,7 @@ def test_every_target_gets_a_train_prefix_prompt_when_one_of_its_occurrences_has
         assert more["prompt"].str.ends_with("To:").sum() == 1
     with caplog.at_level("INFO", logger="piimem"):
         train_prefix_prompts(messages_text, spans, tok, n=10, prompt_tokens=4, seed=0, entity_types=[E])
-    assert "2 of 3 distinct targets have one; 1 has no occurrence" in caplog.text
+    assert "2 of 3 distinct targets have one; 1 without an occurrence" in caplog.text
 
 
 def test_window_prompts_and_file_prompts(trained, tmp_path):
