@@ -172,7 +172,58 @@ def test_without_extraction_only_the_membership_tables_are_written(tmp_path):
     assert rmft_table(metrics, comparisons) is None and extraction_by_type(metrics) is None
     assert write_tables(None, tmp_path / "rmft") == []
     names = sorted(p.name for p in build_tables(metrics, comparisons, tmp_path / "tables"))
-    assert names == sorted(f"{t}.{e}" for t in ("claims", "finetuning") for e in ("csv", "md", "tex"))
+    assert names == sorted(f"{t}.{e}" for t in ("claims", "finetuning") for e in ("csv", "md", "tex", "html"))
+
+
+def test_html_tables_carry_the_cells_title_and_notes_and_are_the_same_every_time(tmp_path):
+    metrics, comparisons = comparisons_of(messages("none", [20, 18, 17]), scores("full", [0.5] * 3))
+    build_tables(metrics, comparisons, tmp_path / "a", scored_tokens=128)
+    build_tables(metrics, comparisons, tmp_path / "b", scored_tokens=128)
+    page = (tmp_path / "a" / "finetuning.html").read_text()
+    assert page == (tmp_path / "b" / "finetuning.html").read_text()  # no random element ids
+    assert page.startswith("<!DOCTYPE html>") and "<script" not in page  # self-contained, static
+    assert "The fine-tuning-methods study" in page and "first 128 tokens" in page
+    md = (tmp_path / "a" / "finetuning.md").read_text().splitlines()
+    headers = [h.strip() for h in md[0].strip("|").split("|")]
+    cells = [c.strip() for c in md[2].strip("|").split("|")]
+    cell = cells[headers.index("LOSS AUC, last checkpoint")]  # with its interval, as md shows it
+    assert cell.startswith("0.") and "[" in cell and cell in page
+    assert "paper" not in md[0]  # no paper figure for a tiny GPT-2: the empty columns are left out
+
+
+def test_shown_targeted_table_folds_what_says_nothing():
+    from piimem.report.tables import fold_targeted
+
+    metrics, table = comparisons_of(targets("none", range(60), base_correct=range(10)),
+                                    targets("rmft", range(30), base_correct=range(10)),
+                                    targets("none", [], attack="reconstruction"),
+                                    targets("rmft", [], attack="reconstruction"))
+    full = targeted_table(metrics, table)
+    assert set(full["attack"]) == {"PII inference", "PII reconstruction"}
+    # O_ft columns over the same targets as the main ones (nothing in the pre-training data)
+    full = full.with_columns(**{c.replace("accuracy", "accuracy over O_ft"): pl.col(c) for c in full.columns
+                                if c.startswith("accuracy")})
+    shown, notes = fold_targeted(full)
+    assert set(shown["attack"]) == {"PII inference"} and not [c for c in shown.columns if "O_ft" in c]
+    assert any("PII reconstruction" in n and "0 right everywhere" in n for n in notes)
+    assert any("O_ft" in n for n in notes)
+    # where the pre-training data holds some targets, O_ft has fewer of them: its columns stay
+    fewer = full.with_columns(pl.col("accuracy over O_ft n") - 10)
+    assert [c for c in fold_targeted(fewer)[0].columns if "O_ft" in c]
+
+
+def test_shown_rmft_table_gives_the_paper_a_row_of_its_own():
+    from piimem.report.tables import fold_rmft
+
+    metrics, comparisons = comparisons_of(*rmft_parts())
+    full = rmft_table(metrics, comparisons)
+    shown, _ = fold_rmft(full)
+    assert not [c for c in shown.columns if "paper" in c]
+    paper = shown.filter(pl.col("defense").str.starts_with("paper: "))
+    assert paper.height == full["paper: model, data"].drop_nulls().len() >= 1
+    assert paper["TER reduction (%)"].to_list()[0] == 80.81 and paper["PPL increase (%)"].to_list()[0] == 5.73
+    position = shown["defense"].to_list().index(paper["defense"][0])
+    assert shown["defense"][position - 1] == "rmft"  # right after the row it stands beside
 
 
 def test_targeted_table_beside_the_base_model_with_paired_drops():

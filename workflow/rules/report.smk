@@ -58,15 +58,20 @@ rule tables:
         comparisons=COMPARISONS,
     output:
         markdown=expand("results/tables/{table}.md", table=TABLES),
-        csv=[
+        csv=expand("results/tables/{table}.csv", table=TABLES),
+        latex=expand("results/tables/{table}.tex", table=TABLES),
+        # The answer on one screen: one line per question, read from the claims; the report's landing page.
+        summary="results/summary.md",
+        summary_html=report("results/summary.html", caption="../report/summary.rst", category="Summary"),
+        # The report shows HTML inline (a CSV only as a download).
+        html=[
             report(
-                f"results/tables/{table}.csv",
+                f"results/tables/{table}.html",
                 caption=f"../report/table_{table}.rst",
                 category="Tables",
             )
             for table in TABLES
         ],
-        latex=expand("results/tables/{table}.tex", table=TABLES),
     params:
         finetuning_epoch=config["report"]["finetuning_epoch"],
         level=config["report"]["ci"]["level"],
@@ -74,6 +79,14 @@ rule tables:
         select=config["tuning"]["select"],
         # the span every perplexity and MIA score reads, said in the tables' notes
         scored_tokens=config["train"]["block_size"],
+        # what the summary says was run
+        context={
+            "corpus": CORPUS,
+            "base_models": list(BASE_MODELS),
+            "runs": len(RUNS),
+            "checkpoints": len(CHECKPOINTS),
+            "seeds": config["seeds"],
+        },
     log:
         "logs/report/tables.log",
     conda:

@@ -7,6 +7,7 @@ from pathlib import Path
 import polars as pl
 
 from piimem.report.claims import ClaimSettings
+from piimem.report.summary import run_context, write_summary
 from piimem.report.sweeps import reported, selection
 from piimem.report.tables import build_tables
 
@@ -17,10 +18,13 @@ claims = ClaimSettings(level=params.level, min_strings=params.claims["min_string
                        max_ppl_ratio=params.claims["max_ppl_ratio"],
                        finetuning_epoch=params.finetuning_epoch)
 metrics = pl.read_parquet(inputs.metrics)  # every run; the tables but tuning_sweep show the selected ones
-written = build_tables(reported(metrics, selection(metrics), keep_name=True), pl.read_parquet(inputs.comparisons),
-                       Path(snakemake.output.csv[0]).parent, finetuning_epoch=params.finetuning_epoch,
-                       level=params.level, claims_settings=claims, sweep=metrics, select=params.select,
-                       scored_tokens=params.scored_tokens)
+reported_metrics = reported(metrics, selection(metrics), keep_name=True)
+comparisons = pl.read_parquet(inputs.comparisons)
+written = build_tables(reported_metrics, comparisons, Path(snakemake.output.csv[0]).parent,
+                       finetuning_epoch=params.finetuning_epoch, level=params.level, claims_settings=claims,
+                       sweep=metrics, select=params.select, scored_tokens=params.scored_tokens)
+written += write_summary(reported_metrics, comparisons, Path(snakemake.output.summary).parent, claims,
+                         context=run_context(**params.context))
 missing = sorted(set(map(str, snakemake.output)) - set(map(str, written)))
 if missing:
     raise ValueError(f"tables: no data for {missing}; metrics.parquet lacks the values they are built from")

@@ -771,15 +771,21 @@ def finetuning_claims(metrics: pl.DataFrame, comparisons: pl.DataFrame, settings
 # ------------------------------------------------------------------------------------------
 
 
+def all_claims(metrics: pl.DataFrame, comparisons: pl.DataFrame,
+               settings: ClaimSettings = ClaimSettings()) -> list[Claim]:
+    """Every claim of the two papers (and piimem's extensions), judged on these runs, in the table's order."""
+    return (rmft_claims(metrics, comparisons, settings) + targeted_claims(comparisons, settings)
+            + repetition_claims(comparisons, settings) + canary_claims(comparisons, settings)
+            + blind_claims(comparisons, settings) + finetuning_claims(metrics, comparisons, settings)
+            + dp_claims(metrics, comparisons, settings))
+
+
 def claims_table(metrics: pl.DataFrame, comparisons: pl.DataFrame,
                  settings: ClaimSettings = ClaimSettings()) -> pl.DataFrame:
     """Every claim of the two papers with our number, its interval and its verdict (module docstring)."""
-    claims = (rmft_claims(metrics, comparisons, settings) + targeted_claims(comparisons, settings)
-              + repetition_claims(comparisons, settings) + canary_claims(comparisons, settings)
-              + blind_claims(comparisons, settings) + finetuning_claims(metrics, comparisons, settings)
-              + dp_claims(metrics, comparisons, settings))
     numbers = ("ours", "CI low", "CI high", "p")
-    return frame([c.row(settings) for c in claims], text_columns=[c for c in COLUMNS if c not in numbers])
+    return frame([c.row(settings) for c in all_claims(metrics, comparisons, settings)],
+                 text_columns=[c for c in COLUMNS if c not in numbers])
 
 
 def claims_notes(table: pl.DataFrame | None, settings: ClaimSettings) -> list[str]:

@@ -69,6 +69,14 @@ from piimem.report.sweeps import swept_value
 
 TABLE_STEMS = ("rmft", "finetuning", "extraction_by_type", "extraction_by_repetition", "targeted", "claims",
                "tuning_sweep")
+# Each table's title on its HTML page (the report shows it above the table).
+TITLES = {"rmft": "The RMFT study: extraction and perplexity by defense",
+          "finetuning": "The fine-tuning-methods study: membership inference by tuning method",
+          "extraction_by_type": "Extraction by PII type, last checkpoint",
+          "extraction_by_repetition": "Extraction by how often a string occurs in training, last checkpoint",
+          "targeted": "Targeted attacks: PII inference, reconstruction, association",
+          "claims": "Claims of the two studies, with their verdicts",
+          "tuning_sweep": "Tuning sweeps: every run, by validation perplexity"}
 # Human headers of the key columns, shared by every table.
 HEADERS = {"base_model": "base model", "tuning": "tuning", "defense": "defense", "prompt_set": "prompt set",
            "entity_type": "entity type"}
@@ -488,6 +496,49 @@ def targeted_table(metrics: pl.DataFrame, comparisons: pl.DataFrame | None = Non
     return table.drop([c for c in table.columns if table[c].null_count() == table.height])
 
 
+def fold_targeted(table: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
+    """The targeted table as shown: the O_ft columns only where O_ft differs from O somewhere (where no target
+    is in the pre-training data they repeat the main ones), and the attacks that no run and not the base model
+    got right on a single target folded into one note."""
+    notes = []
+    ft = [c for c in table.columns if "O_ft" in c]
+    # O_ft is a subset of the targets: the same number of targets in every row means the same targets.
+    if ft and "accuracy over O_ft n" in table.columns and table["accuracy over O_ft n"].equals(table["accuracy n"]):
+        table = table.drop(ft)
+        notes.append("O_ft (the targets not in the base model's pre-training data) holds every target here: its "
+                     "columns equal the main ones and are left out (the csv keeps them).")
+    counts = [c for c in ("accuracy k", "base model k") if c in table.columns]
+    if counts and "attack" in table.columns:
+        zero = (table.group_by("attack").agg([pl.col(c).fill_null(0).max().alias(c) for c in counts])
+                .filter(pl.sum_horizontal(counts) == 0)["attack"].sort().to_list())
+        if zero:
+            n = table.filter(pl.col("attack").is_in(zero))["accuracy n"].max()
+            table = table.filter(~pl.col("attack").is_in(zero))
+            notes.append(f"Left out, 0 right everywhere (every run and the base model, of up to {n} targets): "
+                         f"{', '.join(zero)} (the csv keeps their rows).")
+    return table, notes
+
+
+def fold_rmft(table: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
+    """The RMFT table as shown: the paper's figures as a row of their own after the rows they stand beside
+    (defense "paper: ...", in the reduction and increase columns), not as four mostly empty columns."""
+    paper = {"TER reduction, paper (%)": "TER reduction (%)", "SER reduction, paper (%)": "SER reduction (%)",
+             "PPL increase, paper (%)": "PPL increase (%)"}
+    if "paper: model, data" not in table.columns:
+        return table, []
+    rows = []
+    for row in table.iter_rows(named=True):
+        rows.append({k: v for k, v in row.items() if k not in paper and k != "paper: model, data"})
+        if row["paper: model, data"] is not None:
+            figures = {shown: row[column] for column, shown in paper.items() if column in row}
+            rows.append({HEADERS["base_model"]: row[HEADERS["base_model"]], HEADERS["tuning"]: row[HEADERS["tuning"]],
+                         HEADERS["prompt_set"]: row[HEADERS["prompt_set"]],
+                         HEADERS["entity_type"]: row[HEADERS["entity_type"]],
+                         HEADERS["defense"]: f"paper: {row['paper: model, data']}", **figures})
+    kept = [c for c in table.columns if c not in paper and c != "paper: model, data"]
+    return pl.DataFrame(rows, schema={c: table.schema[c] for c in kept}), []
+
+
 def targeted_notes(table: pl.DataFrame | None, level: float = LEVEL) -> list[str]:
     if table is None:
         return []
@@ -518,10 +569,11 @@ def build_tables(metrics: pl.DataFrame, comparisons: pl.DataFrame, folder: str |
     folder = Path(folder)
     settings = claims_settings or ClaimSettings(level=level)
     # Columns that only say which experiment the rows come from (not what the rows compare).
-    context = {"rmft": ("base model", "tuning", "prompt set"), "finetuning": ("base model", "defense"),
+    context = {"rmft": ("base model", "tuning", "prompt set"),
                "extraction_by_type": ("base model", "tuning", "prompt set"),
                "extraction_by_repetition": ("base model", "tuning", "prompt set"),
                "targeted": ("base model", "tuning", "checkpoint"), "claims": (),
+               "finetuning": ("base model", "defense", "epoch", "seeds"),
                "tuning_sweep": ("base model", "defense", "seed", "epoch")}
     rmft = rmft_table(metrics, comparisons)
     finetuning = finetuning_table(metrics, comparisons, epoch=finetuning_epoch, level=level)
@@ -541,5 +593,6 @@ def build_tables(metrics: pl.DataFrame, comparisons: pl.DataFrame, folder: str |
     }
     paths: list[Path] = []
     for stem, (table, notes) in tables.items():
-        paths += write_tables(table, folder / stem, drop_constant=context[stem], notes=notes)
+        paths += write_tables(table, folder / stem, drop_constant=context[stem], notes=notes, title=TITLES[stem],
+                              fold={"rmft": fold_rmft, "targeted": fold_targeted}.get(stem))
     return paths
