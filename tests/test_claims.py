@@ -224,7 +224,7 @@ def test_without_runs_every_claim_is_not_testable_and_named(tmp_path):
     claims = claims_table(metrics, table)
     assert set(claims["verdict"]) == {UNTESTABLE} and claims["why"].null_count() == 0 and claims.height >= 9
     paths = build_tables(metrics, table, tmp_path)
-    assert (tmp_path / "claims.md").read_text().startswith("| claim | paper | paper: model, data |")
+    assert (tmp_path / "claims.md").read_text().startswith("| claim | verdict | why | would need |")
     assert tmp_path / "claims.csv" in paths
 
 

@@ -39,10 +39,14 @@ def test_one_line_per_question_the_runs_answer():
 def test_written_as_markdown_and_a_self_contained_html_page(tmp_path):
     context = run_context("synthetic", ["tiny-gpt2"], 2, 3, [42])
     assert context == "synthetic corpus, tiny-gpt2, 2 runs, 3 checkpoints each, seed 42"
-    md, html = write_summary(*_runs(), tmp_path, context=context)
+    md, html, rst = write_summary(*_runs(), tmp_path, context=context)
     text = md.read_text()
     assert text.startswith("# What the runs show\n\nsynthetic corpus") and "| question | answer |" in text
     assert text.count("\n| ") <= 2 + len(QUESTIONS) + 1  # one screen: a header, a rule, a line per question
     page = html.read_text()
     assert page.startswith("<!DOCTYPE html>") and "What the runs show" in page and "<script" not in page
     assert "Does RMFT lower the exposure of the true training addresses?" in page
+    # the report's landing page: a list, one line per question, its answer first
+    lines = rst.read_text().splitlines()
+    assert lines[0].startswith("**What the runs show** (synthetic corpus")
+    assert [line.split("**")[1] for line in lines[2:]] == summary_table(*_runs())["answer"].to_list()

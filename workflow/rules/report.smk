@@ -63,6 +63,7 @@ rule tables:
         # The answer on one screen: one line per question, read from the claims; the report's landing page.
         summary="results/summary.md",
         summary_html=report("results/summary.html", caption="../report/summary.rst", category="Summary"),
+        summary_rst="results/summary.rst",  # the report's landing page includes it
         # The report shows HTML inline (a CSV only as a download).
         html=[
             report(

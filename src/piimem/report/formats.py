@@ -149,8 +149,8 @@ def to_html(table: pl.DataFrame, notes: Sequence[str] = (), title: str = "", tab
     gt = gt.cols_align("right", columns=[f"c{i}" for i, n in enumerate(numeric) if n]).opt_row_striping()
     # A number and its interval stay on one line; a wide table scrolls sideways instead.
     gt = gt.opt_css(f"#{table_id} .gt_row {{ white-space: nowrap; }}")
-    if title:
-        gt = gt.tab_header(title=title)
+    if title:  # left: centred over a wide table the title would sit off screen
+        gt = gt.tab_header(title=title).opt_align_table_header(align="left")
     for note in notes:
         gt = gt.tab_source_note(html(_escape_html(f"Note: {note}")))
     body = gt.as_raw_html()

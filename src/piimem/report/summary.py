@@ -133,8 +133,21 @@ def write_summary(metrics: pl.DataFrame, comparisons: pl.DataFrame, folder, sett
     table = summary_table(metrics, comparisons, settings)
     notes = summary_notes(table, claims_table(metrics, comparisons, settings))
     heading = f"# {TITLE}\n\n" + (f"{context}\n\n" if context else "")
-    paths = [folder / "summary.md", folder / "summary.html"]
+    paths = [folder / "summary.md", folder / "summary.html", folder / "summary.rst"]
     paths[0].write_text(heading + to_markdown(table, notes), encoding="utf-8")
     paths[1].write_text(to_html(table, notes, f"{TITLE}{': ' + context if context else ''}", "summary"),
                         encoding="utf-8")
+    paths[2].write_text(to_rst_list(table, context), encoding="utf-8")
     return paths
+
+
+def to_rst_list(table: pl.DataFrame, context: str = "") -> str:
+    """The summary as a reStructuredText list, one question a line with its answer and effect, for the
+    report's landing page (a narrow column beside the workflow graph, where a wide table would scroll)."""
+    def text(value: str) -> str:  # reST reads |x| and *x* as markup
+        return value.replace("\\", "\\\\").replace("|", "\\|").replace("*", "\\*").replace("`", "\\`")
+
+    lines = [f"**{TITLE}**" + (f" ({text(context)})" if context else "") + ":", ""]
+    for row in table.iter_rows(named=True):
+        lines.append(f"- **{row['answer']}**: {text(row['question'])} {text(row['effect [95 % CI]'])}")
+    return "\n".join(lines) + "\n"

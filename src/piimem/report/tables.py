@@ -519,6 +519,13 @@ def fold_targeted(table: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
     return table, notes
 
 
+def fold_claims(table: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
+    """The claims table as shown: the verdict and our number first, then why and what would decide it, then
+    what was compared and the paper's figure (the csv keeps the registry's column order)."""
+    first = ["claim", "verdict", "ours", "CI low", "CI high", "p", "why", "would need", "measured on"]
+    return table.select([c for c in first if c in table.columns] + [c for c in table.columns if c not in first]), []
+
+
 def fold_rmft(table: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
     """The RMFT table as shown: the paper's figures as a row of their own after the rows they stand beside
     (defense "paper: ...", in the reduction and increase columns), not as four mostly empty columns."""
@@ -594,5 +601,5 @@ def build_tables(metrics: pl.DataFrame, comparisons: pl.DataFrame, folder: str |
     paths: list[Path] = []
     for stem, (table, notes) in tables.items():
         paths += write_tables(table, folder / stem, drop_constant=context[stem], notes=notes, title=TITLES[stem],
-                              fold={"rmft": fold_rmft, "targeted": fold_targeted}.get(stem))
+                              fold={"rmft": fold_rmft, "targeted": fold_targeted, "claims": fold_claims}.get(stem))
     return paths
