@@ -304,8 +304,8 @@ def test_a_dry_run_warns_and_a_real_run_refuses_an_empty_maildir_or_a_missing_ba
     write_config(tmp_path, {"corpus": {"source": "maildir", "path": str(tmp_path / "maildir"), "split": REAL_SPLIT}})
     planned = snakemake(tmp_path, "-n", check=False)  # planning on a login node goes on, saying what is missing
     assert planned.returncode == 0 and "parse_corpus" in planned.stdout
-    assert re.search(r"corpus\.path: '.*maildir' holds no mail files.*\n\(a dry run plans on; a real run stops",
-                     planned.stdout + planned.stderr)
+    assert re.search(r"a dry run plans on\):\n  a real run stops before any job.*:\n"
+                     r"  - corpus\.path: '.*maildir' holds no mail", planned.stdout + planned.stderr)
     proc = snakemake(tmp_path, check=False)
     assert proc.returncode != 0
     assert re.search(r"corpus\.path: '.*maildir' holds no mail files", proc.stdout + proc.stderr)

@@ -7,11 +7,13 @@ import polars as pl
 import pytest
 
 from piimem.config import (
+    STOPS,
     ConfigError,
     check_config,
     checkpoint_ids,
     corpus_name,
     defense_variants,
+    missing_inputs,
     result_kinds,
     result_stems,
     rmft_entity_types,
@@ -57,8 +59,12 @@ def test_train_fraction_must_be_positive():
 def test_maildir_source_needs_an_existing_path(tmp_path):
     with pytest.raises(ConfigError, match=r"corpus\.path: required"):
         check_config(_config(source="maildir"))
-    with pytest.raises(ConfigError, match=r"corpus\.path: .*nowhere.* is not a directory"):
-        check_config(_config(source="maildir", path=str(tmp_path / "nowhere")))
+    # A path not on this machine is a missing input (a dry run on a login node plans on), not a config error.
+    nowhere = _config(source="maildir", path=str(tmp_path / "nowhere"))
+    check_config(nowhere)
+    assert [(m.then, m.text[:40]) for m in missing_inputs(nowhere)] == [
+        (STOPS, f"corpus.path: {str(tmp_path / 'nowhere')!r} is not a directory"[:40])]
+    assert "is not a directory. Point corpus.path at the root of a maildir" in missing_inputs(nowhere)[0].text
     check_config(_config(source="maildir", path=str(tmp_path)))
     assert corpus_name(_config(source="maildir", path=str(tmp_path))) == tmp_path.name
     assert corpus_name(_config(source="maildir", path=str(tmp_path), name="mine")) == "mine"

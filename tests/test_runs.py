@@ -79,3 +79,50 @@ def test_every_defense_variant_name_parses_back_to_its_defense():
     assert {name: parse_variant(name, DEFENSES)[0] for name in variants} == \
         {name: variant["defense"] for name, variant in variants.items()}
     assert parse_variant("rmft_all_p0.5", DEFENSES)[1] == ["all", "p0.5"] and "rmft_all_p0.5" in variants
+
+
+@pytest.mark.parametrize(("options", "names"), [
+    # One value away from the paper's setting names the variant, as a sweep's values do.
+    ({"rmft": {"p": 0.5}}, ["rmft_p0.5"]),
+    ({"rmft": {"p": [0.5]}}, ["rmft_p0.5"]),
+    ({"rmft": {"p": 1}}, ["rmft"]),  # the paper's p, however written
+    ({"rmft": {"keep": "last"}}, ["rmft_keeplast"]),
+    ({"rmft": {"redraw_per_epoch": True}}, ["rmft_redraw"]),
+    ({"rmft": {"scope": "all", "p": 0.5, "keep": "random", "redraw_per_epoch": True}},
+     ["rmft_all_p0.5_keeprandom_redraw"]),
+    ({"rmft": {"p": [0.5, 1.0], "keep": "last"}}, ["rmft_p0.5_keeplast", "rmft_p1_keeplast"]),
+    ({"dedup": {"threshold": 0.7}}, ["dedup_t0.7"]),
+    ({"dedup": {"num_perm": 64, "shingle_words": 2, "lowercase": False}}, ["dedup_perm64_shingle2_cased"]),
+    ({"dedup": {"substring": {"enabled": False, "min_bytes": 50}}}, ["dedup_nosubstring"]),  # no bytes to name
+    ({"dedup": {"substring": {"min_bytes": 50}}}, ["dedup_minbytes50"]),
+    ({"dedup": {"threshold": [0.7, 0.8], "substring": {"enabled": False}}},
+     ["dedup_t0.7_nosubstring", "dedup_t0.8_nosubstring"]),
+])
+def test_a_defense_away_from_the_papers_setting_names_it_and_parses_back(options, names):
+    from piimem.config import defense_variants
+    from piimem.defense import DEFENSES
+    from piimem.report.select import is_paper_rmft
+    from piimem.runs import parse_variant
+
+    kind = next(iter(options))
+    variants = defense_variants({"defenses": ["none", kind], **options})
+    assert list(variants) == ["none", *names]
+    for name in names:
+        assert RunId.parse(f"tiny-gpt2/{name}-full-s42").defense == name
+        assert parse_variant(name, DEFENSES)[0] == kind
+        assert is_paper_rmft(name) == (name == "rmft")
+
+
+def test_only_the_papers_settings_stand_beside_the_papers_figures():
+    from piimem.config import at_paper_setting, defense_variants
+    from piimem.report.select import is_paper_rmft
+
+    paper = ["rmft", "rmft_email", "rmft_p1", "rmft_email_p1", "rmft_keepfirst", "rmft_email_p1_keepfirst_static"]
+    assert [name for name in paper if not is_paper_rmft(name)] == []
+    away = ["rmft_all", "rmft_p0.5", "rmft_email_p0.5", "rmft_keeplast", "rmft_redraw", "rmft_all_p1", "dedup", "none"]
+    assert [name for name in away if is_paper_rmft(name)] == []
+    assert at_paper_setting("dedup") and at_paper_setting("dedup_t0.8") and not at_paper_setting("dedup_t0.7")
+    assert at_paper_setting("none") and not at_paper_setting("dp_e8")  # neither paper trains with DP
+    # A sweep keeps the paper's value beside the others: only that variant is the paper's RMFT.
+    swept = defense_variants({"defenses": ["rmft"], "rmft": {"p": [0.5, 1.0], "scope": ["email", "all"]}})
+    assert [name for name in swept if is_paper_rmft(name)] == ["rmft_email_p1"]

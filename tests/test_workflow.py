@@ -130,7 +130,7 @@ def test_dry_run_sweeps_rmft_probability_and_dedup_threshold_minus_exclusions(tm
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
-        ({"corpus": {"sourse": "cmu"}}, ["'sourse' was unexpected", "instance['corpus']"]),
+        ({"corpus": {"sourse": "cmu"}}, ["config: unknown key 'corpus.sourse' (did you mean 'corpus.source'?)"]),
         ({"mia": {"min_k": 1.5}}, ["1.5 is greater than the maximum of 1", "instance['mia']['min_k']"]),
         ({"dedup": {"threshold": [0.7, 1.5]}}, ["is not valid under any of the given schemas",
                                                 "instance['dedup']['threshold']"]),

@@ -6,11 +6,15 @@ so everything here can index the config directly.
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from piimem.runs import RunId, variant_name
 
@@ -19,14 +23,119 @@ class ConfigError(ValueError):
     """A config value is wrong; the message names the key and what was expected."""
 
 
+def unknown_keys(config: dict) -> list[str]:
+    """One line per config key the schema does not know, each with the nearest key it does know:
+    "config: unknown key 'defences' (did you mean 'defenses'?)", "... 'rmft.pp' (did you mean 'rmft.p'?)".
+
+    The workflow raises these before Snakemake's `validate`, whose own message for an unknown key is followed
+    by the whole schema and config (thousands of lines).
+    """
+    from piimem.schema import schema
+
+    return _unknown_keys(config, schema(), "")
+
+
+def _resolved(spec: dict) -> dict:
+    """A schema node with its $ref replaced by the definition it names."""
+    if "$ref" not in spec:
+        return spec
+    from piimem.schema import schema
+
+    target = schema()["definitions"][spec["$ref"].rsplit("/", 1)[-1]]
+    return {**target, **{k: v for k, v in spec.items() if k != "$ref"}}
+
+
+def _unknown_keys(value, spec: dict, prefix: str) -> list[str]:
+    spec = _resolved(spec)
+    if isinstance(value, list) and isinstance(spec.get("items"), dict):
+        return [line for i, item in enumerate(value) for line in _unknown_keys(item, spec["items"], f"{prefix}[{i}]")]
+    if not isinstance(value, dict):
+        return []
+    objects = [_resolved(b) for b in spec.get("anyOf", []) if _resolved(b).get("type") == "object"]
+    if len(objects) == 1:  # a value that is one value or a mapping (a prompt file or a data set)
+        spec = objects[0]
+    known, extra = spec.get("properties", {}), spec.get("additionalProperties", True)
+    lines = []
+    for key, item in value.items():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        if key in known:
+            lines += _unknown_keys(item, known[key], path)
+        elif isinstance(extra, dict):  # a mapping of the user's own names (extraction.prompt_files)
+            lines += _unknown_keys(item, extra, path)
+        elif extra is False:
+            lines.append(_unknown_key_line(path, prefix, str(key), list(known)))
+    return lines
+
+
+def _unknown_key_line(path: str, prefix: str, key: str, known: list[str]) -> str:
+    near = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    where = f"{prefix}." if prefix else ""
+    if near:
+        return f"config: unknown key {path!r} (did you mean {where + near[0]!r}?)"
+    return f"config: unknown key {path!r} (the keys {'under ' + repr(prefix) if prefix else 'at the top level'} " \
+           f"are {', '.join(sorted(known))}; docs/configuration.md lists them all)"
+
+
+def text_values(config: dict) -> list[str]:
+    """One line per value that is text where its key takes a number or true/false, and reads as one: Snakemake
+    reads a list or mapping given with --config (`--config rmft='{p: 0.5}'`) with YAML's base loader, which
+    leaves every value in it text, and `validate` then says only "'0.5' is not valid under any of the given
+    schemas"."""
+    from piimem.schema import schema
+
+    lines = {}
+    for key, value in _text_values(config, schema(), ""):
+        key = re.sub(r"\[\d+\]", "", key)
+        if isinstance(yaml.safe_load(value), str):  # 1e-3: YAML 1.1 reads an exponent without a dot as text
+            dotted = re.sub(r"^([+-]?[0-9]+)([eE])", r"\1.0\2", value)
+            lines.setdefault(key, f"config: {key} holds the text {value!r} where a number is expected: YAML reads "
+                                  f"a number with an exponent but no dot as text; write it as {dotted}")
+        else:  # a list's first such item
+            lines.setdefault(key, f"config: {key} holds the text {value!r} where a number or true/false is expected: "
+                                  f"a list or mapping given with --config holds text only; set {key} in a YAML file "
+                                  f"given with --configfile")
+    return list(lines.values())
+
+
+def _branches(spec: dict) -> list[dict]:
+    spec = _resolved(spec)
+    return [b for branch in spec["anyOf"] for b in _branches(branch)] if "anyOf" in spec else [spec]
+
+
+def _text_values(value, spec: dict, prefix: str) -> list[tuple[str, str]]:
+    """(key, value) of each text value under `prefix` whose schema takes no text but a number or true/false."""
+    branches = _branches(spec)
+    if isinstance(value, dict):
+        known = {k: v for b in branches for k, v in b.get("properties", {}).items()}
+        return [line for k, item in value.items() if k in known
+                for line in _text_values(item, known[k], f"{prefix}.{k}" if prefix else str(k))]
+    if isinstance(value, list):
+        items = [b["items"] for b in branches if isinstance(b.get("items"), dict)]
+        return [line for i, item in enumerate(value) for spec_ in items[:1]
+                for line in _text_values(item, spec_, f"{prefix}[{i}]")]
+    types = {t for b in branches for t in ([b["type"]] if isinstance(b.get("type"), str) else b.get("type", ["?"]))}
+    if not isinstance(value, str) or types & {"string", "?"}:  # "?": a node of no stated type takes anything
+        return []
+    return [(prefix, value)] if _reads_as_number(value) else []
+
+
+def _reads_as_number(text: str) -> bool:
+    """Whether YAML reads `text` as a number or true/false, or it is a number that YAML 1.1 reads as text (1e-3)."""
+    try:
+        if isinstance(yaml.safe_load(text), (bool, int, float)):
+            return True
+        float(text)
+        return True
+    except (yaml.YAMLError, ValueError):
+        return False
+
+
 def check_config(config: dict) -> None:
     corpus = config["corpus"]
     if corpus["source"] == "maildir":
         if not corpus["path"]:
-            raise ConfigError("corpus.path: required when corpus.source is 'maildir' "
-                              "(the root of a <mailbox>/<folder>/<file> tree)")
-        if not Path(corpus["path"]).is_dir():
-            raise ConfigError(f"corpus.path: {corpus['path']!r} is not a directory (expected the root of a maildir)")
+            raise ConfigError("corpus.path: required when corpus.source is 'maildir' (the root of a "
+                              "<mailbox>/<folder>/<file> tree; in the config file, or --config corpus='{path: ...}')")
     fractions = corpus["split"]["fractions"]
     if not math.isclose(sum(fractions.values()), 1.0, abs_tol=1e-9):
         raise ConfigError(f"corpus.split.fractions: must sum to 1, got {fractions} (sum {sum(fractions.values()):g})")
@@ -173,37 +282,104 @@ def _check_dp(config: dict) -> None:
                               f"exclude: [{{defense: dp, tuning: {method}}}]")
 
 
-def input_problems(config: dict, built_models_dir: str = "results/models") -> list[str]:
-    """What the config points to that is not on this machine, each naming its key and the fix (after
-    check_config): a maildir without a mail file, a data set or a base model that does not load offline.
-    An error found before any job costs seconds, where the same error at job time comes after the corpus
-    stages; the workflow warns on a dry run (planning on a login node) and refuses a real run.
-    `built_models_dir` is where the workflow exports smollm2-135m."""
-    problems = []
-    corpus = config["corpus"]
-    if corpus["source"] == "maildir":
-        from piimem.corpus.maildir import first_mail_file
+# What a missing input does: a real run refuses to start; a job downloads it; its own jobs fail, saying what to
+# put where, while the rest of the run goes on (--keep-going).
+STOPS, DOWNLOADED, FAILS_ITS_JOBS = "stops", "downloaded", "fails its jobs"
+MISSING_HEADINGS = {
+    STOPS: "a real run stops before any job until it is there",
+    DOWNLOADED: "a job downloads it, which needs network",
+    FAILS_ITS_JOBS: "its own jobs fail saying so; the rest of the run goes on",
+}
+# Where the workflow puts the CMU tarball and its extraction (workflow/rules/corpus.smk), and its size
+# (docs/corpus.md).
+CMU_TARBALL = "resources/cmu/enron_mail_20150507.tar.gz"
+CMU_MAILDIR = "resources/cmu/maildir"
+CMU_TARBALL_SIZE = "about 423 MB"
 
-        if first_mail_file(corpus["path"]) is None:
-            problems.append(
-                f"corpus.path: {corpus['path']!r} holds no mail files: no file inside a mailbox directory "
-                f"(hidden names skipped). Point corpus.path at the root of a maildir, whose "
-                f"<mailbox>/<folder>/<file> entries are messages")
-    if corpus["source"] == "hf":
-        from piimem.corpus.dataset import DatasetNotAvailableError, HfSource, check_available
 
-        try:
-            check_available(HfSource.from_config(corpus["hf"]))
-        except DatasetNotAvailableError as err:
-            problems.append(str(err))
+@dataclass(frozen=True)
+class MissingInput:
+    """An input the config points to that is not on this machine."""
+
+    text: str  # the key, what is missing and the fix
+    then: str  # STOPS, DOWNLOADED or FAILS_ITS_JOBS
+
+
+def missing_inputs(config: dict, built_models_dir: str = "results/models") -> list[MissingInput]:
+    """Every input the config points to that is not on this machine, each naming its key and the fix (after
+    check_config): the corpus (a maildir path that does not exist or holds no mail file, a data set that does
+    not load offline, the CMU tarball still to download), every base model that does not load offline,
+    and the prompt files and prompt data sets of extraction.prompt_sets that are not there.
+
+    The workflow lists them in one block on every call, so that a dry run on a login node shows all that is
+    missing at once; a real run stops before any job on those that `STOPS`. An error found before any job
+    costs seconds, where the same error at job time comes after the corpus stages. `built_models_dir` is
+    where the workflow exports smollm2-135m."""
+    missing = _missing_corpus(config)
     from piimem.models import ModelNotAvailableError, check_base_model_available
 
     for name in config["base_models"]:
         try:
             check_base_model_available(name, built_dir=Path(built_models_dir))
         except ModelNotAvailableError as err:
-            problems.append(str(err))
-    return problems
+            missing.append(MissingInput(str(err), STOPS))
+    for name, path in missing_prompt_files(config):
+        missing.append(MissingInput(
+            f"extraction.prompt_files.{name}: {path!r} does not exist. Put the prompt texts there (UTF-8, one text "
+            f"per line; docs/attacks.md, 'PII extraction', shows how to write WikiText-2's)", FAILS_ITS_JOBS))
+    from piimem.corpus.dataset import DatasetNotAvailableError, HfSource, check_available
+
+    for name, spec in prompt_datasets(config).items():
+        try:
+            check_available(HfSource.from_config({k: v for k, v in spec.items() if k != "split"},
+                                                 key=f"extraction.prompt_files.{name}"))
+        except (DatasetNotAvailableError, ValueError) as err:
+            missing.append(MissingInput(str(err), FAILS_ITS_JOBS))
+    return missing
+
+
+def _missing_corpus(config: dict) -> list[MissingInput]:
+    corpus = config["corpus"]
+    if corpus["source"] == "maildir":
+        from piimem.corpus.maildir import first_mail_file
+
+        if not Path(corpus["path"]).is_dir():
+            return [MissingInput(f"corpus.path: {corpus['path']!r} is not a directory. Point corpus.path at the root "
+                                 f"of a maildir, whose <mailbox>/<folder>/<file> entries are messages", STOPS)]
+        if first_mail_file(corpus["path"]) is None:
+            return [MissingInput(
+                f"corpus.path: {corpus['path']!r} holds no mail files: no file inside a mailbox directory "
+                f"(hidden names skipped). Point corpus.path at the root of a maildir, whose "
+                f"<mailbox>/<folder>/<file> entries are messages", STOPS)]
+    if corpus["source"] == "cmu" and not Path(CMU_MAILDIR).is_dir() and not Path(CMU_TARBALL).is_file():
+        return [MissingInput(
+            f"corpus.source cmu: the CMU Enron tarball ({CMU_TARBALL_SIZE}) is not at {CMU_TARBALL}; the job "
+            f"download_cmu fetches it from corpus.cmu.url ({corpus['cmu']['url']}). Offline (a compute node), "
+            f"download it elsewhere and put it there, same name", DOWNLOADED)]
+    if corpus["source"] == "hf":
+        from piimem.corpus.dataset import DatasetNotAvailableError, HfSource, check_available
+
+        try:
+            check_available(HfSource.from_config(corpus["hf"]))
+        except DatasetNotAvailableError as err:
+            return [MissingInput(str(err), STOPS)]
+    return []
+
+
+def missing_inputs_block(missing: list[MissingInput]) -> str:
+    """The missing inputs as one block, grouped by what each does to a run."""
+    lines = [f"piimem: {len(missing)} input(s) of this config are not on this machine (a dry run plans on):"]
+    for then, heading in MISSING_HEADINGS.items():
+        group = [m.text for m in missing if m.then == then]
+        if group:
+            lines.append(f"  {heading}:")
+            lines += [f"  - {text}" for text in group]
+    return "\n".join(lines)
+
+
+def input_problems(config: dict, built_models_dir: str = "results/models") -> list[str]:
+    """The missing inputs (`missing_inputs`) a real run stops on, before any job."""
+    return [m.text for m in missing_inputs(config, built_models_dir) if m.then == STOPS]
 
 
 def check_inputs(config: dict, built_models_dir: str = "results/models") -> None:
@@ -211,6 +387,20 @@ def check_inputs(config: dict, built_models_dir: str = "results/models") -> None
     problems = input_problems(config, built_models_dir)
     if problems:
         raise ConfigError(problems[0])
+
+
+def missing_prompt_files(config: dict) -> list[tuple[str, str]]:
+    """(prompt set, path) of each prompt file of extraction.prompt_sets not on disk."""
+    extraction = config.get("extraction", {})
+    return [(name, path) for name, path in extraction.get("prompt_files", {}).items()
+            if name in extraction["prompt_sets"] and isinstance(path, str) and not Path(path).is_file()]
+
+
+def prompt_datasets(config: dict) -> dict[str, dict]:
+    """{prompt set: its data set (corpus.hf's keys and a split)} of extraction.prompt_sets given as data sets."""
+    extraction = config.get("extraction", {})
+    return {name: spec for name, spec in extraction.get("prompt_files", {}).items()
+            if name in extraction["prompt_sets"] and isinstance(spec, dict)}
 
 
 BUILT_IN_PROMPT_SETS = ("train-prefix", "test", "public")
@@ -315,35 +505,107 @@ def rmft_entity_types(config: dict, scope: str) -> list[str]:
     return list(config["rmft"]["entity_types"] if types is None else types)
 
 
+@dataclass(frozen=True)
+class NamedOption:
+    """An option of a defense that the names of its variants show (`defense_variants`)."""
+
+    key: str  # under the defense's config section; dotted when nested ("substring.min_bytes")
+    label: Callable[[object], str]  # a value as a name part: 0.5 -> "p0.5"
+    sweepable: bool = False  # the schema takes a list: one variant per value, each named
+    paper: bool = False  # a paper fixes it, at the schema's default: any other value is named too
+    always: bool = False  # a single value is named too (DP's ε)
+    needs: str | None = None  # a boolean option it matters only under (min_bytes: substring.enabled)
+
+
+# The options a defense variant's name shows, in the order of its name's parts. The paper options are those
+# ../shared/reference/papers.md fixes (RMFT: scope email, keep first, p 1, masked once; deduplication: 128
+# permutations, Jaccard 0.8, lower-cased one-word shingles, then repeats of >= 100 bytes removed): a run away
+# from any of them carries it in its name (rmft_p0.5, dedup_t0.7), so that no table sets it beside the
+# paper's figures and no claim of the paper reads it (`at_paper_setting`).
+NAMED_OPTIONS: dict[str, tuple[NamedOption, ...]] = {
+    "rmft": (NamedOption("scope", str, sweepable=True, paper=True),
+             NamedOption("p", lambda v: f"p{v:g}", sweepable=True, paper=True),
+             NamedOption("keep", lambda v: f"keep{v}", paper=True),
+             NamedOption("redraw_per_epoch", lambda v: "redraw" if v else "static", paper=True)),
+    "dedup": (NamedOption("threshold", lambda v: f"t{v:g}", sweepable=True, paper=True),
+              NamedOption("num_perm", lambda v: f"perm{v}", paper=True),
+              NamedOption("shingle_words", lambda v: f"shingle{v}", paper=True),
+              NamedOption("lowercase", lambda v: "lowercase" if v else "cased", paper=True),
+              NamedOption("substring.enabled", lambda v: "substring" if v else "nosubstring", paper=True),
+              NamedOption("substring.min_bytes", lambda v: f"minbytes{v}", paper=True, needs="substring.enabled")),
+    # a DP run always names its ε: "dp" alone would hide the one number that says what it guarantees
+    "dp": (NamedOption("epsilon", lambda v: f"e{v:g}", sweepable=True, always=True),
+           NamedOption("batch_size", lambda v: f"b{v}", sweepable=True),
+           NamedOption("lr", lambda v: f"lr{_value_label(v)}", sweepable=True)),
+}
+
+
+def _option(config: dict, kind: str, key: str):
+    """A defense option's value in `config`, the schema's default where the config leaves it out."""
+    from piimem.schema import default
+
+    here = config.get(kind) or {}
+    for part in key.split("."):
+        if not isinstance(here, dict) or part not in here:
+            value = default(f"{kind}.{key}")
+            return list(value) if isinstance(value, tuple) else value
+        here = here[part]
+    return here
+
+
+def _paper_value(kind: str, option: NamedOption):
+    from piimem.schema import default
+
+    return default(f"{kind}.{option.key}")
+
+
+def _named(kind: str, option: NamedOption, values: list, value) -> bool:
+    """Whether `value`, one of `option`'s `values`, shows in its variant's name: every value of a sweep, a
+    value always named, a value away from the paper's."""
+    return len(values) > 1 or option.always or (option.paper and value != _paper_value(kind, option))
+
+
 def defense_variants(config: dict) -> dict[str, dict]:
     """Every training text to build, by name: {name: {"defense": kind, **swept options}}.
 
-    A defense is one variant named as in `defenses`, unless a swept option lists several values; each
-    swept option with several values adds a part to the name. `rmft.scope: [email, all]` gives rmft_email
-    and rmft_all (the all-type scope alone is rmft_all too: plain "rmft" is always the paper's e-mail
-    scope), `rmft.p: [0.5, 1.0]` rmft_p0.5 and rmft_p1 (both: rmft_email_p0.5, ...),
-    `dedup.threshold: [0.7, 0.8]` dedup_t0.7 and dedup_t0.8, `dp.epsilon: [1, 8]` dp_e1 and dp_e8 (a single
-    ε too is named: dp_e8; `dp.batch_size` and `dp.lr` lists add _b64, _lr0.001). RMFT
-    variants always carry their `scope` and `p`, dedup variants their `threshold`, DP variants their
-    `epsilon`, `batch_size` and `lr`. Names never hold "-", which separates the parts of a run's name.
+    A defense is one variant named as in `defenses`, unless an option of NAMED_OPTIONS lists several values
+    or is set away from the paper's setting: each such option adds a part to the name. `rmft.scope: [email,
+    all]` gives rmft_email and rmft_all (the all-type scope alone is rmft_all too: plain "rmft" is always the
+    paper's setting), `rmft.p: [0.5, 1.0]` rmft_p0.5 and rmft_p1 (both: rmft_email_p0.5, ...), `rmft.p: 0.5`
+    alone rmft_p0.5, `rmft.keep: last` rmft_keeplast, `rmft.redraw_per_epoch: true` rmft_redraw,
+    `dedup.threshold: [0.7, 0.8]` dedup_t0.7 and dedup_t0.8 (`0.7` alone: dedup_t0.7; `num_perm`,
+    `shingle_words`, `lowercase`, `substring` away from the paper's: _perm64, _shingle2, _cased, _nosubstring,
+    _minbytes50), `dp.epsilon: [1, 8]` dp_e1 and dp_e8 (a single ε too is named: dp_e8; `dp.batch_size` and
+    `dp.lr` lists add _b64, _lr0.001). The variant's options hold the values of the options a list can sweep:
+    RMFT's `scope` and `p`, dedup's `threshold`, DP's `epsilon`, `batch_size` and `lr`. Names never hold "-",
+    which separates the parts of a run's name.
     """
-    # kind -> its swept options: (option, name part of a value, whether a single value shows in the name)
-    swept = {
-        "rmft": [("scope", str, lambda v: v != "email"), ("p", lambda v: f"p{v:g}", lambda v: False)],
-        "dedup": [("threshold", lambda v: f"t{v:g}", lambda v: False)],
-        # a DP run always names its ε: "dp" alone would hide the one number that says what it guarantees
-        "dp": [("epsilon", lambda v: f"e{v:g}", lambda v: True), ("batch_size", lambda v: f"b{v}", lambda v: False),
-               ("lr", lambda v: f"lr{_value_label(v)}", lambda v: False)],
-    }
     out: dict[str, dict] = {}
     for kind in config["defenses"]:
         variants = {kind: {"defense": kind}}
-        for key, label, named_alone in swept.get(kind, []):
-            values = _as_list(config[kind][key])
-            variants = {(variant_name(name, [label(value)]) if len(values) > 1 or named_alone(value) else name):
-                        {**options, key: value} for name, options in variants.items() for value in values}
+        for option in NAMED_OPTIONS.get(kind, ()):
+            if option.needs and not _option(config, kind, option.needs):
+                continue
+            value = _option(config, kind, option.key)
+            values = _as_list(value) if option.sweepable else [value]
+            variants = {(variant_name(name, [option.label(v)]) if _named(kind, option, values, v) else name):
+                        {**options, **({option.key: v} if option.sweepable else {})}
+                        for name, options in variants.items() for v in values}
         out.update(variants)
     return out
+
+
+def at_paper_setting(variant: str) -> bool:
+    """Whether a defense variant's name says it runs at every setting the papers fix: each part of its name
+    is the label of a paper option at the paper's value (rmft, rmft_email, rmft_p1, dedup, dedup_t0.8, none),
+    none away from it (rmft_p0.5, rmft_all, rmft_keeplast, rmft_redraw, dedup_t0.7). DP's always-named ε is
+    no paper setting (neither paper trains with DP): dp_e8 is not."""
+    from piimem.defense import DEFENSES
+    from piimem.runs import parse_variant
+
+    kind, parts = parse_variant(variant, DEFENSES)
+    paper = {option.label(_paper_value(kind, option)) for option in NAMED_OPTIONS.get(kind, ()) if option.paper}
+    return set(parts) <= paper
 
 
 def training_texts(config: dict) -> dict[str, str]:

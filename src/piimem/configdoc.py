@@ -24,8 +24,10 @@ HEADER = """# Configuration
 Every key of the config, from `workflow/schemas/config.schema.yaml` (its default, and what it means) and
 `config/config.yaml` (the embedded default's value, where it sets one). A config file given with
 `--configfile` is merged over `config/config.yaml`, whose values hold for the keys it leaves out; a key in
-neither takes the schema's default. An unknown key or a bad value stops the run before any job, naming the
-key (`'sourse' was unexpected ... On instance['corpus']`, or `corpus.split.fractions: must sum to 1`).
+neither takes the schema's default. Set nested keys in such a file: `--config` sets top-level keys, and a list
+or mapping given there holds text only (`--config rmft='{p: 0.5}'` makes `rmft.p` the text `'0.5'`;
+docs/robustness.md). An unknown key or a bad value stops the run before any job, naming the key (`config:
+unknown key 'corpus.sourse' (did you mean 'corpus.source'?)`, or `corpus.split.fractions: must sum to 1`).
 Written by `python -m piimem.configdoc`; a test checks that it is current.
 
 | key | default | embedded default | meaning |

@@ -19,6 +19,8 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 sys.path.insert(0, _SRC)
 from piimem.io import make_private_dirs
 from piimem.config import (
+    CMU_MAILDIR,
+    STOPS,
     ConfigError,
     check_config,
     checkpoint_ids,
@@ -27,15 +29,19 @@ from piimem.config import (
     defense_variants,
     dp_options,
     hf_mapped,
-    input_problems,
     kind_checkpoints,
+    missing_inputs,
+    missing_inputs_block,
+    missing_prompt_files,
     model_slug,
     outsiders,
     result_kinds,
     result_stems,
     run_names,
+    text_values,
     training_texts,
     tuning_variants,
+    unknown_keys,
     variant_options,
 )
 from piimem.defense import DEFENSE_KINDS
@@ -45,18 +51,25 @@ from piimem.report.comparisons import item_files
 from piimem.report.figures import FIGURE_GROUPS
 from piimem.runs import RunId
 
+# A misspelt key in one line with the nearest valid one (validate's own message for it is followed by the
+# whole schema and config, thousands of lines), and a number given as text by --config, with the fix.
+_BEFORE_VALIDATION = unknown_keys(config) + text_values(config)
+if _BEFORE_VALIDATION:
+    raise ConfigError("\n".join(_BEFORE_VALIDATION))
 validate(config, schema="../schemas/config.schema.yaml")
 check_config(config)
-# What is missing on this machine (a base model, a data set, mail): a dry run or --unlock, on a login node
-# where the models are not, warns; a real run stops in onstart, before any job (onstart runs for neither).
-INPUT_PROBLEMS = input_problems(config)
-for _problem in INPUT_PROBLEMS:
-    logger.warning(f"piimem: {_problem}\n(a dry run plans on; a real run stops here, before any job)")
+# Every input missing on this machine (mail, the CMU download, a data set, a base model, prompt files), in one
+# block: a dry run or --unlock, on a login node where the models are not, plans on; a real run stops in
+# onstart, before any job, on those it cannot run without (onstart runs for neither).
+MISSING_INPUTS = missing_inputs(config)
+if MISSING_INPUTS:
+    logger.warning(missing_inputs_block(MISSING_INPUTS))
 
 
 onstart:
-    if INPUT_PROBLEMS:
-        raise ConfigError(INPUT_PROBLEMS[0])
+    _stops = [missing.text for missing in MISSING_INPUTS if missing.then == STOPS]
+    if _stops:
+        raise ConfigError("\n".join(_stops))
     # Snakemake creates a job's output folders with the default mode just before the job runs: make the
     # planned ones under results/private 0700 first (and any left 0755 by an older version).
     make_private_dirs(
@@ -92,11 +105,7 @@ ONE_GPU = min(1, config["train"]["gpus"])
 PROMPT_SETS = config["extraction"]["prompt_sets"]
 # (prompt set, the same as a rule-name suffix, path) of each prompt file not on disk yet; a data set
 # (a mapping) is no file: its own job loads it, or fails saying how to fetch it.
-MISSING_PROMPT_FILES = [
-    (name, re.sub(r"\W", "_", name), path)
-    for name, path in config["extraction"]["prompt_files"].items()
-    if name in PROMPT_SETS and isinstance(path, str) and not Path(path).is_file()
-]
+MISSING_PROMPT_FILES = [(name, re.sub(r"\W", "_", name), path) for name, path in missing_prompt_files(config)]
 DEFENSES = defense_variants(config)
 # defense variant -> its training text; each text with the defense that builds it
 TEXT_OF = training_texts(config)
@@ -128,13 +137,14 @@ def dataset_inputs(wildcards):
 
 
 def maildir_root():
-    """The maildir the parser reads: generated, downloaded or given."""
+    """The maildir the parser reads: generated, downloaded or given. A given one that is not there is no
+    input, so that a dry run plans on (a real run stops in onstart, MISSING_INPUTS)."""
     source = config["corpus"]["source"]
     if source == "synthetic":
         return "resources/synthetic/maildir"
     if source == "cmu":
-        return "resources/cmu/maildir"
-    return config["corpus"]["path"]
+        return CMU_MAILDIR
+    return config["corpus"]["path"] if Path(config["corpus"]["path"]).is_dir() else []
 
 
 def defense_inputs(wildcards):
@@ -309,18 +319,15 @@ def item_results(wildcards=None):
 
 
 def figure_inputs(wildcards):
-    """metrics.parquet, and the member/non-member scores drawn per example: the last checkpoint of the
-    first run of each tuning name (each value of a sweep: the figures draw the selected ones; the first run
-    overall for the ROC curves) and the base model's."""
-    first = {}
-    for run in RUNS:
-        first.setdefault(RunId.parse(run).tuning, run)
-    base = RunId.parse(RUNS[0]).base
+    """metrics.parquet, comparisons.parquet, the member/non-member scores drawn per example at the last
+    checkpoint of every run (the ROC curves and loss distributions of every run; of a sweep the figures draw
+    the selected runs) and each base model's, the pre-trained panel."""
+    bases = sorted({RunId.parse(run).base for run in RUNS})
     return {
         "metrics": METRICS,
         "comparisons": COMPARISONS,
-        "scores": [f"results/runs/{run}/mia/{CHECKPOINTS[-1]}.scores.parquet" for run in first.values()],
-        "reference": f"results/private/mia/{base}/reference.parquet",
+        "scores": [f"results/runs/{run}/mia/{CHECKPOINTS[-1]}.scores.parquet" for run in RUNS],
+        "reference": [f"results/private/mia/{base}/reference.parquet" for base in bases],
     }
 
 

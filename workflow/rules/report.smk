@@ -110,6 +110,9 @@ rule figures:
             for figure in FIGURES
         ],
         pdf=expand("results/figures/{figure}.pdf", figure=FIGURES),
+    params:
+        # min_strings greys the panels too few strings decide; chance_margin draws AUC's chance band
+        claims=config["claims"],
     log:
         "logs/report/figures.log",
     conda:

@@ -6,25 +6,18 @@ from pathlib import Path
 
 import polars as pl
 
-from piimem.report.figures import build_figures
-from piimem.report.select import RUN_KEYS
+from piimem.report.figures import build_figures, pretrained_scores, shown_score_files
 from piimem.report.sweeps import reported, selection
-from piimem.runs import RunId
 
-inputs = snakemake.input
+inputs, claims = snakemake.input, snakemake.params.claims
 metrics = pl.read_parquet(inputs.metrics)
 chosen = selection(metrics)  # a sweep's selected runs (piimem.report.sweeps)
-shown = {RunId(*run).path for run in chosen.select(*RUN_KEYS).rows()}
-# results/runs/{base}/{run name}/mia/{checkpoint}.scores.parquet; the members' original text only.
-runs = {path: "/".join(Path(path).parts[-4:-2]) for path in inputs.scores}
-scores = {RunId.parse(run).name: pl.read_parquet(path).filter(pl.col("member_text") == "original")
-          for path, run in runs.items() if run in shown}
-first = next(iter(scores.values()))
-# The base model's statistics carry no member label: the runs' score files do, by the same index.
-loss_models = {"pre-trained": pl.read_parquet(inputs.reference).join(first.select("index", "member"), on="index")}
-loss_models.update({f"{run} (last checkpoint)": table for run, table in scores.items()})
+# The last checkpoint's MIA scores of every run shown (first seed): ROC curves and loss distributions.
+scores = shown_score_files(inputs.scores, chosen)
 written = build_figures(reported(metrics, chosen), pl.read_parquet(inputs.comparisons),
-                        Path(snakemake.output.png[0]).parent, roc_scores=first, loss_models=loss_models)
+                        Path(snakemake.output.png[0]).parent, scores=scores,
+                        base_scores=pretrained_scores(inputs.reference, scores),
+                        min_strings=claims["min_strings"], chance_margin=claims["chance_margin"])
 missing = sorted(set(map(str, snakemake.output)) - set(map(str, written)))
 if missing:
     raise ValueError(f"figures: no data for {missing}; metrics.parquet lacks the values they are drawn from")

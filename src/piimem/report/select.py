@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 
 import polars as pl
 
-from piimem.config import BUILT_IN_PROMPT_SETS
+from piimem.config import BUILT_IN_PROMPT_SETS, at_paper_setting
 from piimem.defense import DEFENSES
 from piimem.metric_names import PPL, PPL_BASE, SER, TER
 from piimem.mia import ATTACKS, attack_of
@@ -78,9 +78,11 @@ def defense_kind(defense: str) -> str:
 
 
 def is_paper_rmft(defense: str) -> bool:
-    """An RMFT variant of the paper's scope (e-mail addresses): any rmft variant but the `all` scope."""
-    kind, parts = parse_variant(defense, DEFENSES)
-    return kind == "rmft" and "all" not in parts
+    """RMFT at every setting the paper fixes (e-mail scope, first occurrence kept, p = 1, masked once): plain
+    rmft, or a sweep's variant named with paper values only (rmft_email, rmft_p1); not rmft_all, rmft_p0.5,
+    rmft_keeplast or rmft_redraw. Only these stand beside the paper's figures and feed its claims; a variant's
+    name carries every option away from the paper's (piimem.config.defense_variants, at_paper_setting)."""
+    return defense_kind(defense) == "rmft" and at_paper_setting(defense)
 
 
 def tuning_family(tuning: str) -> str | None:
