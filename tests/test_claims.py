@@ -149,6 +149,10 @@ def test_rmft_against_deduplication():
     assert claim(wide, "RMFT beats deduplication on AURC")["verdict"] == HOLDS
     no_dedup = claims_table(*comparisons_of(*parts[:2], *parts[3:5]))
     assert "needs a deduplication run" in claim(no_dedup, "RMFT beats deduplication on AURC")["why"]
+    # deduplication away from the paper's settings (Jaccard 0.7) is no test of the paper's comparison
+    other = [strings("dedup_t0.7", [range(20), range(25), range(30)]), messages("dedup_t0.7", [26.0, 23.5, 22.0])]
+    away = claims_table(*comparisons_of(*parts[:2], *parts[3:5], *other))
+    assert "needs a deduplication run" in claim(away, "RMFT beats deduplication on TER")["why"]
 
 
 def test_repetition_trend_needs_strings_and_significance():

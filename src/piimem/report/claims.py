@@ -49,6 +49,7 @@ from piimem.report.select import (
     PAPER_ENTITY_TYPE,
     at_checkpoint,
     defense_kind,
+    is_paper_dedup,
     is_paper_rmft,
     learnt_runs,
     prompt_set_rank,
@@ -452,7 +453,7 @@ def rmft_claims(metrics: pl.DataFrame, comparisons: pl.DataFrame, settings: Clai
                 for rule in rate_rules]
     defenses = sorted({r["defense"] for r in _rows(comparisons, TER)})
     rmfts = [d for d in defenses if is_paper_rmft(d)]
-    dedups = [d for d in defenses if defense_kind(d) == "dedup"]
+    dedups = [d for d in defenses if is_paper_dedup(d)]
     same = ser_equals_ter(metrics)
     claims, judged_ppl = [], set()
     for base_model, tuning, prompt_set in contexts:
@@ -566,7 +567,7 @@ def targeted_claims(comparisons: pl.DataFrame, settings: ClaimSettings) -> list[
             ("rmft_exposure", "pii_inference_exposure_drop", "none", "a run of none"),
             ("rmft_vs_dedup_exposure", "pii_inference_exposure_difference", "dedup", "a deduplication run")):
         rows = [r for r in _rows(comparisons, quantity) if is_paper_rmft(r["defense"])
-                and defense_kind(r["versus"] or "") == versus]
+                and (r["versus"] == BASELINE if versus == "none" else is_paper_dedup(r["versus"] or ""))]
         scope = _scope_of(rows)
         rows = [r for r in rows if r["entity_type"] == scope]
         if not rows:

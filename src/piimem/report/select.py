@@ -85,6 +85,12 @@ def is_paper_rmft(defense: str) -> bool:
     return defense_kind(defense) == "rmft" and at_paper_setting(defense)
 
 
+def is_paper_dedup(defense: str) -> bool:
+    """Deduplication at the paper's settings (Lee et al.'s MinHash at Jaccard 0.8 and exact substrings of 100
+    bytes, as papers.md fixes them): the baseline the RMFT paper compares with, and the one its claims read."""
+    return defense_kind(defense) == "dedup" and at_paper_setting(defense)
+
+
 def tuning_family(tuning: str) -> str | None:
     """"parameter" (full, head, lora*), "prompt" (prefix, prompt, ptuning) or None: Hou et al.'s two kinds
     (piimem.tuning); a sweep's run (lora_lr0.002) is its method's."""
