@@ -584,7 +584,9 @@ def test_metrics_tables_figures_and_report(synthetic_run):
     assert len(html) > 100_000 and "roc_curves.png" in html
     # Tables open inline (HTML; a CSV the report offers only as a download), every caption renders, and the
     # landing page holds the summary.
-    assert "rmft.html" in html and "claims.html" in html and "rmft.csv" not in html
+    # (Rule details list every output by name, so look at the result entries and their embedded data.)
+    assert '"results/tables/rmft.html": {' in html and '"results/tables/claims.html": {' in html
+    assert '"results/tables/rmft.csv": {' not in html and "filename=rmft.csv" not in html
     assert "System Message" not in html and "What the runs show" in html
     summary = (results / "summary.md").read_text()
     assert summary.startswith("# What the runs show") and "Does RMFT lower the exposure" in summary
