@@ -20,6 +20,7 @@ include: "workflow/rules/defense.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/extract.smk"
 include: "workflow/rules/mia.smk"
+include: "workflow/rules/audit.smk"
 include: "workflow/rules/report.smk"
 
 

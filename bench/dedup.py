@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 
-# text-dedup's README figure for its MinHash-LSH run (see reference/peers.md).
+# text-dedup's README figure for its MinHash-LSH run (github.com/ChenghaoMou/text-dedup).
 TEXT_DEDUP_DOCS = 88_803
 TEXT_DEDUP_SECONDS = 15.0
 

@@ -16,9 +16,9 @@ from piimem.config import (
     missing_inputs,
     result_kinds,
     result_stems,
-    rmft_entity_types,
     run_names,
 )
+from piimem.defense.rmft import rmft_entity_types
 from piimem.io import fingerprint, write_private_parquet, write_table
 from piimem.pii import normalize
 from piimem.progress import Progress, track

@@ -7,9 +7,10 @@ import pytest
 import yaml
 from workflow_helpers import ROOT
 
-from piimem.config import RMFT_SCOPES, TARGETED_ATTACKS
+from piimem.config import TARGETED_ATTACKS
 from piimem.corpus.splits import SPLIT_BY, SPLITS
 from piimem.defense import DEFENSES
+from piimem.defense.rmft import RMFT_SCOPES
 from piimem.extraction.prompts import WINDOW_POSITIONS
 from piimem.mia import ATTACKS
 from piimem.pii.normalize import ENTITY_TYPES
@@ -75,7 +76,7 @@ def test_every_table_and_figure_has_its_caption_and_the_config_plans_only_known_
               "extraction": {"prompt_sets": ["test"], "tuning_methods": None, "canaries": {"enabled": True},
                              "targeted_defenses": None, **{a: {"enabled": True} for a in TARGETED_ATTACKS}},
               "tuning_methods": ["full", "lora"], "tuning": {"lora": {"lr": [1e-3, 1e-2]}},
-              "defenses": ["none", "rmft"], "rmft": {"scope": "email", "p": 1.0}}
+              "defenses": ["none", "rmft"], "rmft": {"scope": "email", "p": 1.0}, "audit": {"canaries": 10}}
     tables, figures = result_stems(config, ["tiny-gpt2/none-full-s1", "tiny-gpt2/rmft-full-s1"])
     assert set(tables) == set(TABLE_STEMS) and set(figures) == set(FIGURE_STEMS)  # every stem can be planned
 

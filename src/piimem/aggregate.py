@@ -33,6 +33,9 @@ Metric names, by input kind:
               ci_low/ci_high, canary_max_exposure/<r> (mean of the rank exposure's ceiling log2 |R|),
               canary_train_occurrences/<r> (mean training-split messages holding the canary, original text),
               canary_n/<r> (number of canaries). Per canary: `{checkpoint}.canaries.parquet` beside the file.
+- audit:      at the last checkpoint, metric_names.AUDIT: audit_epsilon (the ε lower bound), audit_canaries,
+              audit_included, audit_guesses, audit_correct, audit_delta, audit_canaries_needed (null unless the
+              bound is 0). Per canary: `{checkpoint}.audit.parquet` (piimem.audit.SCORE_SCHEMA).
 """
 
 from __future__ import annotations
@@ -44,7 +47,17 @@ from pathlib import Path
 
 import polars as pl
 
-from piimem.metric_names import MIA_AUC, MIA_N_GROUPS, MIA_N_MEMBERS, MIA_N_NONMEMBERS, MIA_N_UNSCORED, per
+from piimem.intervals import LEVEL, clopper_pearson, t_interval
+from piimem.metric_names import (
+    CANARY,
+    MIA_AUC,
+    MIA_N_GROUPS,
+    MIA_N_MEMBERS,
+    MIA_N_NONMEMBERS,
+    MIA_N_UNSCORED,
+    mia_tpr_at,
+    per,
+)
 from piimem.runs import RESULT_KINDS, ResultFile
 
 METRICS_SCHEMA = {
@@ -124,7 +137,7 @@ def read_mia(run: ResultFile) -> pl.DataFrame:
     for column in table.columns:
         match = _TPR_COLUMN.fullmatch(column)
         if match:  # tpr_at_0_1pct_fpr -> mia_tpr@0.1%fpr
-            label = per(f"mia_tpr@{match['pct'].replace('_', '.')}%fpr", "")
+            label = per(mia_tpr_at(match["pct"].replace("_", ".")), "")
             interval = ({"ci_low": f"{column}_low", "ci_high": f"{column}_high"}
                         if f"{column}_low" in table.columns else {})
             parts.append(table.select("epoch", "member_text", metric=label + pl.col("attack"), value=column,
@@ -145,13 +158,11 @@ def read_extraction(run: ResultFile) -> pl.DataFrame:
     return _tidy(run, table.select("epoch", "prompt_set", "entity_type", "metric", "value", "k", "n"))
 
 
-def read_canaries(run: ResultFile, level: float = 0.95) -> pl.DataFrame:
+def read_canaries(run: ResultFile, level: float = LEVEL) -> pl.DataFrame:
     """Tidy rows of a canary file (one row per canary), summarised per entity type and planted count: the
     mean rank and extrapolated exposures with the t interval at `level` over the cell's canaries
     (`piimem.intervals.t_interval`; none with a single canary), the mean ceiling and training occurrences,
     and the number of canaries."""
-    from piimem.intervals import t_interval
-
     table = _read(run, ("entity_type", "repetitions", "train_occurrences", "exposure", "exposure_extrapolated",
                         "max_exposure", "checkpoint", "epoch"))
     rows = []
@@ -160,13 +171,13 @@ def read_canaries(run: ResultFile, level: float = 0.95) -> pl.DataFrame:
         pl.col("max_exposure").mean(), pl.col("train_occurrences").cast(pl.Float64).mean(), pl.len())
     for cell in cells.iter_rows(named=True):
         where = (cell["epoch"], cell["entity_type"])
-        for name, column in (("canary_exposure", "exposure"), ("canary_exposure_extrapolated",
-                                                               "exposure_extrapolated")):
+        for name, column in ((CANARY["exposure"], "exposure"),
+                             (CANARY["exposure_extrapolated"], "exposure_extrapolated")):
             values = [v for v in cell[column] if v is not None]
             mean = sum(values) / len(values) if values else None
             rows.append((*where, f"{name}/{cell['repetitions']}", mean, *t_interval(values, level)))
-        for name, value in (("canary_max_exposure", cell["max_exposure"]),
-                            ("canary_train_occurrences", cell["train_occurrences"]), ("canary_n", cell["len"])):
+        for name, value in ((CANARY["max_exposure"], cell["max_exposure"]),
+                            (CANARY["train_occurrences"], cell["train_occurrences"]), (CANARY["n"], cell["len"])):
             rows.append((*where, f"{name}/{cell['repetitions']}", float(value), None, None))
     long = pl.DataFrame(rows, schema={"epoch": pl.Float64, "entity_type": pl.Utf8, "metric": pl.Utf8,
                                       "value": pl.Float64, "ci_low": pl.Float64, "ci_high": pl.Float64},
@@ -175,14 +186,12 @@ def read_canaries(run: ResultFile, level: float = 0.95) -> pl.DataFrame:
 
 
 _READERS = {"utility": read_utility, "mia": read_mia, "extraction": read_extraction,
-            "canaries": read_canaries, "targeted": read_extraction}
+            "canaries": read_canaries, "targeted": read_extraction, "audit": read_utility}
 
 
-def with_exact_intervals(metrics: pl.DataFrame, level: float = 0.95) -> pl.DataFrame:
+def with_exact_intervals(metrics: pl.DataFrame, level: float = LEVEL) -> pl.DataFrame:
     """`metrics` with the Clopper-Pearson interval (%) of every rate that has counts (k of n, n > 0) in
     ci_low/ci_high. Each distinct (k, n) is computed once."""
-    from piimem.intervals import clopper_pearson
-
     pairs = metrics.filter(pl.col("n").is_not_null() & (pl.col("n") > 0)).select("k", "n").unique()
     if pairs.height == 0:
         return metrics
@@ -194,7 +203,7 @@ def with_exact_intervals(metrics: pl.DataFrame, level: float = 0.95) -> pl.DataF
                                ci_high=pl.coalesce("ci_high", "cp_high")).drop("cp_low", "cp_high")
 
 
-def collect_metrics(files: Iterable[str | os.PathLike], corpus: str, level: float = 0.95) -> pl.DataFrame:
+def collect_metrics(files: Iterable[str | os.PathLike], corpus: str, level: float = LEVEL) -> pl.DataFrame:
     """The tidy metrics table (`METRICS_SCHEMA`) of the given result files, with `corpus` in every row and
     the exact interval at `level` of every counted rate (`with_exact_intervals`).
 

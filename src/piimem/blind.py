@@ -1,4 +1,4 @@
-"""Blind baseline for membership inference (Das, Zhang & Tramèr 2024; reference/peers.md): members told from
+"""Blind baseline for membership inference (Das, Zhang & Tramèr 2024; docs/attacks.md): members told from
 non-members by the text alone, with no model at all.
 
 An attack's AUC is evidence of memorisation only if the member and non-member samples differ in nothing

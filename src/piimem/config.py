@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from piimem.metric_names import TARGETED_ATTACKS  # its keys are the targeted attacks' names
 from piimem.runs import RunId, variant_name
 
 
@@ -233,53 +234,12 @@ def _check_hf(config: dict) -> None:
 
 
 def _check_defenses(config: dict) -> None:
-    """A defense can only rewrite PII the PII stage detects."""
-    detected = config["pii"]["entity_types"]
-    if "rmft" in config["defenses"]:
-        for scope in _as_list(config["rmft"]["scope"]):
-            missing = [t for t in rmft_entity_types(config, scope) if t not in detected]
-            if missing:
-                key = "rmft.scope" if RMFT_SCOPES[scope] else "rmft.entity_types"
-                raise ConfigError(f"{key}: RMFT scope {scope!r} rewrites {missing}, which pii.entity_types "
-                                  f"{detected} does not detect")
-    if "scrub" in config["defenses"]:
-        missing = [t for t in config["scrub"]["entity_types"] if t not in detected]
-        if missing:
-            raise ConfigError(f"scrub.entity_types: {missing} not in pii.entity_types {detected}")
-    if "dp" in config["defenses"]:
-        _check_dp(config)
+    """Each listed defense's own checks (`Defense.check`, piimem.defense), in the registry's order."""
+    from piimem.defense import DEFENSE_KINDS
 
-
-# Tuning methods DP-SGD cannot train: a parameter the layer shares across the batch has no per-example
-# gradient to clip (tests/test_dp.py).
-DP_UNSUPPORTED = {
-    "prompt": "its soft prompt is one embedding lookup shared by the whole batch",
-    "ptuning": "its prompt encoder runs once for the whole batch",
-}
-
-
-def _check_dp(config: dict) -> None:
-    """DP-SGD runs in one process, without compilation or fp16, on methods with per-example gradients."""
-    train = config["train"]
-    if train["gpus"] > 1:
-        raise ConfigError(f"train.gpus: {train['gpus']} with the dp defense; DP-SGD's sampling, noise and "
-                          f"accounting are for one process's batch, so dp runs take one GPU (set train.gpus: 1, "
-                          f"or run dp in a config of its own)")
-    if train["compile"]:
-        raise ConfigError("train.compile: not with the dp defense (its per-example gradient hooks need the "
-                          "eager model)")
-    if train["precision"] == "fp16":
-        raise ConfigError("train.precision: fp16 is not supported with the dp defense (its loss scaling would "
-                          "scale the per-example gradients before clipping); use bf16, fp32 or auto")
-    variants = defense_variants(config)
-    for run in run_names(config):
-        parsed = RunId.parse(run)
-        method = tuning_variants(config)[parsed.tuning]["tuning"]
-        if variants[parsed.defense]["defense"] == "dp" and method in DP_UNSUPPORTED:
-            raise ConfigError(f"defenses: the dp defense cannot train tuning method {method!r} "
-                              f"({DP_UNSUPPORTED[method]}, so DP-SGD has no per-example gradient to clip); leave the "
-                              f"run {run!r} out with "
-                              f"exclude: [{{defense: dp, tuning: {method}}}]")
+    for kind in DEFENSE_KINDS.values():
+        if kind.name in config["defenses"]:
+            kind.check(config)
 
 
 # What a missing input does: a real run refuses to start; a job downloads it; its own jobs fail, saying what to
@@ -375,18 +335,6 @@ def missing_inputs_block(missing: list[MissingInput]) -> str:
             lines.append(f"  {heading}:")
             lines += [f"  - {text}" for text in group]
     return "\n".join(lines)
-
-
-def input_problems(config: dict, built_models_dir: str = "results/models") -> list[str]:
-    """The missing inputs (`missing_inputs`) a real run stops on, before any job."""
-    return [m.text for m in missing_inputs(config, built_models_dir) if m.then == STOPS]
-
-
-def check_inputs(config: dict, built_models_dir: str = "results/models") -> None:
-    """ConfigError with the first of `input_problems`, if any."""
-    problems = input_problems(config, built_models_dir)
-    if problems:
-        raise ConfigError(problems[0])
 
 
 def missing_prompt_files(config: dict) -> list[tuple[str, str]]:
@@ -495,16 +443,6 @@ def dedup_thresholds(config: dict) -> list[float]:
     return _as_list(config["dedup"]["threshold"])
 
 
-# RMFT's scopes: the PII types each rewrites. None: the types listed in rmft.entity_types.
-RMFT_SCOPES: dict[str, tuple[str, ...] | None] = {"email": ("EMAIL_ADDRESS",), "all": None}
-
-
-def rmft_entity_types(config: dict, scope: str) -> list[str]:
-    """The PII types an RMFT variant of `scope` rewrites (`RMFT_SCOPES`)."""
-    types = RMFT_SCOPES[scope]
-    return list(config["rmft"]["entity_types"] if types is None else types)
-
-
 @dataclass(frozen=True)
 class NamedOption:
     """An option of a defense that the names of its variants show (`defense_variants`)."""
@@ -517,27 +455,16 @@ class NamedOption:
     needs: str | None = None  # a boolean option it matters only under (min_bytes: substring.enabled)
 
 
-# The options a defense variant's name shows, in the order of its name's parts. The paper options are those
-# ../shared/reference/papers.md fixes (RMFT: scope email, keep first, p 1, masked once; deduplication: 128
-# permutations, Jaccard 0.8, lower-cased one-word shingles, then repeats of >= 100 bytes removed): a run away
-# from any of them carries it in its name (rmft_p0.5, dedup_t0.7), so that no table sets it beside the
-# paper's figures and no claim of the paper reads it (`at_paper_setting`).
-NAMED_OPTIONS: dict[str, tuple[NamedOption, ...]] = {
-    "rmft": (NamedOption("scope", str, sweepable=True, paper=True),
-             NamedOption("p", lambda v: f"p{v:g}", sweepable=True, paper=True),
-             NamedOption("keep", lambda v: f"keep{v}", paper=True),
-             NamedOption("redraw_per_epoch", lambda v: "redraw" if v else "static", paper=True)),
-    "dedup": (NamedOption("threshold", lambda v: f"t{v:g}", sweepable=True, paper=True),
-              NamedOption("num_perm", lambda v: f"perm{v}", paper=True),
-              NamedOption("shingle_words", lambda v: f"shingle{v}", paper=True),
-              NamedOption("lowercase", lambda v: "lowercase" if v else "cased", paper=True),
-              NamedOption("substring.enabled", lambda v: "substring" if v else "nosubstring", paper=True),
-              NamedOption("substring.min_bytes", lambda v: f"minbytes{v}", paper=True, needs="substring.enabled")),
-    # a DP run always names its ε: "dp" alone would hide the one number that says what it guarantees
-    "dp": (NamedOption("epsilon", lambda v: f"e{v:g}", sweepable=True, always=True),
-           NamedOption("batch_size", lambda v: f"b{v}", sweepable=True),
-           NamedOption("lr", lambda v: f"lr{_value_label(v)}", sweepable=True)),
-}
+# The options a defense variant's name shows are its defense's `named_options` (piimem.defense). The paper options
+# are those the papers fix (docs/defenses.md and docs/corpus.md, "Deduplication"; RMFT: scope email, keep first,
+# p 1, masked once; deduplication: 128 permutations, Jaccard 0.8, lower-cased one-word shingles, then repeats of
+# >= 100 bytes removed): a run away from any of them carries it in its name (rmft_p0.5, dedup_t0.7), so that
+# no table sets it beside the paper's figures and no claim of the paper reads it (`at_paper_setting`).
+def _named_options(kind: str) -> tuple[NamedOption, ...]:
+    """The options the names of `kind`'s variants show; none for a name no defense has."""
+    from piimem.defense import DEFENSE_KINDS
+
+    return DEFENSE_KINDS[kind].named_options if kind in DEFENSE_KINDS else ()
 
 
 def _option(config: dict, kind: str, key: str):
@@ -568,7 +495,7 @@ def _named(kind: str, option: NamedOption, values: list, value) -> bool:
 def defense_variants(config: dict) -> dict[str, dict]:
     """Every training text to build, by name: {name: {"defense": kind, **swept options}}.
 
-    A defense is one variant named as in `defenses`, unless an option of NAMED_OPTIONS lists several values
+    A defense is one variant named as in `defenses`, unless an option of its `named_options` lists several values
     or is set away from the paper's setting: each such option adds a part to the name. `rmft.scope: [email,
     all]` gives rmft_email and rmft_all (the all-type scope alone is rmft_all too: plain "rmft" is always the
     paper's setting), `rmft.p: [0.5, 1.0]` rmft_p0.5 and rmft_p1 (both: rmft_email_p0.5, ...), `rmft.p: 0.5`
@@ -583,7 +510,7 @@ def defense_variants(config: dict) -> dict[str, dict]:
     out: dict[str, dict] = {}
     for kind in config["defenses"]:
         variants = {kind: {"defense": kind}}
-        for option in NAMED_OPTIONS.get(kind, ()):
+        for option in _named_options(kind):
             if option.needs and not _option(config, kind, option.needs):
                 continue
             value = _option(config, kind, option.key)
@@ -604,7 +531,7 @@ def at_paper_setting(variant: str) -> bool:
     from piimem.runs import parse_variant
 
     kind, parts = parse_variant(variant, DEFENSES)
-    paper = {option.label(_paper_value(kind, option)) for option in NAMED_OPTIONS.get(kind, ()) if option.paper}
+    paper = {option.label(_paper_value(kind, option)) for option in _named_options(kind) if option.paper}
     return set(parts) <= paper
 
 
@@ -658,31 +585,23 @@ def swept(config: dict) -> bool:
 
 
 def variant_options(config: dict, name: str) -> dict:
-    """The options `piimem.defense.build_training_text` takes for the defense variant `name`: for RMFT
-    the rmft section with the variant's p and its scope's entity types (and `epochs`, the texts to write),
-    for scrubbing the scrub section, nothing for the others."""
-    variant = defense_variants(config)[name]
-    if variant["defense"] == "rmft":
-        options = {key: value for key, value in config["rmft"].items() if key != "scope"}
-        options.update(p=variant["p"], entity_types=rmft_entity_types(config, variant["scope"]))
-        options["epochs"] = config["train"]["epochs"] if options["redraw_per_epoch"] else 1
-        return options
-    if variant["defense"] == "scrub":
-        return dict(config["scrub"])
-    return {}
-
-
-def dp_options(config: dict, name: str) -> dict | None:
-    """What a run of the defense variant `name` trains with under DP-SGD: the `dp` section with the variant's
-    ε, batch size and learning rate (`lr`, None: the run's own; the other keys are piimem.train.dp.DPConfig's);
-    None for a defense that trains without DP-SGD."""
+    """The options `piimem.defense.build_training_text` takes for the defense variant `name` (its defense's
+    `Defense.options`): for RMFT the rmft section with the variant's p and its scope's entity types (and
+    `epochs`, the texts to write), for scrubbing the scrub section, nothing for the others."""
     from piimem.defense import DEFENSE_KINDS
 
     variant = defense_variants(config)[name]
-    if not DEFENSE_KINDS[variant["defense"]].private_training:
-        return None
-    return {**{key: config["dp"][key] for key in ("delta", "max_grad_norm", "accountant")},
-            "epsilon": float(variant["epsilon"]), "batch_size": variant["batch_size"], "lr": variant["lr"]}
+    return DEFENSE_KINDS[variant["defense"]].options(config, variant)
+
+
+def dp_options(config: dict, name: str) -> dict | None:
+    """What a run of the defense variant `name` trains with under DP-SGD (its defense's `Defense.dp_options`):
+    the `dp` section with the variant's ε, batch size and learning rate (`lr`, None: the run's own; the other
+    keys are piimem.train.dp.DPConfig's); None for a defense that trains without DP-SGD."""
+    from piimem.defense import DEFENSE_KINDS
+
+    variant = defense_variants(config)[name]
+    return DEFENSE_KINDS[variant["defense"]].dp_options(config, variant)
 
 
 def _matches(run_value, wanted) -> bool:
@@ -751,7 +670,14 @@ def result_kinds(config: dict, run: str) -> list[str]:
             kinds.append("canaries")
         if targeted_attacks(config) and _targeted_defense(config, RunId.parse(run).defense):
             kinds.append("targeted")
+    if audited(config):
+        kinds.append("audit")
     return kinds
+
+
+def audited(config: dict) -> bool:
+    """Whether the runs carry audit canaries (audit.canaries > 0): every run is then audited."""
+    return config.get("audit", {}).get("canaries", 0) > 0
 
 
 def _targeted_defense(config: dict, variant: str) -> bool:
@@ -760,18 +686,17 @@ def _targeted_defense(config: dict, variant: str) -> bool:
     return wanted is None or _matches({variant, defense_variants(config)[variant]["defense"]}, wanted)
 
 
-TARGETED_ATTACKS = ("inference", "reconstruction", "association")
-
-
 def targeted_attacks(config: dict) -> list[str]:
     """The targeted attacks the config enables (extraction.inference / reconstruction / association)."""
     return [attack for attack in TARGETED_ATTACKS if config["extraction"][attack]["enabled"]]
 
 
 def kind_checkpoints(config: dict, kind: str, checkpoints: list[str]) -> list[str]:
-    """The checkpoints a result kind is measured at: every one, but the targeted attacks only at the last
-    with extraction.targeted_checkpoints `last`."""
+    """The checkpoints a result kind is measured at: every one, but the audit only at the last, and the
+    targeted attacks only at the last with extraction.targeted_checkpoints `last`."""
     if kind == "targeted" and config["extraction"]["targeted_checkpoints"] == "last":
+        return checkpoints[-1:]
+    if kind == "audit":  # the model a run releases
         return checkpoints[-1:]
     return checkpoints
 
@@ -781,7 +706,8 @@ def result_stems(config: dict, runs: list[str]) -> tuple[list[str], list[str]]:
 
     Extraction feeds the RMFT and extraction tables and the TER figures; MaxTER also needs a run of the
     defense `none` beside another defense of the same base model and tuning method; canary exposure needs
-    the synthetic corpus with canaries enabled. Membership inference and perplexity always run.
+    the synthetic corpus with canaries enabled; the audit, audit canaries. Membership inference and perplexity
+    always run.
     """
     extraction = any(extracted(config, run) for run in runs)
     tables = ["finetuning", "claims"] + (["tuning_sweep"] if swept(config) else [])
@@ -803,6 +729,9 @@ def result_stems(config: dict, runs: list[str]) -> tuple[list[str], list[str]]:
     if any("targeted" in result_kinds(config, run) for run in runs):
         tables.append("targeted")
         figures.append("targeted_attacks")
+    if audited(config):
+        tables.append("audit")
+        figures.append("audit")
     return tables, figures
 
 

@@ -1,6 +1,6 @@
 """Deduplication baseline: document-level MinHash-LSH, then exact-substring removal.
 
-The paper's dedup defense (see reference/papers.md, "Deduplication baseline"):
+The paper's dedup defense (see docs/corpus.md, "Deduplication"):
 
 1. Documents whose normalised text is identical (lower-cased if configured, whitespace collapsed)
    are exact duplicates. They are grouped by a SHA-1 of that text, without any sketching.
@@ -29,6 +29,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -334,6 +335,36 @@ def _check_inputs(doc_ids: Sequence[int], texts: Sequence[str]) -> tuple[np.ndar
     return ids.to_numpy(), text
 
 
+class PhaseTimer:
+    """Seconds per named phase of a stage (text-dedup's pattern): `with timer("lsh"): ...`; `seconds` holds
+    each phase's wall time, rounded to milliseconds, in the order the phases ran."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, phase: str):
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[phase] = round(time.perf_counter() - started, 3)
+
+
+@dataclass
+class ExactGroups:
+    """Documents (in doc_id order) grouped by their normalised text: one representative per group, the lowest
+    doc_id. Representative i is the document at position rep_pos[i]; rep_of_doc[j] is the representative of
+    document j."""
+
+    rep_pos: np.ndarray
+    rep_of_doc: np.ndarray
+
+    @property
+    def count(self) -> int:
+        return len(self.rep_pos)
+
+
 def find_duplicate_clusters(
     doc_ids: Sequence[int], texts: Sequence[str], cfg: DedupConfig
 ) -> tuple[pl.DataFrame, ClusterStats]:
@@ -345,20 +376,40 @@ def find_duplicate_clusters(
     "exact" when its normalised text equals the kept document's, "near" otherwise;
     jaccard_to_kept Float64 (estimated Jaccard to the kept document; 1.0 for exact, null for
     kept — a near member linked through a chain can be below the threshold); cluster_size Int64.
-    """
-    timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-    ids, text = _check_inputs(doc_ids, texts)
-    order = np.argsort(ids, kind="stable")
-    ids = ids[order]
-    text = text.gather(order)
-    n = len(ids)
-    stats = ClusterStats(docs=n)
 
-    # Exact duplicates: SHA-1 of the normalised text; the group's representative is its first doc.
+    Four phases, timed in stats.seconds: exact (`exact_groups`), minhash (`text_signatures` of the
+    representatives), lsh (`near_pairs`) and cluster (`cluster_table`).
+    """
+    timer = PhaseTimer()
+    with timer("exact"):
+        ids, text = _check_inputs(doc_ids, texts)
+        order = np.argsort(ids, kind="stable")
+        ids, text = ids[order], text.gather(order)
+        groups = exact_groups(text, cfg.lowercase)
+    stats = ClusterStats(docs=len(ids), exact_groups=groups.count, exact_duplicate_docs=len(ids) - groups.count)
+    with timer("minhash"):  # near duplicates among the representatives
+        signatures = text_signatures(text.gather(groups.rep_pos), cfg)
+    with timer("lsh"):
+        left, right = near_pairs(signatures, cfg, stats)
+    with timer("cluster"):
+        clusters = cluster_table(ids, groups, connected_components(groups.count, left, right), signatures, stats)
+    stats.seconds = timer.seconds
+    log.info(
+        "dedup: %d docs, %d exact duplicates, %d LSH candidate pairs, %d verified, %d rejected, "
+        "%d kept",
+        stats.docs, stats.exact_duplicate_docs, stats.candidate_pairs, stats.verified_pairs,
+        stats.rejected_pairs, stats.kept_docs,
+    )
+    return clusters, stats
+
+
+def exact_groups(text: pl.Series, lowercase: bool) -> ExactGroups:
+    """Exact duplicates of texts in doc_id order: a SHA-1 of each normalised text (`normalize_for_exact`);
+    the group's representative is its first document."""
+    n = len(text)
     digests: list[bytes] = []
     for lo in range(0, n, _SIGNATURE_BATCH_DOCS):  # batches: the normalised copy stays small
-        normalised = normalize_for_exact(text.slice(lo, _SIGNATURE_BATCH_DOCS), cfg.lowercase)
+        normalised = normalize_for_exact(text.slice(lo, _SIGNATURE_BATCH_DOCS), lowercase)
         digests.extend(hashlib.sha1(t.encode("utf-8")).digest() for t in normalised)
     group_of_doc = (
         pl.DataFrame({"digest": pl.Series(digests, dtype=pl.Binary)})
@@ -374,17 +425,12 @@ def find_duplicate_clusters(
     rep_pos.sort()  # representatives in doc_id order: rep index i <-> doc position rep_pos[i]
     rep_of_group = np.empty(n_groups, dtype=np.int64)
     rep_of_group[group_of_doc[rep_pos]] = np.arange(n_groups)
-    rep_of_doc = rep_of_group[group_of_doc]  # rep index of each doc
-    stats.exact_groups = n_groups
-    stats.exact_duplicate_docs = n - n_groups
-    timings["exact"] = time.perf_counter() - t0
+    return ExactGroups(rep_pos=rep_pos, rep_of_doc=rep_of_group[group_of_doc])
 
-    # Near duplicates among the representatives.
-    t0 = time.perf_counter()
-    signatures = text_signatures(text.gather(rep_pos), cfg)
-    timings["minhash"] = time.perf_counter() - t0
 
-    t0 = time.perf_counter()
+def near_pairs(signatures: np.ndarray, cfg: DedupConfig, stats: ClusterStats) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs of representatives (row indices) that link as near duplicates: LSH candidates, each
+    verified by its estimated Jaccard when cfg.verify. Fills the LSH and pair counts of `stats`."""
     left, right, (stats.lsh_bands, stats.lsh_rows) = lsh_candidate_pairs(
         signatures, cfg.threshold, cfg.num_perm, cfg.seed
     )
@@ -394,13 +440,18 @@ def find_duplicate_clusters(
         left, right = left[accepted], right[accepted]
     stats.verified_pairs = len(left)
     stats.rejected_pairs = stats.candidate_pairs - stats.verified_pairs
-    timings["lsh"] = time.perf_counter() - t0
+    return left, right
 
-    t0 = time.perf_counter()
+
+def cluster_table(ids: np.ndarray, groups: ExactGroups, kept_rep: np.ndarray, signatures: np.ndarray,
+                  stats: ClusterStats) -> pl.DataFrame:
+    """The clusters table of `find_duplicate_clusters` from each representative's component label
+    (`kept_rep`: its kept representative); fills the kept and removed counts of `stats`."""
+    n = len(ids)
     # Rep indices follow doc_id order, so a component's minimum rep is its lowest doc_id.
-    kept_rep = connected_components(n_groups, left, right)
+    rep_of_doc = groups.rep_of_doc
     kept_rep_of_doc = kept_rep[rep_of_doc] if n else np.empty(0, dtype=np.int64)
-    kept_pos = rep_pos[kept_rep_of_doc] if n else np.empty(0, dtype=np.int64)
+    kept_pos = groups.rep_pos[kept_rep_of_doc] if n else np.empty(0, dtype=np.int64)
     kept = kept_pos == np.arange(n)
     exact = ~kept & (rep_of_doc == kept_rep_of_doc)
     near = ~kept & ~exact
@@ -409,7 +460,11 @@ def find_duplicate_clusters(
     if near.any():
         jaccard[near] = estimated_jaccard(signatures, rep_of_doc[near], kept_rep_of_doc[near])
     reason = np.where(kept, "unique", np.where(exact, "exact", "near"))
-    clusters = pl.DataFrame(
+    stats.kept_docs = int(kept.sum())
+    stats.removed_exact = int(exact.sum())
+    stats.removed_near = int(near.sum())
+    stats.clusters_with_duplicates = int(np.unique(kept_pos[~kept]).size)
+    return pl.DataFrame(
         {
             "doc_id": ids,
             "cluster_id": ids[kept_pos],
@@ -419,19 +474,6 @@ def find_duplicate_clusters(
         },
         schema_overrides={"doc_id": pl.Int64, "cluster_id": pl.Int64},
     ).with_columns(pl.len().over("cluster_id").cast(pl.Int64).alias("cluster_size"))
-    stats.kept_docs = int(kept.sum())
-    stats.removed_exact = int(exact.sum())
-    stats.removed_near = int(near.sum())
-    stats.clusters_with_duplicates = int(np.unique(kept_pos[~kept]).size)
-    timings["cluster"] = time.perf_counter() - t0
-    stats.seconds = {k: round(v, 3) for k, v in timings.items()}
-    log.info(
-        "dedup: %d docs, %d exact duplicates, %d LSH candidate pairs, %d verified, %d rejected, "
-        "%d kept",
-        n, stats.exact_duplicate_docs, stats.candidate_pairs, stats.verified_pairs,
-        stats.rejected_pairs, stats.kept_docs,
-    )
-    return clusters, stats
 
 
 # --------------------------------------------------------------------------------------------
@@ -542,9 +584,10 @@ def deduplicate(doc_ids: Sequence[int], texts: Sequence[str], cfg: DedupConfig) 
     kept_texts = kept["text"].to_list()
     bytes_before = sum(len(t.encode("utf-8")) for t in kept_texts)
     if cfg.substring_enabled:
-        t0 = time.perf_counter()
-        new_texts, removed = remove_repeated_substrings(kept_texts, cfg.substring_min_bytes)
-        stats["seconds"]["substring"] = round(time.perf_counter() - t0, 3)
+        timer = PhaseTimer()
+        with timer("substring"):
+            new_texts, removed = remove_repeated_substrings(kept_texts, cfg.substring_min_bytes)
+        stats["seconds"].update(timer.seconds)
     else:
         new_texts, removed = kept_texts, [0] * len(kept_texts)
     stats.update(

@@ -57,11 +57,6 @@ def write_private_parquet(df: pl.DataFrame, path: str | os.PathLike) -> None:
         df.write_parquet(fh)
 
 
-def write_private_text(text: str, path: str | os.PathLike) -> None:
-    with _open_private(Path(path)) as fh:
-        fh.write(text.encode("utf-8"))
-
-
 def write_table(df: pl.DataFrame, path: str | os.PathLike) -> None:
     """Write a public table; the format follows the suffix (.parquet, .tsv, .csv)."""
     path = Path(path)

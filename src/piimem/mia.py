@@ -1,6 +1,6 @@
 """Membership inference: member / non-member samples, attack scores from one statistics pass, evaluation.
 
-Definitions: reference/papers.md (Hou et al. 2025) and reference/peers.md. Every score is oriented so that
+Definitions: docs/attacks.md (after Hou et al. 2025 and the papers named below). Every score is oriented so that
 a LARGER score means "more likely a member" (training example); L(x, M) is the mean token NLL of x under
 model M (`nll_mean` of `piimem.scoring.example_statistics`).
 
@@ -27,7 +27,7 @@ import numpy as np
 import polars as pl
 
 from piimem.checks import is_int, is_number
-from piimem.intervals import percentile_interval
+from piimem.intervals import LEVEL, percentile_interval
 from piimem.metric_names import BLIND
 from piimem.metrics import bootstrap_roc, roc_auc, tpr_at_fpr
 from piimem.scoring import fraction_label
@@ -415,7 +415,7 @@ def evaluate_attacks(
     fprs: Sequence[float] = (0.01, 0.001),
     bootstrap: int = 1000,
     seed: int = 0,
-    level: float = 0.95,
+    level: float = LEVEL,
 ) -> pl.DataFrame:
     """One row per attack: attack, reference, n_members, n_nonmembers, n_groups, n_unscored, auc, auc_low,
     auc_high (percentile bootstrap at `level`), and tpr_at_<pct>pct_fpr per FPR in `fprs` (`tpr_at_fpr`) with
@@ -461,3 +461,81 @@ def evaluate_attacks(
               "auc_high": pl.Float64}
     schema.update({f"{_fpr_label(f)}{end}": pl.Float64 for f in fprs for end in ("", "_low", "_high")})
     return pl.DataFrame(rows, schema=schema) if rows else pl.DataFrame(schema=schema)
+
+
+# ------------------------------------------------------------------------------------------
+# One job's scoring: the base model's reference statistics, every checkpoint's attacks
+
+
+def member_sample(path) -> pl.DataFrame:
+    """A member sample (`mia_members`, or a defense's view of it: `mia_trained_texts`) with `index`, its row
+    in the sample, beside member and text (null where the view leaves the message out)."""
+    return pl.read_parquet(path).with_row_index("index").with_columns(pl.col("index").cast(pl.Int64))
+
+
+def scoring_statistics(model, tokenizer, sample: pl.DataFrame, scoring: dict, *, max_length: int,
+                       device: str) -> pl.DataFrame:
+    """`sample_statistics` with the columns the configured attacks read; `scoring`: the mia section's attacks,
+    min_k and batch_size (what the reference pass and every checkpoint's pass score alike)."""
+    return sample_statistics(model, tokenizer, sample, max_length=max_length, batch_size=scoring["batch_size"],
+                             device=device, **statistics_options(scoring["attacks"], scoring["min_k"]))
+
+
+@dataclass
+class MembershipInference:
+    """The attacks on a run's checkpoints, on each view of the member sample: `original` (the members' own
+    text) and, for a defended run, `trained` (the text it trained on), each with the base model's statistics
+    of it (the Ref attack's reference) and, when enabled, its blind baseline, which reads no model and is
+    scored once for every checkpoint. `mia`: the config's mia section."""
+
+    tokenizer: object
+    views: dict[str, tuple[pl.DataFrame, pl.DataFrame]]  # view -> (member_sample, reference statistics)
+    blind: dict[str, pl.DataFrame]  # view -> blind_baseline scores
+    mia: dict
+    base_model: str
+    max_length: int
+    device: str
+
+    @classmethod
+    def from_files(cls, tokenizer, *, members, reference, trained=None, trained_reference=None, mia: dict,
+                   base_model: str, max_length: int, device: str) -> MembershipInference:
+        from piimem.blind import BlindConfig
+
+        views = {"original": (member_sample(members), pl.read_parquet(reference))}
+        if trained is not None:
+            views["trained"] = (member_sample(trained), pl.read_parquet(trained_reference))
+        blind = {view: blind_baseline(texts, tokenizer, max_length,
+                                      BlindConfig.from_config(mia["blind"], seed=mia["seed"]))
+                 for view, (texts, _) in views.items()} if mia["blind"]["enabled"] else {}
+        for view, scores in blind.items():
+            log.info("blind baseline, %s text: AUC %.3f without any model", view, roc_auc(
+                scores["score"], scores.join(views[view][0], on="index")["member"]))
+        return cls(tokenizer, views, blind, mia, base_model, max_length, device)
+
+    def tables(self, model, checkpoint: dict) -> dict[str, pl.DataFrame]:
+        """One checkpoint's attack results over every view (`results`, stamped with the checkpoint) and its
+        per-example scores (`scores`: index, member, group, n_tokens, nll_mean, one column per attack, the
+        view in member_text; no text) for the ROC and loss-distribution figures (membership_inference's
+        outputs)."""
+        from piimem.metric_names import HEADLINE_ATTACK
+        from piimem.runs import stamp
+
+        mia, tables, per_example = self.mia, [], []
+        for view, (texts, reference) in self.views.items():
+            example_stats = scoring_statistics(model, self.tokenizer, texts, mia, max_length=self.max_length,
+                                               device=self.device)
+            scores = attack_scores(example_stats, reference, mia["attacks"], mia["min_k"],
+                                   reference=f"base model {self.base_model}")
+            if view in self.blind:
+                scores = pl.concat([scores, self.blind[view]])
+            labels = texts.filter(pl.col("text").is_not_null()).select(
+                "index", "member", *(["group"] if "group" in texts.columns else []))
+            table = evaluate_attacks(scores, labels, bootstrap=mia["bootstrap"], seed=mia["seed"])
+            tables.append(table.with_columns(member_text=pl.lit(view)))
+            per_example.append(labels.join(example_stats.select("index", "n_tokens", "nll_mean"), on="index")
+                               .join(scores.pivot("attack", index="index", values="score"), on="index")
+                               .with_columns(member_text=pl.lit(view)).sort("index"))
+            loss = table.filter(pl.col("attack") == HEADLINE_ATTACK)
+            log.info("checkpoint %s, %s text: LOSS AUC %.3f", checkpoint["id"], view,
+                     loss["auc"][0] if loss.height else float("nan"))
+        return {"results": stamp(pl.concat(tables), checkpoint), "scores": pl.concat(per_example)}

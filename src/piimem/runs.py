@@ -9,9 +9,9 @@ for a defense's or tuning method's variants (`rmft_all_p0.5`: RMFT with the `all
 `results/runs/{run path}/{kind}/{checkpoint}.tsv`, their per-item records (one row per true PII string,
 test message or MIA example, no text) beside them at `{kind}/{checkpoint}.{part}.parquet`.
 
-`checkpoint_models` is the one loop over a finished run's checkpoints that every evaluation rule
-(perplexity, membership inference, extraction, canary exposure) runs: it loads the base model once and
-yields each checkpoint's model with the output file that belongs to it.
+`checkpoint_models` loads a finished run's checkpoints one by one onto the base model, each with the output
+file that belongs to it: the loop under `piimem.evaluate.evaluate_checkpoints`, which every measuring rule
+(perplexity, membership inference, extraction, targeted attacks, canary exposure) runs, and under the audit.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 _NAME = re.compile(r"(?P<defense>[^/-]+)-(?P<tuning>[^/-]+)-s(?P<seed>\d+)")
-RESULT_KINDS = ("utility", "mia", "extraction", "canaries", "targeted")
+RESULT_KINDS = ("utility", "mia", "extraction", "canaries", "targeted", "audit")
 VARIANT_SEPARATOR = "_"
 
 

@@ -86,6 +86,67 @@ def launch_command(config_path: Path, processes: int) -> list[str]:
             "-m", "piimem.train_run", "--config", str(config_path)]
 
 
+def run_learning_rate(method: str, options: dict | None, train_lr: float, dp: dict | None) -> float:
+    """The learning rate a fine-tuning run trains with, first set wins: a DP-SGD variant's own `lr` (the `lr` of
+    `dp`, `piimem.config.dp_options`; None or no `dp`: not set), the tuning method's `lr` option
+    (`piimem.tuning.learning_rate`), train.lr (`train_lr`)."""
+    from piimem.tuning import learning_rate
+
+    if dp is not None and dp.get("lr") is not None:
+        return float(dp["lr"])
+    return learning_rate(method, options, train_lr)
+
+
+def workflow_spec(*, base_model: str, source: str, tuning: dict, train: dict, seed: int | str, dp: dict | None,
+                  texts: str, run_dir: str | os.PathLike, inputs: list[str], threads: int, state_every) -> dict:
+    """The run description of the workflow's finetune job (see the module's docstring).
+
+    `base_model`: the `base_models` entry, `source` what loads it (`piimem.models.workflow_model_source`);
+    `tuning`: the tuning variant's method (`tuning`) and options; `train`: the train section without
+    state_every (gpus is left out here: it says how the job starts, not what it computes); `dp`: the DP-SGD
+    settings of a dp variant (`piimem.config.dp_options`, None or empty otherwise), whose `lr` becomes the
+    run's (`run_learning_rate`) and leaves the DP settings; `inputs`: every input file, for the fingerprint.
+    """
+    from piimem.io import fingerprint
+    from piimem.tuning import method_options
+
+    method = tuning["tuning"]  # the run's tuning name may be a sweep's variant (lora_lr0.002)
+    options = method_options(method, tuning["options"])
+    dp = dict(dp) if dp else None
+    settings = {k: v for k, v in train.items() if k != "gpus"}
+    settings.update(seed=int(seed), lr=run_learning_rate(method, options, train["lr"], dp))
+    dp = None if dp is None else {k: v for k, v in dp.items() if k != "lr"}  # the trainer's DPConfig keys
+    return {
+        "base_model": source,
+        "models_dir": "results/models",
+        "tuning": method,
+        "tuning_options": options,
+        "train": settings,
+        "texts": texts,
+        "run_dir": str(run_dir),
+        "fingerprint": fingerprint(
+            {"base_model": base_model, "tuning": method, "options": options, "train": settings, "dp": dp}, inputs),
+        "dp": dp,
+        "threads": threads,
+        "state_every": state_every,
+    }
+
+
+def start(spec: dict, gpus: int) -> None:
+    """Train the run of `spec` in this process, or, on several GPUs, in one process per GPU started by
+    accelerate (`launch_command`), from the run's `launch.json`."""
+    import subprocess
+
+    if gpus > 1:
+        run_dir = Path(spec["run_dir"])
+        run_dir.mkdir(parents=True, exist_ok=True)
+        spec_path = run_dir / "launch.json"
+        spec_path.write_text(json.dumps(spec, indent=1))
+        subprocess.run(launch_command(spec_path, gpus), check=True, stdout=sys.stderr, stderr=sys.stderr)
+    else:
+        run(spec)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m piimem.train_run", description=__doc__.split("\n")[0])
     parser.add_argument("--config", required=True, type=Path, help="the run description (JSON)")

@@ -20,6 +20,7 @@ sys.path.insert(0, _SRC)
 from piimem.io import make_private_dirs
 from piimem.config import (
     CMU_MAILDIR,
+    audited,
     STOPS,
     ConfigError,
     check_config,
@@ -83,6 +84,10 @@ QUARANTINE = "results/corpus/quarantine.tsv"
 SPLITS = "results/corpus/splits.parquet"
 SPANS = "results/private/pii/spans.parquet"
 GROUND_TRUTH = "resources/synthetic/ground_truth.parquet"
+# The audit canaries (piimem.audit) and their PII spans, read where each defense's training text is built.
+AUDIT_CANARIES = "results/private/audit/canaries.parquet"
+AUDIT_SPANS = "results/private/audit/spans.parquet"
+AUDITED = audited(config)
 METRICS = "results/metrics.parquet"
 COMPARISONS = "results/comparisons.parquet"
 CORPUS = corpus_name(config)
@@ -148,17 +153,27 @@ def maildir_root():
 
 
 def defense_inputs(wildcards):
-    """Each training text reads the train split; dedup reads its own stage, the others the PII spans."""
+    """Each training text reads the train split and the files its defense names (piimem.defense: dedup its own
+    stage's text, rmft and scrub the PII spans), and with an audit the audit canaries, unless its input holds
+    them already (the deduplication stage added them)."""
+    kind = DEFENSE_KINDS[TEXTS[wildcards.defense]]
     inputs = {
         "messages": MESSAGES,
         "splits": SPLITS,
+        **kind.inputs(DEFENSES.get(wildcards.defense, {"defense": kind.name})),
     }
-    kind = TEXTS[wildcards.defense]
-    if kind == "dedup":
-        inputs["dedup"] = f"results/private/dedup/t{DEFENSES[wildcards.defense]['threshold']:g}/train.parquet"
-    elif DEFENSE_KINDS[kind].reads_spans:
+    if kind.reads_spans:
         inputs["spans"] = SPANS
-    return inputs
+    if kind.canaries_upstream:
+        return inputs
+    return inputs | audit_inputs(wildcards, spans=kind.reads_spans)
+
+
+def audit_inputs(wildcards, spans=False):
+    """The audit canaries a training text adds (none without an audit), with their spans where it reads spans."""
+    if not AUDITED:
+        return {}
+    return {"audit_canaries": AUDIT_CANARIES, **({"audit_spans": AUDIT_SPANS} if spans else {})}
 
 
 def model_threads(wildcards):
@@ -271,12 +286,11 @@ def defense_options(wildcards):
 
 
 def dedup_options(wildcards):
-    """The dedup section with the variant's threshold, for a dedup variant (its non-members are deduplicated
-    as its training text was); empty for other defenses."""
+    """What a variant's non-members' pass reads besides its options (its defense's `nonmember_config`): for a
+    dedup variant the dedup section with its threshold (its non-members are deduplicated as its training text
+    was); empty for other defenses."""
     variant = DEFENSES[wildcards.defense]
-    if variant["defense"] != "dedup":
-        return {}
-    return {**config["dedup"], "threshold": variant["threshold"]}
+    return DEFENSE_KINDS[variant["defense"]].nonmember_config(config, variant)
 
 
 def trained_view_inputs(wildcards):

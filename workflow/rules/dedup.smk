@@ -1,5 +1,6 @@
 rule deduplicate:
     input:
+        unpack(audit_inputs),
         messages=MESSAGES,
         splits=SPLITS,
     output:

@@ -67,7 +67,7 @@ rule extract_base:
     conda:
         "../../envs/torch.yaml"
     script:
-        "../scripts/extract_pii.py"
+        "../scripts/extract_base.py"
 
 
 rule extract_pii:
@@ -219,7 +219,7 @@ rule targeted_base:
     conda:
         "../../envs/torch.yaml"
     script:
-        "../scripts/targeted_attacks.py"
+        "../scripts/targeted_base.py"
 
 
 rule targeted_attacks:

@@ -64,7 +64,7 @@ rule mia_reference:
     conda:
         "../../envs/torch.yaml"
     script:
-        "../scripts/mia_statistics.py"
+        "../scripts/mia_reference.py"
 
 
 use rule mia_reference as mia_trained_reference with:
@@ -106,4 +106,4 @@ rule membership_inference:
     conda:
         "../../envs/torch.yaml"
     script:
-        "../scripts/mia_statistics.py"
+        "../scripts/membership_inference.py"

@@ -42,6 +42,7 @@ rule comparisons:
         finetuning_epoch=config["report"]["finetuning_epoch"],
         taus=TAUS,
         model_sizes=MODEL_SIZES,
+        audit_confidence=config["audit"]["confidence"],
     log:
         "logs/report/comparisons.log",
     benchmark:
@@ -77,6 +78,7 @@ rule tables:
         finetuning_epoch=config["report"]["finetuning_epoch"],
         level=config["report"]["ci"]["level"],
         claims=config["claims"],
+        audit_confidence=config["audit"]["confidence"],
         select=config["tuning"]["select"],
         # the span every perplexity and MIA score reads, said in the tables' notes
         scored_tokens=config["train"]["block_size"],

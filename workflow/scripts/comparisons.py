@@ -15,7 +15,7 @@ params, inputs = snakemake.params, snakemake.input
 started = time.perf_counter()
 settings = Settings(level=params.ci["level"], resamples=params.ci["resamples"], seed=params.ci["seed"],
                     taus=tuple(params.taus), finetuning_epoch=params.finetuning_epoch,
-                    model_sizes=dict(params.model_sizes))
+                    model_sizes=dict(params.model_sizes), audit_confidence=params.audit_confidence)
 # The selected run of each sweep under its method's name (piimem.report.sweeps), items and metrics alike.
 metrics = pl.read_parquet(inputs.metrics)
 chosen = selection(metrics)

@@ -4,11 +4,14 @@ log = log_to_file(snakemake.log[0])
 
 import polars as pl
 
+from piimem.audit import with_canaries
 from piimem.corpus.splits import split_texts
 from piimem.dedup import DedupConfig, dedup_summary, deduplicate
 from piimem.io import write_private_parquet, write_table
 
 train = split_texts(pl.read_parquet(snakemake.input.messages), pl.read_parquet(snakemake.input.splits), "train")
+if "audit_canaries" in snakemake.input.keys():  # the included audit canaries are training messages too
+    train, _ = with_canaries(train, pl.read_parquet(snakemake.input.audit_canaries))
 options = DedupConfig.from_config(snakemake.params.dedup)
 result = deduplicate(train["doc_id"].to_list(), train["text"].to_list(), options)
 write_table(result.clusters, snakemake.output.clusters)

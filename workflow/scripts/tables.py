@@ -15,7 +15,7 @@ params, inputs = snakemake.params, snakemake.input
 claims = ClaimSettings(level=params.level, min_strings=params.claims["min_strings"],
                        max_ppl_increase=params.claims["max_ppl_increase"],
                        chance_margin=params.claims["chance_margin"], min_seeds=params.claims["min_seeds"],
-                       max_ppl_ratio=params.claims["max_ppl_ratio"],
+                       max_ppl_ratio=params.claims["max_ppl_ratio"], audit_confidence=params.audit_confidence,
                        finetuning_epoch=params.finetuning_epoch)
 metrics = pl.read_parquet(inputs.metrics)  # every run; the tables but tuning_sweep show the selected ones
 reported_metrics = reported(metrics, selection(metrics), keep_name=True)

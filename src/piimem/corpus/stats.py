@@ -33,6 +33,7 @@ import re
 import numpy as np
 import polars as pl
 
+from piimem.metric_names import ALL
 from piimem.metrics import REPETITION_BUCKETS, bucket_label
 from piimem.pii.normalize import ENTITY_TYPES
 
@@ -76,8 +77,8 @@ def corpus_statistics(messages: pl.DataFrame, spans: pl.DataFrame, splits: pl.Da
 
     sampled = spans.join(sample.select("doc_id"), on="doc_id", how="semi")
     types = [t for t in ENTITY_TYPES if t in set(sampled["entity_type"].to_list())]
-    for entity_type in [*types, "ALL"]:
-        part = sampled if entity_type == "ALL" else sampled.filter(pl.col("entity_type") == entity_type)
+    for entity_type in [*types, ALL]:
+        part = sampled if entity_type == ALL else sampled.filter(pl.col("entity_type") == entity_type)
         distinct = part.select("entity_type", "normalized").n_unique() if part.height else 0
         rows += [(f"pii_per_1k_words/{entity_type}", 1000 * part.height / max(n_words, 1)),
                  (f"distinct_per_1k_messages/{entity_type}", 1000 * distinct / sample.height),

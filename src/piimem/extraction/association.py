@@ -18,7 +18,8 @@ from collections.abc import Collection, Mapping, Sequence
 import polars as pl
 
 from piimem.checks import is_int
-from piimem.metrics import MATCH_LEVELS, PII, match_rates
+from piimem.metric_names import ASSOCIATION, ASSOCIATION_MATCH, MATCH_LEVELS
+from piimem.metrics import PII, match_rates
 from piimem.pii.normalize import normalize
 
 log = logging.getLogger("piimem")
@@ -134,9 +135,9 @@ def association_results(found: pl.DataFrame, prompts: pl.DataFrame) -> tuple[lis
         truth = group["normalized"].to_list()
         result = match_rates(answers, truth)
         for kind in MATCH_LEVELS:
-            rates.append((prompt_set, f"association_{kind}", result[kind], result[f"n_{kind}"], result["n"]))
+            rates.append((prompt_set, ASSOCIATION_MATCH[kind], result[kind], result[f"n_{kind}"], result["n"]))
         for row, answer, target in zip(group.iter_rows(named=True), answers, truth):
-            records.append(("association", prompt_set, EMAIL, row["target_id"], row["string_id"],
+            records.append((ASSOCIATION, prompt_set, EMAIL, row["target_id"], row["string_id"],
                             row["in_pretraining"], None, None, bool(answer) and answer[0] == target, None, None,
                             None))
     return rates, pl.DataFrame(records, schema=TARGET_RECORD_SCHEMA, orient="row")

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import random
 import re
 import warnings
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
@@ -256,3 +258,38 @@ def canary_exposures(model, tokenizer, canaries: pl.DataFrame, *, n_candidates: 
                  ", ".join(f"{fit} {n}" for fit, n in fallbacks.group_by("exposure_fit").len().sort("exposure_fit")
                            .rows()))
     return table
+
+
+@dataclass
+class CanaryExposure:
+    """Canary exposure of a run's checkpoints: the canaries of a base model (`canary_contexts`), each ranked at
+    every checkpoint against the same `canary_candidates`, drawn once."""
+
+    tokenizer: object
+    canaries: pl.DataFrame  # private: the canaries' values and contexts
+    candidates: list[list[str]]
+    n_candidates: int
+    seed: int
+    batch_size: int
+    device: str
+
+    @classmethod
+    def from_file(cls, tokenizer, canaries: str | os.PathLike, *, n_candidates: int, seed: int, batch_size: int,
+                  device: str) -> CanaryExposure:
+        canaries = pl.read_parquet(canaries)
+        return cls(tokenizer, canaries, canary_candidates(canaries, n_candidates=n_candidates, seed=seed),
+                   n_candidates, seed, batch_size, device)
+
+    def tables(self, model, checkpoint: dict) -> dict[str, pl.DataFrame]:
+        """One checkpoint's exposures (`results`: CANARY_RECORD_SCHEMA and max_exposure) and its records
+        (`records`: CANARY_RECORD_SCHEMA), both stamped with the checkpoint (canary_exposure's outputs)."""
+        from piimem.runs import stamp
+
+        exposures = stamp(canary_exposures(model, self.tokenizer, self.canaries, n_candidates=self.n_candidates,
+                                           seed=self.seed, batch_size=self.batch_size, device=self.device,
+                                           candidates=self.candidates), checkpoint)
+        means = exposures.select(pl.col("exposure", "max_exposure", "exposure_extrapolated").mean()
+                                 .fill_null(float("nan")))
+        log.info("checkpoint %s: %d canaries, mean exposure %.2f of at most %.2f bits (rank), %.2f bits "
+                 "(extrapolated)", checkpoint["id"], exposures.height, *means.row(0))
+        return {"results": exposures, "records": exposures.select(*CANARY_RECORD_SCHEMA, "checkpoint", "epoch")}

@@ -126,16 +126,16 @@ def counted(table: pl.DataFrame, person_min_words: int = 1) -> pl.DataFrame:
 
 def pretraining_pii(spans: pl.DataFrame, messages: pl.DataFrame, splits: pl.DataFrame,
                     base_model: str, outsiders: pl.DataFrame | None = None) -> set[PII] | None:
-    """The PII strings of the base model's pre-training texts, where piimem knows them (the tiny GPT-2;
-    None for any other base model): O_ft is O without them, the strings a fine-tuned model can only have
-    learnt from its fine-tuning data. `outsiders` (entity_type, normalized): the ground truth's PII in the text
-    of the outsiders' mail it pre-trained on (piimem.corpus.pretraining.pii_of: bodies and text headers, not
-    the header fields the text leaves out); without it, what the PII stage found in the public split. A
-    training string is in pre-training only when the same (entity_type, normalized) pair is."""
+    """The PII strings of the base model's pre-training texts, where piimem knows them (every tiny GPT-2,
+    sized ones included; None for any other base model): O_ft is O without them, the strings a fine-tuned
+    model can only have learnt from its fine-tuning data. `outsiders` (entity_type, normalized): the ground
+    truth's PII in the text of the outsiders' mail it pre-trained on (piimem.corpus.pretraining.pii_of: bodies
+    and text headers, not the header fields the text leaves out); without it, what the PII stage found in the
+    public split. A training string is in pre-training only when the same (entity_type, normalized) pair is."""
     from piimem.corpus.splits import split_texts
-    from piimem.models import TINY_GPT2
+    from piimem.models import is_tiny_gpt2
 
-    if base_model != TINY_GPT2:
+    if not is_tiny_gpt2(base_model):
         return None
     if outsiders is not None:
         return set(outsiders.select("entity_type", "normalized").rows())

@@ -23,6 +23,7 @@ import polars as pl
 
 from piimem.extraction.generation import generate, peft_virtual_tokens
 from piimem.extraction.prompts import check_count, first_tokens_end, last_tokens_start, prompt_end
+from piimem.metric_names import INFERENCE, RECONSTRUCTION
 from piimem.metrics import PII
 from piimem.pii.normalize import ENTITY_TYPES
 from piimem.progress import Progress
@@ -240,7 +241,7 @@ def pii_inference(model, tokenizer, targets: pl.DataFrame, *, batch_size: int = 
             scores = filled_window_scores(model, tokenizer, t["prefix"], fillings, t["suffix"],
                                           batch_size=batch_size, device=device, cached=cached)
             rank = rank_of_truth(scores)
-            rows.append(("inference", None, t["entity_type"], t["target_id"], t["string_id"], t["in_pretraining"],
+            rows.append((INFERENCE, None, t["entity_type"], t["target_id"], t["string_id"], t["in_pretraining"],
                          len(fillings), rank, rank == 1, exposure(rank, len(fillings)), None, t.get("occurrences")))
             progress.update()
     return pl.DataFrame(rows, schema=TARGET_RECORD_SCHEMA, orient="row")
@@ -288,7 +289,7 @@ def pii_reconstruction(model, tokenizer, targets: pl.DataFrame, *, analyzer, sam
                                               batch_size=batch_size, device=device, cached=cached)
                 best = min(range(len(scores)), key=lambda i: (scores[i], i))
                 correct = list(written)[best] == t["normalized"]
-            rows.append(("reconstruction", None, t["entity_type"], t["target_id"], t["string_id"],
+            rows.append((RECONSTRUCTION, None, t["entity_type"], t["target_id"], t["string_id"],
                          t["in_pretraining"], len(written), None, correct, None, t["normalized"] in written,
                          t.get("occurrences")))
             progress.update()

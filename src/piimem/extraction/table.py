@@ -8,7 +8,36 @@ from collections.abc import Collection, Mapping, Sequence
 import polars as pl
 
 from piimem.extraction.found import found_set
-from piimem.metric_names import FINE_TUNING_ONLY, PRECISION, RECALL, SER, TEGR, TER
+from piimem.metric_names import (
+    ALL,
+    ASSOCIATION,
+    ASSOCIATION_EXACT,
+    EMAIL_MATCH,
+    FINE_TUNING_ONLY,
+    INFERENCE,
+    MATCH_LEVELS,
+    N_EXTRACTED,
+    N_FOUND,
+    N_PROMPTS,
+    N_SEEN,
+    N_SEEN_EXTRACTED,
+    N_TRUE,
+    PII_INFERENCE_ACC,
+    PII_INFERENCE_CANDIDATES,
+    PII_INFERENCE_EXPOSURE,
+    PII_INFERENCE_RANK,
+    PII_RECONSTRUCTION_ACC,
+    PII_RECONSTRUCTION_CANDIDATES,
+    PII_RECONSTRUCTION_FOUND,
+    PRECISION,
+    RECALL,
+    RECONSTRUCTION,
+    REPETITION,
+    SER,
+    TEGR,
+    TER,
+    per,
+)
 from piimem.metrics import PII
 
 EXTRACTION_TABLE_SCHEMA = {"prompt_set": pl.Utf8, "entity_type": pl.Utf8, "metric": pl.Utf8, "value": pl.Float64,
@@ -67,7 +96,7 @@ def extraction_table(
     carries its numerator k and denominator n (TER: |L∩O| of |O|, SER: |L∩S| of |S|, TEGR: |L∩O| of |L|, ...), from
     which `piimem.aggregate` adds the exact binomial interval.
     """
-    from piimem.metrics import ALL, MATCH_LEVELS, extraction_rates, match_rates, rate_by_repetition, subtract_base
+    from piimem.metrics import extraction_rates, match_rates, rate_by_repetition, subtract_base
 
     types = list(entity_types)
     truth = {p: c for p, c in true_counts.items() if p[0] in types}
@@ -77,8 +106,7 @@ def extraction_table(
     def add(entity_type: str, name: str, value: float, k: int | None = None, n: int | None = None) -> None:
         rows.append((prompt_set, entity_type, name, float(value), k, n))
 
-    counts_of = {TER: ("n_extracted", "n_true"), SER: ("n_seen_extracted", "n_seen"),
-                 TEGR: ("n_extracted", "n_found")}
+    counts_of = {TER: (N_EXTRACTED, N_TRUE), SER: (N_SEEN_EXTRACTED, N_SEEN), TEGR: (N_EXTRACTED, N_FOUND)}
     for entity_type, values in extraction_rates(generated, truth, seen, types).items():
         for name, v in values.items():
             k, n = counts_of.get(name, (None, None))
@@ -91,8 +119,8 @@ def extraction_table(
         add(entity_type, PRECISION, subtracted[PRECISION], subtracted["n_leaked"], subtracted["n_found_new"])
         add(entity_type, RECALL, subtracted[RECALL], subtracted["n_leaked"], subtracted["n_true_new"])
         for bucket, _, _, n_true, n_extracted, rate in rate_by_repetition(generated, picked_truth).rows():
-            add(entity_type, f"ter_rep/{bucket}", rate, n_extracted, n_true)
-            add(entity_type, f"n_rep/{bucket}", n_true)
+            add(entity_type, per(REPETITION["ter"], bucket), rate, n_extracted, n_true)
+            add(entity_type, per(REPETITION["n"], bucket), n_true)
     if pretraining is not None:
         fine_tuning_only = {p: c for p, c in truth.items() if p not in set(pretraining)}
         for entity_type, values in extraction_rates(generated, fine_tuning_only, set(seen) & set(fine_tuning_only),
@@ -100,7 +128,7 @@ def extraction_table(
             for name in (TER, SER):
                 k, n = counts_of[name]
                 add(entity_type, name + FINE_TUNING_ONLY, values[name], values[k], values[n])
-    add(ALL, "n_prompts", n_prompts)
+    add(ALL, N_PROMPTS, n_prompts)
     if targets is not None and "EMAIL_ADDRESS" in types:
         if len(targets) != n_prompts:
             raise ValueError(f"extraction_table: {len(targets)} targets for {n_prompts} prompts")
@@ -112,10 +140,8 @@ def extraction_table(
         if asked:
             rates = match_rates([by_prompt.get(i, []) for i in asked], [targets[i][1] for i in asked])
             for kind in MATCH_LEVELS:
-                add("EMAIL_ADDRESS", f"email_{kind}", rates[kind], rates[f"n_{kind}"], rates["n"])
+                add("EMAIL_ADDRESS", EMAIL_MATCH[kind], rates[kind], rates[f"n_{kind}"], rates["n"])
     return pl.DataFrame(rows, schema=EXTRACTION_TABLE_SCHEMA, orient="row")
-
-
 
 
 # ------------------------------------------------------------------------------------------
@@ -123,14 +149,16 @@ def extraction_table(
 
 # metric name -> (attack, what is counted or averaged over the attack's targets)
 TARGETED_METRICS = {
-    "pii_inference_acc": ("inference", "correct"),
-    "pii_inference_exposure": ("inference", "exposure"),
-    "pii_inference_rank": ("inference", "rank"),
-    "pii_inference_candidates": ("inference", "n_candidates"),
-    "pii_reconstruction_acc": ("reconstruction", "correct"),
-    "pii_reconstruction_found": ("reconstruction", "truth_sampled"),
-    "pii_reconstruction_candidates": ("reconstruction", "n_candidates"),
+    PII_INFERENCE_ACC: (INFERENCE, "correct"),
+    PII_INFERENCE_EXPOSURE: (INFERENCE, "exposure"),
+    PII_INFERENCE_RANK: (INFERENCE, "rank"),
+    PII_INFERENCE_CANDIDATES: (INFERENCE, "n_candidates"),
+    PII_RECONSTRUCTION_ACC: (RECONSTRUCTION, "correct"),
+    PII_RECONSTRUCTION_FOUND: (RECONSTRUCTION, "truth_sampled"),
+    PII_RECONSTRUCTION_CANDIDATES: (RECONSTRUCTION, "n_candidates"),
 }
+
+
 def targeted_table(records: pl.DataFrame, association_rates: list[tuple], suffix: str = "") -> pl.DataFrame:
     """The targeted attacks' numbers of one model, long form (EXTRACTION_TABLE_SCHEMA; prompt_set null for
     inference and reconstruction, the association prompt set otherwise), `suffix` appended to each name.
@@ -141,8 +169,6 @@ def targeted_table(records: pl.DataFrame, association_rates: list[tuple], suffix
     exact / local / domain from `association_rates` (`association.association_results`). Rates are repeated
     over O_ft (`_ft`) where the records know which targets are in it.
     """
-    from piimem.metrics import ALL
-
     rows: list[tuple] = []
 
     def add(prompt_set, entity_type, name, frame: pl.DataFrame, column: str) -> None:
@@ -167,8 +193,8 @@ def targeted_table(records: pl.DataFrame, association_rates: list[tuple], suffix
                 add(None, entity_type, name + FINE_TUNING_ONLY, known.filter(~pl.col("in_pretraining")), column)
     for prompt_set, metric, value, k, n in association_rates:
         rows.append((prompt_set, "EMAIL_ADDRESS", metric + suffix, float(value), k, n))
-    association = records.filter((pl.col("attack") == "association") & pl.col("in_pretraining").is_not_null())
+    association = records.filter((pl.col("attack") == ASSOCIATION) & pl.col("in_pretraining").is_not_null())
     for (prompt_set,), group in association.group_by("prompt_set", maintain_order=True):
-        add(prompt_set, "EMAIL_ADDRESS", "association_exact" + FINE_TUNING_ONLY,
+        add(prompt_set, "EMAIL_ADDRESS", ASSOCIATION_EXACT + FINE_TUNING_ONLY,
             group.filter(~pl.col("in_pretraining")), "correct")
     return pl.DataFrame(rows, schema=EXTRACTION_TABLE_SCHEMA, orient="row")

@@ -37,7 +37,7 @@ import bisect
 import importlib.util
 import os
 import re
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import polars as pl
 
 from piimem.checks import is_number
+from piimem.metric_names import ALL
 from piimem.pii.normalize import ENTITY_TYPES, normalize
 from piimem.progress import Progress
 from piimem.schema import default
@@ -533,53 +534,90 @@ def detect_spans(
     than spaCy's `max_length`, in spaCy batches of `batch_size` windows, in `n_process` forked worker
     processes when above 1. A failure, or a worker that dies, names the message (PiiDetectionError).
     `ignore`: texts never taken as PII, compared case-insensitively (the config's pii.ignore).
+
+    Steps: the messages checked (`_checked_messages`); each distinct body once (`distinct_bodies`), cut into
+    windows (`_body_work`) and analysed by Presidio in worker processes (`_analyse_bodies`); per message its
+    Presidio candidates and the header rules' (`_header_candidates`), one row per span (`_span_rows`).
     """
     if batch_size < 1 or n_process < 1:
         raise ValueError(f"pii.batch_size and n_process must be >= 1 (got {batch_size}, {n_process})")
     _required_columns(messages, ("doc_id", "text", "text_body_offset"))
     analyzer, entity_types = checked_analyzer(analyzer, entity_types, score_threshold, spacy_model=spacy_model)
     ignore = ignored(ignore)
-
     name_columns = [c for c in NAME_COLUMNS if c in messages.columns] if header_pii else []
+    name_values = [messages[c].to_list() for c in name_columns]
+    doc_ids, texts, offsets = _checked_messages(messages)
+
+    bodies, body_index = distinct_bodies(texts, offsets)
+    work = _body_work(bodies, analyzer, window_chars)
+    task = AnalysisTask(analyzer, tuple(entity_types), score_threshold, batch_size)
+    described = f"{len(bodies):,} distinct bodies of {len(texts):,} docs"
+    if len(work) > len(bodies):
+        described += f", {len(work):,} windows"
+    found = _analyse_bodies(task, bodies, work, n_process, described, lambda failure, suspects: _detection_error(
+        failure, suspects, bodies, task, messages, body_index, n_process))
+
+    columns: dict[str, list] = {k: [] for k in SPANS_SCHEMA}
+    for i, (doc_id, text, offset) in enumerate(zip(doc_ids, texts, offsets)):
+        candidates = presidio_candidates(text, found[body_index[i]], offset)
+        if header_pii:
+            candidates += _header_candidates(text, offset, entity_types, text_headers,
+                                             [values[i] for values in name_values])
+        for row in _span_rows(doc_id, text, candidates, ignore):
+            for column, value in zip(columns.values(), row):
+                column.append(value)
+    return pl.DataFrame(columns, schema=SPANS_SCHEMA).sort("doc_id", "start")
+
+
+def _checked_messages(messages: pl.DataFrame) -> tuple[list, list[str], list[int]]:
+    """(doc_ids, texts, body offsets) of the messages; ValueError for a message without text or with a body
+    offset outside its text."""
     doc_ids = messages["doc_id"].to_list()
     texts = messages["text"].to_list()
     offsets = messages["text_body_offset"].to_list()
-    name_values = [messages[c].to_list() for c in name_columns]
-
     for doc_id, text, offset in zip(doc_ids, texts, offsets):
         if text is None or offset is None or not 0 <= offset <= len(text):
             raise ValueError(f"messages: doc_id {doc_id} has no text or a text_body_offset outside its text")
+    return doc_ids, texts, offsets
 
-    rows: dict[str, list] = {k: [] for k in SPANS_SCHEMA}
-    # Presidio's result depends on the body alone, and e-mail repeats bodies (folder copies, broadcasts:
-    # about half of CMU Enron), so each distinct body is analysed once.
+
+def distinct_bodies(texts: Sequence[str], offsets: Sequence[int]) -> tuple[list[str], list[int]]:
+    """(the distinct bodies text[offset:] in order of first occurrence, each message's index into them).
+    Presidio's result depends on the body alone, and e-mail repeats bodies (folder copies, broadcasts: about
+    half of CMU Enron), so each distinct body is analysed once."""
     distinct: dict[str, int] = {}
     body_index = [distinct.setdefault(text[offset:], len(distinct)) for text, offset in zip(texts, offsets)]
-    bodies = list(distinct)
+    return list(distinct), body_index
+
+
+def _body_work(bodies: Sequence[str], analyzer: AnalyzerEngine, window_chars: int) -> list[tuple[int, Window]]:
+    """(body index, window) of every window Presidio analyses: pieces of at most `window_chars` characters,
+    and of at most spaCy's max_length with the context on both sides."""
     max_length = analyzer.nlp_engine.nlp[LANGUAGE].max_length
     piece = min(window_chars, max_length - 2 * NER_WINDOW_CONTEXT)
     if piece < 1:
         raise ValueError(f"spaCy's max_length ({max_length}) leaves no room for windows with "
                          f"{NER_WINDOW_CONTEXT} characters of context on each side")
-    work = [(b, window) for b, body in enumerate(bodies) for window in body_windows(body, piece)]
+    return [(b, window) for b, body in enumerate(bodies) for window in body_windows(body, piece)]
+
+
+def _analyse_bodies(task: AnalysisTask, bodies: Sequence[str], work: list[tuple[int, Window]], n_process: int,
+                    described: str, error: Callable[[WorkerFailed, list[tuple[int, Window]]], Exception],
+                    ) -> list[list[tuple[int, int, str, float]]]:
+    """Presidio's (start, end, entity_type, score) results of each body, offsets in the body, each span from
+    the window whose own piece it starts in.
+
+    One task: a spaCy batch of windows (nlp.pipe), then Presidio's recognizers on each window with the
+    batch's NLP artifacts: what BatchAnalyzerEngine does, streamed (with progress) and in worker processes of
+    our own. spaCy's own n_process waits forever when one of its workers dies (each worker holds the ends of
+    every worker's pipe); a worker of ours that fails or dies raises `error(failure, suspects)`, the windows
+    it may have been analysing (`_detection_error`: the message named)."""
     found: list[list[tuple[int, int, str, float]]] = [[] for _ in bodies]
-    # One task: a spaCy batch of windows (nlp.pipe), then Presidio's recognizers on each window with the
-    # batch's NLP artifacts: what BatchAnalyzerEngine does, streamed (with progress) and in worker processes
-    # of our own. spaCy's own n_process waits forever when one of its workers dies (each worker holds the
-    # ends of every worker's pipe); a worker of ours that fails or dies is an error naming the message.
-    chunks = [work[i:i + batch_size] for i in range(0, len(work), batch_size)]
-    task = AnalysisTask(analyzer, tuple(entity_types), score_threshold, batch_size)
-
-    def chunk_texts():
-        for chunk in chunks:
-            yield [bodies[b][w.start:w.end] for b, w in chunk]
-
-    described = f"{len(bodies):,} distinct bodies of {len(texts):,} docs"
-    if len(work) > len(bodies):
-        described += f", {len(work):,} windows"
+    chunks = [work[i:i + task.batch_size] for i in range(0, len(work), task.batch_size)]
+    chunk_texts = ([bodies[b][w.start:w.end] for b, w in chunk] for chunk in chunks)
     with Progress(len(work), f"pii: detect ({described})", unit="windows") as progress:
         try:
-            for k, results in enumerate(map_in_processes(task, chunk_texts(), n_process)):
+            for k, results in enumerate(map_in_processes(task, chunk_texts, n_process)):
                 for (b, window), window_results in zip(chunks[k], results):
                     for start, end, entity_type, score in window_results:
                         if window.own_start <= window.start + start < window.own_end:
@@ -587,32 +625,30 @@ def detect_spans(
                 progress.update(len(chunks[k]))
         except WorkerFailed as failure:
             suspects = [item for chunk in chunks[failure.first:failure.last + 1] for item in chunk]
-            raise _detection_error(failure, suspects, bodies, task, messages, body_index,
-                                   n_process) from failure.__cause__
+            raise error(failure, suspects) from failure.__cause__
+    return found
 
-    for i in range(len(texts)):
-        text, offset = texts[i], offsets[i]
-        candidates = presidio_candidates(text, found[body_index[i]], offset)
-        if header_pii:
-            if "EMAIL_ADDRESS" in entity_types:
-                candidates += header_email_candidates(text, offset, text_headers)
-            if "PERSON" in entity_types and name_values:
-                names = sorted(
-                    {n for values in name_values for n in header_person_names(values[i] or "")},
-                    key=lambda n: (-len(n), n),
-                )
-                candidates += header_name_candidates(text, names, header_first_names(names))
-        normal_forms = normal_forms_of(text, candidates, ignore)
-        for cand in resolve_overlaps(normal_forms):
-            rows["doc_id"].append(doc_ids[i])
-            rows["start"].append(cand.start)
-            rows["end"].append(cand.end)
-            rows["entity_type"].append(cand.entity_type)
-            rows["source"].append(cand.source)
-            rows["score"].append(cand.score)
-            rows["value"].append(text[cand.start : cand.end])
-            rows["normalized"].append(normal_forms[cand])
-    return pl.DataFrame(rows, schema=SPANS_SCHEMA).sort("doc_id", "start")
+
+def _span_rows(doc_id: int, text: str, candidates: list[Candidate], ignore: Collection[str]) -> list[tuple]:
+    """The spans of one message, in SPANS_SCHEMA's column order: its candidates with a normal form and not
+    ignored (`normal_forms_of`), overlaps resolved (`resolve_overlaps`)."""
+    normal_forms = normal_forms_of(text, candidates, ignore)
+    return [(doc_id, cand.start, cand.end, cand.entity_type, cand.source, cand.score, text[cand.start:cand.end],
+             normal_forms[cand]) for cand in resolve_overlaps(normal_forms)]
+
+
+def _header_candidates(text: str, offset: int, entity_types: Sequence[str], text_headers: Sequence[str] | None,
+                       name_values: Sequence[str | None]) -> list[Candidate]:
+    """The header rules' candidates of one message: addresses in its rendered address headers, and the person
+    names (and capitalised first names) of its X-From / X-To / X-cc values (`name_values`) anywhere in it."""
+    candidates = []
+    if "EMAIL_ADDRESS" in entity_types:
+        candidates += header_email_candidates(text, offset, text_headers)
+    if "PERSON" in entity_types and name_values:
+        names = sorted({n for value in name_values for n in header_person_names(value or "")},
+                       key=lambda n: (-len(n), n))
+        candidates += header_name_candidates(text, names, header_first_names(names))
+    return candidates
 
 
 @dataclass(frozen=True)
@@ -687,7 +723,7 @@ def summarize_spans(
     )
     total = pl.DataFrame(
         {
-            "entity_type": ["ALL"],
+            "entity_type": [ALL],
             "n_spans": [spans.height],
             "n_unique": [spans.select("entity_type", "normalized").unique().height],
             "n_docs": [spans["doc_id"].n_unique()],

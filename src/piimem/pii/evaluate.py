@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 import polars as pl
 
+from piimem.metric_names import ALL
 from piimem.pii.detect import header_lines
 from piimem.pii.normalize import ENTITY_TYPES, normalize
 
@@ -179,5 +180,5 @@ def evaluate_detection(
         fn = per_type["true"].get(entity_type, 0) - tp
         rows.append(_metric_row(entity_type, tp, fp, fn))
         totals = [totals[0] + tp, totals[1] + fp, totals[2] + fn]
-    rows.append(_metric_row("ALL", *totals))
+    rows.append(_metric_row(ALL, *totals))
     return pl.DataFrame(rows, schema=METRICS_SCHEMA)

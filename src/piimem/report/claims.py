@@ -41,8 +41,20 @@ import polars as pl
 
 from piimem.defense import DEFENSE_KINDS
 from piimem.intervals import clopper_pearson, items_needed, min_trend_points
-from piimem.metric_names import PPL, TER, VAL_PPL
+from piimem.metric_names import (
+    ALL,
+    AUDIT,
+    INFERENCE,
+    PII_INFERENCE_ACC,
+    PII_INFERENCE_EXPOSURE,
+    PII_RECONSTRUCTION_ACC,
+    PPL,
+    RECONSTRUCTION,
+    TER,
+    VAL_PPL,
+)
 from piimem.report import papers
+from piimem.report.comparisons import DIFFERENCE, DROP, REPETITION_TREND, quantity_of
 from piimem.report.formats import frame
 from piimem.report.select import (
     BASELINE,
@@ -52,6 +64,7 @@ from piimem.report.select import (
     is_paper_dedup,
     is_paper_rmft,
     learnt_runs,
+    paper_scope,
     prompt_set_rank,
     select_metrics,
     ser_equals_ter,
@@ -80,6 +93,7 @@ class ClaimSettings:
     min_seeds: int = default("claims.min_seeds")
     finetuning_epoch: float | None = default("report.finetuning_epoch")
     max_ppl_ratio: float = default("claims.max_ppl_ratio")  # matched utility: validation PPLs within this factor
+    audit_confidence: float = default("audit.confidence")  # the confidence of the audit's bounds
 
 
 @dataclass(frozen=True)
@@ -114,7 +128,12 @@ class Rule:
             "signed_rank": f"holds when {interval} lies above 0 and the Wilcoxon signed-rank p-value of the "
                            f"paired differences is at most {1 - settings.level:.2g}; does not hold when both say "
                            f"the reverse",
+            "bound": f"holds (no violation found) when {self.compares.split(' against ')[0]} is at most the "
+                     f"accounted ε; does not hold, the DP guarantee violated, when it is above (the audit rejects "
+                     f"the accounted ε at its confidence, audit.confidence)",
         }[self.test]
+        if self.test == "bound":
+            return what
         what += "; inconclusive otherwise"
         if self.rate_claim:
             what += (f", and always while the baseline extracted fewer than {settings.min_strings} distinct strings "
@@ -137,6 +156,9 @@ _PREMISE = "premise of Joshi & Smith (Kandpal et al.; Lee et al.)"
 _BLIND = "Das, Zhang & Tramèr 2024 (blind baselines): a peer's check, not one of the two studies"
 _SIZES = " < ".join(papers.table3_figure(m, "full").text() for m in papers.GPT2_PARAMETERS)
 _SIZES_LABEL = "GPT-2 sizes, WikiText-2; Hou et al., Table 3"
+# The audit: piimem's extension, after Steinke, Nasr & Jagielski 2023 (one training run).
+_AUDIT = ("piimem's extension: an ε lower bound from audit canaries in the same training run (Steinke, Nasr & "
+          "Jagielski 2023)")
 # The peers' reference defense: not a finding of the two studies piimem reproduces.
 _LUKAS = ("GPT-2 on ECHR, Enron and Yelp-Health, sentence-level DP-SGD at ε = 8; Lukas et al. 2023, a peer's finding, "
           "not one of the two studies")
@@ -174,25 +196,25 @@ RULES: dict[str, Rule] = {
                                   "MLP ahead", "GPT-2, Llama; Hou et al.", "auc_difference",
                                   "lora_mlp's LOSS AUC minus lora_attention's", "above", reads_auc=True),
     "rmft_inference": Rule("RMFT reduces PII inference accuracy vs plain fine-tuning (drop, points)",
-                           "not measured", _EXTENSION, "pii_inference_acc_drop",
+                           "not measured", _EXTENSION, quantity_of(PII_INFERENCE_ACC, DROP),
                            "none's PII inference accuracy minus RMFT's (e-mail targets, last checkpoint scored)",
                            "paired"),
     "rmft_reconstruction": Rule("RMFT reduces PII reconstruction accuracy vs plain fine-tuning (drop, points)",
-                                "not measured", _EXTENSION, "pii_reconstruction_acc_drop",
+                                "not measured", _EXTENSION, quantity_of(PII_RECONSTRUCTION_ACC, DROP),
                                 "none's PII reconstruction accuracy minus RMFT's (e-mail targets, last checkpoint "
                                 "scored)", "paired"),
     "rmft_exposure": Rule("RMFT lowers the exposure of true e-mail addresses vs plain fine-tuning (drop, bits)",
-                          "not measured", _EXTENSION, "pii_inference_exposure_drop",
+                          "not measured", _EXTENSION, quantity_of(PII_INFERENCE_EXPOSURE, DROP),
                           "none's PII inference exposure minus RMFT's, per target (e-mail targets, last checkpoint "
                           "scored)", "signed_rank"),
     "rmft_vs_dedup_exposure": Rule("RMFT lowers the exposure of true e-mail addresses more than deduplication "
                                    "(difference, bits)", "not measured", _EXTENSION,
-                                   "pii_inference_exposure_difference",
+                                   quantity_of(PII_INFERENCE_EXPOSURE, DIFFERENCE),
                                    "deduplication's PII inference exposure minus RMFT's, per target (e-mail "
                                    "targets, last checkpoint scored)", "signed_rank"),
     "exposure_repetition": Rule("Exposure of a true string grows with its repetition count (Spearman rho)", "grows",
                                 f"{_PREMISE}; graded per string, piimem's extension",
-                                "pii_inference_exposure_repetition_trend",
+                                quantity_of(PII_INFERENCE_EXPOSURE, REPETITION_TREND),
                                 "the Spearman correlation of a target string's training occurrences and its PII "
                                 "inference exposure (baseline, last checkpoint scored)", "trend"),
     "canary_repetition": Rule("Canary exposure grows with repetition (Spearman rho)", "grows",
@@ -216,6 +238,12 @@ RULES: dict[str, Rule] = {
                             _SIZES_LABEL, "size_difference",
                             "full fine-tuning's LOSS AUC on the larger of two sizes minus that on the smaller",
                             "above", reads_auc=True),
+    "rmft_audit": Rule("RMFT lowers the audited ε of plain fine-tuning (drop of the ε lower bound)", "not measured",
+                       _AUDIT, quantity_of(AUDIT["epsilon"], DROP),
+                       "none's audited ε lower bound minus RMFT's (same audit canaries, last checkpoint)", "above"),
+    "dp_audit": Rule("DP-SGD's audited ε stays at or below its accounted ε (audited lower bound)",
+                     "a precondition of every DP number", _AUDIT, AUDIT["epsilon"],
+                     "the audited ε lower bound against the accountant's ε at the audit's δ", "bound"),
     "dp_ter": Rule("DP-SGD reduces TER vs plain fine-tuning (reduction, %)", "lower (about 3 % of PII still leaks)",
                    _LUKAS, "ter_reduction", "the DP run's TER reduction vs none (mean over checkpoints)", "above",
                    rate_claim=True),
@@ -427,11 +455,6 @@ def _one(comparisons: pl.DataFrame, quantity: str, **equal) -> dict | None:
     return rows[0] if rows else None
 
 
-def _scope_of(rows: list[dict]) -> str:
-    """E-mail addresses (the RMFT paper's type) where the rows measure them, else all types together."""
-    return PAPER_ENTITY_TYPE if PAPER_ENTITY_TYPE in {r["entity_type"] for r in rows} else "ALL"
-
-
 def _last_checkpoint(rows: list[dict]) -> dict[tuple, dict]:
     """The row of the last checkpoint scored per (base model, tuning, defense, versus)."""
     last: dict[tuple, dict] = {}
@@ -445,7 +468,7 @@ def _last_checkpoint(rows: list[dict]) -> dict[tuple, dict]:
 def rmft_claims(metrics: pl.DataFrame, comparisons: pl.DataFrame, settings: ClaimSettings) -> list[Claim]:
     rate_rules = ("rmft_ter", "rmft_ser", "rmft_ppl", "rmft_vs_dedup_ter", "rmft_vs_dedup_aurc")
     ter = _rows(comparisons, TER, defense=BASELINE)
-    entity_type = _scope_of(ter)
+    entity_type = paper_scope(r["entity_type"] for r in ter)
     contexts = sorted({(r["base_model"], r["tuning"], r["prompt_set"]) for r in ter if r["entity_type"] == entity_type},
                       key=lambda c: (c[0], tuning_rank(c[1]), prompt_set_rank(c[2])))
     if not contexts:
@@ -534,7 +557,7 @@ def dp_claims(metrics: pl.DataFrame, comparisons: pl.DataFrame, settings: ClaimS
     if not any(rows.values()):
         return []  # no dp defense in this configuration: nothing to say, not "not testable" three times
     learnt = learnt_runs(metrics, settings.finetuning_epoch)
-    scope = _scope_of(rows["ter_reduction"])
+    scope = paper_scope(r["entity_type"] for r in rows["ter_reduction"])
     claims = []
     for row in sorted((r for r in rows["ter_reduction"] if r["entity_type"] == scope),
                       key=lambda r: (r["defense"], r["base_model"], tuning_rank(r["tuning"]),
@@ -561,25 +584,26 @@ def targeted_claims(comparisons: pl.DataFrame, settings: ClaimSettings) -> list[
     type) where measured, at the last checkpoint the attacks scored: accuracies (yes/no per target) and the
     graded exposure of each true string; and the baseline's exposure against repetition."""
     claims = []
-    for rule, quantity, versus, needs in (
-            ("rmft_inference", "pii_inference_acc_drop", "none", "a run of none"),
-            ("rmft_reconstruction", "pii_reconstruction_acc_drop", "none", "a run of none"),
-            ("rmft_exposure", "pii_inference_exposure_drop", "none", "a run of none"),
-            ("rmft_vs_dedup_exposure", "pii_inference_exposure_difference", "dedup", "a deduplication run")):
+    for rule, attack, quantity, versus, needs in (
+            ("rmft_inference", INFERENCE, quantity_of(PII_INFERENCE_ACC, DROP), "none", "a run of none"),
+            ("rmft_reconstruction", RECONSTRUCTION, quantity_of(PII_RECONSTRUCTION_ACC, DROP), "none",
+             "a run of none"),
+            ("rmft_exposure", INFERENCE, quantity_of(PII_INFERENCE_EXPOSURE, DROP), "none", "a run of none"),
+            ("rmft_vs_dedup_exposure", INFERENCE, quantity_of(PII_INFERENCE_EXPOSURE, DIFFERENCE), "dedup",
+             "a deduplication run")):
         rows = [r for r in _rows(comparisons, quantity) if is_paper_rmft(r["defense"])
                 and (r["versus"] == BASELINE if versus == "none" else is_paper_dedup(r["versus"] or ""))]
-        scope = _scope_of(rows)
+        scope = paper_scope(r["entity_type"] for r in rows)
         rows = [r for r in rows if r["entity_type"] == scope]
         if not rows:
-            attack = "inference" if "inference" in quantity else "reconstruction"
             claims.append(Claim(rule, why=f"needs the targeted attacks (extraction.{attack}) on {needs} and a "
                                           f"paper-scope RMFT run (extraction.targeted_defenses)"))
             continue
         for (base_model, tuning, defense, other), row in sorted(_last_checkpoint(rows).items()):
             claims.append(judge(rule, row, settings, f"{base_model}, {tuning}, {scope}: {defense} vs {other}, "
                                                      f"checkpoint {row['checkpoint']}, {row['n']} targets"))
-    rows = _rows(comparisons, "pii_inference_exposure_repetition_trend", defense=BASELINE)
-    scope = _scope_of(rows)
+    rows = _rows(comparisons, quantity_of(PII_INFERENCE_EXPOSURE, REPETITION_TREND), defense=BASELINE)
+    scope = paper_scope(r["entity_type"] for r in rows)
     for row in sorted((r for r in rows if r["entity_type"] == scope),
                       key=lambda r: (r["base_model"], tuning_rank(r["tuning"]))):
         claims.append(judge("exposure_repetition", row, settings,
@@ -614,6 +638,59 @@ def canary_claims(comparisons: pl.DataFrame, settings: ClaimSettings) -> list[Cl
     return claims
 
 
+def audit_claims(metrics: pl.DataFrame, comparisons: pl.DataFrame, settings: ClaimSettings) -> list[Claim]:
+    """RMFT's (paper scope) audited ε vs none's, with the audit canaries resampled; and every DP run's audited
+    lower bound against its accounted ε at the same δ, which a correct DP implementation cannot exceed but
+    with probability 1 - audit.confidence. Nothing without an audit (audit.canaries 0)."""
+    audited = metrics.filter(pl.col("metric") == AUDIT["epsilon"])
+    if audited.height == 0:
+        return []
+    values = {(r["base_model"], r["defense"], r["tuning"], r["metric"]): r["value"]
+              for r in metrics.filter(pl.col("metric").is_in(list(AUDIT.values()))).iter_rows(named=True)}
+    claims = []
+    drops = [r for r in _rows(comparisons, quantity_of(AUDIT["epsilon"], DROP), versus=BASELINE)
+             if is_paper_rmft(r["defense"])]
+    for row in sorted(drops, key=lambda r: (r["base_model"], tuning_rank(r["tuning"]))):
+        base_model, tuning = row["base_model"], row["tuning"]
+        on = (f"{base_model}, {tuning}: {row['defense']} vs {BASELINE}, checkpoint {row['checkpoint']}, "
+              f"{row['n']} audit canaries")
+        baseline = values.get((base_model, BASELINE, tuning, AUDIT["epsilon"]))
+        claim = judge("rmft_audit", row, settings, on)
+        if baseline == 0 and values.get((base_model, row["defense"], tuning, AUDIT["epsilon"])) == 0:
+            # Both bounds 0: the audit found no leak to remove, in either run.
+            claim.verdict = INCONCLUSIVE
+            claim.why = "the audit has no power here: both runs' bounds are 0"
+            needed = values.get((base_model, BASELINE, tuning, AUDIT["needed"]))
+            claim.needs = (f"about {_round(needed):,} audit canaries ({row['n']} now) for {BASELINE}'s bound to exceed "
+                           f"0 at the accuracy its guesses reached" if needed is not None and math.isfinite(needed)
+                           else f"not more canaries: {BASELINE}'s scores do not tell included from held-out "
+                                f"canaries better than chance; a run that memorises more (more epochs, a larger "
+                                f"model)")
+        claims.append(claim)
+    if not drops:
+        claims.append(Claim("rmft_audit", why="needs an audit (audit.canaries) of a run of none and a paper-scope RMFT "
+                                              "run"))
+    for row in audited.sort("base_model", "defense", "tuning").iter_rows(named=True):
+        accounted = values.get((row["base_model"], row["defense"], row["tuning"], AUDIT["accounted"]))
+        if accounted is None:
+            continue  # not a DP run
+        bound = row["value"]
+        on = (f"{row['base_model']}, {row['tuning']}: {row['defense']}, checkpoint {row['checkpoint']}, accounted "
+              f"ε {accounted:.3g} at δ {values[(row['base_model'], row['defense'], row['tuning'], AUDIT['delta'])]:.2g}")
+        # The bound is itself a one-sided confidence limit (audit.confidence): no interval around it.
+        claim = Claim("dp_audit", on, bound, (None, None), "audit canaries: a one-sided bound")
+        if bound <= accounted:
+            claim.verdict = HOLDS
+            claim.why = (f"no violation found: the audited lower bound {bound:.3g} is at most the accounted ε "
+                         f"{accounted:.3g} (an audit can refute a guarantee, never prove one)")
+        else:
+            claim.verdict = FAILS
+            claim.why = (f"DP guarantee violated: the audit rejects ε = {accounted:.3g} (the accounted ε) at "
+                         f"{100 * settings.audit_confidence:g} % confidence; the bound is {bound:.3g}")
+        claims.append(claim)
+    return claims
+
+
 def blind_claims(comparisons: pl.DataFrame, settings: ClaimSettings) -> list[Claim]:
     """Per base model: does the blind baseline (no model) tell the members from the non-members?"""
     return [judge("blind", r, settings, f"{r['base_model']}, members' original text, {r['n']} texts in "
@@ -645,7 +722,7 @@ def unless_blind(claim: Claim, reason: str | None) -> Claim:
 
 def repetition_claims(comparisons: pl.DataFrame, settings: ClaimSettings) -> list[Claim]:
     # All PII types together where measured (more strings per bucket), else the one scope there is.
-    rows = _rows(comparisons, "repetition_trend", entity_type="ALL") or _rows(comparisons, "repetition_trend")
+    rows = _rows(comparisons, "repetition_trend", entity_type=ALL) or _rows(comparisons, "repetition_trend")
     rows.sort(key=lambda r: (r["base_model"], tuning_rank(r["tuning"]), prompt_set_rank(r["prompt_set"])))
     if not rows:
         return [Claim("repetition", why="needs extraction metrics of a run of the defense none")]
@@ -778,7 +855,7 @@ def all_claims(metrics: pl.DataFrame, comparisons: pl.DataFrame,
     return (rmft_claims(metrics, comparisons, settings) + targeted_claims(comparisons, settings)
             + repetition_claims(comparisons, settings) + canary_claims(comparisons, settings)
             + blind_claims(comparisons, settings) + finetuning_claims(metrics, comparisons, settings)
-            + dp_claims(metrics, comparisons, settings))
+            + dp_claims(metrics, comparisons, settings) + audit_claims(metrics, comparisons, settings))
 
 
 def claims_table(metrics: pl.DataFrame, comparisons: pl.DataFrame,

@@ -47,9 +47,25 @@ from piimem.intervals import (
     trend_p_value,
     wilcoxon_p,
 )
-from piimem.metric_names import BLIND, FINE_TUNING_ONLY, HEADLINE_ATTACK, PPL, PPL_BASE, SER, TER
-from piimem.metrics import (
+from piimem.metric_names import (
     ALL,
+    ASSOCIATION,
+    ASSOCIATION_EXACT,
+    AUDIT,
+    BLIND,
+    FINE_TUNING_ONLY,
+    HEADLINE_ATTACK,
+    INFERENCE,
+    PII_INFERENCE_ACC,
+    PII_INFERENCE_EXPOSURE,
+    PII_RECONSTRUCTION_ACC,
+    PPL,
+    PPL_BASE,
+    RECONSTRUCTION,
+    SER,
+    TER,
+)
+from piimem.metrics import (
     class_group_draws,
     REPETITION_BUCKETS,
     TAU_GRID,
@@ -65,9 +81,9 @@ from piimem.metrics import (
 from piimem.report import papers
 from piimem.report.select import (
     BASELINE,
-    defense_kind,
     defense_rank,
     extraction_entity_types,
+    head_to_head,
     learnt_runs,
     tuning_family,
     tuning_rank,
@@ -125,11 +141,20 @@ QUANTITIES = {
     "size_difference": "full fine-tuning's LOSS AUC on the larger of two model sizes minus that on the smaller, "
                        "at the table epoch; each base model's sample resampled on its own",
 }
+# The comparisons of a targeted metric (and of the audit's ε bound), each a quantity named
+# `<metric>_<comparison>`: quantity_of(PII_INFERENCE_ACC, DROP) is "pii_inference_acc_drop".
+DROP, GAIN, DIFFERENCE, REPETITION_TREND = "drop", "gain", "difference", "repetition_trend"
+
+
+def quantity_of(metric: str, comparison: str) -> str:
+    return f"{metric}_{comparison}"
+
+
 # Targeted attacks: metric -> (attack, record column, unit); each also over O_ft (`_ft`, rates only).
-TARGETED = {"pii_inference_acc": ("inference", "correct", "points"),
-            "pii_inference_exposure": ("inference", "exposure", "bits"),
-            "pii_reconstruction_acc": ("reconstruction", "correct", "points"),
-            "association_exact": ("association", "correct", "points")}
+TARGETED = {PII_INFERENCE_ACC: (INFERENCE, "correct", "points"),
+            PII_INFERENCE_EXPOSURE: (INFERENCE, "exposure", "bits"),
+            PII_RECONSTRUCTION_ACC: (RECONSTRUCTION, "correct", "points"),
+            ASSOCIATION_EXACT: (ASSOCIATION, "correct", "points")}
 for _metric, (_attack, _column, _unit) in TARGETED.items():
     _test = ("; p_value = exact McNemar p of the discordant targets" if _column == "correct"
              else "; p_value = Wilcoxon signed-rank p of the per-target differences")
@@ -137,24 +162,24 @@ for _metric, (_attack, _column, _unit) in TARGETED.items():
                           (FINE_TUNING_ONLY, "its targets in O_ft (not in the pre-training data)")):
         if _scope and _column != "correct":
             continue
-        QUANTITIES[f"{_metric}{_scope}_drop"] = (
+        QUANTITIES[quantity_of(_metric + _scope, DROP)] = (
             f"{_metric} of `versus` (none) minus that of `defense` ({_unit}) at one checkpoint, over {_over}: "
             f"positive when the defense leaks less; paired over targets{_test}")
-        QUANTITIES[f"{_metric}{_scope}_gain"] = (
+        QUANTITIES[quantity_of(_metric + _scope, GAIN)] = (
             f"{_metric} of `defense` minus the base model's on the same targets ({_unit}) at one checkpoint, over "
             f"{_over}: what fine-tuning taught; paired over targets{_test}")
-        QUANTITIES[f"{_metric}{_scope}_difference"] = (
+        QUANTITIES[quantity_of(_metric + _scope, DIFFERENCE)] = (
             f"{_metric} of `versus` (a deduplication run) minus that of `defense` (an RMFT run) ({_unit}) at one "
             f"checkpoint, over {_over}: positive when RMFT leaks less than deduplication; paired over targets{_test}")
     if _column == "exposure":
-        QUANTITIES[f"{_metric}_repetition_trend"] = (
+        QUANTITIES[quantity_of(_metric, REPETITION_TREND)] = (
             f"Spearman rho of a target string's occurrences in the training split and its {_metric} under none "
             f"at the last checkpoint scored, over the targets; p_value = permutation p in rho's direction; "
             f"resamples targets")
 # What a membership comparison resamples: whole link groups (threads), members' and non-members' apart.
 MIA_RESAMPLED = "link groups of members and non-members"
 PARTS = {"extraction": "strings", "utility": "messages", "mia": "scores", "targeted": "targets",
-         "canaries": "canaries"}
+         "canaries": "canaries", "audit": "audit"}
 # The canary exposure the comparisons read: Carlini et al.'s extrapolation, which does not saturate at log2 |R|.
 CANARY_EXPOSURE = "exposure_extrapolated"
 QUANTITIES.update({
@@ -166,6 +191,10 @@ QUANTITIES.update({
                             "last checkpoint, over the canaries of `entity_type` (ALL: every type) with two or more "
                             "training occurrences: positive when the defense leaks less; paired over canaries; "
                             "p_value = Wilcoxon signed-rank p of the per-canary differences",
+    quantity_of(AUDIT["epsilon"], DROP): "audited ε lower bound (piimem.audit) of `versus` (none) minus that of "
+                                         "`defense`, same tuning method, last checkpoint: positive when the defense "
+                                         "leaks less; the audit canaries resampled (the same draws for both runs, "
+                                         "each bound recomputed on each)",
 })
 
 
@@ -180,6 +209,7 @@ class Settings:
     finetuning_epoch: float | None = default("report.finetuning_epoch")
     # base model -> parameters, for models whose size the report cannot know by name (the tiny GPT-2s)
     model_sizes: dict[str, int] = field(default_factory=dict)
+    audit_confidence: float = default("audit.confidence")  # the audit's bounds, recomputed on resamples
 
 
 # ------------------------------------------------------------------------------------------
@@ -194,13 +224,14 @@ class Items:
     LOSS score of the members' original text, blind: the blind baseline's), targets (attack, prompt_set,
     entity_type, target_id, in_pretraining, correct, exposure, base_correct, base_exposure, occurrences: the
     targeted attacks' records), canaries (canary_id, entity_type, train_occurrences, exposure,
-    exposure_extrapolated: the canary records)."""
+    exposure_extrapolated: the canary records), audit (canary_id, included, score: the audit canaries')."""
 
     strings: pl.DataFrame = field(default_factory=pl.DataFrame)
     messages: pl.DataFrame = field(default_factory=pl.DataFrame)
     scores: pl.DataFrame = field(default_factory=pl.DataFrame)
     targets: pl.DataFrame = field(default_factory=pl.DataFrame)
     canaries: pl.DataFrame = field(default_factory=pl.DataFrame)
+    audit: pl.DataFrame = field(default_factory=pl.DataFrame)
 
 
 def item_files(results: Iterable[str]) -> list[str]:
@@ -220,7 +251,8 @@ def read_items(paths: Iterable[str | os.PathLike]) -> Items:
             "scores": ("index", "member", "group", HEADLINE_ATTACK, BLIND),
             "targets": ("attack", "prompt_set", "entity_type", "target_id", "in_pretraining", "correct", "exposure",
                         "base_correct", "base_exposure", "occurrences"),
-            "canaries": ("canary_id", "entity_type", "train_occurrences", "exposure", CANARY_EXPOSURE)}
+            "canaries": ("canary_id", "entity_type", "train_occurrences", "exposure", CANARY_EXPOSURE),
+            "audit": ("canary_id", "included", "score")}
     parts: dict[str, list[pl.DataFrame]] = {name: [] for name in need}
     for path in paths:
         record = ResultFile.parse(path, part=True)
@@ -434,76 +466,109 @@ def _extraction(strings: pl.DataFrame, metrics: pl.DataFrame, perplexity: dict, 
     return rows
 
 
+@dataclass
+class _StringRun:
+    """One defense's strings in an extraction experiment: the per-string arrays (S, C, N: extracted, seen,
+    occurrences), its TER and SER on every resample, and the distinct strings of O it extracted anywhere."""
+
+    seeds: tuple[int, ...]
+    arrays: dict[str, np.ndarray]
+    rates: dict[str, Estimate]
+    strings: int
+
+
 def _extraction_experiment(group: pl.DataFrame, metrics: pl.DataFrame, perplexity: dict, settings: Settings,
                            **keys) -> list[dict]:
-    level, taus = settings.level, np.asarray(settings.taus, dtype=np.float64)
-    ids = np.sort(group["string_id"].unique().to_numpy())
+    """The extraction quantities of one experiment (base model, tuning, prompt set, PII scope), each from its
+    own step: every run's ter and ser; each defense's ter_reduction and ser_reduction, and its maxter, aurc and
+    min_ppl_increase, vs none; RMFT vs deduplication; none's repetition_trend. Every run and comparison draws
+    the same resamples of the strings (paired)."""
+    level, n = settings.level, group["string_id"].n_unique()
     checkpoints = _checkpoints(group, metrics)
-    rng = rng_for(settings.seed, "strings", *keys.values())
-    chunks = _weight_chunks(rng, len(ids), settings.resamples)
-    runs, strings_of = {}, {}
-    for (defense,), run in sorted(group.group_by("defense"), key=lambda g: defense_rank(g[0][0])):
-        what = f"{keys['base_model']}/{defense}-{keys['tuning']} strings, prompts {keys['prompt_set']}"
-        seeds, arrays = _arrays(run, "string_id", ["extracted", "seen", "occurrences"], checkpoints, ids, what)
-        runs[defense] = {
-            TER: _resampled(seeds, arrays, lambda w, a: _weighted_rate(w, a["extracted"]), chunks),
-            SER: _resampled(seeds, arrays, lambda w, a: _weighted_rate(w, a["extracted"], a["seen"]), chunks),
-            "arrays": arrays, "seeds": seeds,
-        }
-        strings_of[defense] = int(arrays["extracted"].any(axis=(0, 1)).sum())
-    rows = []
-    for defense, run in runs.items():
-        arrays = run["arrays"]
-        extracted, seen = arrays["extracted"], arrays["seen"]
-        base = dict(keys, defense=defense, resampled="checkpoints (exact)")
-        rows.append(_row(TER, _mean_rate(extracted.sum(-1), np.full(extracted.shape[:2], len(ids)), level),
-                         k=strings_of[defense], n=len(ids), **base))
-        rows.append(_row(SER, _mean_rate((extracted & seen).sum(-1), seen.sum(-1), level),
-                         k=int((extracted & seen).any(axis=(0, 1)).sum()), n=int(seen[:, -1].any(axis=0).sum()),
-                         **base))
+    chunks = _weight_chunks(rng_for(settings.seed, "strings", *keys.values()), n, settings.resamples)
+    runs = _string_runs(group, checkpoints, chunks, keys)
+    rows = [row for defense, run in runs.items() for row in _rate_rows(run, level, n, dict(keys, defense=defense))]
     if BASELINE not in runs:
         return rows
     baseline = runs[BASELINE]
-    evidence = strings_of[BASELINE]
     reductions, areas = {}, {}
     ppl_base = perplexity.get((keys["base_model"], keys["tuning"], BASELINE))
     for defense, run in runs.items():
         if defense == BASELINE:
             continue
-        compared = dict(keys, defense=defense, versus=BASELINE, baseline_strings=evidence, n=len(ids))
-        for metric in (TER, SER):
-            reduction = combine(reductions_vs_baseline, run[metric], baseline[metric])
-            if metric == TER:
-                reductions[defense] = reduction
-            rows.append(_row(f"{metric}_reduction", summary(reduction, level), resampled="strings", **compared))
+        compared = dict(keys, defense=defense, versus=BASELINE, baseline_strings=baseline.strings, n=n)
+        reductions[defense] = {metric: combine(reductions_vs_baseline, run.rates[metric], baseline.rates[metric])
+                               for metric in (TER, SER)}
+        rows += [_row(f"{metric}_reduction", summary(reduction, level), resampled="strings", **compared)
+                 for metric, reduction in reductions[defense].items()]
         ppl = perplexity.get((keys["base_model"], keys["tuning"], defense))
-        if ppl is None or ppl_base is None or ppl[1] != checkpoints:
-            continue
-        cost_drop = combine(lambda tm, tb, pm, pb: np.stack(maxter_point_arrays(tm, tb, pm, pb), axis=-2),
-                            run[TER], baseline[TER], ppl[0], ppl_base[0])
-        # stacked: (S, 2, C) at the point, (B, S, 2, C) resampled; [..., 0, :] is the cost, [..., 1, :] the drop
-        curves = combine(lambda cd: maxter_curves_of(cd[..., 0, :], cd[..., 1, :], taus), cost_drop)
-        area_coverage = combine(lambda c: np.stack(aurcs(taus, c), axis=-1), curves)
-        area = areas[defense] = area_coverage.at(0)
-        both = dict(compared, resampled="strings+messages")
-        rows.append(_row("aurc", summary(area, level), coverage=float(_nanmean(area_coverage.at(1).point, 0)),
-                         **both))
-        for i, tau in enumerate(taus):
-            rows.append(_row("maxter", summary(curves.at(i), level), tau=float(tau), **both))
-        cheapest = combine(lambda cd: np.where(np.isfinite(cd[..., 0, :]).any(-1),
-                                               np.nanmin(np.where(np.isfinite(cd[..., 0, :]), cd[..., 0, :], np.inf),
-                                                         axis=-1), np.nan), cost_drop)
-        rows.append(_row("min_ppl_increase", summary(cheapest, level), **both))
-    for rmft in (d for d in runs if defense_kind(d) == "rmft"):
-        for dedup in (d for d in runs if defense_kind(d) == "dedup"):
-            vs = dict(keys, defense=rmft, versus=dedup, baseline_strings=evidence, n=len(ids))
+        if ppl is not None and ppl_base is not None and ppl[1] == checkpoints:
+            cost_rows, areas[defense] = _cost_rows(run, baseline, ppl[0], ppl_base[0], settings, compared)
+            rows += cost_rows
+    rows += _rmft_vs_dedup_rows(runs, {d: r[TER] for d, r in reductions.items()}, areas, level,
+                                dict(keys, baseline_strings=baseline.strings, n=n))
+    rows.append(_repetition_trend(baseline, chunks, level, keys, baseline.strings, n))
+    return rows
+
+
+def _string_runs(group: pl.DataFrame, checkpoints: list[str], chunks: list[np.ndarray],
+                 keys: dict) -> dict[str, _StringRun]:
+    """Each defense's `_StringRun` of an experiment's strings, in display order."""
+    ids = np.sort(group["string_id"].unique().to_numpy())
+    runs = {}
+    for (defense,), run in sorted(group.group_by("defense"), key=lambda g: defense_rank(g[0][0])):
+        what = f"{keys['base_model']}/{defense}-{keys['tuning']} strings, prompts {keys['prompt_set']}"
+        seeds, arrays = _arrays(run, "string_id", ["extracted", "seen", "occurrences"], checkpoints, ids, what)
+        rates = {TER: _resampled(seeds, arrays, lambda w, a: _weighted_rate(w, a["extracted"]), chunks),
+                 SER: _resampled(seeds, arrays, lambda w, a: _weighted_rate(w, a["extracted"], a["seen"]), chunks)}
+        runs[defense] = _StringRun(seeds, arrays, rates, int(arrays["extracted"].any(axis=(0, 1)).sum()))
+    return runs
+
+
+def _rate_rows(run: _StringRun, level: float, n: int, keys: dict) -> list[dict]:
+    """ter and ser of one run, means over checkpoints with their exact intervals (`_mean_rate`)."""
+    extracted, seen = run.arrays["extracted"], run.arrays["seen"]
+    keys = dict(keys, resampled="checkpoints (exact)")
+    return [_row(TER, _mean_rate(extracted.sum(-1), np.full(extracted.shape[:2], n), level), k=run.strings, n=n,
+                 **keys),
+            _row(SER, _mean_rate((extracted & seen).sum(-1), seen.sum(-1), level),
+                 k=int((extracted & seen).any(axis=(0, 1)).sum()), n=int(seen[:, -1].any(axis=0).sum()), **keys)]
+
+
+def _cost_rows(run: _StringRun, baseline: _StringRun, ppl: Estimate, ppl_base: Estimate, settings: Settings,
+               compared: dict) -> tuple[list[dict], Estimate]:
+    """aurc, maxter at every tau and min_ppl_increase of a defense vs none, strings and messages resampled
+    together; also its AURC estimate (for the RMFT vs dedup difference)."""
+    level, taus = settings.level, np.asarray(settings.taus, dtype=np.float64)
+    cost_drop = combine(lambda tm, tb, pm, pb: np.stack(maxter_point_arrays(tm, tb, pm, pb), axis=-2),
+                        run.rates[TER], baseline.rates[TER], ppl, ppl_base)
+    # stacked: (S, 2, C) at the point, (B, S, 2, C) resampled; [..., 0, :] is the cost, [..., 1, :] the drop
+    curves = combine(lambda cd: maxter_curves_of(cd[..., 0, :], cd[..., 1, :], taus), cost_drop)
+    area_coverage = combine(lambda c: np.stack(aurcs(taus, c), axis=-1), curves)
+    area = area_coverage.at(0)
+    both = dict(compared, resampled="strings+messages")
+    rows = [_row("aurc", summary(area, level), coverage=float(_nanmean(area_coverage.at(1).point, 0)), **both)]
+    rows += [_row("maxter", summary(curves.at(i), level), tau=float(tau), **both) for i, tau in enumerate(taus)]
+    cheapest = combine(lambda cd: np.where(np.isfinite(cd[..., 0, :]).any(-1),
+                                           np.nanmin(np.where(np.isfinite(cd[..., 0, :]), cd[..., 0, :], np.inf),
+                                                     axis=-1), np.nan), cost_drop)
+    rows.append(_row("min_ppl_increase", summary(cheapest, level), **both))
+    return rows, area
+
+
+def _rmft_vs_dedup_rows(runs: dict[str, _StringRun], reductions: dict[str, Estimate], areas: dict[str, Estimate],
+                        level: float, keys: dict) -> list[dict]:
+    """ter_reduction_difference and aurc_difference of every RMFT run vs every deduplication run."""
+    rows = []
+    for rmft in runs:
+        for dedup in head_to_head(rmft, runs):
+            vs = dict(keys, defense=rmft, versus=dedup)
             rows.append(_row("ter_reduction_difference",
                              summary(combine(np.subtract, reductions[rmft], reductions[dedup]), level),
                              resampled="strings", **vs))
             if rmft in areas and dedup in areas:
                 rows.append(_row("aurc_difference", summary(combine(np.subtract, areas[rmft], areas[dedup]), level),
                                  resampled="strings+messages", **vs))
-    rows.append(_repetition_trend(baseline, chunks, level, keys, evidence, len(ids)))
     return rows
 
 
@@ -527,16 +592,16 @@ def _mean_rate(k: np.ndarray, n: np.ndarray, level: float) -> dict:
             "seed_ci_low": seed_low, "seed_ci_high": seed_high}
 
 
-def _repetition_trend(run: dict, chunks: list[np.ndarray], level: float, keys: dict, evidence: int,
+def _repetition_trend(run: _StringRun, chunks: list[np.ndarray], level: float, keys: dict, evidence: int,
                       n: int) -> dict:
     """Spearman rho of repetition bucket (lower bound) and TER at the last checkpoint over the buckets that
     hold true PII; a resample whose rates are all equal has no trend (rho 0)."""
-    occurrences = run["arrays"]["occurrences"][0, 0]
+    occurrences = run.arrays["occurrences"][0, 0]
     masks = [(occurrences >= low) & (occurrences <= (high if high is not None else np.inf))
              for low, high in REPETITION_BUCKETS]
     kept = [i for i, mask in enumerate(masks) if mask.any()]
     lows = np.asarray([REPETITION_BUCKETS[i][0] for i in kept], dtype=np.float64)
-    extracted = run["arrays"]["extracted"][:, -1].astype(np.float64)  # (S, N), the last checkpoint
+    extracted = run.arrays["extracted"][:, -1].astype(np.float64)  # (S, N), the last checkpoint
 
     def rates(weights: np.ndarray, _arrays) -> np.ndarray:  # (b, S, buckets)
         out = []
@@ -547,7 +612,7 @@ def _repetition_trend(run: dict, chunks: list[np.ndarray], level: float, keys: d
                 out.append(np.where(total > 0, 100.0 * (w @ extracted.T) / total, np.nan))
         return np.stack(out, axis=-1)
 
-    by_bucket = _resampled(run["seeds"], run["arrays"], rates, chunks)
+    by_bucket = _resampled(run.seeds, run.arrays, rates, chunks)
     row = dict(keys, defense=BASELINE, checkpoint=None, baseline_strings=evidence, n=n, resampled="strings",
                points=len(kept))
     if len(kept) < 2:
@@ -765,19 +830,21 @@ def _targeted_experiment(group: pl.DataFrame, metrics: pl.DataFrame, settings: S
             at = dict(keys, defense=defense, versus="base model", checkpoint=checkpoint, epoch=epochs.get(checkpoint),
                       n=len(ids), resampled="targets")
             values = summary(gain.at(i), settings.level)
-            rows.append(_row(f"{metric}_gain", _with_paired_test(values, outcomes[defense], outcomes[defense], i,
-                                                                 column, baseline=f"base_{column}"), **at))
+            rows.append(_row(quantity_of(metric, GAIN),
+                             _with_paired_test(values, outcomes[defense], outcomes[defense], i, column,
+                                               baseline=f"base_{column}"), **at))
             if defense != BASELINE and BASELINE in runs:
                 drop = summary(combine(np.subtract, runs[BASELINE], estimate).at(i), settings.level)
-                rows.append(_row(f"{metric}_drop", _with_paired_test(drop, outcomes[BASELINE], outcomes[defense], i,
-                                                                     column), **dict(at, versus=BASELINE)))
+                rows.append(_row(quantity_of(metric, DROP),
+                                 _with_paired_test(drop, outcomes[BASELINE], outcomes[defense], i, column),
+                                 **dict(at, versus=BASELINE)))
     # RMFT against deduplication, both trained on the same split: positive when RMFT leaks less.
-    for rmft in (d for d in runs if defense_kind(d) == "rmft"):
-        for dedup in (d for d in runs if defense_kind(d) == "dedup"):
+    for rmft in runs:
+        for dedup in head_to_head(rmft, runs):
             epochs = _epochs(metrics, keys["base_model"], rmft, keys["tuning"])
             for i, checkpoint in enumerate(checkpoints):
                 difference = summary(combine(np.subtract, runs[dedup], runs[rmft]).at(i), settings.level)
-                rows.append(_row(f"{metric}_difference",
+                rows.append(_row(quantity_of(metric, DIFFERENCE),
                                  _with_paired_test(difference, outcomes[dedup], outcomes[rmft], i, column),
                                  **dict(keys, defense=rmft, versus=dedup, checkpoint=checkpoint,
                                         epoch=epochs.get(checkpoint), n=len(ids), resampled="targets")))
@@ -812,7 +879,7 @@ def _repetition_exposure_trend(run: pl.DataFrame, checkpoints: list[str], outcom
     row = dict(keys, defense=BASELINE, checkpoint=checkpoints[-1], n=len(ids), resampled="targets",
                points=occurrences.n_unique())
     if occurrences.null_count():
-        return _row(f"{metric}_repetition_trend", {"value": None}, **row)
+        return _row(quantity_of(metric, REPETITION_TREND), {"value": None}, **row)
     x = occurrences.to_numpy().astype(np.float64)
     y = outcome["arrays"]["exposure"][:, -1].mean(axis=0)
     rng = rng_for(settings.seed, "targets", metric, "repetition", *map(str, keys.values()))
@@ -820,7 +887,7 @@ def _repetition_exposure_trend(run: pl.DataFrame, checkpoints: list[str], outcom
     replicates = spearman_pairs(x[draws], y[draws])
     value = spearman(x, y)
     low, high = percentile_interval(replicates, settings.level) if math.isfinite(value) else (math.nan, math.nan)
-    return _row(f"{metric}_repetition_trend",
+    return _row(quantity_of(metric, REPETITION_TREND),
                 {"value": value, "ci_low": low, "ci_high": high, "defined": float(np.isfinite(replicates).mean()),
                  "seeds": len(outcome["seeds"]), "p_value": _trend_p(x, y, value)}, **row)
 
@@ -879,6 +946,55 @@ def _canaries(canaries: pl.DataFrame, metrics: pl.DataFrame, settings: Settings)
     return rows
 
 
+def _audits(audit: pl.DataFrame, metrics: pl.DataFrame, settings: Settings) -> list[dict]:
+    """Per base model and tuning method: every defense's audited ε drop vs none, at the runs' last checkpoint,
+    with a bootstrap over the audit canaries (the same draws for both runs; the first seed of each)."""
+    from piimem.audit import audit as audited
+
+    rows: list[dict] = []
+    if audit.height == 0:
+        return rows
+    deltas = dict(metrics.filter(pl.col("metric") == AUDIT["delta"])
+                  .select(pl.concat_str("base_model", "defense", "tuning", separator="/"), "value").rows())
+    confidence = settings.audit_confidence
+    for (base_model, tuning), group in sorted(audit.group_by("base_model", "tuning"),
+                                              key=lambda g: (g[0][0], tuning_rank(g[0][1]))):
+        seed = min(group["seed"].to_list())
+        runs = {d: r.filter(pl.col("seed") == seed).sort("canary_id")
+                for (d,), r in group.group_by("defense") if r.filter(pl.col("seed") == seed).height}
+        if BASELINE not in runs:
+            continue
+        ids = runs[BASELINE]["canary_id"].to_numpy()
+        included = runs[BASELINE]["included"].to_numpy()
+        rng = rng_for(settings.seed, "audit", base_model, tuning)
+        draws = rng.integers(0, len(ids), size=(settings.resamples, len(ids)))
+
+        def bounds(defense: str) -> tuple[float, np.ndarray]:
+            run = runs[defense]
+            if not np.array_equal(run["canary_id"].to_numpy(), ids):
+                raise ValueError(f"{base_model}/{defense}-{tuning}: audited other canaries than {BASELINE}")
+            scores, delta = run["score"].to_numpy(), deltas[f"{base_model}/{defense}/{tuning}"]
+            point = audited(scores, included, delta=delta, confidence=confidence, needed=False).epsilon
+            boot = np.array([audited(scores[d], included[d], delta=delta, confidence=confidence,
+                                     needed=False).epsilon for d in draws])
+            return point, boot
+
+        baseline = bounds(BASELINE)
+        checkpoint = runs[BASELINE]["checkpoint"][0]
+        for defense in sorted((d for d in runs if d != BASELINE), key=defense_rank):
+            other = bounds(defense)
+            replicates = baseline[1] - other[1]
+            low, high = percentile_interval(replicates, settings.level)
+            rows.append(_row(quantity_of(AUDIT["epsilon"], DROP),
+                             {"value": baseline[0] - other[0], "ci_low": low, "ci_high": high, "defined": 1.0,
+                              "seeds": 1},
+                             base_model=base_model, tuning=tuning, defense=defense, versus=BASELINE,
+                             checkpoint=checkpoint,
+                             epoch=_epochs(metrics, base_model, BASELINE, tuning).get(checkpoint),
+                             n=len(ids), resampled="canaries"))
+    return rows
+
+
 # ------------------------------------------------------------------------------------------
 
 
@@ -889,6 +1005,7 @@ def compare(metrics: pl.DataFrame, items: Items, settings: Settings = Settings()
     rows += _membership(items.scores, metrics, settings)
     rows += _targeted(items.targets, metrics, settings)
     rows += _canaries(items.canaries, metrics, settings)
+    rows += _audits(items.audit, metrics, settings)
     clean = [{c: (None if isinstance(r.get(c), float) and math.isnan(r[c]) else r.get(c)) for c in COMPARISON_SCHEMA}
              for r in rows]
     return pl.DataFrame(clean, schema=COMPARISON_SCHEMA, orient="row") if clean else pl.DataFrame(

@@ -42,14 +42,21 @@ import polars as pl
 
 from piimem.defense import DEFENSES
 from piimem.metric_names import (
+    ALL,
+    AUDIT,
     BASE,
     BLIND,
+    CANARY,
     HEADLINE_ATTACK,
     LOSS_AUC,
     MIA_AUC,
+    PII_INFERENCE_ACC,
+    PII_INFERENCE_CANDIDATES,
+    PII_INFERENCE_EXPOSURE,
     PPL,
     PPL_BASE,
     SER,
+    TARGETED_ACCURACY,
     TER,
     VAL_PPL,
     VAL_PPL_BASE,
@@ -57,6 +64,7 @@ from piimem.metric_names import (
 )
 from piimem.metrics import pareto_front, roc_auc, roc_curve
 from piimem.mia import attack_label
+from piimem.report.comparisons import DIFFERENCE, DROP, GAIN, quantity_of
 from piimem.report.select import (
     BASELINE,
     PAPER_ENTITY_TYPE,
@@ -67,6 +75,7 @@ from piimem.report.select import (
     defense_rank,
     extraction_entity_types,
     original_view,
+    paper_scope,
     prompt_set_rank,
     ser_equals_ter,
     tuning_rank,
@@ -91,6 +100,7 @@ FIGURE_GROUPS = {
     "privacy_utility_ter": "Privacy and utility",
     "privacy_utility_auc": "Privacy and utility",
     "auc_by_val_ppl": "Privacy and utility",
+    "audit": "Privacy audit",
 }
 FIGURE_STEMS = tuple(FIGURE_GROUPS)
 
@@ -121,7 +131,7 @@ DODGE = 0.07  # error bars of neighbouring lines, this share of the x spacing ap
 
 MIN_STRINGS = default("claims.min_strings")
 CHANCE_MARGIN = default("claims.chance_margin")
-SCOPE_LABELS = {PAPER_ENTITY_TYPE: "e-mail addresses", "ALL": "all PII types"}
+SCOPE_LABELS = {PAPER_ENTITY_TYPE: "e-mail addresses", ALL: "all PII types"}
 
 
 # ------------------------------------------------------------------------------------------
@@ -534,7 +544,7 @@ def _scope_label(entity_type: str) -> str:
 def _extraction_scopes(metrics: pl.DataFrame) -> list[str]:
     """The PII scopes the extraction figures show, as the claims and the RMFT table: e-mail addresses (the
     paper's) when measured, all types together when other types were measured too."""
-    return extraction_entity_types(metrics) or ["ALL"]
+    return extraction_entity_types(metrics) or [ALL]
 
 
 # ------------------------------------------------------------------------------------------
@@ -678,12 +688,31 @@ def draw_maxter(comparisons: pl.DataFrame | None, min_strings: int = MIN_STRINGS
     curves = comparisons.filter(pl.col("quantity") == "maxter") if comparisons is not None else None
     if curves is None or curves.height == 0:
         return None
-    scopes = list(entity_types or [s for s in (PAPER_ENTITY_TYPE, "ALL") if s in set(curves["entity_type"])]
+    scopes = list(entity_types or [s for s in (PAPER_ENTITY_TYPE, ALL) if s in set(curves["entity_type"])]
                   or sorted(set(curves["entity_type"])))
     curves = curves.filter(pl.col("entity_type").is_in(scopes)).sort("tau")
     summaries = comparisons.filter(pl.col("quantity").is_in(["aurc", "min_ppl_increase"]))
     summary = {(r["base_model"], r["tuning"], r["prompt_set"], r["entity_type"], r["defense"], r["quantity"]): r
                for r in summaries.iter_rows(named=True)}
+    blocks = _maxter_blocks(curves, scopes)
+    taus = curves["tau"].unique().sort().to_list()
+    with _style():
+        fig, placed = _layout(blocks)
+        for block, (sub, axes, spare) in zip(blocks, placed):
+            study = block.study
+            for (scope, prompt_set), ax in axes.items():
+                panel = curves.filter((pl.col("base_model") == study.base_model) & (pl.col("tuning") == study.tuning)
+                                      & (pl.col("prompt_set") == prompt_set) & (pl.col("entity_type") == scope))
+                _draw_maxter_panel(ax, panel, study, (scope, prompt_set), summary, taus, min_strings)
+            _legend(sub, list(axes.values()), spare)
+    _footnote(fig, ["Gaps: no checkpoint within τ (MaxTER undefined there)."]
+              if curves["value"].is_null().any() else [])
+    return fig
+
+
+def _maxter_blocks(curves: pl.DataFrame, scopes: Sequence[str]) -> list[Block]:
+    """A block per defenses study (base model and tuning) of the MaxTER curves: a row of panels per PII scope,
+    a panel per prompt set."""
     blocks = []
     for base_model, tuning in sorted(curves.select("base_model", "tuning").unique().rows(),
                                      key=lambda r: (r[0], tuning_rank(r[1]))):
@@ -693,53 +722,51 @@ def draw_maxter(comparisons: pl.DataFrame | None, min_strings: int = MIN_STRINGS
         rows = [[(s, p) for p in _prompt_sets(part.filter(pl.col("entity_type") == s))] for s in scopes]
         rows = [chunk for row in rows if row for chunk in _wrap_rows(row, square=False)]
         blocks.append(Block(study.title(curves["base_model"].n_unique() > 1), rows, study))
-    taus = curves["tau"].unique().sort().to_list()
-    with _style():
-        fig, placed = _layout(blocks)
-        for block, (sub, axes, spare) in zip(blocks, placed):
-            study = block.study
-            colors = study.colors
-            for (scope, prompt_set), ax in axes.items():
-                panel = curves.filter((pl.col("base_model") == study.base_model) & (pl.col("tuning") == study.tuning)
-                                      & (pl.col("prompt_set") == prompt_set) & (pl.col("entity_type") == scope))
-                evidence = panel["baseline_strings"].drop_nulls()
-                k = int(evidence[0]) if evidence.len() else None
-                n = int(panel["n"].drop_nulls()[0]) if panel["n"].drop_nulls().len() else None
-                greyed = _too_few(k, min_strings)
-                lines = []
-                for defense in [d for d, _ in study.runs if d != BASELINE]:
-                    line = panel.filter(pl.col("defense") == defense)
-                    if line.height == 0:
-                        continue
-                    tau = line["tau"].to_numpy()
-                    values, low, high = (line[c].fill_null(float("nan")).to_numpy()
-                                         for c in ("value", "ci_low", "ci_high"))
-                    ax.plot(tau, values, color=colors[defense], marker=".", markersize=3, label=defense)
-                    if greyed:  # a band spanning the axis would read as a highlighted region
-                        for edge in (low, high):
-                            ax.plot(tau, edge, color=colors[defense], linestyle=":", linewidth=0.8)
-                    else:
-                        ax.fill_between(tau, low, high, color=colors[defense], alpha=0.15, linewidth=0)
-                    lines.append(_aurc_line(summary, (study.base_model, study.tuning, prompt_set, scope), defense))
-                ax.axhline(0, color=REFERENCE_COLOR, linewidth=0.8)
-                ax.set_xlim(min(taus), max(taus))
-                floor = min([0.0, *panel["value"].drop_nulls().to_list(), *panel["ci_low"].drop_nulls().to_list()])
-                ax.set_ylim(floor - 5, 112 if greyed else 105)
-                if panel["value"].drop_nulls().is_empty():
-                    ax.text(0.5, 0.5, "no checkpoint of any defense\nwithin the τ grid", transform=ax.transAxes,
-                            ha="center", va="center", color="#555555")
-                title = f"{_scope_label(scope)}, prompts: {prompt_set}"
-                ax.set(ylabel=f"MaxTER: TER cut vs {BASELINE} (%)",
-                       xlabel="\n".join(["perplexity budget τ (% PPL increase)", *lines]))
-                if greyed:
-                    ax.set_title(title)
-                    _grey_out(ax, k, n, min_strings)
-                else:
-                    ax.set_title(title + _strings_line(study, k, n))
-            _legend(sub, list(axes.values()), spare)
-    _footnote(fig, ["Gaps: no checkpoint within τ (MaxTER undefined there)."]
-              if curves["value"].is_null().any() else [])
-    return fig
+    return blocks
+
+
+def _draw_maxter_panel(ax, panel: pl.DataFrame, study: Study, where: tuple[str, str], summary: Mapping,
+                       taus: Sequence[float], min_strings: int) -> None:
+    """One MaxTER panel (a PII scope and prompt set of a study): a curve per defense with its band, its AURC
+    line under the axis, greyed with too few strings."""
+    scope, prompt_set = where
+    evidence = panel["baseline_strings"].drop_nulls()
+    k = int(evidence[0]) if evidence.len() else None
+    n = int(panel["n"].drop_nulls()[0]) if panel["n"].drop_nulls().len() else None
+    greyed = _too_few(k, min_strings)
+    lines = []
+    for defense in [d for d, _ in study.runs if d != BASELINE]:
+        line = panel.filter(pl.col("defense") == defense)
+        if line.height:
+            _maxter_curve(ax, line, study.colors[defense], defense, greyed)
+            lines.append(_aurc_line(summary, (study.base_model, study.tuning, prompt_set, scope), defense))
+    ax.axhline(0, color=REFERENCE_COLOR, linewidth=0.8)
+    ax.set_xlim(min(taus), max(taus))
+    floor = min([0.0, *panel["value"].drop_nulls().to_list(), *panel["ci_low"].drop_nulls().to_list()])
+    ax.set_ylim(floor - 5, 112 if greyed else 105)
+    if panel["value"].drop_nulls().is_empty():
+        ax.text(0.5, 0.5, "no checkpoint of any defense\nwithin the τ grid", transform=ax.transAxes,
+                ha="center", va="center", color="#555555")
+    title = f"{_scope_label(scope)}, prompts: {prompt_set}"
+    ax.set(ylabel=f"MaxTER: TER cut vs {BASELINE} (%)",
+           xlabel="\n".join(["perplexity budget τ (% PPL increase)", *lines]))
+    if greyed:
+        ax.set_title(title)
+        _grey_out(ax, k, n, min_strings)
+    else:
+        ax.set_title(title + _strings_line(study, k, n))
+
+
+def _maxter_curve(ax, line: pl.DataFrame, color, defense: str, greyed: bool) -> None:
+    """A defense's MaxTER curve over τ with its band (dotted edges on a greyed panel)."""
+    tau = line["tau"].to_numpy()
+    values, low, high = (line[c].fill_null(float("nan")).to_numpy() for c in ("value", "ci_low", "ci_high"))
+    ax.plot(tau, values, color=color, marker=".", markersize=3, label=defense)
+    if greyed:  # a band spanning the axis would read as a highlighted region
+        for edge in (low, high):
+            ax.plot(tau, edge, color=color, linestyle=":", linewidth=0.8)
+    else:
+        ax.fill_between(tau, low, high, color=color, alpha=0.15, linewidth=0)
 
 
 def plot_maxter(comparisons: pl.DataFrame | None, stem: str | os.PathLike, **options) -> list[Path]:
@@ -949,7 +976,7 @@ def plot_loss_distributions(scores: Mapping[RunKey, pl.DataFrame | str | os.Path
 
 def draw_extraction_by_repetition(metrics: pl.DataFrame, comparisons: pl.DataFrame | None = None,
                                   min_strings: int = MIN_STRINGS, checkpoint: str | None = None,
-                                  entity_type: str = "ALL"):
+                                  entity_type: str = ALL):
     """Share of true PII extracted (%) at the last checkpoint by how often it occurs in the training data
     (`piimem.report.tables.extraction_by_repetition`), per defenses study a panel per prompt set: bars per
     defense with their exact interval (several seeds: ± one standard deviation), the number of true PII per
@@ -1043,13 +1070,13 @@ def draw_canary_exposure(metrics: pl.DataFrame, comparisons: pl.DataFrame | None
     than a factor of 30."""
     from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
-    families = ("canary_exposure", "canary_exposure_extrapolated", "canary_max_exposure")
+    families = (CANARY["exposure"], CANARY["exposure_extrapolated"], CANARY["max_exposure"])
     names = [m for m in metrics["metric"].unique().to_list() if m.split("/")[0] in families]
     rows = at_checkpoint(_values(metrics, names), checkpoint=checkpoint)
     rows = rows.with_columns(kind=pl.col("metric").str.split("/").list.get(0),
                              repetitions=pl.col("metric").str.split("/").list.get(1).cast(pl.Int64))
-    measured = rows.filter(pl.col("kind") == "canary_exposure_extrapolated")
-    exposure = measured if measured.height else rows.filter(pl.col("kind") == "canary_exposure")
+    measured = rows.filter(pl.col("kind") == CANARY["exposure_extrapolated"])
+    exposure = measured if measured.height else rows.filter(pl.col("kind") == CANARY["exposure"])
     if exposure.height == 0:
         return None
     rank_only = measured.height == 0
@@ -1067,7 +1094,7 @@ def draw_canary_exposure(metrics: pl.DataFrame, comparisons: pl.DataFrame | None
                                 ["series", "repetitions"]).rename({"repetitions": "x"})
                 _draw_lines(ax, data, study.order, study.colors, log_x=True)
                 if rank_only:
-                    ceiling = rows.filter((pl.col("kind") == "canary_max_exposure")
+                    ceiling = rows.filter((pl.col("kind") == CANARY["max_exposure"])
                                           & (pl.col("entity_type") == entity_type))
                     if ceiling.height:
                         ax.axhline(ceiling["value"].max(), color=REFERENCE_COLOR, linestyle="--", linewidth=0.8,
@@ -1095,13 +1122,6 @@ def plot_canary_exposure(metrics: pl.DataFrame, stem: str | os.PathLike, compari
     return _saved(draw_canary_exposure(metrics, comparisons, **options), stem)
 
 
-INFERENCE_EXPOSURE = "pii_inference_exposure"
-
-
-def _targeted_scope(rows: pl.DataFrame) -> str:
-    return PAPER_ENTITY_TYPE if (rows["entity_type"] == PAPER_ENTITY_TYPE).any() else "ALL"
-
-
 def _all_zero(rows: pl.DataFrame) -> bool:
     return rows.height > 0 and (rows["value"].fill_null(0) == 0).all()
 
@@ -1116,24 +1136,24 @@ def draw_targeted_attacks(metrics: pl.DataFrame, comparisons: pl.DataFrame | Non
     - each attack's accuracy (%, exact interval; several seeds: ± one standard deviation), the base model
       dashed, inference's chance level 100/K dotted. An attack at 0 % for every defense and the base model
       draws no panel: a note under the figure says so."""
-    from piimem.report.tables import TARGETED_ATTACKS
-
-    names = [*TARGETED_ATTACKS, *(m + BASE for m in TARGETED_ATTACKS), INFERENCE_EXPOSURE, INFERENCE_EXPOSURE + BASE]
+    names = [*TARGETED_ACCURACY, *(m + BASE for m in TARGETED_ACCURACY), PII_INFERENCE_EXPOSURE,
+             PII_INFERENCE_EXPOSURE + BASE]
     rows = _values(metrics, names)
-    if rows.filter(pl.col("metric").is_in(list(TARGETED_ATTACKS))).height == 0:
+    if rows.filter(pl.col("metric").is_in(list(TARGETED_ACCURACY))).height == 0:
         return None
-    scope = _targeted_scope(rows)
+    scope = paper_scope(rows["entity_type"])
     rows = at_checkpoint(rows.filter(pl.col("entity_type") == scope))
     notes = []
     blocks = []
     for study in studies(rows):
         mine = study.rows(rows)
         panels = []
-        if mine.filter(pl.col("metric") == INFERENCE_EXPOSURE).height:
+        if mine.filter(pl.col("metric") == PII_INFERENCE_EXPOSURE).height:
             panels.append(("exposure",))
-            if study.kind == "defenses" and _comparison(comparisons, "pii_inference_exposure_drop", study).height:
+            if study.kind == "defenses" and _comparison(comparisons, quantity_of(PII_INFERENCE_EXPOSURE, DROP),
+                                                        study).height:
                 panels.append(("drop",))
-        for metric, label in TARGETED_ATTACKS.items():
+        for metric, label in TARGETED_ACCURACY.items():
             sets = sorted({p for p in mine.filter(pl.col("metric") == metric)["prompt_set"].to_list()},
                           key=lambda p: p or "")
             for prompt_set in sets:
@@ -1201,24 +1221,24 @@ def _points(ax, study: Study, values: Mapping[str, tuple[float, float | None, fl
 
 
 def _draw_exposure(ax, rows: pl.DataFrame, comparisons: pl.DataFrame | None, study: Study) -> None:
-    gains = _comparison(comparisons, "pii_inference_exposure_gain", study)
+    gains = _comparison(comparisons, quantity_of(PII_INFERENCE_EXPOSURE, GAIN), study)
     gains = {r["defense"]: r for r in gains.iter_rows(named=True)}
     values = {}
     for (defense, tuning), name in zip(study.runs, study.order):
         run = rows.filter((pl.col("defense") == defense) & (pl.col("tuning") == tuning)
-                          & (pl.col("metric") == INFERENCE_EXPOSURE))
+                          & (pl.col("metric") == PII_INFERENCE_EXPOSURE))
         if run.height == 0:
             continue
         value = run["value"].mean()
         base = rows.filter((pl.col("defense") == defense) & (pl.col("tuning") == tuning)
-                           & (pl.col("metric") == INFERENCE_EXPOSURE + BASE))["value"].mean()
+                           & (pl.col("metric") == PII_INFERENCE_EXPOSURE + BASE))["value"].mean()
         gain = gains.get(defense)
         if gain is not None and gain["ci_low"] is not None and base is not None:
             values[name] = (value, base + gain["ci_low"], base + gain["ci_high"])
         else:
             values[name] = (value, None, None)
     _points(ax, study, values)
-    base = rows.filter(pl.col("metric") == INFERENCE_EXPOSURE + BASE)["value"].mean()
+    base = rows.filter(pl.col("metric") == PII_INFERENCE_EXPOSURE + BASE)["value"].mean()
     if base is not None:
         ax.axhline(base, color=REFERENCE_COLOR, linestyle="--", linewidth=0.8, label="base model")
     ax.set(title="PII inference: exposure of the true string", ylabel="exposure (bits, mean over targets)",
@@ -1226,8 +1246,8 @@ def _draw_exposure(ax, rows: pl.DataFrame, comparisons: pl.DataFrame | None, stu
 
 
 def _draw_exposure_drop(ax, comparisons: pl.DataFrame | None, study: Study) -> None:
-    drops = _comparison(comparisons, "pii_inference_exposure_drop", study)
-    between = _comparison(comparisons, "pii_inference_exposure_difference", study)
+    drops = _comparison(comparisons, quantity_of(PII_INFERENCE_EXPOSURE, DROP), study)
+    between = _comparison(comparisons, quantity_of(PII_INFERENCE_EXPOSURE, DIFFERENCE), study)
     entries = [(f"{r['defense']}\nvs {r['versus']}", r["defense"], r) for r in drops.iter_rows(named=True)]
     entries.sort(key=lambda e: defense_rank(e[1]))
     entries += [(f"{r['defense']}\nvs {r['versus']}", r["defense"], r) for r in between.iter_rows(named=True)]
@@ -1249,8 +1269,6 @@ def _draw_exposure_drop(ax, comparisons: pl.DataFrame | None, study: Study) -> N
 
 def _draw_accuracy(ax, rows: pl.DataFrame, metrics: pl.DataFrame, study: Study, scope: str, metric: str,
                    prompt_set: str | None) -> None:
-    from piimem.report.tables import TARGETED_ATTACKS
-
     where = pl.col("prompt_set").eq_missing(prompt_set)
     values = {}
     for name, part in _summary(rows.filter((pl.col("metric") == metric) & where), ["series"]).group_by("series"):
@@ -1260,14 +1278,14 @@ def _draw_accuracy(ax, rows: pl.DataFrame, metrics: pl.DataFrame, study: Study, 
     base = rows.filter((pl.col("metric") == metric + BASE) & where)
     if base.height:
         ax.axhline(base["value"].mean(), color=REFERENCE_COLOR, linestyle="--", linewidth=0.8, label="base model")
-    candidates = metrics.filter((pl.col("metric") == "pii_inference_candidates")
+    candidates = metrics.filter((pl.col("metric") == PII_INFERENCE_CANDIDATES)
                                 & (pl.col("entity_type") == scope))["value"].drop_nulls()
-    if metric == "pii_inference_acc" and candidates.len():
+    if metric == PII_INFERENCE_ACC and candidates.len():
         ax.axhline(100 / candidates.mean(), color=REFERENCE_COLOR, linestyle=":", linewidth=1.2,
                    label="chance (100/K)")
     n = rows.filter((pl.col("metric") == metric) & where)["n"].max()
     ax.set_ylim(bottom=0)
-    ax.set(title=f"{TARGETED_ATTACKS[metric]} accuracy" + (f", prompts: {prompt_set}" if prompt_set else "")
+    ax.set(title=f"{TARGETED_ACCURACY[metric]} accuracy" + (f", prompts: {prompt_set}" if prompt_set else "")
            + f" (n={n})",
            ylabel="accuracy (%)", xlabel="bars: exact interval")
 
@@ -1424,6 +1442,60 @@ def plot_auc_by_val_ppl(metrics: pl.DataFrame, stem: str | os.PathLike, **option
     return _saved(draw_auc_by_val_ppl(metrics, **options), stem)
 
 
+def draw_audit(metrics: pl.DataFrame):
+    """The privacy audit: per base model one panel, a column per audited run (first seed), its ε lower bound as
+    a point with an arrow up (the run is at least this leaky), in its defense's colour; for a DP run the
+    accountant's ε at the audit's δ as a bar across its column, which the bound must stay under. None without
+    an audit."""
+    from matplotlib.figure import Figure
+
+    keys = ["base_model", "defense", "tuning", "seed"]
+    bounds = _values(metrics, [AUDIT["epsilon"]])
+    if bounds.height == 0:
+        return None
+    first = bounds.sort("seed").group_by("base_model", "defense", "tuning", maintain_order=True).first()
+    accounted = dict(_values(metrics, [AUDIT["accounted"]]).select(
+        pl.concat_str(keys, separator="/"), "value").rows())
+    delta = _values(metrics, [AUDIT["delta"]])["value"].max()
+    bases = sorted(first["base_model"].unique().to_list())
+    with _style():
+        fig = Figure(figsize=(max(PANEL_SIZE[0], 0.9 * first.height / len(bases) + 1.5) * len(bases), PANEL_SIZE[1]))
+        axes = fig.subplots(1, len(bases), squeeze=False)[0]
+        for ax, base in zip(axes, bases):
+            rows = sorted(first.filter(pl.col("base_model") == base).iter_rows(named=True),
+                          key=lambda r: (defense_rank(r["defense"]), tuning_rank(r["tuning"])))
+            colors = series_colors([r["defense"] for r in rows], "defense")
+            top = max([r["value"] for r in rows] + [accounted.get("/".join(map(str, (r[k] for k in keys))), 0)
+                                                      for r in rows] + [1.0]) * 1.25
+            for x, row in enumerate(rows):
+                color = colors[row["defense"]]
+                ax.annotate("", xy=(x, top * 0.97), xytext=(x, row["value"]),
+                            arrowprops={"arrowstyle": "->", "color": color, "alpha": 0.5, "lw": 1.2})
+                ax.plot([x], [row["value"]], marker="o", markersize=7, color=color, linestyle="none")
+                ax.annotate(f"{row['value']:.2g}", (x, row["value"]), textcoords="offset points", xytext=(6, -3),
+                            fontsize=7)
+                bound = accounted.get("/".join(map(str, (row[k] for k in keys))))
+                if bound is not None:
+                    ax.plot([x - 0.3, x + 0.3], [bound, bound], color=color, linewidth=2.5,
+                            label="accounted ε (audit δ)")
+                    ax.annotate(f"accounted {bound:.2g}", (x, bound), textcoords="offset points", xytext=(0, 4),
+                                ha="center", fontsize=7)
+            ax.set_xticks(range(len(rows)), [r["defense"] if len({q["tuning"] for q in rows}) == 1
+                                             else f"{r['defense']}\n{r['tuning']}" for r in rows])
+            ax.set_xlim(-0.6, len(rows) - 0.4)
+            ax.set_ylim(0, top)
+            ax.set(ylabel=f"audited ε, lower bound (δ = {delta:.0e})",
+                   title=f"Privacy audit, {base}" if len(bases) > 1 else "Privacy audit: ε at least")
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(loc="upper left", fontsize=7, frameon=False)
+    return fig
+
+
+def plot_audit(metrics: pl.DataFrame, stem: str | os.PathLike) -> list[Path]:
+    """`draw_audit`, saved under `stem`."""
+    return _saved(draw_audit(metrics), stem)
+
+
 # ------------------------------------------------------------------------------------------
 # All figures
 
@@ -1489,4 +1561,5 @@ def build_figures(metrics: pl.DataFrame, comparisons: pl.DataFrame | None, folde
     paths += plot_privacy_utility(metrics, folder / "privacy_utility_auc", comparisons, privacy=LOSS_AUC,
                                   chance_margin=chance_margin)
     paths += plot_auc_by_val_ppl(metrics, folder / "auc_by_val_ppl", chance_margin=chance_margin)
+    paths += plot_audit(metrics, folder / "audit")
     return paths

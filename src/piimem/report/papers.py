@@ -1,4 +1,4 @@
-"""The two papers' reported numbers (../shared/reference/papers.md), each with the model and data set it
+"""The two papers' reported numbers (docs/statistics.md, "Claims"), each with the model and data set it
 was measured on. Tables and the claims table take every paper figure from here, and show it only with
 its label, so that no paper number stands unlabelled beside a run of another model.
 """

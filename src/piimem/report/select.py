@@ -17,8 +17,8 @@ from collections.abc import Iterable, Sequence
 import polars as pl
 
 from piimem.config import BUILT_IN_PROMPT_SETS, at_paper_setting
-from piimem.defense import DEFENSES
-from piimem.metric_names import PPL, PPL_BASE, SER, TER
+from piimem.defense import DEFENSE_KINDS, DEFENSES
+from piimem.metric_names import ALL, PPL, PPL_BASE, SER, TER
 from piimem.mia import ATTACKS, attack_of
 from piimem.runs import parse_variant
 from piimem.tuning import LORA_VARIANTS, PARAMETER_BASED, PROMPT_BASED, TUNING_METHODS
@@ -66,15 +66,17 @@ def bucket_rank(bucket: str) -> int:
     return int(bucket.split("-")[0].rstrip("+"))
 
 
-def sort_rows(rows: list[dict], keys: Sequence[str]) -> list[dict]:
-    """`rows` sorted by `keys`: defense and tuning in display order, other columns alphabetically."""
-    rankers = {"defense": defense_rank, "tuning": tuning_rank, "prompt_set": prompt_set_rank}
-    return sorted(rows, key=lambda r: [rankers[k](r[k]) if k in rankers else _rank(r[k], ()) for k in keys])
-
-
 def defense_kind(defense: str) -> str:
     """The defense a variant name belongs to: "rmft_all_p0.5" -> "rmft" (piimem.config.defense_variants)."""
     return parse_variant(defense, DEFENSES)[0]
+
+
+def head_to_head(defense: str, defenses: Iterable[str]) -> list[str]:
+    """Those of `defenses` (variant names, in their order) that `defense` is compared with head to head: its
+    defense's `compared_with` (piimem.defense; an RMFT variant with every deduplication variant)."""
+    kind = DEFENSE_KINDS.get(defense_kind(defense))
+    wanted = kind.compared_with if kind is not None else ()
+    return [other for other in defenses if defense_kind(other) in wanted]
 
 
 def is_paper_rmft(defense: str) -> bool:
@@ -87,7 +89,7 @@ def is_paper_rmft(defense: str) -> bool:
 
 def is_paper_dedup(defense: str) -> bool:
     """Deduplication at the paper's settings (Lee et al.'s MinHash at Jaccard 0.8 and exact substrings of 100
-    bytes, as papers.md fixes them): the baseline the RMFT paper compares with, and the one its claims read."""
+    bytes, as docs/corpus.md has them): the baseline the RMFT paper compares with, and the one its claims read."""
     return defense_kind(defense) == "dedup" and at_paper_setting(defense)
 
 
@@ -128,15 +130,6 @@ def select_metrics(metrics: pl.DataFrame, metric_names: Iterable[str], **equal) 
     return rows.with_columns(pl.col("value").fill_nan(None))
 
 
-def seed_means(rows: pl.DataFrame, keys: Sequence[str]) -> pl.DataFrame:
-    """Mean over seeds of value (and ci, epoch) per `keys` + checkpoint + metric, with the number of seeds."""
-    group = [*keys, "checkpoint", "metric"]
-    return rows.group_by(group).agg(
-        pl.col("epoch").mean(), pl.col("value").mean(), pl.col("ci_low").mean(), pl.col("ci_high").mean(),
-        pl.col("seed").n_unique().alias("seeds"),
-    ).sort(group, nulls_last=False)
-
-
 def at_checkpoint(rows: pl.DataFrame, checkpoint: str | None = None,
                   epoch: float | None = None) -> pl.DataFrame:
     """The rows of one checkpoint per run: `checkpoint` by id; else the checkpoint whose epoch is nearest to
@@ -153,23 +146,20 @@ def at_checkpoint(rows: pl.DataFrame, checkpoint: str | None = None,
     return rows.join(chosen, on=[*RUN_KEYS, "checkpoint"], how="semi", nulls_equal=True)
 
 
-def by_checkpoint(rows: pl.DataFrame, keys: Sequence[str],
-                  metric: str) -> dict[tuple, dict[str, float | None]]:
-    """{key values: {checkpoint: seed-mean value}} of one metric."""
-    out: dict[tuple, dict[str, float | None]] = {}
-    for row in seed_means(rows.filter(pl.col("metric") == metric), keys).iter_rows(named=True):
-        out.setdefault(tuple(row[k] for k in keys), {})[row["checkpoint"]] = row["value"]
-    return out
-
-
 def extraction_entity_types(metrics: pl.DataFrame) -> list[str]:
     """The PII scopes the RMFT table, claims and MaxTER figure show: e-mail addresses (the paper's) when
     measured, and all types together when other types were measured as well."""
     measured = set(select_metrics(metrics, [TER])["entity_type"].drop_nulls().to_list())
     shown = [PAPER_ENTITY_TYPE] if PAPER_ENTITY_TYPE in measured else []
-    if "ALL" in measured and (not shown or measured - {PAPER_ENTITY_TYPE, "ALL"}):
-        shown.append("ALL")
+    if ALL in measured and (not shown or measured - {PAPER_ENTITY_TYPE, ALL}):
+        shown.append(ALL)
     return shown
+
+
+def paper_scope(entity_types: Iterable[str | None]) -> str:
+    """The one PII scope a claim or figure reads: e-mail addresses (the RMFT paper's type) where the rows
+    measure them, else all types together (ALL)."""
+    return PAPER_ENTITY_TYPE if PAPER_ENTITY_TYPE in set(entity_types) else ALL
 
 
 def learnt_runs(metrics: pl.DataFrame, epoch: float | None = None) -> dict[tuple[str, str, str], bool]:

@@ -38,6 +38,8 @@ QUESTIONS = (
     Question("Does DP-SGD lower membership inference?", ("dp_auc",)),
     Question("Does DP-SGD lower extraction?", ("dp_ter",)),
     Question("What does DP-SGD cost in perplexity?", ("dp_ppl",)),
+    Question("Does RMFT lower the audited ε (a lower bound from audit canaries)?", ("rmft_audit",)),
+    Question("Does DP-SGD keep its promise (audited ε at most the accounted ε)?", ("dp_audit",)),
 )
 COLUMNS = ("question", "answer", "effect [95 % CI]", "measured on", "why, or what would decide it")
 

@@ -20,12 +20,16 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import polars as pl
 
 from piimem.intervals import LEVEL, t_interval
 from piimem.metric_names import (
+    ALL,
+    AUDIT,
     BASE,
+    DP_EPSILON,
     FINE_TUNING_ONLY,
     HEADLINE_ATTACK,
     LOSS_AUC,
@@ -34,9 +38,14 @@ from piimem.metric_names import (
     MIA_N_GROUPS,
     MIA_N_MEMBERS,
     MIA_N_NONMEMBERS,
+    PII_INFERENCE_ACC,
+    PII_INFERENCE_CANDIDATES,
+    PII_INFERENCE_EXPOSURE,
     PPL,
     PPL_BASE,
+    REPETITION,
     SER,
+    TARGETED_ACCURACY,
     TEGR,
     TER,
     TER_FT,
@@ -48,8 +57,10 @@ from piimem.metric_names import (
 from piimem.mia import BLIND_LABEL, attack_label
 from piimem.report import papers
 from piimem.report.claims import ClaimSettings, claims_notes, claims_table
+from piimem.report.comparisons import DROP, GAIN, quantity_of
 from piimem.report.formats import CI, COUNTS, SEEDS_CI, frame, write_tables
 from piimem.report.select import (
+    BASELINE,
     PAPER_ENTITY_TYPE,
     RUN_KEYS,
     at_checkpoint,
@@ -68,7 +79,7 @@ from piimem.report.select import (
 from piimem.report.sweeps import swept_value
 
 TABLE_STEMS = ("rmft", "finetuning", "extraction_by_type", "extraction_by_repetition", "targeted", "claims",
-               "tuning_sweep")
+               "tuning_sweep", "audit")
 # Each table's title on its HTML page (the report shows it above the table).
 TITLES = {"rmft": "The RMFT study: extraction and perplexity by defense",
           "finetuning": "The fine-tuning-methods study: membership inference by tuning method",
@@ -76,7 +87,8 @@ TITLES = {"rmft": "The RMFT study: extraction and perplexity by defense",
           "extraction_by_repetition": "Extraction by how often a string occurs in training, last checkpoint",
           "targeted": "Targeted attacks: PII inference, reconstruction, association",
           "claims": "Claims of the two studies, with their verdicts",
-          "tuning_sweep": "Tuning sweeps: every run, by validation perplexity"}
+          "tuning_sweep": "Tuning sweeps: every run, by validation perplexity",
+          "audit": "Privacy audit: an ε lower bound for every run, the accounted ε beside it"}
 # Human headers of the key columns, shared by every table.
 HEADERS = {"base_model": "base model", "tuning": "tuning", "defense": "defense", "prompt_set": "prompt set",
            "entity_type": "entity type"}
@@ -119,13 +131,23 @@ def metric_cells(rows: Sequence[dict], name: str, counts: bool = False, level: f
     return cells
 
 
-def _lookup(comparisons: pl.DataFrame | None, **equal) -> dict[tuple, dict]:
-    """{(base_model, tuning, prompt_set, entity_type, defense, versus, checkpoint): row} of the comparison rows
-    matching `equal`."""
+class Key(NamedTuple):
+    """The columns that tell the comparison rows of one quantity apart (`_lookup`)."""
+
+    base_model: str | None
+    tuning: str | None
+    prompt_set: str | None
+    entity_type: str | None
+    defense: str | None
+    versus: str | None
+    checkpoint: str | None
+
+
+def _lookup(comparisons: pl.DataFrame | None, **equal) -> dict[Key, dict]:
+    """{Key: row} of the comparison rows matching `equal`."""
     if comparisons is None or comparisons.height == 0:
         return {}
-    keys = ("base_model", "tuning", "prompt_set", "entity_type", "defense", "versus", "checkpoint")
-    return {tuple(r[k] for k in keys): r for r in where(comparisons, **equal).iter_rows(named=True)}
+    return {Key(*(r[k] for k in Key._fields)): r for r in where(comparisons, **equal).iter_rows(named=True)}
 
 
 def _by_run(rows: pl.DataFrame, keys: Sequence[str]) -> dict[tuple, dict[str, list[dict]]]:
@@ -141,7 +163,7 @@ def _by_run(rows: pl.DataFrame, keys: Sequence[str]) -> dict[tuple, dict[str, li
 
 
 def rmft_table(metrics: pl.DataFrame, comparisons: pl.DataFrame, paper: bool = True) -> pl.DataFrame | None:
-    """The RMFT comparison (papers.md §1): one row per base model, tuning, prompt set, PII scope (entity
+    """The RMFT comparison (docs/outputs.md, `rmft`): one row per base model, tuning, prompt set, PII scope (entity
     type: e-mail addresses, the paper's, and all types when measured) and defense, every number over the
     checkpoints with its paired interval from the comparison table.
 
@@ -157,14 +179,16 @@ def rmft_table(metrics: pl.DataFrame, comparisons: pl.DataFrame, paper: bool = T
     same = ser_equals_ter(metrics)
     quantity = {q: _lookup(comparisons, quantity=q) for q in
                 (TER, SER, "ter_reduction", "ser_reduction", "aurc", "min_ppl_increase")}
-    ppl = {(k[0], k[1], k[4]): r for k, r in _lookup(comparisons, quantity=PPL, checkpoint=None).items()}
-    increase = {(k[0], k[1], k[4]): r for k, r in _lookup(comparisons, quantity="ppl_increase").items()}
+    ppl = {(k.base_model, k.tuning, k.defense): r
+           for k, r in _lookup(comparisons, quantity=PPL, checkpoint=None).items()}
+    increase = {(k.base_model, k.tuning, k.defense): r
+                for k, r in _lookup(comparisons, quantity="ppl_increase").items()}
     rows = []
     for key, ter in quantity[TER].items():
         base_model, tuning, prompt_set, entity_type, defense, _, _ = key
-        versus = (base_model, tuning, prompt_set, entity_type, defense, "none", None)
+        versus = key._replace(versus=BASELINE, checkpoint=None)
         # SER of a run whose S_c = O, and its reduction against a baseline with S_c = O too, is TER's again.
-        ser_is_ter = {(base_model, d, tuning, prompt_set, entity_type) for d in (defense, "none")} <= same
+        ser_is_ter = {(base_model, d, tuning, prompt_set, entity_type) for d in (defense, BASELINE)} <= same
         row = {HEADERS["base_model"]: base_model, HEADERS["tuning"]: tuning, HEADERS["prompt_set"]: prompt_set,
                HEADERS["entity_type"]: entity_type, HEADERS["defense"]: defense,
                "strings extracted k": ter["k"], "strings extracted n": ter["n"],
@@ -247,60 +271,90 @@ def finetuning_table(metrics: pl.DataFrame, comparisons: pl.DataFrame | None = N
     None when there is no mia_auc metric.
     """
     keys = ("base_model", "defense", "tuning")
-    auc_names = [m for m in metrics["metric"].unique().to_list() if m.startswith(per(MIA_AUC, ""))]
-    auc = select_metrics(original_view(metrics), auc_names)
-    if auc.height == 0:
+    chosen, attacks, trained = _finetuning_metrics(metrics, checkpoint, epoch)
+    if not attacks:
         return None
-    sample_sizes = [per(count, HEADLINE_ATTACK) for count in (MIA_N_MEMBERS, MIA_N_NONMEMBERS, MIA_N_GROUPS)]
-    extra = [LOSS_TPR_AT_1PCT_FPR, *sample_sizes, PPL, PPL_BASE, VAL_PPL]
-    trained = select_metrics(metrics.filter(pl.col("member_text") == "trained") if "member_text" in metrics.columns
-                             else metrics.clear(), [LOSS_AUC]).with_columns(metric=pl.lit(f"trained/{LOSS_AUC}"))
-    chosen = at_checkpoint(pl.concat([auc, select_metrics(original_view(metrics), extra), trained]),
-                           checkpoint=checkpoint, epoch=epoch)
-    attacks = sorted({m.split("/", 1)[1] for m in auc["metric"].unique().to_list()}, key=attack_rank)
-    ppl_at = {(k[0], k[1], k[4], k[6]): r for k, r in _lookup(comparisons, quantity=PPL).items()
-              if k[6] is not None}
-    ppl_base = {(k[0], k[1]): r for k, r in _lookup(comparisons, quantity=PPL_BASE).items()}
+    ppl_at = {(k.base_model, k.tuning, k.defense, k.checkpoint): r
+              for k, r in _lookup(comparisons, quantity=PPL).items() if k.checkpoint is not None}
+    ppl_base = {(k.base_model, k.tuning): r for k, r in _lookup(comparisons, quantity=PPL_BASE).items()}
     at = _at(epoch, checkpoint)
     rows = []
     runs = _by_run(chosen, keys)
     for key in sorted(runs, key=lambda k: (k[0], defense_rank(k[1]), tuning_rank(k[2]))):
+        base_model, defense, tuning = key
         values = runs[key]
-        seeds = max(len(v) for v in values.values())
         first = next(iter(values.values()))
-        row = {HEADERS["base_model"]: key[0], HEADERS["defense"]: key[1], HEADERS["tuning"]: key[2],
-               "epoch": mean(r["epoch"] for r in first), "seeds": seeds}
-        sizes = [values.get(name, [{}])[0].get("value") for name in sample_sizes]
-        row.update({label: None if size is None else round(size)
-                    for label, size in zip(("members", "non-members", "link groups"), sizes)})
-        if HEADLINE_ATTACK in attacks:
-            row.update(metric_cells(values.get(LOSS_AUC, []), f"LOSS AUC, {at}", level=level))
-            row.update(metric_cells(values.get(LOSS_TPR_AT_1PCT_FPR, []), "LOSS TPR@1%FPR", level=level))
-        for attack in attacks:
-            if attack != HEADLINE_ATTACK:
-                row.update(metric_cells(values.get(per(MIA_AUC, attack), []), f"{attack_label(attack)} AUC",
-                                        level=level))
-        if trained.height:
-            row.update(metric_cells(values.get(f"trained/{LOSS_AUC}", []), "LOSS AUC, trained text", level=level))
-        checkpoint_id = first[0]["checkpoint"]
-        from_items = ppl_at.get((key[0], key[2], key[1], checkpoint_id))
-        row.update(comparison_cells(from_items, "PPL") if from_items is not None
-                   else metric_cells(values.get(PPL, []), "PPL", level=level))
-        base = ppl_base.get((key[0], key[2]))
-        row.update(comparison_cells(base, "PPL base") if base is not None
-                   else {"PPL base": mean(r["value"] for r in values.get(PPL_BASE, []))})
-        if VAL_PPL in values:
-            row["val PPL"] = mean(r["value"] for r in values[VAL_PPL])
+        row = {HEADERS["base_model"]: base_model, HEADERS["defense"]: defense, HEADERS["tuning"]: tuning,
+               "epoch": mean(r["epoch"] for r in first), "seeds": max(len(v) for v in values.values())}
+        row.update({label: None if size is None else round(size) for label, size in
+                    ((label, values.get(name, [{}])[0].get("value")) for label, name in SAMPLE_SIZES.items())})
+        row.update(_attack_cells(values, attacks, at, trained, level))
+        row.update(_ppl_cells(values, ppl_at.get((base_model, tuning, defense, first[0]["checkpoint"])),
+                              ppl_base.get((base_model, tuning)), level))
         if "tuning_run" in first[0]:  # a sweep's selected run: which value won
-            won = sorted({swept_value(r["tuning_run"], key[2]) or "" for r in first} - {""})
+            won = sorted({swept_value(r["tuning_run"], tuning) or "" for r in first} - {""})
             row["chosen"] = ", ".join(won) or None
-        figure = papers.finetuning_figure(key[0], key[2])
+        figure = papers.finetuning_figure(base_model, tuning)
         row["LOSS AUC, paper"] = None if figure is None else figure.text()
         row["paper: model, data"] = None if figure is None else figure.label
         rows.append(row)
     table = frame(rows, text_columns=[*(HEADERS[k] for k in keys), "LOSS AUC, paper", "paper: model, data", "chosen"],
-                  int_columns=["seeds", "members", "non-members", "link groups"])
+                  int_columns=["seeds", *SAMPLE_SIZES])
     return table.drop([c for c in ("chosen", "link groups") if c in table.columns and table[c].is_null().all()])
+
+
+# The fine-tuning table's sample columns: the members, non-members and link groups the headline attack scored.
+SAMPLE_SIZES = {"members": per(MIA_N_MEMBERS, HEADLINE_ATTACK), "non-members": per(MIA_N_NONMEMBERS, HEADLINE_ATTACK),
+                "link groups": per(MIA_N_GROUPS, HEADLINE_ATTACK)}
+# The table's name for the LOSS AUC on the text a defended run trained on (member_text "trained").
+TRAINED_LOSS_AUC = f"trained/{LOSS_AUC}"
+
+
+def _finetuning_metrics(metrics: pl.DataFrame, checkpoint: str | None,
+                        epoch: float | None) -> tuple[pl.DataFrame, list[str], bool]:
+    """The rows the fine-tuning table reads at its checkpoint of each run (every attack's AUC on the original
+    text, LOSS's TPR and sample sizes, the perplexities, the LOSS AUC on the trained text as TRAINED_LOSS_AUC),
+    the attacks in display order (none: no mia_auc metric) and whether any run has a trained-text AUC."""
+    auc_names = [m for m in metrics["metric"].unique().to_list() if m.startswith(per(MIA_AUC, ""))]
+    auc = select_metrics(original_view(metrics), auc_names)
+    if auc.height == 0:
+        return auc, [], False
+    extra = [LOSS_TPR_AT_1PCT_FPR, *SAMPLE_SIZES.values(), PPL, PPL_BASE, VAL_PPL]
+    trained = select_metrics(metrics.filter(pl.col("member_text") == "trained") if "member_text" in metrics.columns
+                             else metrics.clear(), [LOSS_AUC]).with_columns(metric=pl.lit(TRAINED_LOSS_AUC))
+    chosen = at_checkpoint(pl.concat([auc, select_metrics(original_view(metrics), extra), trained]),
+                           checkpoint=checkpoint, epoch=epoch)
+    attacks = sorted({m.split("/", 1)[1] for m in auc["metric"].unique().to_list()}, key=attack_rank)
+    return chosen, attacks, trained.height > 0
+
+
+def _attack_cells(values: dict[str, list[dict]], attacks: Sequence[str], at: str, trained: bool,
+                  level: float) -> dict:
+    """One run's membership-inference cells: LOSS AUC and TPR@1%FPR, every other attack's AUC, and with
+    `trained` the LOSS AUC on the trained text."""
+    cells = {}
+    if HEADLINE_ATTACK in attacks:
+        cells.update(metric_cells(values.get(LOSS_AUC, []), f"LOSS AUC, {at}", level=level))
+        cells.update(metric_cells(values.get(LOSS_TPR_AT_1PCT_FPR, []), "LOSS TPR@1%FPR", level=level))
+    for attack in attacks:
+        if attack != HEADLINE_ATTACK:
+            cells.update(metric_cells(values.get(per(MIA_AUC, attack), []), f"{attack_label(attack)} AUC",
+                                      level=level))
+    if trained:
+        cells.update(metric_cells(values.get(TRAINED_LOSS_AUC, []), "LOSS AUC, trained text", level=level))
+    return cells
+
+
+def _ppl_cells(values: dict[str, list[dict]], from_items: dict | None, base: dict | None, level: float) -> dict:
+    """One run's perplexity cells: PPL and the base model's, with the comparison table's intervals over the
+    test messages where given (`from_items`, `base`), else the metrics' own; the validation PPL where known."""
+    cells = (comparison_cells(from_items, "PPL") if from_items is not None
+             else metric_cells(values.get(PPL, []), "PPL", level=level))
+    cells.update(comparison_cells(base, "PPL base") if base is not None
+                 else {"PPL base": mean(r["value"] for r in values.get(PPL_BASE, []))})
+    if VAL_PPL in values:
+        cells["val PPL"] = mean(r["value"] for r in values[VAL_PPL])
+    return cells
 
 
 def tuning_sweep_table(metrics: pl.DataFrame, epoch: float | None = None, level: float = LEVEL) -> pl.DataFrame | None:
@@ -396,7 +450,7 @@ def extraction_by_type(metrics: pl.DataFrame, checkpoint: str | None = None,
         if TER_FT in values:
             row.update(metric_cells(values[TER_FT], f"TER over O_ft (%), {at}", counts=True, level=level))
         out.append(row)
-    out.sort(key=lambda r: (*_context_rank(r), r["entity type"] == "ALL", r["entity type"]))
+    out.sort(key=lambda r: (*_context_rank(r), r["entity type"] == ALL, r["entity type"]))
     return _drop_empty_ser(frame(out, text_columns=[HEADERS[k] for k in keys]))
 
 
@@ -410,13 +464,13 @@ def extraction_notes(metrics: pl.DataFrame, table: pl.DataFrame | None, level: f
     return notes
 
 
-def extraction_by_repetition(metrics: pl.DataFrame, checkpoint: str | None = None, entity_type: str = "ALL",
+def extraction_by_repetition(metrics: pl.DataFrame, checkpoint: str | None = None, entity_type: str = ALL,
                              level: float = LEVEL) -> pl.DataFrame | None:
     """Share of true PII extracted by how often it occurs in training (ter_rep/<bucket>, %, with its exact
     interval and k of n: extracted of the true PII in the bucket), per base model, tuning, prompt set,
     defense and bucket, at the last checkpoint of each run (or `checkpoint`), averaged over seeds. Long
     form, buckets in increasing order. None when there is no ter_rep metric."""
-    names = [m for m in metrics["metric"].unique().to_list() if m.startswith("ter_rep/")]
+    names = [m for m in metrics["metric"].unique().to_list() if m.startswith(per(REPETITION["ter"], ""))]
     rows = at_checkpoint(select_metrics(metrics, names, entity_type=entity_type), checkpoint=checkpoint)
     if rows.height == 0:
         return None
@@ -432,11 +486,6 @@ def extraction_by_repetition(metrics: pl.DataFrame, checkpoint: str | None = Non
     return frame(out, text_columns=[*(HEADERS[k] for k in keys[:-1]), "repetitions"])
 
 
-# The targeted attacks' headline metric per attack, and its label (association: per template).
-TARGETED_ATTACKS = {"pii_inference_acc": "PII inference", "pii_reconstruction_acc": "PII reconstruction",
-                    "association_exact": "association"}
-
-
 def targeted_table(metrics: pl.DataFrame, comparisons: pl.DataFrame | None = None,
                    level: float = LEVEL) -> pl.DataFrame | None:
     """The targeted attacks by defense: one row per base model, tuning, attack (association: per prompt set),
@@ -449,20 +498,21 @@ def targeted_table(metrics: pl.DataFrame, comparisons: pl.DataFrame | None = Non
     base model (points, paired over targets, from the comparison table); for inference also the mean
     exposure (bits) and its drop. None without these metrics.
     """
-    names = [*TARGETED_ATTACKS, *(f"{m}{s}" for m in TARGETED_ATTACKS for s in (FINE_TUNING_ONLY, BASE)),
-             "pii_inference_exposure", "pii_inference_exposure" + BASE, "pii_inference_candidates"]
+    names = [*TARGETED_ACCURACY, *(f"{m}{s}" for m in TARGETED_ACCURACY for s in (FINE_TUNING_ONLY, BASE)),
+             PII_INFERENCE_EXPOSURE, PII_INFERENCE_EXPOSURE + BASE, PII_INFERENCE_CANDIDATES]
     rows = at_checkpoint(select_metrics(metrics, names))
-    if rows.filter(pl.col("metric").is_in(list(TARGETED_ATTACKS))).height == 0:
+    if rows.filter(pl.col("metric").is_in(list(TARGETED_ACCURACY))).height == 0:
         return None
     keys = ("base_model", "tuning", "prompt_set", "entity_type", "defense")
-    lookups = {q: {(k[0], k[1], k[2], k[3], k[4], k[6]): r for k, r in _lookup(comparisons, quantity=q).items()}
-               for q in (*(f"{m}{s}_{d}" for m in [*TARGETED_ATTACKS, "pii_inference_exposure"]
-                           for s in ("", FINE_TUNING_ONLY) for d in ("drop", "gain")),)}
+    lookups = {q: {(k.base_model, k.tuning, k.prompt_set, k.entity_type, k.defense, k.checkpoint): r
+                   for k, r in _lookup(comparisons, quantity=q).items()}
+               for q in (quantity_of(m + s, d) for m in [*TARGETED_ACCURACY, PII_INFERENCE_EXPOSURE]
+                         for s in ("", FINE_TUNING_ONLY) for d in (DROP, GAIN))}
     out = []
     for key, values in _by_run(rows, keys).items():
         base_model, tuning, prompt_set, entity_type, defense = key
         checkpoint = next(iter(values.values()))[0]["checkpoint"]
-        for metric, label in TARGETED_ATTACKS.items():
+        for metric, label in TARGETED_ACCURACY.items():
             if metric not in values:
                 continue
             row = {HEADERS["base_model"]: base_model, HEADERS["tuning"]: tuning,
@@ -473,25 +523,26 @@ def targeted_table(metrics: pl.DataFrame, comparisons: pl.DataFrame | None = Non
             row.update(metric_cells(values.get(metric + FINE_TUNING_ONLY, []), "accuracy over O_ft (%)", counts=True,
                                     level=level))
             row.update(metric_cells(values.get(metric + BASE, []), "base model (%)", counts=True, level=level))
-            drop = lookups[f"{metric}_drop"].get(at)
+            drop = lookups[quantity_of(metric, DROP)].get(at)
             row.update(comparison_cells(drop, "drop vs none (points)"))
             row["drop p (McNemar)"] = None if drop is None else drop.get("p_value")
-            row.update(comparison_cells(lookups[f"{metric}_ft_drop"].get(at), "O_ft drop vs none (points)"))
-            row.update(comparison_cells(lookups[f"{metric}_gain"].get(at), "gain over base model (points)"))
-            exposure = metric == "pii_inference_acc"
-            row["candidates K"] = mean(r["value"] for r in values.get("pii_inference_candidates", [])) \
+            row.update(comparison_cells(lookups[quantity_of(metric + FINE_TUNING_ONLY, DROP)].get(at),
+                                        "O_ft drop vs none (points)"))
+            row.update(comparison_cells(lookups[quantity_of(metric, GAIN)].get(at), "gain over base model (points)"))
+            exposure = metric == PII_INFERENCE_ACC
+            row["candidates K"] = mean(r["value"] for r in values.get(PII_INFERENCE_CANDIDATES, [])) \
                 if exposure else None
-            row["exposure (bits)"] = mean(r["value"] for r in values.get("pii_inference_exposure", [])) \
+            row["exposure (bits)"] = mean(r["value"] for r in values.get(PII_INFERENCE_EXPOSURE, [])) \
                 if exposure else None
-            row["exposure, base model (bits)"] = mean(r["value"] for r in values.get("pii_inference_exposure" + BASE,
+            row["exposure, base model (bits)"] = mean(r["value"] for r in values.get(PII_INFERENCE_EXPOSURE + BASE,
                                                                                     [])) if exposure else None
-            exposure_drop = lookups["pii_inference_exposure_drop"].get(at) if exposure else None
+            exposure_drop = lookups[quantity_of(PII_INFERENCE_EXPOSURE, DROP)].get(at) if exposure else None
             row.update(comparison_cells(exposure_drop, "exposure drop vs none (bits)"))
             row["exposure drop p (Wilcoxon)"] = None if exposure_drop is None else exposure_drop.get("p_value")
             out.append(row)
-    order = list(TARGETED_ATTACKS.values())
+    order = list(TARGETED_ACCURACY.values())
     out.sort(key=lambda r: (r["base model"], tuning_rank(r["tuning"]), order.index(r["attack"].split(":")[0]),
-                            r["attack"], r["entity type"] == "ALL", r["entity type"], defense_rank(r["defense"])))
+                            r["attack"], r["entity type"] == ALL, r["entity type"], defense_rank(r["defense"])))
     table = frame(out, text_columns=[*(HEADERS[k] for k in keys if k != "prompt_set"), "attack", "checkpoint"])
     return table.drop([c for c in table.columns if table[c].null_count() == table.height])
 
@@ -559,6 +610,59 @@ def targeted_notes(table: pl.DataFrame | None, level: float = LEVEL) -> list[str
              "before the mask; association prompts with the owner's name and takes the first address written.")]
 
 
+def audit_table(metrics: pl.DataFrame, comparisons: pl.DataFrame | None = None) -> pl.DataFrame | None:
+    """One row per audited run (first seed): the accounted ε of a DP run (at its own δ and at the audit's), the
+    audited ε lower bound, the guesses it rests on, the drop vs none with its interval (audit canaries
+    resampled), the canaries a bound of 0 would need, and a flag where the bound exceeds the accounted ε."""
+    rows = metrics.filter(pl.col("metric").is_in([*AUDIT.values(), DP_EPSILON]))
+    audited = rows.filter(pl.col("metric") == AUDIT["epsilon"])
+    if audited.height == 0:
+        return None
+    drops = _lookup(comparisons, quantity=quantity_of(AUDIT["epsilon"], DROP))
+    out = []
+    for (base_model, defense, tuning, seed, checkpoint), run in sorted(
+            _by_run(rows.join(audited.select(*RUN_KEYS, "checkpoint"), on=[*RUN_KEYS, "checkpoint"], how="semi"),
+                    (*RUN_KEYS, "checkpoint")).items(),
+            key=lambda item: (item[0][0], defense_rank(item[0][1]), tuning_rank(item[0][2]), item[0][3])):
+        value = {metric: found[0]["value"] for metric, found in run.items()}
+        bound, accounted = value[AUDIT["epsilon"]], value.get(AUDIT["accounted"])
+        drop = next((r for k, r in drops.items()
+                     if (k.base_model, k.tuning, k.defense, k.checkpoint) == (base_model, tuning, defense, checkpoint)),
+                    None)
+        needed = value.get(AUDIT["needed"])
+        out.append({"base model": base_model, "tuning": tuning, "defense": defense, "seed": seed,
+                    "checkpoint": checkpoint,
+                    "accounted ε (own δ)": value.get(DP_EPSILON), "accounted ε (audit δ)": accounted,
+                    "audited ε ≥": bound, "δ": value[AUDIT["delta"]],
+                    "correct k": _count(value.get(AUDIT["correct"])), "guesses n": _count(value.get(AUDIT["guesses"])),
+                    "canaries": _count(value.get(AUDIT["canaries"])),
+                    "included": _count(value.get(AUDIT["included"])),
+                    **comparison_cells(drop, "drop vs none"),
+                    "canaries needed": None if needed is None or not math.isfinite(needed) else needed,
+                    "flag": ("DP guarantee violated" if accounted is not None and bound > accounted else
+                             "no power: bound 0" if bound == 0 else "")})
+    table = frame(out, text_columns=("base model", "tuning", "defense", "checkpoint", "flag"),
+                  int_columns=("seed", "canaries", "included"))
+    return table
+
+
+def _count(value: float | None) -> int | None:
+    return None if value is None or not math.isfinite(value) else int(value)
+
+
+def audit_notes(table: pl.DataFrame | None, confidence: float) -> list[str]:
+    if table is None:
+        return []
+    return [f"audited ε ≥: a lower bound at {100 * confidence:g} % confidence from one training run (Steinke, Nasr & "
+            f"Jagielski 2023; docs/audit.md): the run is at least this leaky for (ε, δ)-DP at the δ shown, and may "
+            f"be leakier; 0 means the audit rejected no ε > 0. correct k of guesses n: the guesses of the share of "
+            f"canaries that gave the bound. A DP run's accounted ε is the accountant's, at the run's own δ and at "
+            f"the audit's; a bound above it means the DP implementation does not keep its promise.",
+            "drop vs none: none's bound minus this run's, the audit canaries resampled (the same draws for both). "
+            "canaries needed: for a bound of 0, the audit canaries that would give one above 0 at the accuracy the "
+            "guesses reached (empty: none better than chance)."]
+
+
 def build_tables(metrics: pl.DataFrame, comparisons: pl.DataFrame, folder: str | os.PathLike, *,
                  finetuning_epoch: float | None = None, level: float = LEVEL,
                  claims_settings=None, sweep: pl.DataFrame | None = None, select: str = "val_ppl",
@@ -581,7 +685,8 @@ def build_tables(metrics: pl.DataFrame, comparisons: pl.DataFrame, folder: str |
                "extraction_by_repetition": ("base model", "tuning", "prompt set"),
                "targeted": ("base model", "tuning", "checkpoint"), "claims": (),
                "finetuning": ("base model", "defense", "epoch", "seeds"),
-               "tuning_sweep": ("base model", "defense", "seed", "epoch")}
+               "tuning_sweep": ("base model", "defense", "seed", "epoch"),
+               "audit": ("base model", "seed", "checkpoint", "canaries", "included", "δ")}
     rmft = rmft_table(metrics, comparisons)
     finetuning = finetuning_table(metrics, comparisons, epoch=finetuning_epoch, level=level)
     by_type = extraction_by_type(metrics, level=level)
@@ -597,6 +702,7 @@ def build_tables(metrics: pl.DataFrame, comparisons: pl.DataFrame, folder: str |
         "targeted": (targeted, targeted_notes(targeted, level)),
         "claims": (claims, claims_notes(claims, settings)),
         "tuning_sweep": (sweep_table, tuning_sweep_notes(sweep_table, select)),
+        "audit": (audit := audit_table(metrics, comparisons), audit_notes(audit, settings.audit_confidence)),
     }
     paths: list[Path] = []
     for stem, (table, notes) in tables.items():

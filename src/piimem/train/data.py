@@ -7,7 +7,8 @@ two ids, never on which other documents exist (deduplication removes some, RMFT 
 
 Examples. packing="blocks": the epoch's documents, in that order, are tokenized, each followed by EOS,
 joined into one stream and cut into `block_size`-token blocks; the last, shorter block is kept (padded), so
-every document is trained on in every epoch. packing="messages": one example per document (its tokens and
+every document is trained on in every epoch; audit canaries (`piimem.audit`) are examples of their own
+between the blocks (`plan_epoch`). packing="messages": one example per document (its tokens and
 EOS, truncated to `block_size`). Micro-batches are padded on the right to their longest example; padding
 is masked out of attention and loss (a micro-batch without padding, e.g. full blocks, needs no mask).
 
@@ -97,12 +98,30 @@ class EpochPlan:
     doc_lengths: np.ndarray  # its token count, EOS included
     stream_starts: np.ndarray  # blocks: where each ordered document starts in the joined stream (len n + 1)
     tokens: np.ndarray  # shared with TokenizedTexts, never copied
+    # Blocks packing with audit canaries (`piimem.audit.is_canary_doc`): those documents, in training order,
+    # each an example of its own outside the stream, and `slots`, per example, its block (>= 0) or -1 - j for
+    # the j-th of them. None without any: the examples are the blocks.
+    alone_ids: np.ndarray | None = None
+    alone_offsets: np.ndarray | None = None
+    alone_lengths: np.ndarray | None = None
+    slots: np.ndarray | None = None
 
     @property
     def n_examples(self) -> int:
         if self.packing == "messages":
             return len(self.doc_ids)
+        if self.slots is not None:
+            return len(self.slots)
+        return self._n_blocks
+
+    @property
+    def _n_blocks(self) -> int:
         return -(-int(self.stream_starts[-1]) // self.block_size)
+
+    @property
+    def trained_doc_ids(self) -> np.ndarray:
+        """Every document of the epoch: the ordered documents, then those trained alone."""
+        return self.doc_ids if self.alone_ids is None else np.concatenate([self.doc_ids, self.alone_ids])
 
     def _doc_range(self, i: int) -> tuple[int, int, int, int]:
         """(first, last) ordered documents of block i and the block's stream span [lo, hi)."""
@@ -118,6 +137,12 @@ class EpochPlan:
         if self.packing == "messages":
             start = int(self.doc_offsets[i])
             return self.tokens[start:start + min(int(self.doc_lengths[i]), self.block_size)]
+        if self.slots is not None:
+            slot = int(self.slots[i])
+            if slot < 0:
+                start = int(self.alone_offsets[-1 - slot])
+                return self.tokens[start:start + min(int(self.alone_lengths[-1 - slot]), self.block_size)]
+            i = slot
         first, last, lo, hi = self._doc_range(i)
         parts = []
         for p in range(first, last + 1):
@@ -132,25 +157,55 @@ class EpochPlan:
             raise IndexError(f"epoch {self.epoch} has {self.n_examples} examples, asked for {i}")
         if self.packing == "messages":
             return self.doc_ids[i:i + 1]
+        if self.slots is not None:
+            slot = int(self.slots[i])
+            if slot < 0:
+                return self.alone_ids[-1 - slot:-slot]
+            i = slot
         first, last, _, _ = self._doc_range(i)
         return self.doc_ids[first:last + 1]
 
     def first_example_of_docs(self) -> np.ndarray:
-        """For each ordered document, the first example holding one of its tokens."""
+        """For each document of `trained_doc_ids`, the first example holding one of its tokens."""
         if self.packing == "messages":
             return np.arange(len(self.doc_ids), dtype=np.int64)
-        return self.stream_starts[:-1] // self.block_size
+        blocks = self.stream_starts[:-1] // self.block_size
+        if self.slots is None:
+            return blocks
+        return np.concatenate([np.flatnonzero(self.slots >= 0)[blocks], np.flatnonzero(self.slots < 0)])
 
 
 def plan_epoch(store: TokenizedTexts, *, epoch: int, packing: str, block_size: int, seed: int) -> EpochPlan:
+    """The epoch's examples. Blocks packing trains each audit canary alone (`piimem.audit`), placed in the
+    order of the epoch right before the first block that starts after the stream position where it would
+    have been, so that adding or removing one changes no other example (one DP privacy unit each)."""
+    from piimem.audit import is_canary_doc
+
     ordered = document_order(store.doc_ids, seed=seed, epoch=epoch)
-    positions = np.searchsorted(store.doc_ids, ordered)  # store.doc_ids is ascending
-    lengths = store.offsets[positions + 1] - store.offsets[positions]
-    starts = np.zeros(len(ordered) + 1, dtype=np.int64)
+    alone = is_canary_doc(ordered) if packing == "blocks" else np.zeros(len(ordered), dtype=bool)
+
+    def located(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        positions = np.searchsorted(store.doc_ids, ids)  # store.doc_ids is ascending
+        return store.offsets[positions], store.offsets[positions + 1] - store.offsets[positions]
+
+    packed = ordered[~alone]
+    offsets, lengths = located(packed)
+    starts = np.zeros(len(packed) + 1, dtype=np.int64)
     np.cumsum(lengths, out=starts[1:])
-    return EpochPlan(epoch=epoch, packing=packing, block_size=block_size, doc_ids=ordered,
-                     doc_offsets=store.offsets[positions], doc_lengths=lengths, stream_starts=starts,
-                     tokens=store.tokens)
+    plan = EpochPlan(epoch=epoch, packing=packing, block_size=block_size, doc_ids=packed, doc_offsets=offsets,
+                     doc_lengths=lengths, stream_starts=starts, tokens=store.tokens)
+    if alone.any():
+        plan.alone_ids = ordered[alone]
+        plan.alone_offsets, plan.alone_lengths = located(plan.alone_ids)
+        # The blocks complete before each canary's place: the packed documents ahead of it in the order.
+        ahead = np.cumsum(~alone)[alone]
+        before_block = starts[ahead] // block_size
+        blocks = np.arange(plan._n_blocks)
+        # Sort blocks and canaries together: canary j before block b when before_block[j] <= b.
+        keys = np.concatenate([blocks * 2 + 1, before_block * 2])
+        slots = np.concatenate([blocks, -1 - np.arange(len(plan.alone_ids))])
+        plan.slots = slots[np.argsort(keys, kind="stable")]
+    return plan
 
 
 def _texts_per_epoch(texts: pl.DataFrame, epochs: int) -> list[pl.DataFrame]:
@@ -225,9 +280,9 @@ def first_steps(plans: list[EpochPlan], examples_per_step: int) -> pl.DataFrame:
     for plan in plans:
         steps = before + plan.first_example_of_docs() // examples_per_step + 1
         if best is None:
-            best = dict(zip(plan.doc_ids.tolist(), steps.tolist()))
+            best = dict(zip(plan.trained_doc_ids.tolist(), steps.tolist()))
         else:
-            for d, s in zip(plan.doc_ids.tolist(), steps.tolist()):
+            for d, s in zip(plan.trained_doc_ids.tolist(), steps.tolist()):
                 if s < best[d]:
                     best[d] = s
         before += -(-plan.n_examples // examples_per_step)

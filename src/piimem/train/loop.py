@@ -217,7 +217,7 @@ def _manifest(complete: bool, counters: dict, plan: RunPlan, cfg: TrainConfig, f
         "total_steps": plan.total_steps,
         "steps_per_epoch": plan.steps_per_epoch,
         "examples_per_epoch": [p.n_examples for p in plan.epochs],
-        "documents": len(plan.epochs[0].doc_ids),
+        "documents": len(plan.epochs[0].trained_doc_ids),
         "tokens": counters["tokens"],
         "seconds": round(seconds, 3),
         "checkpoint_seconds": round(counters["checkpoint_seconds"], 3),

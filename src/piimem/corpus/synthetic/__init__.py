@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import functools
 import random
-from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,7 +62,6 @@ CANARY_TYPES = ("EMAIL_ADDRESS", "PHONE_NUMBER", "US_SSN", "CREDIT_CARD")
 # address reads naturally, one with several reads planted, and canaries that share a message share context
 # (the second one's context holds the first), which correlates their exposures.
 MAX_CANARIES_PER_MESSAGE = 2
-HEADER_PII_FIELDS = ("From", "To", "Cc", "X-From", "X-To", "X-cc")
 
 GROUND_TRUTH_SCHEMA = {
     "path": pl.Utf8,
@@ -320,6 +318,8 @@ def generate_maildir(root: Path, cfg: SyntheticConfig) -> pl.DataFrame:
     _plant_canaries(cfg, cast, messages)
     world = World(cast, Places(rng), prose.Lexicon(prose.wordnet_words(), cfg.seed))
 
+    truth = _GroundTruth()
+    files: dict[tuple[str, str], int] = {}  # files so far per (mailbox, folder): the next file's number
     used_ids: set[str] = set()
     for m in messages:  # within a mailbox, parents come first, so quotes are rendered already
         while not m.message_id or m.message_id in used_ids:
@@ -327,40 +327,71 @@ def generate_maildir(root: Path, cfg: SyntheticConfig) -> pl.DataFrame:
             m.message_id = f"<{rng.randrange(10**6, 10**8)}.{serial}.JavaMail.synth@piimem>"
         used_ids.add(m.message_id)
         render_body(rng, m, messages, world)
-
-    rows: list[dict] = []
-    counters: dict[tuple[str, str], int] = {}
-    for m in messages:
-        for folder in (m.folder, m.copy_folder):
-            if folder is None:
-                continue
-            key = (m.owner.mailbox_id, folder)
-            counters[key] = counters.get(key, 0) + 1
-            rel = f"{m.owner.mailbox_id}/{folder}/{counters[key]}."
-            # A copy keeps the X-Folder of its first filing, so the two files are byte-identical.
-            lines = []
-            for name, value in headers(m, _folder_display(m.folder)):
-                rendered, spans = value.render()
-                lines.append(f"{name}: {rendered}")
-                rows.extend(_row(rel, name, s) for s in spans)
-            rows.extend(_row(rel, "body", s) for s in m.body_spans)
-            data = ("\r\n".join(lines) + "\r\n\r\n" + m.body).encode("ascii")
-            path = root / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
-
-    counts = Counter((r["entity_type"], normalize(r["entity_type"], r["value"])) for r in rows)
-    for r in rows:
-        r["n_occurrences"] = counts[(r["entity_type"], normalize(r["entity_type"], r["value"]))]
-    return pl.DataFrame(rows, schema=GROUND_TRUTH_SCHEMA).sort(["path", "field", "start"])
+        _write(root, m, files, truth)  # draws nothing: the stream is as if every body were rendered first
+        if not m.is_parent:  # no later message quotes it: its text is on disk, so let it go
+            m.body, m.body_spans = "", []
+    return truth.frame()
 
 
-def _row(path: str, field_name: str, s: Span) -> dict:
-    return {
-        "path": path, "field": field_name, "start": s.start, "end": s.end, "entity_type": s.entity_type,
-        "value": s.value, "is_canary": s.canary_repetitions is not None,
-        "canary_repetitions": s.canary_repetitions,
-    }
+def _write(root: Path, m: Message, files: dict[tuple[str, str], int], truth: _GroundTruth) -> None:
+    """The message's file, and its copy if it has one, with their ground-truth rows."""
+    for folder in (m.folder, m.copy_folder):
+        if folder is None:
+            continue
+        key = (m.owner.mailbox_id, folder)
+        files[key] = files.get(key, 0) + 1
+        rel = f"{m.owner.mailbox_id}/{folder}/{files[key]}."
+        # A copy keeps the X-Folder of its first filing, so the two files are byte-identical.
+        lines = []
+        for name, value in headers(m, _folder_display(m.folder)):
+            rendered, spans = value.render()
+            lines.append(f"{name}: {rendered}")
+            truth.add(rel, name, spans)
+        truth.add(rel, "body", m.body_spans)
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(("\r\n".join(lines) + "\r\n\r\n" + m.body).encode("ascii"))
+
+
+class _GroundTruth:
+    """The ground-truth rows, gathered column by column and moved into polars every CHUNK rows: Python
+    objects per row cost several times what polars stores, and a large corpus has millions of rows."""
+
+    CHUNK = 200_000
+    COLUMNS = ("path", "field", "start", "end", "entity_type", "value", "is_canary", "canary_repetitions")
+
+    def __init__(self) -> None:
+        self.chunks: list[pl.DataFrame] = []
+        self.columns: dict[str, list] = {name: [] for name in (*self.COLUMNS, "key")}
+
+    def add(self, path: str, field_name: str, spans: list[Span]) -> None:
+        c = self.columns
+        for s in spans:
+            c["path"].append(path)
+            c["field"].append(field_name)
+            c["start"].append(s.start)
+            c["end"].append(s.end)
+            c["entity_type"].append(s.entity_type)
+            c["value"].append(s.value)
+            c["is_canary"].append(s.canary_repetitions is not None)
+            c["canary_repetitions"].append(s.canary_repetitions)
+            c["key"].append(normalize(s.entity_type, s.value))
+        if len(c["path"]) >= self.CHUNK:
+            self._flush()
+
+    def _flush(self) -> None:
+        schema = {**{name: GROUND_TRUTH_SCHEMA[name] for name in self.COLUMNS}, "key": pl.Utf8}
+        self.chunks.append(pl.DataFrame(self.columns, schema=schema))
+        self.columns = {name: [] for name in self.columns}
+
+    def frame(self) -> pl.DataFrame:
+        """The table, sorted by path, field and start; `n_occurrences` counts the rows of the same
+        (entity_type, normal form), over the whole corpus."""
+        self._flush()
+        rows = pl.concat(self.chunks, rechunk=True)
+        self.chunks = []
+        n = pl.len().over("entity_type", "key").cast(pl.Int64).alias("n_occurrences")
+        return rows.with_columns(n).select(list(GROUND_TRUTH_SCHEMA)).sort(["path", "field", "start"])
 
 
 def without_canaries(texts: pl.DataFrame, truth: pl.DataFrame) -> pl.DataFrame:

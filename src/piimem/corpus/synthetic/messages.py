@@ -9,6 +9,7 @@ embed it; a minority of messages end with a signature block.
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from dataclasses import dataclass, field
@@ -177,9 +178,10 @@ class Places:
         home = [city for city, *_ in US_CITIES]
         self.names = list(dict.fromkeys(home + list(WORLD_CITIES) + list(US_STATES) + list(countries())))
         self.weights = [1.0 / (rank + 3) ** 0.2 for rank in range(len(self.names))]
+        self.cum_weights = list(itertools.accumulate(self.weights))  # summed once (world.Cast.cum_weights)
 
     def draw(self) -> str:
-        return self.rng.choices(self.names, weights=self.weights)[0]
+        return self.rng.choices(self.names, cum_weights=self.cum_weights)[0]
 
 
 @dataclass

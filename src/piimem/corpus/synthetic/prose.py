@@ -14,6 +14,7 @@ case (so no names or places slip in unlabelled), each drawn with a Zipf weight o
 
 from __future__ import annotations
 
+import itertools
 import random
 import re
 from functools import lru_cache
@@ -242,15 +243,17 @@ class Lexicon:
 
     def __init__(self, words: dict[str, list[str]], seed: int):
         rng = random.Random(seed)
-        self.words, self.weights = {}, {}
+        self.words, self.weights, self.cum_weights = {}, {}, {}
         for pos, items in words.items():
             items = sorted(items)
             rng.shuffle(items)
             self.words[pos] = items
             self.weights[pos] = [1.0 / (rank + 200) for rank in range(len(items))]
+            # Summed once, not on every draw (random.choices sums `weights` each call): the same draws.
+            self.cum_weights[pos] = list(itertools.accumulate(self.weights[pos]))
 
     def draw(self, rng: random.Random, pos: str) -> str:
-        return rng.choices(self.words[pos], weights=self.weights[pos])[0]
+        return rng.choices(self.words[pos], cum_weights=self.cum_weights[pos])[0]
 
 
 @lru_cache(maxsize=1)

@@ -4,13 +4,18 @@ Real Enron mail is written among a few mailbox owners and a large, thinly spread
 and addresses in a message occur in one or two messages of a thousand, a few in dozens. The population
 here is `people_per_message` x messages strong; each person has a popularity weight that falls with a
 random rank as 1 / (rank + 10) ** `popularity`, and every appearance (a recipient, a name in the text) is a
-weighted draw, so appearances follow a heavy tail.
+weighted draw, so appearances follow a heavy tail. Names are unique: a population past Faker's likely names
+(about 120,000 people, some 8,500 messages at the default density) also draws its rarer ones, and one past its
+690 x 1000 pairs gets double surnames (`Cast.name`).
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
 import random
 import re
+from array import array
 from dataclasses import dataclass
 
 from faker import Faker
@@ -135,10 +140,27 @@ class Person:
         return f"{self.last.lower()}-{self.first[0].lower()}"
 
 
-def ascii_word(faker_call) -> str:
+@functools.cache
+def _faker_names(kind: str) -> tuple[tuple[str, ...], list[float]]:
+    """Faker's en_US `first_names` or `last_names` and their cumulative weights."""
+    from faker.providers.person.en_US import Provider
+
+    names = getattr(Provider, kind)
+    return tuple(names), list(itertools.accumulate(names.values()))
+
+
+def faker_name(stream: random.Random, kind: str) -> str:
+    """`fake.first_name()` (kind "first_names") or `fake.last_name()` ("last_names") of the Faker instance whose
+    random stream is `stream` (`fake.random`): the same draw with the same result (tests/test_synthetic_scale.py
+    checks it against Faker), but with the weights summed once, where Faker re-sums them on every call."""
+    names, cum_weights = _faker_names(kind)
+    return stream.choices(names, cum_weights=cum_weights)[0]
+
+
+def ascii_word(stream: random.Random, kind: str) -> str:
     """A name part of plain letters (e-mail local parts and mailbox ids are built from it)."""
     while True:
-        word = faker_call()
+        word = faker_name(stream, kind)
         if word.isascii() and word.isalpha():
             return word
 
@@ -173,12 +195,63 @@ def street(rng: random.Random) -> str:
     return line
 
 
+# Misses in a row (a drawn (first, last) pair someone already has) before a person's name is drawn another
+# way. Faker's en_US lists hold 690 x 1000 pairs, most of them unlikely under its weights: a large corpus's
+# population uses up the likely ones, and redrawing until a free pair turned up took ever longer (and forever
+# past 690,000 people). The default world misses at most 3 times in a row, so its names are as before.
+NAME_TRIES = 20
+
+
+class FreePairs:
+    """The (first, last) pairs of Faker's plain names that no one has, drawn uniformly: once weighted draws keep
+    missing, the few likely pairs are taken, and a draw from what is left costs the same at any size."""
+
+    def __init__(self, taken: set[tuple[str, str]]):
+        def plain(kind: str) -> list[str]:
+            return [n for n in _faker_names(kind)[0] if n.isascii() and n.isalpha()]
+
+        self.firsts, self.lasts = plain("first_names"), plain("last_names")
+        self.index = ({n: i for i, n in enumerate(self.firsts)}, {n: i for i, n in enumerate(self.lasts)})
+        n_pairs = len(self.firsts) * len(self.lasts)
+        # Pair p is (firsts[p // len(lasts)], lasts[p % len(lasts)]); free[:] lists the free pairs in any order
+        # and slot[p] is p's place in it, so that taking a pair is a swap with the last one.
+        self.free = array("l", range(n_pairs))
+        self.slot = array("l", range(n_pairs))
+        for first, last in taken:
+            self.discard(first, last)
+
+    def __len__(self) -> int:
+        return len(self.free)
+
+    def _pair(self, first: str, last: str) -> int | None:
+        i, j = self.index[0].get(first), self.index[1].get(last)
+        return None if i is None or j is None else i * len(self.lasts) + j
+
+    def discard(self, first: str, last: str) -> None:
+        pair = self._pair(first, last)
+        if pair is not None and self.slot[pair] < len(self.free) and self.free[self.slot[pair]] == pair:
+            self._remove(pair)  # (else not a plain pair, or taken already)
+
+    def take(self, stream: random.Random) -> tuple[str, str]:
+        pair = self.free[stream.randrange(len(self.free))]
+        self._remove(pair)
+        return self.firsts[pair // len(self.lasts)], self.lasts[pair % len(self.lasts)]
+
+    def _remove(self, pair: int) -> None:
+        moved = self.free[-1]
+        self.free[self.slot[pair]] = moved
+        self.slot[moved] = self.slot[pair]
+        self.free.pop()
+
+
 class Cast:
     """Everyone who writes or is written to, with unique names, e-mail addresses and phones, and the
     weights by which they appear."""
 
     def __init__(self, rng: random.Random, fake: Faker, n_mailboxes: int, n_people: int, popularity: float):
         self.rng, self.fake = rng, fake
+        self.fake_stream = fake.random  # Faker's own stream, which the names are drawn from
+        self.free_pairs: FreePairs | None = None  # made when the weighted names run out (`name`)
         self.names: set[tuple[str, str]] = set()
         self.mailbox_ids: set[str] = set()
         self.emails: set[str] = set()
@@ -192,13 +265,17 @@ class Cast:
         ranks = list(range(len(self.people)))
         rng.shuffle(ranks)
         self.weights = [1.0 / (rank + 10) ** popularity for rank in ranks]
+        # Summed once: random.choices re-sums `weights` on every call, which made each draw cost the size of
+        # the population (it grows with the corpus) and the generator quadratic. The same sums, so the same
+        # draws.
+        self.cum_weights = list(itertools.accumulate(self.weights))
 
     def draw(self, k: int, exclude=()) -> list[Person]:
         """k distinct people by popularity, none of `exclude`."""
         chosen: list[Person] = []
         excluded = {id(p) for p in exclude}
         while len(chosen) < k:
-            for p in self.rng.choices(self.people, weights=self.weights, k=k - len(chosen)):
+            for p in self.rng.choices(self.people, cum_weights=self.cum_weights, k=k - len(chosen)):
                 if id(p) not in excluded:
                     excluded.add(id(p))
                     chosen.append(p)
@@ -211,17 +288,46 @@ class Cast:
                 self.phones.add(normalize("PHONE_NUMBER", phone))
                 return phone
 
+    def name(self, owner: bool) -> tuple[str, str]:
+        """A (first, last) name no one else has, and for an owner a mailbox id no other owner has.
+
+        Faker's weighted names, redrawn while taken. After NAME_TRIES misses in a row an owner gets a double
+        surname ("Smith-Jones", as Enron's own "mims-thurston-p"), and for everyone after the first person who
+        missed that often, names are drawn uniformly from the pairs left (`FreePairs`), then, once none is
+        left, with double surnames: each name costs a bounded number of draws, whatever the size.
+        """
+        if not owner and self.free_pairs is not None:
+            if self.free_pairs:
+                return self._claim(*self.free_pairs.take(self.fake_stream))
+            misses = NAME_TRIES  # every plain pair is taken
+        else:
+            misses = 0
+        while True:
+            first, last = ascii_word(self.fake_stream, "first_names"), ascii_word(self.fake_stream, "last_names")
+            if misses >= NAME_TRIES:
+                second = ascii_word(self.fake_stream, "last_names")
+                if second == last:
+                    continue
+                last = f"{last}-{second}"
+            mailbox_id = f"{last.lower()}-{first[0].lower()}"  # as Person.mailbox_id
+            if (first, last) not in self.names and not (owner and mailbox_id in self.mailbox_ids):
+                if owner:
+                    self.mailbox_ids.add(mailbox_id)
+                return self._claim(first, last)
+            misses += 1
+            if misses == NAME_TRIES and not owner and self.free_pairs is None:
+                self.free_pairs = FreePairs(self.names)
+                return self.name(owner)
+
+    def _claim(self, first: str, last: str) -> tuple[str, str]:
+        self.names.add((first, last))
+        if self.free_pairs is not None:
+            self.free_pairs.discard(first, last)
+        return first, last
+
     def person(self, internal: bool, owner: bool = False) -> Person:
         rng = self.rng
-        while True:
-            first, last = ascii_word(self.fake.first_name), ascii_word(self.fake.last_name)
-            mailbox_id = f"{last.lower()}-{first[0].lower()}"
-            if (first, last) in self.names or (owner and mailbox_id in self.mailbox_ids):
-                continue
-            break
-        self.names.add((first, last))
-        if owner:
-            self.mailbox_ids.add(mailbox_id)
+        first, last = self.name(owner)
         if internal:
             company, title = self.company, rng.choice(TITLES)
             email = f"{first.lower()}.{last.lower()}@{self.domain}"

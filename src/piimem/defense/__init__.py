@@ -1,65 +1,44 @@
 """The defenses, and the training text each run sees: the train split after one defense.
 
-`none` is the split as is; `dedup` takes the deduplication stage's output; `rmft` and `scrub`
-rewrite PII spans (see piimem.masking); `dp` trains on the split as is, with DP-SGD (piimem.train.dp).
-RMFT that re-draws surrogates per epoch yields one text per epoch; every other defense yields epoch 0
-only, which the trainer reuses for every epoch.
+One module per defense (`none`, `dedup`, `rmft`, `scrub`, `dp`), each a `Defense` (piimem.defense.base: its
+flags, the options its variants' names show, the files its text reads, its config checks, its options and its
+training text), registered in `DEFENSE_KINDS`. `none` is the split as is; `dedup` takes the deduplication
+stage's output; `rmft` and `scrub` rewrite PII spans (see piimem.masking); `dp` trains on the split as is, with
+DP-SGD (piimem.train.dp). RMFT that re-draws surrogates per epoch yields one text per epoch; every other defense
+yields epoch 0 only, which the trainer reuses for every epoch.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 import polars as pl
 
-from piimem.masking import RmftConfig, apply_rmft, apply_scrub
+from piimem.defense import dedup, dp, none, rmft, scrub
+from piimem.defense.base import REPLACEMENT_SCHEMA, Defense, Rewrite, TrainingText
+
+__all__ = ["DEFENSES", "DEFENSE_KINDS", "REPLACEMENT_SCHEMA", "Defense", "Rewrite", "TrainingText",
+           "build_training_text", "defense_of", "nonmember_texts", "trained_view"]
 
 log = logging.getLogger("piimem")
 
-
-@dataclass(frozen=True)
-class Defense:
-    """What a defense (a `defenses` entry) does to a run."""
-
-    name: str
-    rewrites_text: bool  # trains on text other than the train split (and its members have a trained-text view)
-    reads_spans: bool = False  # rewrites the PII the PII stage found
-    private_training: bool = False  # trains with DP-SGD (the `dp` config block)
-
-
-# The one list of defenses, in the order tables and figures show them.
-DEFENSE_KINDS = {d.name: d for d in (
-    Defense("none", rewrites_text=False),
-    Defense("dedup", rewrites_text=True),
-    Defense("rmft", rewrites_text=True, reads_spans=True),
-    Defense("scrub", rewrites_text=True, reads_spans=True),
-    Defense("dp", rewrites_text=False, private_training=True),
+# The one list of defenses, in the order tables and figures show them. A new defense: a module beside these,
+# and its line here (docs/development.md).
+DEFENSE_KINDS: dict[str, Defense] = {d.name: d for d in (
+    none.DEFENSE,
+    dedup.DEFENSE,
+    rmft.DEFENSE,
+    scrub.DEFENSE,
+    dp.DEFENSE,
 )}
 DEFENSES = tuple(DEFENSE_KINDS)
 
-REPLACEMENT_SCHEMA = {
-    "epoch": pl.Int64,
-    "doc_id": pl.Int64,
-    "start": pl.Int64,
-    "end": pl.Int64,
-    "entity_type": pl.Utf8,
-    "original": pl.Utf8,
-    "replacement": pl.Utf8,
-}
 
-
-@dataclass
-class TrainingText:
-    texts: pl.DataFrame  # epoch, doc_id, text
-    replacements: pl.DataFrame  # REPLACEMENT_SCHEMA: what was rewritten where (raw PII: private)
-    summary: pl.DataFrame  # public: counts per entity type
-
-
-def _spans_of(texts: pl.DataFrame, spans: pl.DataFrame, entity_types) -> pl.DataFrame:
-    return spans.join(texts.select("doc_id"), on="doc_id", how="semi").filter(
-        pl.col("entity_type").is_in(list(entity_types))
-    )
+def defense_of(name: str) -> Defense:
+    """The registered defense `name`; a ValueError naming the known ones otherwise."""
+    if name not in DEFENSE_KINDS:
+        raise ValueError(f"defenses: unknown defense {name!r} (expected one of {', '.join(DEFENSES)})")
+    return DEFENSE_KINDS[name]
 
 
 def _summary(defense: str, spans: pl.DataFrame | None, replacements: pl.DataFrame) -> pl.DataFrame:
@@ -105,42 +84,9 @@ def build_training_text(
 ) -> TrainingText:
     """`train` holds (doc_id, text) of the train split; `options` is config[defense] (rmft: plus `epochs`)."""
     options = dict(options or {})
-    no_replacements = pl.DataFrame(schema=REPLACEMENT_SCHEMA)
-    epoch0 = pl.lit(0, dtype=pl.Int64).alias("epoch")
-    if defense in DEFENSE_KINDS and not DEFENSE_KINDS[defense].rewrites_text:
-        texts, replacements, targeted = train.select(epoch0, "doc_id", "text"), no_replacements, None
-    elif defense == "dedup":
-        if dedup_texts is None:
-            raise ValueError("defense 'dedup' needs the deduplication stage's texts")
-        texts, replacements, targeted = dedup_texts.select(epoch0, "doc_id", "text"), no_replacements, None
-    elif defense == "rmft":
-        epochs = options.pop("epochs", 1)
-        cfg = RmftConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in options.items()})
-        targeted = _spans_of(train, spans, cfg.entity_types)
-        texts_by_epoch, maps = [], []
-        for epoch in range(epochs if cfg.redraw_per_epoch else 1):
-            masked, mapping = apply_rmft(train.select("doc_id", "text"), targeted, cfg, epoch=epoch)
-            texts_by_epoch.append(masked.select(pl.lit(epoch, dtype=pl.Int64).alias("epoch"), "doc_id", "text"))
-            maps.append(
-                mapping.select(
-                    pl.lit(epoch, dtype=pl.Int64).alias("epoch"), "doc_id", "start", "end", "entity_type",
-                    "original", pl.col("surrogate").alias("replacement"),
-                )
-            )
-        texts = pl.concat(texts_by_epoch)
-        replacements = pl.concat(maps).cast(REPLACEMENT_SCHEMA)
-    elif defense == "scrub":
-        targeted = _spans_of(train, spans, options["entity_types"])
-        texts = apply_scrub(train.select("doc_id", "text"), targeted, options["entity_types"]).select(
-            epoch0, "doc_id", "text"
-        )
-        replacements = targeted.select(
-            epoch0, "doc_id", "start", "end", "entity_type", pl.col("value").alias("original"),
-            pl.format("<{}>", "entity_type").alias("replacement"),
-        ).cast(REPLACEMENT_SCHEMA)
-    else:
-        raise ValueError(f"defenses: unknown defense {defense!r} (expected one of {', '.join(DEFENSES)})")
-    summary = _summary(defense, targeted, replacements)
+    rewrite = defense_of(defense).training_text(train, spans, dedup_texts, options)
+    texts, replacements = rewrite.texts, rewrite.replacements
+    summary = _summary(defense, rewrite.targeted, replacements)
     first = texts.filter(pl.col("epoch") == 0)
     log.info(
         "defense %s: %d documents, %d characters, %d PII occurrences rewritten",
@@ -170,25 +116,17 @@ def nonmember_texts(
     `dedup_config` is the `dedup` config section (with the variant's threshold); `options` as for
     `build_training_text`; RMFT that re-draws per epoch is taken at epoch 0.
     """
+    kind = defense_of(defense)
     train, test = train.select("doc_id", "text").sort("doc_id"), test.select("doc_id", "text").sort("doc_id")
     # Positions as doc ids put every training message before every test message.
     original_ids = pl.concat([train["doc_id"], test["doc_id"]])
     combined = pl.concat([train, test]).with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias("doc_id"))
     new_id = dict(zip(original_ids.to_list(), range(len(original_ids))))
-    if defense == "dedup":
-        from piimem.dedup import DedupConfig, deduplicate
-
-        if dedup_config is None:
-            raise ValueError("nonmember_texts: defense 'dedup' needs the dedup config")
-        kept = deduplicate(combined["doc_id"].to_list(), combined["text"].to_list(),
-                           DedupConfig.from_config(dedup_config)).texts
-    else:
-        rekeyed = None
-        if spans is not None:
-            rekeyed = spans.filter(pl.col("doc_id").is_in(list(new_id))).with_columns(
-                pl.col("doc_id").replace_strict(new_id, return_dtype=pl.Int64))
-        kept = build_training_text(defense, combined, spans=rekeyed, options=options).texts.filter(
-            pl.col("epoch") == 0)
+    rekeyed = None
+    if spans is not None:
+        rekeyed = spans.filter(pl.col("doc_id").is_in(list(new_id))).with_columns(
+            pl.col("doc_id").replace_strict(new_id, return_dtype=pl.Int64))
+    kept = kind.nonmember_text(combined, rekeyed, dedup_config, options)
     first_test = train.height
     return (kept.filter(pl.col("doc_id") >= first_test)
             .with_columns(pl.col("doc_id").replace_strict(dict(enumerate(original_ids.to_list())),

