@@ -11,20 +11,17 @@ import polars as pl
 import pytest
 from scipy.stats import binom
 
-from piimem.audit import (
-    DOC_ID_BASE,
+from piimem.audit import DOC_ID_BASE, with_canaries
+from piimem.audit.bound import (
     GUESS_SHARES,
     _ks,
     audit,
     canaries_needed,
-    canary_spans,
-    canary_summary,
     correct_guesses,
     epsilon_lower_bound,
-    make_canaries,
     p_value,
-    with_canaries,
 )
+from piimem.audit.canaries import canary_spans, canary_summary, make_canaries
 from piimem.metric_names import AUDIT, DP_EPSILON
 from piimem.schema import default
 

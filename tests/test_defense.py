@@ -9,7 +9,7 @@ import yaml
 from masking_data import DOCS, build_spans, build_texts
 from snakemake.utils import validate
 
-from piimem.config import defense_variants, variant_options
+from piimem.plan import defense_variants, variant_options
 from piimem.defense import build_training_text, nonmember_texts, trained_view
 
 ROOT = Path(__file__).resolve().parents[1]

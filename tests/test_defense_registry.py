@@ -14,16 +14,8 @@ import yaml
 from masking_data import DOCS, build_spans, build_texts
 from snakemake.utils import validate
 
-from piimem.config import (
-    ConfigError,
-    NamedOption,
-    at_paper_setting,
-    check_config,
-    defense_variants,
-    dp_options,
-    training_texts,
-    variant_options,
-)
+from piimem.config import ConfigError, check_config
+from piimem.plan import NamedOption, at_paper_setting, defense_variants, dp_options, training_texts, variant_options
 from piimem.defense import (
     DEFENSE_KINDS,
     DEFENSES,

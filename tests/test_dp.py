@@ -15,7 +15,8 @@ from opacus.accountants.utils import get_noise_multiplier
 
 from made_up_text import made_up_docs
 from tiny_training import SMALL, tiny_model, training_docs
-from piimem.config import ConfigError, check_config, defense_variants, dp_options, variant_options
+from piimem.config import ConfigError, check_config
+from piimem.plan import defense_variants, dp_options, variant_options
 from piimem.models import train_tokenizer
 from piimem.train import TrainConfig, plan_run, train
 from piimem.train.dp import DPConfig, PrivateStep, epsilon_spent, plan_dp, poisson_sample

@@ -6,18 +6,8 @@ import stat
 import polars as pl
 import pytest
 
-from piimem.config import (
-    STOPS,
-    ConfigError,
-    check_config,
-    checkpoint_ids,
-    corpus_name,
-    defense_variants,
-    missing_inputs,
-    result_kinds,
-    result_stems,
-    run_names,
-)
+from piimem.config import STOPS, ConfigError, check_config, missing_inputs
+from piimem.plan import checkpoint_ids, corpus_name, defense_variants, result_kinds, result_stems, run_names
 from piimem.defense.rmft import rmft_entity_types
 from piimem.io import fingerprint, write_private_parquet, write_table
 from piimem.pii import normalize

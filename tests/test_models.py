@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from piimem.config import model_slug
+from piimem.plan import model_slug
 from piimem.models import (
     EXPORT_RECORD,
     SMOLLM2_PIP,

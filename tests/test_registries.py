@@ -7,7 +7,7 @@ import pytest
 import yaml
 from workflow_helpers import ROOT
 
-from piimem.config import TARGETED_ATTACKS
+from piimem.metric_names import TARGETED_ATTACKS
 from piimem.corpus.splits import SPLIT_BY, SPLITS
 from piimem.defense import DEFENSES
 from piimem.defense.rmft import RMFT_SCOPES
@@ -65,7 +65,7 @@ def test_display_orders_and_split_names_come_from_the_registries():
 
 
 def test_every_table_and_figure_has_its_caption_and_the_config_plans_only_known_stems():
-    from piimem.config import result_stems
+    from piimem.plan import result_stems
     from piimem.report.figures import FIGURE_STEMS
     from piimem.report.tables import TABLE_STEMS
 

@@ -68,7 +68,7 @@ def test_a_variant_name_parses_back_to_its_defense_or_method_and_parts():
 
 
 def test_every_defense_variant_name_parses_back_to_its_defense():
-    from piimem.config import defense_variants
+    from piimem.plan import defense_variants
     from piimem.defense import DEFENSES
     from piimem.runs import parse_variant
 
@@ -99,7 +99,7 @@ def test_every_defense_variant_name_parses_back_to_its_defense():
      ["dedup_t0.7_nosubstring", "dedup_t0.8_nosubstring"]),
 ])
 def test_a_defense_away_from_the_papers_setting_names_it_and_parses_back(options, names):
-    from piimem.config import defense_variants
+    from piimem.plan import defense_variants
     from piimem.defense import DEFENSES
     from piimem.report.select import is_paper_rmft
     from piimem.runs import parse_variant
@@ -114,7 +114,7 @@ def test_a_defense_away_from_the_papers_setting_names_it_and_parses_back(options
 
 
 def test_only_the_papers_settings_stand_beside_the_papers_figures():
-    from piimem.config import at_paper_setting, defense_variants
+    from piimem.plan import at_paper_setting, defense_variants
     from piimem.report.select import is_paper_rmft
 
     paper = ["rmft", "rmft_email", "rmft_p1", "rmft_email_p1", "rmft_keepfirst", "rmft_email_p1_keepfirst_static"]

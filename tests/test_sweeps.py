@@ -9,7 +9,8 @@ from report_data import metric_row
 from workflow_helpers import ROOT, planned_jobs, snakemake, write_config
 
 from piimem.aggregate import METRICS_SCHEMA
-from piimem.config import ConfigError, check_config, run_names, swept, tuning_variants
+from piimem.config import ConfigError, check_config
+from piimem.plan import run_names, swept, tuning_variants
 from piimem.corpus.pretraining import pii_of, training_strings, without_strings
 from piimem.corpus.splits import LinkConfig, assign_splits, link_messages
 from piimem.report.claims import FAILS, HOLDS, INCONCLUSIVE, Claim, ClaimSettings, at_matched_utility, method_utility

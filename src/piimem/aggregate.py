@@ -228,3 +228,17 @@ def collect_metrics(files: Iterable[str | os.PathLike], corpus: str, level: floa
         return pl.DataFrame(schema=METRICS_SCHEMA)
     table = pl.concat(parts).with_columns(corpus=pl.lit(corpus, dtype=pl.Utf8))
     return with_exact_intervals(table, level).sort(SORT_KEYS, nulls_last=False)
+
+
+RUN_SCHEMA = {"base_model": pl.Utf8, "defense": pl.Utf8, "defense_kind": pl.Utf8, "at_paper_setting": pl.Boolean,
+              "defense_options": pl.Utf8, "tuning": pl.Utf8, "method": pl.Utf8, "swept": pl.Utf8, "seed": pl.Int64}
+
+
+def run_identity(rows: list[dict]) -> pl.DataFrame:
+    """results/runs.parquet: one row per run (`piimem.plan.Plan.identity`), RUN_SCHEMA, sorted by run."""
+    return pl.DataFrame(rows, schema=RUN_SCHEMA).sort("base_model", "defense", "tuning", "seed")
+
+
+def methods_of(runs: pl.DataFrame) -> dict[str, str]:
+    """{tuning variant: the method it trains} of a runs table (what `sweeps.mark_selected` reads)."""
+    return dict(runs.select("tuning", "method").unique().rows())

@@ -30,7 +30,7 @@ VARIANT_SEPARATOR = "_"
 
 def variant_name(base: str, parts: Sequence[str] = ()) -> str:
     """The name of a defense or tuning variant: its defense or method, then one part per option it sweeps
-    (piimem.config.defense_variants, tuning_variants): variant_name("rmft", ["all", "p0.5"]) is rmft_all_p0.5."""
+    (piimem.plan.defense_variants, tuning_variants): variant_name("rmft", ["all", "p0.5"]) is rmft_all_p0.5."""
     return VARIANT_SEPARATOR.join([base, *parts])
 
 
@@ -45,8 +45,8 @@ def parse_variant(name: str, bases: Sequence[str]) -> tuple[str, list[str]]:
 
 @dataclass(frozen=True, order=True)
 class RunId:
-    base: str  # the base model's slug (piimem.config.model_slug)
-    defense: str  # a defense variant (piimem.config.defense_variants)
+    base: str  # the base model's slug (piimem.plan.model_slug)
+    defense: str  # a defense variant (piimem.plan.defense_variants)
     tuning: str
     seed: int
 

@@ -88,7 +88,7 @@ def launch_command(config_path: Path, processes: int) -> list[str]:
 
 def run_learning_rate(method: str, options: dict | None, train_lr: float, dp: dict | None) -> float:
     """The learning rate a fine-tuning run trains with, first set wins: a DP-SGD variant's own `lr` (the `lr` of
-    `dp`, `piimem.config.dp_options`; None or no `dp`: not set), the tuning method's `lr` option
+    `dp`, `piimem.plan.dp_options`; None or no `dp`: not set), the tuning method's `lr` option
     (`piimem.tuning.learning_rate`), train.lr (`train_lr`)."""
     from piimem.tuning import learning_rate
 
@@ -104,7 +104,7 @@ def workflow_spec(*, base_model: str, source: str, tuning: dict, train: dict, se
     `base_model`: the `base_models` entry, `source` what loads it (`piimem.models.workflow_model_source`);
     `tuning`: the tuning variant's method (`tuning`) and options; `train`: the train section without
     state_every (gpus is left out here: it says how the job starts, not what it computes); `dp`: the DP-SGD
-    settings of a dp variant (`piimem.config.dp_options`, None or empty otherwise), whose `lr` becomes the
+    settings of a dp variant (`piimem.plan.dp_options`, None or empty otherwise), whose `lr` becomes the
     run's (`run_learning_rate`) and leaves the DP settings; `inputs`: every input file, for the fingerprint.
     """
     from piimem.io import fingerprint

@@ -20,29 +20,25 @@ sys.path.insert(0, _SRC)
 from piimem.io import make_private_dirs
 from piimem.config import (
     CMU_MAILDIR,
-    audited,
     STOPS,
     ConfigError,
     check_config,
-    checkpoint_ids,
-    corpus_name,
-    dedup_thresholds,
-    defense_variants,
-    dp_options,
-    hf_mapped,
-    kind_checkpoints,
     missing_inputs,
     missing_inputs_block,
     missing_prompt_files,
+    text_values,
+    unknown_keys,
+)
+from piimem.plan import (
+    Plan,
+    audited,
+    corpus_name,
+    dedup_thresholds,
+    dp_options,
+    hf_mapped,
+    kind_checkpoints,
     model_slug,
     outsiders,
-    result_kinds,
-    result_stems,
-    run_names,
-    text_values,
-    training_texts,
-    tuning_variants,
-    unknown_keys,
     variant_options,
 )
 from piimem.defense import DEFENSE_KINDS
@@ -102,7 +98,9 @@ TINY_GPT2S = [name for name in config["base_models"] if is_tiny_gpt2(name)]
 MODEL_SIZES = {
     model_slug(name): tiny_gpt2_parameters(tiny_gpt2_options(name, config["tiny_gpt2"])) for name in TINY_GPT2S
 }
-CHECKPOINTS = checkpoint_ids(config["train"]["epochs"], config["train"]["checkpoints_per_epoch"])
+# What the config plans (variants, runs, checkpoints, result kinds, tables, figures), computed once.
+PLAN = Plan.of(config)
+CHECKPOINTS = list(PLAN.checkpoints)
 TARGETED_CHECKPOINTS = kind_checkpoints(config, "targeted", CHECKPOINTS)
 # GPUs a job asks the scheduler for: finetune spreads one run over train.gpus; every other model job
 # (pre-training, scoring, attacks, generation) runs in one process on one GPU.
@@ -111,13 +109,13 @@ PROMPT_SETS = config["extraction"]["prompt_sets"]
 # (prompt set, the same as a rule-name suffix, path) of each prompt file not on disk yet; a data set
 # (a mapping) is no file: its own job loads it, or fails saying how to fetch it.
 MISSING_PROMPT_FILES = [(name, re.sub(r"\W", "_", name), path) for name, path in missing_prompt_files(config)]
-DEFENSES = defense_variants(config)
+DEFENSES = PLAN.defenses
 # defense variant -> its training text; each text with the defense that builds it
-TEXT_OF = training_texts(config)
+TEXT_OF = PLAN.texts
 TEXTS = {text: DEFENSES[variant]["defense"] for variant, text in TEXT_OF.items()}
-TUNINGS = tuning_variants(config)
-RUNS = run_names(config)
-TABLES, FIGURES = result_stems(config, RUNS)
+TUNINGS = PLAN.tunings
+RUNS = list(PLAN.runs)
+TABLES, FIGURES = PLAN.tables, PLAN.figures
 TAUS = list(tau_grid(config["report"]["tau_max"], config["report"]["tau_step"]))
 
 
@@ -323,8 +321,7 @@ def membership_inference_inputs(wildcards):
 
 def run_results(wildcards=None):
     """Every per-checkpoint result file of every run, the input of metrics.parquet."""
-    return [f"results/runs/{run}/{kind}/{checkpoint}.tsv" for run in RUNS for kind in result_kinds(config, run)
-            for checkpoint in kind_checkpoints(config, kind, CHECKPOINTS)]
+    return PLAN.result_files()
 
 
 def item_results(wildcards=None):

@@ -15,10 +15,12 @@ rule aggregate_metrics:
         run_results,
     output:
         metrics=METRICS,
+        # Who each run is (piimem.plan.Plan.identity): defense kind and options, method, swept values.
+        runs="results/runs.parquet",
     params:
         corpus=CORPUS,
         level=config["report"]["ci"]["level"],
-        methods={name: variant["tuning"] for name, variant in TUNINGS.items()},
+        identity=PLAN.identity(),
         select=config["tuning"]["select"],
         finetuning_epoch=config["report"]["finetuning_epoch"],
     log:

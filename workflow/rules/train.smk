@@ -44,7 +44,7 @@ rule finetune:
         # state_every changes no result: the script reads it from the config, so editing it reruns nothing.
         train={key: value for key, value in config["train"].items() if key != "state_every"},
         tuning=lambda wildcards: {key: TUNINGS[wildcards.tuning][key] for key in ("tuning", "options")},
-        # DP-SGD's settings for a dp variant (piimem.config.dp_options), None for every other defense.
+        # DP-SGD's settings for a dp variant (piimem.plan.dp_options), None for every other defense.
         dp=lambda wildcards: dp_options(config, wildcards.defense),
     # Longest jobs first (docs/performance.md): training, then the targeted attacks and extraction, so the
     # short scoring jobs fill the end instead of one long attack running alone.

@@ -2,7 +2,7 @@ from piimem.logs import log_to_file
 
 log = log_to_file(snakemake.log[0])
 
-from piimem.audit import canary_spans, canary_summary, make_canaries
+from piimem.audit.canaries import canary_spans, canary_summary, make_canaries
 from piimem.io import write_private_parquet, write_table
 
 audit, pii = snakemake.params.audit, snakemake.params.pii

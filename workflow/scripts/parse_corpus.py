@@ -2,7 +2,7 @@ from piimem.logs import log_to_file
 
 log = log_to_file(snakemake.log[0])
 
-from piimem.config import corpus_name
+from piimem.plan import corpus_name
 from piimem.corpus.maildir import parse_maildir, quarantine_counts, require_messages
 from piimem.io import write_private_parquet, write_table
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from piimem.config import NamedOption
+from piimem.plan import NamedOption
 
 REPLACEMENT_SCHEMA = {
     "epoch": pl.Int64,
@@ -67,7 +67,7 @@ class Defense:
     reads_spans: bool = False  # rewrites the PII the PII stage found: its text reads the PII spans
     private_training: bool = False  # trains with DP-SGD (the `dp` config block)
     # The options of its config section its variants' names show, in the order of the name's parts
-    # (piimem.config.defense_variants); the paper options among them name `at_paper_setting`.
+    # (piimem.plan.defense_variants); the paper options among them name `at_paper_setting`.
     named_options: tuple[NamedOption, ...] = ()
     # Its text's input already holds the audit canaries (the deduplication stage adds them), so the training
     # text adds none (piimem.audit.with_canaries).
@@ -78,7 +78,7 @@ class Defense:
 
     def inputs(self, variant: dict) -> dict[str, str]:
         """The files its training text reads besides the train split, the PII spans (`reads_spans`) and the
-        audit canaries: {input name: path}, for the variant `variant` (piimem.config.defense_variants's value;
+        audit canaries: {input name: path}, for the variant `variant` (piimem.plan.defense_variants's value;
         a text shared by variants, `rewrites_text` false, gets {"defense": name})."""
         return {}
 
@@ -87,7 +87,7 @@ class Defense:
         (the schema has checked each key alone); called when `defenses` lists it."""
 
     def options(self, config: dict, variant: dict) -> dict:
-        """The `options` its training text takes for a variant (piimem.config.variant_options): only the keys
+        """The `options` its training text takes for a variant (piimem.plan.variant_options): only the keys
         it reads, so that editing another defense's options reruns none of its jobs."""
         return {}
 
@@ -96,7 +96,7 @@ class Defense:
         return {}
 
     def dp_options(self, config: dict, variant: dict) -> dict | None:
-        """The DP-SGD settings a variant's runs train with (piimem.config.dp_options); None: no DP-SGD."""
+        """The DP-SGD settings a variant's runs train with (piimem.plan.dp_options); None: no DP-SGD."""
         return None
 
     def training_text(self, train: pl.DataFrame, spans: pl.DataFrame | None, dedup_texts: pl.DataFrame | None,

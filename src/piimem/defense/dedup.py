@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from piimem.config import NamedOption
+from piimem.plan import NamedOption
 from piimem.defense.base import Defense, Rewrite, epoch0, no_replacements
 
 

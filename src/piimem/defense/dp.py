@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from piimem.config import ConfigError, NamedOption, _value_label, defense_variants, run_names, tuning_variants
+from piimem.config import ConfigError
+from piimem.plan import NamedOption, _value_label, defense_variants, run_names, tuning_variants
 from piimem.defense.base import Defense
 from piimem.runs import RunId
 
@@ -31,10 +32,10 @@ class DifferentialPrivacy(Defense):
         if train["precision"] == "fp16":
             raise ConfigError("train.precision: fp16 is not supported with the dp defense (its loss scaling would "
                               "scale the per-example gradients before clipping); use bf16, fp32 or auto")
-        variants = defense_variants(config)
+        variants, tunings = defense_variants(config), tuning_variants(config)  # once, not once per run
         for run in run_names(config):
             parsed = RunId.parse(run)
-            method = tuning_variants(config)[parsed.tuning]["tuning"]
+            method = tunings[parsed.tuning]["tuning"]
             if variants[parsed.defense]["defense"] == self.name and method in DP_UNSUPPORTED:
                 raise ConfigError(f"defenses: the dp defense cannot train tuning method {method!r} "
                                   f"({DP_UNSUPPORTED[method]}, so DP-SGD has no per-example gradient to clip); leave "

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from piimem.config import ConfigError, NamedOption, _as_list
+from piimem.config import ConfigError
+from piimem.plan import NamedOption, _as_list
 from piimem.defense.base import REPLACEMENT_SCHEMA, Defense, Rewrite, spans_of
 from piimem.masking import RmftConfig, apply_rmft
 

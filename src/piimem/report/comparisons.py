@@ -949,7 +949,7 @@ def _canaries(canaries: pl.DataFrame, metrics: pl.DataFrame, settings: Settings)
 def _audits(audit: pl.DataFrame, metrics: pl.DataFrame, settings: Settings) -> list[dict]:
     """Per base model and tuning method: every defense's audited ε drop vs none, at the runs' last checkpoint,
     with a bootstrap over the audit canaries (the same draws for both runs; the first seed of each)."""
-    from piimem.audit import audit as audited
+    from piimem.audit.bound import audit as audited
 
     rows: list[dict] = []
     if audit.height == 0:

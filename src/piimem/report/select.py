@@ -16,7 +16,8 @@ from collections.abc import Iterable, Sequence
 
 import polars as pl
 
-from piimem.config import BUILT_IN_PROMPT_SETS, at_paper_setting
+from piimem.config import BUILT_IN_PROMPT_SETS
+from piimem.plan import at_paper_setting
 from piimem.defense import DEFENSE_KINDS, DEFENSES
 from piimem.metric_names import ALL, PPL, PPL_BASE, SER, TER
 from piimem.mia import ATTACKS, attack_of
@@ -67,7 +68,7 @@ def bucket_rank(bucket: str) -> int:
 
 
 def defense_kind(defense: str) -> str:
-    """The defense a variant name belongs to: "rmft_all_p0.5" -> "rmft" (piimem.config.defense_variants)."""
+    """The defense a variant name belongs to: "rmft_all_p0.5" -> "rmft" (piimem.plan.defense_variants)."""
     return parse_variant(defense, DEFENSES)[0]
 
 
@@ -83,7 +84,7 @@ def is_paper_rmft(defense: str) -> bool:
     """RMFT at every setting the paper fixes (e-mail scope, first occurrence kept, p = 1, masked once): plain
     rmft, or a sweep's variant named with paper values only (rmft_email, rmft_p1); not rmft_all, rmft_p0.5,
     rmft_keeplast or rmft_redraw. Only these stand beside the paper's figures and feed its claims; a variant's
-    name carries every option away from the paper's (piimem.config.defense_variants, at_paper_setting)."""
+    name carries every option away from the paper's (piimem.plan.defense_variants, at_paper_setting)."""
     return defense_kind(defense) == "rmft" and at_paper_setting(defense)
 
 

@@ -1,6 +1,6 @@
 """Tuning sweeps: which run of a sweep the report shows, and the table of every run.
 
-A tuning option given as a list trains one run per value (`piimem.config.tuning_variants`: lora_lr0.0002,
+A tuning option given as a list trains one run per value (`piimem.plan.tuning_variants`: lora_lr0.0002,
 lora_lr0.002, ...). The tidy metrics table keeps every run under its own tuning name and says, per run,
 which `method` it trains and whether it is `selected`: with `tuning.select: val_ppl`, the run with the
 lowest validation perplexity (`val_ppl_mean`, seed by seed) at the tables' checkpoint among the runs of

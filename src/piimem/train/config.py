@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from piimem.checks import is_int
-from piimem.config import checkpoint_ids
+from piimem.plan import checkpoint_ids
 from piimem.schema import check, default
 
 PACKINGS = ("blocks", "messages")

@@ -5,14 +5,15 @@ and addresses in a message occur in one or two messages of a thousand, a few in 
 here is `people_per_message` x messages strong; each person has a popularity weight that falls with a
 random rank as 1 / (rank + 10) ** `popularity`, and every appearance (a recipient, a name in the text) is a
 weighted draw, so appearances follow a heavy tail. Names are unique: a population past Faker's likely names
-(about 120,000 people, some 8,500 messages at the default density) also draws its rarer ones, and one past its
-690 x 1000 pairs gets double surnames (`Cast.name`).
+(about 120,000 people, some 8,500 messages at the default density) also draws its rarer ones, and one past 90 %
+of its 690 x 1000 pairs gets double surnames (`Cast.name`).
 """
 
 from __future__ import annotations
 
 import functools
 import itertools
+import math
 import random
 import re
 from array import array
@@ -200,6 +201,9 @@ def street(rng: random.Random) -> str:
 # population uses up the likely ones, and redrawing until a free pair turned up took ever longer (and forever
 # past 690,000 people). The default world misses at most 3 times in a row, so its names are as before.
 NAME_TRIES = 20
+# Share of those pairs no person takes: an e-mail canary is first.last from the same lists (`canary_email`) and
+# must be no person's name, so the canaries need pairs left over.
+PAIRS_KEPT_FREE = 0.1
 
 
 class FreePairs:
@@ -217,11 +221,16 @@ class FreePairs:
         # and slot[p] is p's place in it, so that taking a pair is a swap with the last one.
         self.free = array("l", range(n_pairs))
         self.slot = array("l", range(n_pairs))
+        self.reserve = math.ceil(PAIRS_KEPT_FREE * n_pairs)
         for first, last in taken:
             self.discard(first, last)
 
     def __len__(self) -> int:
         return len(self.free)
+
+    def exhausted(self) -> bool:
+        """Whether only the pairs kept free for canaries are left."""
+        return len(self.free) <= self.reserve
 
     def _pair(self, first: str, last: str) -> int | None:
         i, j = self.index[0].get(first), self.index[1].get(last)
@@ -293,13 +302,13 @@ class Cast:
 
         Faker's weighted names, redrawn while taken. After NAME_TRIES misses in a row an owner gets a double
         surname ("Smith-Jones", as Enron's own "mims-thurston-p"), and for everyone after the first person who
-        missed that often, names are drawn uniformly from the pairs left (`FreePairs`), then, once none is
-        left, with double surnames: each name costs a bounded number of draws, whatever the size.
+        missed that often, names are drawn uniformly from the pairs left (`FreePairs`), then, once only those
+        kept for the canaries are left, with double surnames: a name costs a bounded number of draws at any size.
         """
         if not owner and self.free_pairs is not None:
-            if self.free_pairs:
+            if not self.free_pairs.exhausted():
                 return self._claim(*self.free_pairs.take(self.fake_stream))
-            misses = NAME_TRIES  # every plain pair is taken
+            misses = NAME_TRIES  # the plain pairs are used up
         else:
             misses = 0
         while True:
