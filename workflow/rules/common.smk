@@ -357,6 +357,7 @@ def all_outputs():
     outputs += expand("results/models/{tiny}.pretrain.tsv", tiny=TINY_GPT2S)
     outputs += expand("results/defense/{text}/summary.tsv", text=TEXTS)
     outputs += run_results()
+    outputs.append("results/runs.parquet")
     outputs += expand("results/tables/{table}.{ext}", table=TABLES, ext=("md", "csv", "tex", "html"))
     outputs += ["results/summary.md", "results/summary.html", "results/summary.rst"]
     outputs += expand("results/figures/{figure}.{ext}", figure=FIGURES, ext=("png", "pdf"))
