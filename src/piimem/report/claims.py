@@ -656,6 +656,10 @@ def audit_claims(metrics: pl.DataFrame, comparisons: pl.DataFrame, settings: Cla
               f"{row['n']} audit canaries")
         baseline = values.get((base_model, BASELINE, tuning, AUDIT["epsilon"]))
         claim = judge("rmft_audit", row, settings, on)
+        if claim.verdict == INCONCLUSIVE and row["value"] == 0:
+            claim.needs = ("not more canaries: both runs' bounds are equal. RMFT rewrites only repeated addresses, "
+                           "and an audit canary's address occurs once (one message, one privacy unit), so RMFT "
+                           "leaves it as it is; what RMFT does to repeated strings the canary exposure claims show")
         if baseline == 0 and values.get((base_model, row["defense"], tuning, AUDIT["epsilon"])) == 0:
             # Both bounds 0: the audit found no leak to remove, in either run.
             claim.verdict = INCONCLUSIVE

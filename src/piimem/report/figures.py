@@ -1443,51 +1443,48 @@ def plot_auc_by_val_ppl(metrics: pl.DataFrame, stem: str | os.PathLike, **option
 
 
 def draw_audit(metrics: pl.DataFrame):
-    """The privacy audit: per base model one panel, a column per audited run (first seed), its ε lower bound as
-    a point with an arrow up (the run is at least this leaky), in its defense's colour; for a DP run the
-    accountant's ε at the audit's δ as a bar across its column, which the bound must stay under. None without
-    an audit."""
+    """The privacy audit: one panel per study (the defenses of one tuning method, coloured by defense; the
+    undefended runs of several methods, coloured by method), a column per run (first seed) with its ε lower
+    bound as a point and a short arrow up (the run is at least this leaky); for a DP run the accountant's ε at
+    the audit's δ as a bar, which the bound must stay under. None without an audit."""
     from matplotlib.figure import Figure
 
-    keys = ["base_model", "defense", "tuning", "seed"]
+    keys = ["base_model", "defense", "tuning"]
     bounds = _values(metrics, [AUDIT["epsilon"]])
     if bounds.height == 0:
         return None
-    first = bounds.sort("seed").group_by("base_model", "defense", "tuning", maintain_order=True).first()
-    accounted = dict(_values(metrics, [AUDIT["accounted"]]).select(
-        pl.concat_str(keys, separator="/"), "value").rows())
+    first = bounds.sort("seed").group_by(*keys, maintain_order=True).first()
+    accounted = {tuple(r[:3]): r[3] for r in _values(metrics, [AUDIT["accounted"]]).select(*keys, "value").rows()}
     delta = _values(metrics, [AUDIT["delta"]])["value"].max()
-    bases = sorted(first["base_model"].unique().to_list())
+    panels = studies(first)
+    top = max([*first["value"].to_list(), *accounted.values(), 1.0]) * 1.2
     with _style():
-        fig = Figure(figsize=(max(PANEL_SIZE[0], 0.9 * first.height / len(bases) + 1.5) * len(bases), PANEL_SIZE[1]))
-        axes = fig.subplots(1, len(bases), squeeze=False)[0]
-        for ax, base in zip(axes, bases):
-            rows = sorted(first.filter(pl.col("base_model") == base).iter_rows(named=True),
-                          key=lambda r: (defense_rank(r["defense"]), tuning_rank(r["tuning"])))
-            colors = series_colors([r["defense"] for r in rows], "defense")
-            top = max([r["value"] for r in rows] + [accounted.get("/".join(map(str, (r[k] for k in keys))), 0)
-                                                      for r in rows] + [1.0]) * 1.25
-            for x, row in enumerate(rows):
-                color = colors[row["defense"]]
-                ax.annotate("", xy=(x, top * 0.97), xytext=(x, row["value"]),
-                            arrowprops={"arrowstyle": "->", "color": color, "alpha": 0.5, "lw": 1.2})
-                ax.plot([x], [row["value"]], marker="o", markersize=7, color=color, linestyle="none")
-                ax.annotate(f"{row['value']:.2g}", (x, row["value"]), textcoords="offset points", xytext=(6, -3),
-                            fontsize=7)
-                bound = accounted.get("/".join(map(str, (row[k] for k in keys))))
+        widths = [len(study.runs) + 1 for study in panels]
+        fig = Figure(figsize=(max(PANEL_SIZE[0], 0.75 * sum(widths)), PANEL_SIZE[1]))
+        axes = fig.subplots(1, len(panels), squeeze=False, sharey=True, width_ratios=widths)[0]
+        for ax, study in zip(axes, panels):
+            rows = study.rows(first)
+            colors = study.colors
+            for x, name in enumerate(study.order):
+                row = rows.filter(pl.col("series") == name).row(0, named=True)
+                color, value = colors[name], row["value"]
+                ax.annotate("", xy=(x, value + 0.1 * top), xytext=(x, value),
+                            arrowprops={"arrowstyle": "->", "color": color, "lw": 1.2})
+                ax.plot([x], [value], marker="o", markersize=7, color=color, linestyle="none")
+                ax.annotate(f"{value:.2g}", (x, value), textcoords="offset points", xytext=(7, -3), fontsize=7)
+                bound = accounted.get((row["base_model"], row["defense"], row["tuning"]))
                 if bound is not None:
                     ax.plot([x - 0.3, x + 0.3], [bound, bound], color=color, linewidth=2.5,
                             label="accounted ε (audit δ)")
-                    ax.annotate(f"accounted {bound:.2g}", (x, bound), textcoords="offset points", xytext=(0, 4),
+                    ax.annotate(f"accounted {bound:.3g}", (x, bound), textcoords="offset points", xytext=(0, 4),
                                 ha="center", fontsize=7)
-            ax.set_xticks(range(len(rows)), [r["defense"] if len({q["tuning"] for q in rows}) == 1
-                                             else f"{r['defense']}\n{r['tuning']}" for r in rows])
-            ax.set_xlim(-0.6, len(rows) - 0.4)
+            ax.set_xticks(range(len(study.order)), study.order)
+            ax.set_xlim(-0.6, len(study.order) - 0.4)
             ax.set_ylim(0, top)
-            ax.set(ylabel=f"audited ε, lower bound (δ = {delta:.0e})",
-                   title=f"Privacy audit, {base}" if len(bases) > 1 else "Privacy audit: ε at least")
+            ax.set_title(textwrap.fill(study.title(_several_bases(first)), 40), fontsize=9)
             if ax.get_legend_handles_labels()[0]:
                 ax.legend(loc="upper left", fontsize=7, frameon=False)
+        axes[0].set_ylabel(f"audited ε, a lower bound (δ = {delta:.0e})")
     return fig
 
 

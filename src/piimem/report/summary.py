@@ -68,6 +68,8 @@ def _reason(claim: Claim, settings: ClaimSettings) -> str:
 
 def _reason_of_verdict(claim: Claim, settings: ClaimSettings) -> str:
     if claim.verdict == HOLDS:
+        if claim.why:  # a verdict not read from an interval (the DP audit's bound against the accounted ε)
+            return claim.why
         test = f"; p = {claim.p:.2g}" if claim.p is not None else ""
         return f"its interval lies on the claim's side{test}"
     reason = claim.why or RULES[claim.rule].text(settings)

@@ -638,11 +638,11 @@ def audit_table(metrics: pl.DataFrame, comparisons: pl.DataFrame | None = None) 
                     "canaries": _count(value.get(AUDIT["canaries"])),
                     "included": _count(value.get(AUDIT["included"])),
                     **comparison_cells(drop, "drop vs none"),
-                    "canaries needed": None if needed is None or not math.isfinite(needed) else needed,
+                    "canaries needed": _count(needed),
                     "flag": ("DP guarantee violated" if accounted is not None and bound > accounted else
                              "no power: bound 0" if bound == 0 else "")})
     table = frame(out, text_columns=("base model", "tuning", "defense", "checkpoint", "flag"),
-                  int_columns=("seed", "canaries", "included"))
+                  int_columns=("seed", "canaries", "included", "canaries needed"))
     return table
 
 
