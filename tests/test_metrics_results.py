@@ -1,4 +1,4 @@
-"""Result formulas of piimem.metrics: reduction vs baseline, MaxTER, AURC, Pareto front (papers.md)."""
+"""Result formulas of piimem.metrics: reduction vs baseline, MaxTER, AURC, Pareto front (docs/outputs.md)."""
 
 from __future__ import annotations
 

@@ -2,8 +2,11 @@
 canary grid) does not, and the ground truth stays exact. Speed is measured in docs/performance.md, not here."""
 
 import email
+import os
 import random
 import re
+import subprocess
+import sys
 from collections import Counter
 from email import policy
 
@@ -131,6 +134,18 @@ def test_rarer_names_once_the_likely_ones_run_out(monkeypatch):
     assert not any("-" in p.last for p in people)
     pairs = len(cast.free_pairs.firsts) * len(cast.free_pairs.lasts)
     assert len(cast.free_pairs) == pairs - len(people)  # every name is a plain pair, taken once
+
+
+def test_names_past_the_likely_ones_do_not_depend_on_the_hash_seed():
+    # The pairs left are listed from a set of names: their order, and so the names drawn, must not follow
+    # the process's string-hash seed.
+    code = ("import random, hashlib; from faker import Faker; from piimem.corpus.synthetic import world\n"
+            "world.NAME_TRIES = 1; fake = Faker('en_US'); fake.seed_instance(3)\n"
+            "cast = world.Cast(random.Random(3), fake, 5, 3000, 0.5); assert cast.free_pairs is not None\n"
+            "print(hashlib.sha256(repr([(p.first, p.last) for p in cast.people]).encode()).hexdigest())")
+    digests = {subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": seed},
+                              capture_output=True, text=True, check=True).stdout for seed in ("1", "2")}
+    assert len(digests) == 1, digests
 
 
 def test_double_surnames_once_the_plain_pairs_are_used_up():

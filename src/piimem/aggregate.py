@@ -4,7 +4,7 @@ Inputs are the files the workflow writes per run and checkpoint,
 `results/runs/{base}/{defense}-{tuning}-s{seed}/{kind}/{checkpoint}.tsv`, with kind one of utility, mia,
 extraction, canaries, targeted; the run, kind and checkpoint come from the path (`piimem.runs.ResultFile`).
 
-The tidy table (`METRICS_SCHEMA`, DESIGN.md's contract): one row per measured value, columns
+The tidy table (`METRICS_SCHEMA`, the output contract of docs/outputs.md): one row per measured value, columns
 corpus, base_model, defense, tuning, seed, checkpoint, epoch, prompt_set, entity_type, member_text, metric,
 value, ci_low, ci_high. prompt_set and entity_type are null where they do not apply; member_text is
 `original` or `trained` on membership-inference rows (which text of the members was scored) and null

@@ -222,7 +222,7 @@ class FreePairs:
         self.free = array("l", range(n_pairs))
         self.slot = array("l", range(n_pairs))
         self.reserve = math.ceil(PAIRS_KEPT_FREE * n_pairs)
-        for first, last in taken:
+        for first, last in sorted(taken):  # in a fixed order: a set's order changes with the process's hash seed
             self.discard(first, last)
 
     def __len__(self) -> int:
