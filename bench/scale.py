@@ -55,6 +55,7 @@ def bench_config(n: int, cores: int) -> dict:
         "rmft": paper["rmft"],
         "base_models": ["smollm2-135m"],
         "tuning_methods": ["full"],
+        "exclude": [],
         "extraction": {"prompt_sets": ["test"], "n_prompts": 2500},
     }
 

@@ -272,7 +272,8 @@ def test_the_workflow_audits_a_plain_and_a_dp_run(tmp_path):
     write_config(tmp_path, scenario("small") | {"defenses": ["none", "dp"], "tuning_methods": ["full"],
                                                 "exclude": [], "audit": {"canaries": 60}})
     runs = tmp_path / "results/runs/tiny-gpt2"
-    targets = [f"results/runs/tiny-gpt2/{run}-full-s42/audit/c04.tsv" for run in ("none", "dp")]
+    # A DP run always names its ε (dp_e8).
+    targets = [f"results/runs/tiny-gpt2/{run}-full-s42/audit/c04.tsv" for run in ("none", "dp_e8")]
     snakemake(tmp_path, *targets)
     canaries = pl.read_parquet(tmp_path / "results/private/audit/canaries.parquet")
     summary = pl.read_csv(tmp_path / "results/audit/canaries.tsv", separator="\t")
@@ -285,7 +286,7 @@ def test_the_workflow_audits_a_plain_and_a_dp_run(tmp_path):
     assert not any(v in t for v in canaries["value"].to_list() for t in messages["text"].to_list())
     assert splits["doc_id"].max() < DOC_ID_BASE
     results = {}
-    for run in ("none", "dp"):
+    for run in ("none", "dp_e8"):
         rows = dict(pl.read_csv(runs / f"{run}-full-s42/audit/c04.tsv", separator="\t")
                     .select("metric", "value").iter_rows())
         scores = pl.read_parquet(runs / f"{run}-full-s42/audit/c04.audit.parquet")
@@ -295,8 +296,8 @@ def test_the_workflow_audits_a_plain_and_a_dp_run(tmp_path):
         assert rows[AUDIT["canaries"]] == 60 and rows[AUDIT["delta"]] == default("audit.delta")
         assert rows[AUDIT["epsilon"]] >= 0
     assert AUDIT["accounted"] not in results["none"]
-    assert results["dp"][AUDIT["epsilon"]] <= results["dp"][AUDIT["accounted"]]
-    manifest = __import__("json").loads((tmp_path / "results/private/runs/tiny-gpt2/dp-full-s42/manifest.json")
+    assert results["dp_e8"][AUDIT["epsilon"]] <= results["dp_e8"][AUDIT["accounted"]]
+    manifest = __import__("json").loads((tmp_path / "results/private/runs/tiny-gpt2/dp_e8-full-s42/manifest.json")
                                         .read_text())
     # Each included canary is an example of its own: the epoch has that many examples more than the blocks.
     assert manifest["documents"] == texts.height
