@@ -135,18 +135,26 @@ class LinkConfig:
 _WORD = re.compile(r"\w+")
 
 
-def word_ngrams(texts: list[str], n: int) -> tuple[np.ndarray, np.ndarray]:
+def word_ngrams(texts: list[str], n: int, chunk: int = 2_000) -> tuple[np.ndarray, np.ndarray]:
     """(row, key): one entry per distinct word n-gram of each text (lower-cased \\w+ words, so that re-wrapped
     and re-punctuated quotes still match), sorted by row; key is a 64-bit hash of the n-gram. A text of
-    fewer than n words has none."""
-    words = pl.DataFrame({"row": np.arange(len(texts), dtype=np.int64), "text": texts},
-                         schema={"row": pl.Int64, "text": pl.Utf8}).select(
-        "row", pl.col("text").str.to_lowercase().str.extract_all(_WORD.pattern).alias("word")).explode("word")
-    grams = words.drop_nulls("word").select(
-        "row", pl.concat_str([pl.col("word").shift(-k).over("row") for k in range(n)], separator=" ").alias("gram"))
-    table = grams.drop_nulls("gram").select("row", pl.col("gram").hash(seed=0).alias("key")).unique().sort(
-        "row", "key")
-    return table["row"].to_numpy(), table["key"].to_numpy()
+    fewer than n words has none. Texts are hashed `chunk` at a time: the words and n-grams as strings take
+    some 100 times the 16 bytes an entry keeps, so the whole corpus at once would hold gigabytes."""
+    rows, keys = [], []
+    for start in range(0, len(texts), chunk):
+        part = texts[start:start + chunk]
+        words = pl.DataFrame({"row": np.arange(start, start + len(part), dtype=np.int64), "text": part},
+                             schema={"row": pl.Int64, "text": pl.Utf8}).select(
+            "row", pl.col("text").str.to_lowercase().str.extract_all(_WORD.pattern).alias("word")).explode("word")
+        grams = words.drop_nulls("word").select(
+            "row", pl.concat_str([pl.col("word").shift(-k).over("row") for k in range(n)], separator=" ").alias("gram"))
+        table = grams.drop_nulls("gram").select("row", pl.col("gram").hash(seed=0).alias("key")).unique().sort(
+            "row", "key")
+        rows.append(table["row"].to_numpy())
+        keys.append(table["key"].to_numpy())
+    if not rows:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.uint64)
+    return np.concatenate(rows), np.concatenate(keys)
 
 
 def _pairs_sharing(keys: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -181,11 +189,16 @@ def contained_parts(parts: list[str], owners: list[int], cfg: LinkConfig) -> tup
     rows, keys = word_ngrams(parts, cfg.containment_words)
     owner = np.asarray(owners, dtype=np.int64)
     n_grams = np.bincount(rows, minlength=len(parts))
-    # Distinctive: held by 2 .. max_parts owners (one owner's parts may repeat an n-gram).
-    key_owner = pl.DataFrame({"key": keys, "owner": owner[rows]}).unique()
-    holders = key_owner.group_by("key").len()
-    keep = holders.filter((pl.col("len") >= 2) & (pl.col("len") <= cfg.max_parts))["key"]
-    shared = np.isin(keys, keep.to_numpy())
+    # Distinctive: held by 2 .. max_parts owners (one owner's parts may repeat an n-gram). Counted on the
+    # entries sorted by (key, owner), in numpy: a hash table of the distinct pairs took 8 times the memory.
+    order = np.lexsort((owner[rows], keys))
+    key, by = keys[order], owner[rows][order]
+    new_key = np.r_[True, key[1:] != key[:-1]]
+    key_id = np.cumsum(new_key) - 1
+    owners_of = np.bincount(key_id, weights=new_key | np.r_[True, by[1:] != by[:-1]])[key_id]
+    shared = np.empty(len(keys), dtype=bool)
+    shared[order] = (owners_of >= 2) & (owners_of <= cfg.max_parts)
+    del key, by, key_id, owners_of
     left, right = _pairs_sharing(keys[shared], rows[shared])
     other = owner[left] != owner[right]
     pair, count = np.unique(left[other] * len(parts) + right[other], return_counts=True)
@@ -257,9 +270,11 @@ def texts_inside_split(messages: pl.DataFrame, splits: pl.DataFrame, *, words: i
     linker's parts. Every n-gram counts, templates' too, unless `max_bodies`: then only those held by at most
     that many distinct bodies of `messages` count as inside (the linker's distinctive n-grams).
 
-    Exact: an n-gram held by k messages of `a` is looked up k times per message of `b` holding it, so a
-    corpus of long, common boilerplate (Enron's legal disclaimers) would want an approximate containment
-    search (datasketch's MinHashLSHEnsemble) instead.
+    Exact, and without pairing every message with every holder of a template's n-grams: a message of n
+    n-grams, u of them not counted, lies `level` inside a message T only if T misses at most
+    floor((1 - level) n) - u of its counted n-grams, so T holds one of any floor((1 - level) n) - u + 1 of
+    them (the prefix filter of set-similarity joins). `_inside_one` takes the rarest such n-grams (fewest
+    holders in `a`) and checks their holders a block at a time, stopping at the first T that holds enough.
     """
     table = messages.select("doc_id", "body").join(splits.select("doc_id", "split"), on="doc_id")
     ours, theirs = (table.filter(pl.col("split") == name) for name in (b, a))
@@ -272,14 +287,66 @@ def texts_inside_split(messages: pl.DataFrame, splits: pl.DataFrame, *, words: i
         held, times = np.unique(every_key, return_counts=True)
         counted &= np.isin(keys, held[times <= max_bodies])
     # Only messages whose n-grams lie at least `level` inside the whole split can lie that far inside one.
-    candidates = np.flatnonzero(np.bincount(rows[counted], minlength=ours.height) >= level * np.maximum(n_grams, 1))
-    holders = pl.DataFrame({"key": their_keys, "theirs": their_rows})
-    count = 0
-    for row in candidates:
-        hits = pl.DataFrame({"key": keys[(rows == row) & counted]}).join(holders, on="key")
-        if n_grams[row] and hits.height and hits["theirs"].value_counts()["count"].max() >= level * n_grams[row]:
-            count += 1
-    return count
+    hits = np.bincount(rows[counted], minlength=ours.height)
+    candidates = np.flatnonzero((n_grams > 0) & (hits >= level * n_grams))
+    theirs_index = _HolderIndex(their_rows, their_keys, theirs.height)
+    starts = np.searchsorted(rows, np.arange(ours.height + 1))
+    return sum(_inside_one(keys[starts[r]:starts[r + 1]][counted[starts[r]:starts[r + 1]]], int(n_grams[r]), level,
+                           theirs_index) for r in candidates)
+
+
+@dataclass
+class _HolderIndex:
+    """The n-grams of split `a`'s messages two ways: each message's keys (sorted by message, as
+    `word_ngrams` returns them) and each key's messages (sorted by key)."""
+
+    rows: np.ndarray
+    keys: np.ndarray
+    messages: int
+
+    def __post_init__(self) -> None:
+        self.starts = np.searchsorted(self.rows, np.arange(self.messages + 1))
+        order = np.argsort(self.keys, kind="stable")
+        self.by_key, self.holder = self.keys[order], self.rows[order]
+
+    def holders(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return np.searchsorted(self.by_key, keys, "left"), np.searchsorted(self.by_key, keys, "right")
+
+    def shared(self, messages: np.ndarray, keys: np.ndarray) -> np.ndarray:
+        """How many of `keys` each of `messages` holds."""
+        lengths = self.starts[messages + 1] - self.starts[messages]
+        offsets = np.repeat(self.starts[messages] - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
+        return np.bincount(np.repeat(np.arange(len(messages)), lengths), weights=np.isin(self.keys[offsets], keys),
+                           minlength=len(messages))
+
+
+_BLOCK = 1_024  # candidate messages checked at once (a template's n-gram may be held by thousands)
+
+
+def _inside_one(keys: np.ndarray, n_grams: int, level: float, theirs: _HolderIndex) -> bool:
+    """Whether one message of `theirs` holds at least level x n_grams of `keys` (a message's counted
+    n-grams; it has n_grams in all)."""
+    lo, hi = theirs.holders(keys)
+    probes = math.floor((1 - level) * n_grams) - (n_grams - len(keys)) + 1
+    if probes <= 0:
+        return False
+    rarest = np.argsort(hi - lo, kind="stable")[:probes]
+    tried, pending, size = np.empty(0, dtype=np.int64), [], 0
+    for start, stop in zip(lo[rarest], hi[rarest]):
+        for block in range(start, stop, _BLOCK):
+            pending.append(theirs.holder[block:min(stop, block + _BLOCK)])
+            size += len(pending[-1])
+            if size >= _BLOCK:
+                if _holds_enough(pending, tried, keys, level * n_grams, theirs):
+                    return True
+                tried, pending, size = np.union1d(tried, np.concatenate(pending)), [], 0
+    return bool(pending) and _holds_enough(pending, tried, keys, level * n_grams, theirs)
+
+
+def _holds_enough(pending: list[np.ndarray], tried: np.ndarray, keys: np.ndarray, need: float,
+                  theirs: _HolderIndex) -> bool:
+    messages = np.setdiff1d(np.concatenate(pending), tried)
+    return bool(messages.size) and theirs.shared(messages, keys).max() >= need
 
 
 def cross_split_links(groups: pl.DataFrame, splits: pl.DataFrame, a: str = "train", b: str = "test") -> int:
