@@ -21,14 +21,14 @@ rule audit_canaries:
 rule audit:
     input:
         unpack(base_model_inputs),
-        manifest="results/private/runs/{base}/{defense}-{tuning}-s{seed}/manifest.json",
+        manifest=MANIFEST,
         canaries=AUDIT_CANARIES,
     output:
         # At the last checkpoint: the bound and its counts, and one row per canary (public: ids and scores).
-        result=f"results/runs/{{base}}/{{defense}}-{{tuning}}-s{{seed}}/audit/{CHECKPOINTS[-1]}.tsv",
-        records=f"results/runs/{{base}}/{{defense}}-{{tuning}}-s{{seed}}/audit/{CHECKPOINTS[-1]}.audit.parquet",
+        result=run_checkpoints("audit", ".tsv", checkpoints=CHECKPOINTS[-1:])[0],
+        records=run_checkpoints("audit", ".audit.parquet", checkpoints=CHECKPOINTS[-1:])[0],
     params:
-        base_model=lambda wildcards: BASE_MODELS[wildcards.base],
+        base_model=base_model_name,
         audit=config["audit"],
         batch_size=config["extraction"]["batch_size"],
         device=config["train"]["device"],
@@ -36,9 +36,9 @@ rule audit:
     resources:
         gpu=ONE_GPU,
     log:
-        "logs/audit/{base}/{defense}-{tuning}-s{seed}.log",
+        f"logs/audit/{RUN}.log",
     benchmark:
-        "benchmarks/audit/{base}/{defense}-{tuning}-s{seed}.tsv"
+        f"benchmarks/audit/{RUN}.tsv"
     conda:
         "../../envs/torch.yaml"
     script:

@@ -79,6 +79,18 @@ MESSAGES = "results/private/corpus/messages.parquet"
 QUARANTINE = "results/corpus/quarantine.tsv"
 SPLITS = "results/corpus/splits.parquet"
 SPANS = "results/private/pii/spans.parquet"
+# A run's directory under results/private/runs/, logs/ and benchmarks/ (piimem.runs.RunId's name), and its
+# training manifest: every rule of a run matches these wildcards.
+RUN = "{base}/{defense}-{tuning}-s{seed}"
+MANIFEST = f"results/private/runs/{RUN}/manifest.json"
+
+
+def run_checkpoints(kind, suffix, private=False, checkpoints=None):
+    """A run's file of result `kind` at each checkpoint (all of them by default), its wildcards left to the rule:
+    results/runs/{RUN}/{kind}/{checkpoint}{suffix}, under results/private/ when it holds PII."""
+    root = "results/private/runs" if private else "results/runs"
+    run = RUN.replace("{", "{{").replace("}", "}}")
+    return expand(f"{root}/{run}/{kind}/{{checkpoint}}{suffix}", checkpoint=checkpoints or CHECKPOINTS)
 GROUND_TRUTH = "resources/synthetic/ground_truth.parquet"
 # The audit canaries (piimem.audit) and their PII spans, read where each defense's training text is built.
 AUDIT_CANARIES = "results/private/audit/canaries.parquet"
@@ -109,10 +121,11 @@ PROMPT_SETS = config["extraction"]["prompt_sets"]
 # (prompt set, the same as a rule-name suffix, path) of each prompt file not on disk yet; a data set
 # (a mapping) is no file: its own job loads it, or fails saying how to fetch it.
 MISSING_PROMPT_FILES = [(name, re.sub(r"\W", "_", name), path) for name, path in missing_prompt_files(config)]
-DEFENSES = PLAN.defenses
+# defense variant -> its kind and options (piimem.plan.defense_variants)
+DEFENSE_VARIANTS = PLAN.defenses
 # defense variant -> its training text; each text with the defense that builds it
 TEXT_OF = PLAN.texts
-TEXTS = {text: DEFENSES[variant]["defense"] for variant, text in TEXT_OF.items()}
+TEXTS = {text: DEFENSE_VARIANTS[variant]["defense"] for variant, text in TEXT_OF.items()}
 TUNINGS = PLAN.tunings
 RUNS = list(PLAN.runs)
 TABLES, FIGURES = PLAN.tables, PLAN.figures
@@ -120,7 +133,8 @@ TAUS = list(tau_grid(config["report"]["tau_max"], config["report"]["tau_step"]))
 
 
 wildcard_constraints:
-    defense="|".join(map(re.escape, {*DEFENSES, *TEXTS})),
+    defense="|".join(map(re.escape, DEFENSE_VARIANTS)),
+    text="|".join(map(re.escape, TEXTS)),
     threshold=r"[0-9.]+",
     tuning="|".join(map(re.escape, TUNINGS)),
     base="|".join(BASE_MODELS),
@@ -154,11 +168,11 @@ def defense_inputs(wildcards):
     """Each training text reads the train split and the files its defense names (piimem.defense: dedup its own
     stage's text, rmft and scrub the PII spans), and with an audit the audit canaries, unless its input holds
     them already (the deduplication stage added them)."""
-    kind = DEFENSE_KINDS[TEXTS[wildcards.defense]]
+    kind = DEFENSE_KINDS[TEXTS[wildcards.text]]
     inputs = {
         "messages": MESSAGES,
         "splits": SPLITS,
-        **kind.inputs(DEFENSES.get(wildcards.defense, {"defense": kind.name})),
+        **kind.inputs(DEFENSE_VARIANTS.get(wildcards.text, {"defense": kind.name})),
     }
     if kind.reads_spans:
         inputs["spans"] = SPANS
@@ -178,6 +192,11 @@ def model_threads(wildcards):
     """CPU threads of a job that runs a model. The tiny GPT-2's matrices are too small to keep two threads
     busy: two one-thread jobs side by side do 1.15-1.25x the work of one two-thread job (bench/threads.py)."""
     return 1 if is_tiny_gpt2(BASE_MODELS[wildcards.base]) else 2
+
+
+def base_model_name(wildcards):
+    """The base model a job of {base} loads (the `base_models` entry its slug stands for)."""
+    return BASE_MODELS[wildcards.base]
 
 
 def base_model_inputs(wildcards):
@@ -277,17 +296,22 @@ EXTRACTION_GENERATION = {
 }
 
 
+def text_options(wildcards):
+    """Only the keys a training text's defense reads, so that editing another defense's options reruns nothing
+    here (a text shared by a defense's variants reads none)."""
+    return variant_options(config, wildcards.text) if wildcards.text in DEFENSE_VARIANTS else {}
+
+
 def defense_options(wildcards):
-    """Only the keys a defense's text reads, so that editing another defense's options reruns nothing here
-    (a text shared by a defense's variants reads none)."""
-    return variant_options(config, wildcards.defense) if wildcards.defense in DEFENSES else {}
+    """The keys a defense variant reads (its non-members are rewritten as its training text was)."""
+    return variant_options(config, wildcards.defense)
 
 
 def dedup_options(wildcards):
     """What a variant's non-members' pass reads besides its options (its defense's `nonmember_config`): for a
     dedup variant the dedup section with its threshold (its non-members are deduplicated as its training text
     was); empty for other defenses."""
-    variant = DEFENSES[wildcards.defense]
+    variant = DEFENSE_VARIANTS[wildcards.defense]
     return DEFENSE_KINDS[variant["defense"]].nonmember_config(config, variant)
 
 
@@ -299,7 +323,7 @@ def trained_view_inputs(wildcards):
         "messages": MESSAGES,
         "splits": SPLITS,
     }
-    if DEFENSE_KINDS[DEFENSES[wildcards.defense]["defense"]].reads_spans:
+    if DEFENSE_KINDS[DEFENSE_VARIANTS[wildcards.defense]["defense"]].reads_spans:
         inputs["spans"] = SPANS
     return inputs
 
@@ -313,7 +337,7 @@ def membership_inference_inputs(wildcards):
         "members": f"results/private/mia/{wildcards.base}/members.parquet",
         "reference": f"results/private/mia/{wildcards.base}/reference.parquet",
     }
-    if DEFENSE_KINDS[DEFENSES[wildcards.defense]["defense"]].rewrites_text:
+    if DEFENSE_KINDS[DEFENSE_VARIANTS[wildcards.defense]["defense"]].rewrites_text:
         trained = f"results/private/mia/{wildcards.base}/trained/{wildcards.defense}"
         inputs.update(trained=f"{trained}.parquet", trained_reference=f"{trained}.reference.parquet")
     return inputs

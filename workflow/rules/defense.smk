@@ -2,14 +2,14 @@ rule defense_text:
     input:
         unpack(defense_inputs),
     output:
-        texts="results/private/defense/{defense}/train.parquet",
-        replacements="results/private/defense/{defense}/replacements.parquet",
-        summary="results/defense/{defense}/summary.tsv",
+        texts="results/private/defense/{text}/train.parquet",
+        replacements="results/private/defense/{text}/replacements.parquet",
+        summary="results/defense/{text}/summary.tsv",
     params:
-        defense=lambda wildcards: TEXTS[wildcards.defense],
-        options=defense_options,
+        defense=lambda wildcards: TEXTS[wildcards.text],
+        options=text_options,
     log:
-        "logs/defense/{defense}.log",
+        "logs/defense/{text}.log",
     conda:
         "../../envs/data.yaml"
     script:

@@ -8,7 +8,7 @@ rule extraction_prompts:
     output:
         prompts="results/private/extraction/{base}/prompts/{prompt_set}.parquet",
     params:
-        base_model=lambda wildcards: BASE_MODELS[wildcards.base],
+        base_model=base_model_name,
         # Only the keys prompt building reads: decoding settings leave the prompts alone.
         options={
             key: config["extraction"][key]
@@ -50,7 +50,7 @@ rule extract_base:
     output:
         found="results/private/extraction/{base}/base-found.parquet",
     params:
-        base_model=lambda wildcards: BASE_MODELS[wildcards.base],
+        base_model=base_model_name,
         extraction=EXTRACTION_GENERATION,
         score_threshold=config["pii"]["score_threshold"],
         ignore=config["pii"]["ignore"],
@@ -75,28 +75,19 @@ rule extract_pii:
         unpack(base_model_inputs),
         unpack(extraction_inputs),
         unpack(pretraining_pii_inputs),
-        manifest="results/private/runs/{base}/{defense}-{tuning}-s{seed}/manifest.json",
+        manifest=MANIFEST,
         base_found="results/private/extraction/{base}/base-found.parquet",
         messages=MESSAGES,
         splits=SPLITS,
         spans=SPANS,
     output:
         # One job attacks every checkpoint of a run; the strings found stay private, the counts are public.
-        found=expand(
-            "results/private/runs/{{base}}/{{defense}}-{{tuning}}-s{{seed}}/extraction/{checkpoint}.parquet",
-            checkpoint=CHECKPOINTS,
-        ),
-        results=expand(
-            "results/runs/{{base}}/{{defense}}-{{tuning}}-s{{seed}}/extraction/{checkpoint}.tsv",
-            checkpoint=CHECKPOINTS,
-        ),
+        found=run_checkpoints("extraction", ".parquet", private=True),
+        results=run_checkpoints("extraction", ".tsv"),
         # Per true PII string (an id, no text): extracted or not, for the report's paired intervals.
-        strings=expand(
-            "results/runs/{{base}}/{{defense}}-{{tuning}}-s{{seed}}/extraction/{checkpoint}.strings.parquet",
-            checkpoint=CHECKPOINTS,
-        ),
+        strings=run_checkpoints("extraction", ".strings.parquet"),
     params:
-        base_model=lambda wildcards: BASE_MODELS[wildcards.base],
+        base_model=base_model_name,
         extraction=EXTRACTION_GENERATION,
         score_threshold=config["pii"]["score_threshold"],
         ignore=config["pii"]["ignore"],
@@ -107,9 +98,9 @@ rule extract_pii:
     resources:
         gpu=ONE_GPU,
     log:
-        "logs/extract/{base}/{defense}-{tuning}-s{seed}.log",
+        f"logs/extract/{RUN}.log",
     benchmark:
-        "benchmarks/extract/{base}/{defense}-{tuning}-s{seed}.tsv"
+        f"benchmarks/extract/{RUN}.tsv"
     conda:
         "../../envs/torch.yaml"
     script:
@@ -125,7 +116,7 @@ rule canary_contexts:
     output:
         canaries="results/private/extraction/{base}/canaries.parquet",
     params:
-        base_model=lambda wildcards: BASE_MODELS[wildcards.base],
+        base_model=base_model_name,
         context_tokens=config["extraction"]["canaries"]["context_tokens"],
     log:
         "logs/extract/{base}/canaries.log",
@@ -138,21 +129,15 @@ rule canary_contexts:
 rule canary_exposure:
     input:
         unpack(base_model_inputs),
-        manifest="results/private/runs/{base}/{defense}-{tuning}-s{seed}/manifest.json",
+        manifest=MANIFEST,
         canaries="results/private/extraction/{base}/canaries.parquet",
     output:
         # Per checkpoint one row per canary (public: ids and numbers, no value), and the same records as
         # parquet for the report's paired comparisons over canaries.
-        results=expand(
-            "results/runs/{{base}}/{{defense}}-{{tuning}}-s{{seed}}/canaries/{checkpoint}.tsv",
-            checkpoint=CHECKPOINTS,
-        ),
-        records=expand(
-            "results/runs/{{base}}/{{defense}}-{{tuning}}-s{{seed}}/canaries/{checkpoint}.canaries.parquet",
-            checkpoint=CHECKPOINTS,
-        ),
+        results=run_checkpoints("canaries", ".tsv"),
+        records=run_checkpoints("canaries", ".canaries.parquet"),
     params:
-        base_model=lambda wildcards: BASE_MODELS[wildcards.base],
+        base_model=base_model_name,
         n_candidates=config["extraction"]["canaries"]["n_candidates"],
         seed=config["extraction"]["seed"],
         batch_size=config["extraction"]["batch_size"],
@@ -161,9 +146,9 @@ rule canary_exposure:
     resources:
         gpu=ONE_GPU,
     log:
-        "logs/extract/{base}/canaries-{defense}-{tuning}-s{seed}.log",
+        f"logs/extract/canaries/{RUN}.log",
     benchmark:
-        "benchmarks/extract/{base}/canaries-{defense}-{tuning}-s{seed}.tsv"
+        f"benchmarks/extract/canaries/{RUN}.tsv"
     conda:
         "../../envs/torch.yaml"
     script:
@@ -183,7 +168,7 @@ rule attack_targets:
         targets="results/private/extraction/{base}/targets.parquet",
         association="results/private/extraction/{base}/association.parquet",
     params:
-        base_model=lambda wildcards: BASE_MODELS[wildcards.base],
+        base_model=base_model_name,
         options=TARGET_OPTIONS,
     log:
         "logs/extract/{base}/targets.log",
@@ -202,7 +187,7 @@ rule targeted_base:
         results="results/extraction/{base}/targeted-base.tsv",
         records="results/extraction/{base}/targeted-base.targets.parquet",
     params:
-        base_model=lambda wildcards: BASE_MODELS[wildcards.base],
+        base_model=base_model_name,
         options=TARGETED_ATTACK_OPTIONS,
         score_threshold=config["pii"]["score_threshold"],
         ignore=config["pii"]["ignore"],
@@ -225,23 +210,17 @@ rule targeted_base:
 rule targeted_attacks:
     input:
         unpack(base_model_inputs),
-        manifest="results/private/runs/{base}/{defense}-{tuning}-s{seed}/manifest.json",
+        manifest=MANIFEST,
         targets="results/private/extraction/{base}/targets.parquet",
         association="results/private/extraction/{base}/association.parquet",
         base_results="results/extraction/{base}/targeted-base.tsv",
         base_records="results/extraction/{base}/targeted-base.targets.parquet",
     output:
         # Counts per checkpoint (public), and per target an id, a rank and flags (no string).
-        results=expand(
-            "results/runs/{{base}}/{{defense}}-{{tuning}}-s{{seed}}/targeted/{checkpoint}.tsv",
-            checkpoint=TARGETED_CHECKPOINTS,
-        ),
-        records=expand(
-            "results/runs/{{base}}/{{defense}}-{{tuning}}-s{{seed}}/targeted/{checkpoint}.targets.parquet",
-            checkpoint=TARGETED_CHECKPOINTS,
-        ),
+        results=run_checkpoints("targeted", ".tsv", checkpoints=TARGETED_CHECKPOINTS),
+        records=run_checkpoints("targeted", ".targets.parquet", checkpoints=TARGETED_CHECKPOINTS),
     params:
-        base_model=lambda wildcards: BASE_MODELS[wildcards.base],
+        base_model=base_model_name,
         options=TARGETED_ATTACK_OPTIONS,
         score_threshold=config["pii"]["score_threshold"],
         ignore=config["pii"]["ignore"],
@@ -252,9 +231,9 @@ rule targeted_attacks:
     resources:
         gpu=ONE_GPU,
     log:
-        "logs/extract/{base}/targeted-{defense}-{tuning}-s{seed}.log",
+        f"logs/extract/targeted/{RUN}.log",
     benchmark:
-        "benchmarks/extract/{base}/targeted-{defense}-{tuning}-s{seed}.tsv"
+        f"benchmarks/extract/targeted/{RUN}.tsv"
     conda:
         "../../envs/torch.yaml"
     script:

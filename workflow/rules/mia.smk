@@ -12,7 +12,7 @@ rule mia_members:
     output:
         members="results/private/mia/{base}/members.parquet",
     params:
-        base_model=lambda wildcards: BASE_MODELS[wildcards.base],
+        base_model=base_model_name,
         n=config["mia"]["n"],
         length_bins=config["mia"]["length_bins"],
         seed=config["mia"]["seed"],
@@ -30,7 +30,7 @@ rule mia_trained_texts:
     output:
         texts="results/private/mia/{base}/trained/{defense}.parquet",
     params:
-        defense=lambda wildcards: DEFENSES[wildcards.defense]["defense"],
+        defense=lambda wildcards: DEFENSE_VARIANTS[wildcards.defense]["defense"],
         options=defense_options,
         dedup=dedup_options,
     log:
@@ -52,7 +52,7 @@ rule mia_reference:
     output:
         statistics="results/private/mia/{base}/reference.parquet",
     params:
-        base_model=lambda wildcards: BASE_MODELS[wildcards.base],
+        base_model=base_model_name,
         mia=MIA_SCORING,
         max_length=config["train"]["block_size"],
         device=config["train"]["device"],
@@ -83,16 +83,10 @@ rule membership_inference:
         unpack(membership_inference_inputs),
     output:
         # One job attacks every checkpoint of a run; each checkpoint's file is a target of its own.
-        results=expand(
-            "results/runs/{{base}}/{{defense}}-{{tuning}}-s{{seed}}/mia/{checkpoint}.tsv",
-            checkpoint=CHECKPOINTS,
-        ),
-        scores=expand(
-            "results/runs/{{base}}/{{defense}}-{{tuning}}-s{{seed}}/mia/{checkpoint}.scores.parquet",
-            checkpoint=CHECKPOINTS,
-        ),
+        results=run_checkpoints("mia", ".tsv"),
+        scores=run_checkpoints("mia", ".scores.parquet"),
     params:
-        base_model=lambda wildcards: BASE_MODELS[wildcards.base],
+        base_model=base_model_name,
         mia=config["mia"],
         max_length=config["train"]["block_size"],
         device=config["train"]["device"],
@@ -100,9 +94,9 @@ rule membership_inference:
     resources:
         gpu=ONE_GPU,
     log:
-        "logs/mia/{base}/{defense}-{tuning}-s{seed}.log",
+        f"logs/mia/{RUN}.log",
     benchmark:
-        "benchmarks/mia/{base}/{defense}-{tuning}-s{seed}.tsv"
+        f"benchmarks/mia/{RUN}.tsv"
     conda:
         "../../envs/torch.yaml"
     script:

@@ -38,9 +38,9 @@ rule finetune:
     input:
         unpack(finetune_inputs),
     output:
-        manifest="results/private/runs/{base}/{defense}-{tuning}-s{seed}/manifest.json",
+        manifest=MANIFEST,
     params:
-        base_model=lambda wildcards: BASE_MODELS[wildcards.base],
+        base_model=base_model_name,
         # state_every changes no result: the script reads it from the config, so editing it reruns nothing.
         train={key: value for key, value in config["train"].items() if key != "state_every"},
         tuning=lambda wildcards: {key: TUNINGS[wildcards.tuning][key] for key in ("tuning", "options")},
@@ -53,9 +53,9 @@ rule finetune:
     resources:
         gpu=config["train"]["gpus"],
     log:
-        "logs/train/{base}/{defense}-{tuning}-s{seed}.log",
+        f"logs/train/{RUN}.log",
     benchmark:
-        "benchmarks/train/{base}/{defense}-{tuning}-s{seed}.tsv"
+        f"benchmarks/train/{RUN}.tsv"
     conda:
         "../../envs/torch.yaml"
     script:
@@ -65,24 +65,18 @@ rule finetune:
 rule perplexity:
     input:
         unpack(base_model_inputs),
-        manifest="results/private/runs/{base}/{defense}-{tuning}-s{seed}/manifest.json",
+        manifest=MANIFEST,
         messages=MESSAGES,
         splits=SPLITS,
     output:
         # One job scores every checkpoint of a run (the base model loads once); each checkpoint's file is
         # still a target of its own, named from the config before training starts.
-        utility=expand(
-            "results/runs/{{base}}/{{defense}}-{{tuning}}-s{{seed}}/utility/{checkpoint}.tsv",
-            checkpoint=CHECKPOINTS,
-        ),
+        utility=run_checkpoints("utility", ".tsv"),
         # Per test message (doc_id, scored tokens, NLL sums of the checkpoint and of the base model; no
         # text): for the report's paired intervals.
-        messages=expand(
-            "results/runs/{{base}}/{{defense}}-{{tuning}}-s{{seed}}/utility/{checkpoint}.messages.parquet",
-            checkpoint=CHECKPOINTS,
-        ),
+        messages=run_checkpoints("utility", ".messages.parquet"),
     params:
-        base_model=lambda wildcards: BASE_MODELS[wildcards.base],
+        base_model=base_model_name,
         utility=config["utility"],
         max_length=config["train"]["block_size"],
         device=config["train"]["device"],
@@ -91,9 +85,9 @@ rule perplexity:
     resources:
         gpu=ONE_GPU,
     log:
-        "logs/utility/{base}/{defense}-{tuning}-s{seed}.log",
+        f"logs/utility/{RUN}.log",
     benchmark:
-        "benchmarks/utility/{base}/{defense}-{tuning}-s{seed}.tsv"
+        f"benchmarks/utility/{RUN}.tsv"
     conda:
         "../../envs/torch.yaml"
     script:
