@@ -4,6 +4,7 @@ S_c (`pii_set`), repetition counts (`pii_occurrence_counts`)."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import polars as pl
@@ -24,6 +25,26 @@ FOUND_SCHEMA = {
     "value": pl.Utf8,
     "normalized": pl.Utf8,
 }
+
+@dataclass(frozen=True)
+class PiiReader:
+    """What an attack finds PII in a model's text with: a Presidio analyzer and pii's score_threshold and
+    ignore list, so that generated text is read as the corpus was (`find_pii`)."""
+
+    analyzer: object
+    score_threshold: float
+    ignore: Sequence[str]
+
+    @classmethod
+    def build(cls, entity_types: Sequence[str], *, score_threshold: float, ignore: Sequence[str]) -> PiiReader:
+        from piimem.pii.detect import build_analyzer
+
+        return cls(build_analyzer(entity_types=entity_types), score_threshold, ignore)
+
+    def find(self, continuations: Sequence[str], entity_types: Sequence[str]) -> pl.DataFrame:
+        return find_pii(continuations, entity_types=entity_types, analyzer=self.analyzer,
+                        score_threshold=self.score_threshold, ignore=self.ignore)
+
 
 def find_pii(
     continuations: Sequence[str],

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from piimem.extraction.found import PiiReader
+
 log = logging.getLogger("piimem")
 
 # What identifies one target's record: the base model's record of it joins on these.
@@ -28,25 +30,20 @@ class TargetedAttacks:
     targets: pl.DataFrame  # private: masked training text
     prompts: pl.DataFrame  # the association prompts, private
     options: Mapping
-    score_threshold: float
-    ignore: Sequence[str]
     device: str
-    analyzer: object
+    reader: PiiReader
 
     @classmethod
     def from_files(cls, tokenizer, targets: str | os.PathLike, association: str | os.PathLike, options: Mapping, *,
                    score_threshold: float, ignore: Sequence[str], device: str) -> TargetedAttacks:
-        from piimem.pii.detect import build_analyzer
-
         targets, prompts = pl.read_parquet(targets), pl.read_parquet(association)
         types = sorted(set(targets["entity_type"].to_list()) | {"EMAIL_ADDRESS"})
-        return cls(tokenizer, targets, prompts, options, score_threshold, ignore, device,
-                   build_analyzer(entity_types=types))
+        return cls(tokenizer, targets, prompts, options, device,
+                   PiiReader.build(types, score_threshold=score_threshold, ignore=ignore))
 
     def run(self, model) -> tuple[pl.DataFrame, list[tuple]]:
         """(per-target records, association rates) of one model, for the attacks the options enable."""
         from piimem.extraction.association import association_results
-        from piimem.extraction.found import find_pii
         from piimem.extraction.generation import generate
         from piimem.extraction.inference import TARGET_RECORD_SCHEMA, pii_inference, pii_reconstruction
 
@@ -58,16 +55,15 @@ class TargetedAttacks:
         if options["reconstruction"]["enabled"]:
             sampling = options["reconstruction"]
             records.append(pii_reconstruction(
-                model, tokenizer, self.targets, analyzer=self.analyzer, samples=sampling["samples"],
+                model, tokenizer, self.targets, analyzer=self.reader.analyzer, samples=sampling["samples"],
                 new_tokens=sampling["new_tokens"], top_k=sampling["top_k"], top_p=sampling["top_p"],
-                temperature=sampling["temperature"], seed=options["seed"], score_threshold=self.score_threshold,
-                ignore=self.ignore, batch_size=batch_size, device=device))
+                temperature=sampling["temperature"], seed=options["seed"], score_threshold=self.reader.score_threshold,
+                ignore=self.reader.ignore, batch_size=batch_size, device=device))
         if options["association"]["enabled"] and self.prompts.height:
             continuations = generate(model, tokenizer, self.prompts["prompt"].to_list(),
                                      max_new_tokens=options["association"]["new_tokens"], batch_size=batch_size,
                                      device=device)
-            found = find_pii(continuations, entity_types=["EMAIL_ADDRESS"], analyzer=self.analyzer,
-                             score_threshold=self.score_threshold, ignore=self.ignore)
+            found = self.reader.find(continuations, ["EMAIL_ADDRESS"])
             rates, association = association_results(found, self.prompts)
             records.append(association)
         return (pl.concat(records) if records else pl.DataFrame(schema=TARGET_RECORD_SCHEMA)), rates

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import polars as pl
 
+from piimem.extraction.found import PiiReader
 from piimem.metrics import PII
 
 log = logging.getLogger("piimem")
@@ -26,24 +27,20 @@ class ExtractionAttack:
     tokenizer: object
     prompt_sets: dict[str, pl.DataFrame]  # by name (the prompt file's stem), holding corpus text (private)
     options: Mapping
-    score_threshold: float
-    ignore: Sequence[str]
     device: str
-    analyzer: object
+    reader: PiiReader
 
     @classmethod
     def from_files(cls, tokenizer, prompt_files: Iterable[str | os.PathLike], options: Mapping, *,
                    score_threshold: float, ignore: Sequence[str], device: str) -> ExtractionAttack:
-        from piimem.pii.detect import build_analyzer
-
         prompt_sets = {Path(path).stem: pl.read_parquet(path) for path in prompt_files}
-        return cls(tokenizer, prompt_sets, options, score_threshold, ignore, device,
-                   build_analyzer(entity_types=options["entity_types"]))
+        return cls(tokenizer, prompt_sets, options, device,
+                   PiiReader.build(options["entity_types"], score_threshold=score_threshold, ignore=ignore))
 
     def found(self, model) -> pl.DataFrame:
         """The PII found in the continuations of every prompt set (`found.counted`), with the set's name in
         `prompt_set` (private data)."""
-        from piimem.extraction.found import counted, find_pii
+        from piimem.extraction.found import counted
         from piimem.extraction.generation import generate
 
         options, tables = self.options, []
@@ -54,9 +51,7 @@ class ExtractionAttack:
                 temperature=options["temperature"], top_k=options["top_k"], seed=options["seed"],
                 device=self.device,
             )
-            found = counted(find_pii(continuations, entity_types=options["entity_types"], analyzer=self.analyzer,
-                                     score_threshold=self.score_threshold, ignore=self.ignore),
-                            options["person_min_words"])
+            found = counted(self.reader.find(continuations, options["entity_types"]), options["person_min_words"])
             tables.append(found.with_columns(prompt_set=pl.lit(name)))
         return pl.concat(tables)
 
