@@ -14,6 +14,12 @@ exponent between consecutive sizes, log(t2 / t1) / log(n2 / n1), and the peak RS
 on disk (results/private/corpus/messages.parquet). The machine's cores are printed; PII detection runs with
 pii.processes = --cores.
 
+Then the projection to the CMU corpus (`--project`, 517,401 messages): each stage's time from the largest
+size by its growth exponent (at least 1), scaled by the text per message (characters of distinct bodies per
+message: real Enron mail from `--real`, against the synthetic corpus's), PII detection's divided by the
+cores the SLURM profile gives it over the cores measured with; peak RSS extrapolated linearly from the two
+largest sizes, by the same text ratio. `--from-table FILE` projects from a table printed earlier.
+
 Stages: synthetic_corpus, parse_corpus, split_corpus, detect_pii, corpus_stats, deduplicate, defense_text,
 export_smollm2 (setup, not a stage of the paper run: GPT-2 is in the cluster's cache), extraction_prompts,
 attack_targets, mia_members.
@@ -31,6 +37,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import polars as pl
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,6 +45,9 @@ STAGES = ("synthetic_corpus", "parse_corpus", "split_corpus", "detect_pii", "cor
           "defense_text", "export_smollm2", "extraction_prompts", "attack_targets", "mia_members")
 SETUP = {"export_smollm2"}  # not timed against the paper run's data half
 MESSAGES_PER_MAILBOX = 100
+CMU_MESSAGES = 517_401  # files of the CMU Enron maildir (enron_mail_20150507), folder copies included
+TEXT = "(distinct-body chars per message)"
+CORPUS = "(corpus parquet, MiB)"
 
 
 def bench_config(n: int, cores: int) -> dict:
@@ -85,9 +95,55 @@ def measure(n: int, cores: int, workdir: Path) -> dict[str, tuple[float, float]]
         print(f"  n={n:>7,}  {stage:<20} {times[stage][0]:8.1f} s  {times[stage][1]:8.0f} MiB", flush=True)
     startup = run([*snakemake, "--until", STAGES[-1]], workdir)[0]  # nothing left to do: Snakemake alone
     times = {stage: (max(0.0, t - startup), rss) for stage, (t, rss) in times.items()}
-    size = (workdir / "results/private/corpus/messages.parquet").stat().st_size / 2**20
-    times["(corpus parquet, MiB)"] = (size, size)
+    messages = workdir / "results/private/corpus/messages.parquet"
+    size = messages.stat().st_size / 2**20
+    times[CORPUS] = (size, size)
+    text = text_per_message(pl.read_parquet(messages, columns=["body", "body_hash"]))
+    times[TEXT] = (text, text)
     return times
+
+
+def text_per_message(messages: pl.DataFrame) -> float:
+    """Characters of distinct bodies per message: what PII detection and the text stages read."""
+    return messages.unique("body_hash")["body"].str.len_chars().sum() / max(messages.height, 1)
+
+
+def real_text_per_message(maildir: Path) -> float:
+    """The same statistic of real mail (a maildir such as ../shared/data/enron-mini): a number, never text."""
+    from piimem.corpus.maildir import parse_maildir
+
+    return text_per_message(parse_maildir(maildir).messages)
+
+
+def read_table(text: str) -> tuple[list[int], dict[int, dict[str, tuple[float, float]]]]:
+    """The sizes and {size: {stage: (s, MiB)}} of a table this script printed."""
+    lines = [line for line in text.splitlines() if line.startswith("| ")]
+    sizes = [int(n.replace(",", "")) for n in re.findall(r"([\d,]+) s \| MiB", lines[0])]
+    results = {n: {} for n in sizes}
+    for line in lines[1:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        stage = cells[0].removesuffix(" (setup)")
+        for i, n in enumerate(sizes):
+            results[n][stage] = (float(cells[1 + 2 * i]), float(cells[2 + 2 * i]))
+    return sizes, results
+
+
+def projection(sizes: list[int], results: dict, target: int, real_text: float, cores: int,
+               pii_cores: int) -> list[tuple[str, float, float]]:
+    """(stage, hours, GiB) of each stage of the paper run's data half on `target` messages of real mail."""
+    (a, b), rows = sizes[-2:], []
+    ratio = real_text / results[b][TEXT][0]
+    for stage in STAGES:
+        if stage == "synthetic_corpus" or stage in SETUP:
+            continue  # the paper run parses CMU mail instead; the tokenizer is GPT-2's, in the cache
+        (ta, ra), (tb, rb) = results[a][stage], results[b][stage]
+        exponent = max(1.0, math.log(tb / ta) / math.log(b / a)) if ta > 1 and tb > 1 else 1.0
+        seconds = tb * (target / b) ** exponent * ratio
+        if stage == "detect_pii":
+            seconds *= cores / pii_cores
+        mib = rb + max(0.0, (rb - ra) / (b - a)) * (target - b) * ratio
+        rows.append((stage, seconds / 3600, mib / 1024))
+    return rows
 
 
 def main() -> None:
@@ -95,23 +151,46 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 30_000, 100_000])
     parser.add_argument("--cores", type=int, default=os.cpu_count())
     parser.add_argument("--keep", type=Path, help="keep the working directories under this folder")
+    parser.add_argument("--project", type=int, default=CMU_MESSAGES, help="messages to project to (0: none)")
+    parser.add_argument("--real", type=Path, default=ROOT.parent / "shared" / "data" / "enron-mini",
+                        help="real mail whose text per message the projection scales by")
+    parser.add_argument("--pii-cores", type=int, default=16, help="detect_pii's CPUs in profiles/slurm")
+    parser.add_argument("--from-table", type=Path, help="project from this table (printed earlier) only")
     args = parser.parse_args()
-    print(f"machine: {os.cpu_count()} cores; stages run with --cores {args.cores}")
-    base = args.keep or Path(tempfile.mkdtemp(prefix="piimem-scale-"))
-    results = {}
-    for n in args.sizes:
-        results[n] = measure(n, args.cores, base / f"n{n}")
-        if args.keep is None:
-            shutil.rmtree(base / f"n{n}", ignore_errors=True)
-    sizes = args.sizes
+    if args.from_table:
+        sizes, results = read_table(args.from_table.read_text())
+    else:
+        print(f"machine: {os.cpu_count()} cores; stages run with --cores {args.cores}")
+        base = args.keep or Path(tempfile.mkdtemp(prefix="piimem-scale-"))
+        results = {}
+        for n in args.sizes:
+            results[n] = measure(n, args.cores, base / f"n{n}")
+            if args.keep is None:
+                shutil.rmtree(base / f"n{n}", ignore_errors=True)
+        sizes = args.sizes
+        print_table(sizes, results)
+    if args.project and len(sizes) >= 2:
+        real = real_text_per_message(args.real) if args.real.is_dir() else None
+        if real is None:
+            print(f"\nno projection: {args.real} (real mail for the text per message) is not there")
+            return
+        print(f"\nprojected to {args.project:,} messages of real mail ({real:.0f} distinct-body characters per "
+              f"message, {args.real}; the synthetic corpus {results[sizes[-1]][TEXT][0]:.0f}), detect_pii on "
+              f"{args.pii_cores} cores against {args.cores} measured:")
+        print("\n| stage | hours | GiB |\n|---|---:|---:|")
+        for stage, hours, gib in projection(sizes, results, args.project, real, args.cores, args.pii_cores):
+            print(f"| {stage} | {hours:.2f} | {gib:.1f} |")
+
+
+def print_table(sizes: list[int], results: dict) -> None:
     header = " | ".join([f"{n:,} s | MiB" for n in sizes] + [f"exp {a:,}->{b:,}" for a, b in zip(sizes, sizes[1:])])
     print(f"\n| stage | {header} |")
     print("|---" * (1 + 2 * len(sizes) + len(sizes) - 1) + "|")
-    for stage in [*STAGES, "(corpus parquet, MiB)"]:
+    for stage in [*STAGES, CORPUS, TEXT]:
         cells = [f"{results[n][stage][0]:.1f} | {results[n][stage][1]:.0f}" for n in sizes]
         for a, b in zip(sizes, sizes[1:]):
             ta, tb = results[a][stage][0], results[b][stage][0]
-            cells.append(f"{math.log(tb / ta) / math.log(b / a):.2f}" if ta > 1 and tb > 1 else "–")
+            cells.append(f"{math.log(tb / ta) / math.log(b / a):.2f}" if ta > 1 and tb > 1 and stage != TEXT else "–")
         note = " (setup)" if stage in SETUP else ""
         print(f"| {stage}{note} | " + " | ".join(cells) + " |")
 

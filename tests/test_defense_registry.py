@@ -132,3 +132,23 @@ def test_an_unregistered_defense_is_refused_by_name():
     with pytest.raises(ValueError, match=r"defenses: unknown defense 'toy' \(expected one of none, dedup, rmft, "
                                          r"scrub, dp\)"):
         build_training_text("toy", build_texts(DOCS))
+
+
+def test_the_report_reads_who_each_run_is_from_the_runs_table():
+    """results/runs.parquet (aggregate.run_identity of the plan) says each run's defense kind, paper setting and
+    method; the report's Identity reads it, and agrees with what the run names say."""
+    from piimem.aggregate import run_identity
+    from piimem.plan import Plan
+    from piimem.report.select import Identity
+
+    config = default_config(defenses=["none", "dedup", "rmft", "scrub", "dp"], exclude=[],
+                            rmft={"scope": ["email", "all"]}, tuning={"lora": {"lr": [1e-3, 1e-2]}})
+    runs = run_identity(Plan.of(config).identity())
+    identity = Identity.of(runs)
+    assert identity.kind("rmft_all") == "rmft" and identity.kind("dp_e8") == "dp" and identity.kind("x") is None
+    assert [d for d in identity.defenses if identity.is_paper(d, "rmft")] == ["rmft_email"]
+    assert identity.is_paper("dedup", "dedup") and not identity.is_paper("dp_e8", "dp")
+    assert identity.head_to_head("rmft_all", ["none", "dedup", "rmft_email", "scrub"]) == ["dedup"]
+    assert identity.methods["lora_lr0.01"] == "lora" and identity.family("lora_lr0.01") == "parameter"
+    assert identity.family("prefix") == "prompt" and identity.family("full") == "parameter"
+    assert Identity.of_names(runs["defense"].unique().to_list(), runs["tuning"].unique().to_list()) == identity

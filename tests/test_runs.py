@@ -101,7 +101,7 @@ def test_every_defense_variant_name_parses_back_to_its_defense():
 def test_a_defense_away_from_the_papers_setting_names_it_and_parses_back(options, names):
     from piimem.plan import defense_variants
     from piimem.defense import DEFENSES
-    from piimem.report.select import is_paper_rmft
+    from piimem.report.select import Identity
     from piimem.runs import parse_variant
 
     kind = next(iter(options))
@@ -110,12 +110,15 @@ def test_a_defense_away_from_the_papers_setting_names_it_and_parses_back(options
     for name in names:
         assert RunId.parse(f"tiny-gpt2/{name}-full-s42").defense == name
         assert parse_variant(name, DEFENSES)[0] == kind
-        assert is_paper_rmft(name) == (name == "rmft")
+        assert Identity.of_names([name]).is_paper(name, "rmft") == (name == "rmft")
 
 
 def test_only_the_papers_settings_stand_beside_the_papers_figures():
     from piimem.plan import at_paper_setting, defense_variants
-    from piimem.report.select import is_paper_rmft
+    from piimem.report.select import Identity
+
+    def is_paper_rmft(name: str) -> bool:
+        return Identity.of_names([name]).is_paper(name, "rmft")
 
     paper = ["rmft", "rmft_email", "rmft_p1", "rmft_email_p1", "rmft_keepfirst", "rmft_email_p1_keepfirst_static"]
     assert [name for name in paper if not is_paper_rmft(name)] == []

@@ -238,7 +238,3 @@ def run_identity(rows: list[dict]) -> pl.DataFrame:
     """results/runs.parquet: one row per run (`piimem.plan.Plan.identity`), RUN_SCHEMA, sorted by run."""
     return pl.DataFrame(rows, schema=RUN_SCHEMA).sort("base_model", "defense", "tuning", "seed")
 
-
-def methods_of(runs: pl.DataFrame) -> dict[str, str]:
-    """{tuning variant: the method it trains} of a runs table (what `sweeps.mark_selected` reads)."""
-    return dict(runs.select("tuning", "method").unique().rows())

@@ -98,6 +98,8 @@ AUDIT_SPANS = "results/private/audit/spans.parquet"
 AUDITED = audited(config)
 METRICS = "results/metrics.parquet"
 COMPARISONS = "results/comparisons.parquet"
+# Who each run is (piimem.plan.Plan.identity): what the report reads instead of parsing run names.
+RUN_IDENTITY = "results/runs.parquet"
 CORPUS = corpus_name(config)
 SYNTHETIC = config["corpus"]["source"] == "synthetic"
 HF = config["corpus"]["source"] == "hf"
@@ -381,7 +383,7 @@ def all_outputs():
     outputs += expand("results/models/{tiny}.pretrain.tsv", tiny=TINY_GPT2S)
     outputs += expand("results/defense/{text}/summary.tsv", text=TEXTS)
     outputs += run_results()
-    outputs.append("results/runs.parquet")
+    outputs.append(RUN_IDENTITY)
     outputs += expand("results/tables/{table}.{ext}", table=TABLES, ext=("md", "csv", "tex", "html"))
     outputs += ["results/summary.md", "results/summary.html", "results/summary.rst"]
     outputs += expand("results/figures/{figure}.{ext}", figure=FIGURES, ext=("png", "pdf"))

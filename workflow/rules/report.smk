@@ -16,7 +16,7 @@ rule aggregate_metrics:
     output:
         metrics=METRICS,
         # Who each run is (piimem.plan.Plan.identity): defense kind and options, method, swept values.
-        runs="results/runs.parquet",
+        runs=RUN_IDENTITY,
     params:
         corpus=CORPUS,
         level=config["report"]["ci"]["level"],
@@ -36,6 +36,7 @@ rule aggregate_metrics:
 rule comparisons:
     input:
         metrics=METRICS,
+        runs=RUN_IDENTITY,
         records=item_results,
     output:
         comparisons=COMPARISONS,
@@ -58,6 +59,7 @@ rule comparisons:
 rule tables:
     input:
         metrics=METRICS,
+        runs=RUN_IDENTITY,
         comparisons=COMPARISONS,
     output:
         markdown=expand("results/tables/{table}.md", table=TABLES),

@@ -9,13 +9,15 @@ import polars as pl
 
 from piimem.io import write_table
 from piimem.report.comparisons import Items, Settings, compare, read_items
+from piimem.report.select import Identity
 from piimem.report.sweeps import reported, selection
 
 params, inputs = snakemake.params, snakemake.input
 started = time.perf_counter()
 settings = Settings(level=params.ci["level"], resamples=params.ci["resamples"], seed=params.ci["seed"],
                     taus=tuple(params.taus), finetuning_epoch=params.finetuning_epoch,
-                    model_sizes=dict(params.model_sizes), audit_confidence=params.audit_confidence)
+                    model_sizes=dict(params.model_sizes), audit_confidence=params.audit_confidence,
+                    identity=Identity.of(pl.read_parquet(inputs.runs)))
 # The selected run of each sweep under its method's name (piimem.report.sweeps), items and metrics alike.
 metrics = pl.read_parquet(inputs.metrics)
 chosen = selection(metrics)

@@ -7,6 +7,7 @@ from pathlib import Path
 import polars as pl
 
 from piimem.report.claims import ClaimSettings
+from piimem.report.select import Identity
 from piimem.report.summary import run_context, write_summary
 from piimem.report.sweeps import reported, selection
 from piimem.report.tables import build_tables
@@ -16,7 +17,8 @@ claims = ClaimSettings(level=params.level, min_strings=params.claims["min_string
                        max_ppl_increase=params.claims["max_ppl_increase"],
                        chance_margin=params.claims["chance_margin"], min_seeds=params.claims["min_seeds"],
                        max_ppl_ratio=params.claims["max_ppl_ratio"], audit_confidence=params.audit_confidence,
-                       finetuning_epoch=params.finetuning_epoch)
+                       finetuning_epoch=params.finetuning_epoch,
+                       identity=Identity.of(pl.read_parquet(inputs.runs)))
 metrics = pl.read_parquet(inputs.metrics)  # every run; the tables but tuning_sweep show the selected ones
 reported_metrics = reported(metrics, selection(metrics), keep_name=True)
 comparisons = pl.read_parquet(inputs.comparisons)

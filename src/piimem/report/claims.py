@@ -59,16 +59,13 @@ from piimem.report.formats import frame
 from piimem.report.select import (
     BASELINE,
     PAPER_ENTITY_TYPE,
+    Identity,
     at_checkpoint,
-    defense_kind,
-    is_paper_dedup,
-    is_paper_rmft,
     learnt_runs,
     paper_scope,
     prompt_set_rank,
     select_metrics,
     ser_equals_ter,
-    tuning_family,
     tuning_rank,
     where,
 )
@@ -94,6 +91,11 @@ class ClaimSettings:
     finetuning_epoch: float | None = default("report.finetuning_epoch")
     max_ppl_ratio: float = default("claims.max_ppl_ratio")  # matched utility: validation PPLs within this factor
     audit_confidence: float = default("audit.confidence")  # the confidence of the audit's bounds
+    # Who each run is (results/runs.parquet); None: read from the names in the tables (`Identity.of_frames`).
+    identity: Identity | None = None
+
+    def runs(self, *frames: pl.DataFrame) -> Identity:
+        return self.identity or Identity.of_frames(*frames)
 
 
 @dataclass(frozen=True)
@@ -475,8 +477,9 @@ def rmft_claims(metrics: pl.DataFrame, comparisons: pl.DataFrame, settings: Clai
         return [Claim(rule, why="needs extraction metrics (extraction.prompt_sets) and a run of the defense none")
                 for rule in rate_rules]
     defenses = sorted({r["defense"] for r in _rows(comparisons, TER)})
-    rmfts = [d for d in defenses if is_paper_rmft(d)]
-    dedups = [d for d in defenses if is_paper_dedup(d)]
+    identity = settings.runs(metrics, comparisons)
+    rmfts = [d for d in defenses if identity.is_paper(d, "rmft")]
+    dedups = [d for d in defenses if identity.is_paper(d, "dedup")]
     same = ser_equals_ter(metrics)
     claims, judged_ppl = [], set()
     for base_model, tuning, prompt_set in contexts:
@@ -552,7 +555,8 @@ def dp_claims(metrics: pl.DataFrame, comparisons: pl.DataFrame, settings: ClaimS
     its LOSS AUC drop and its perplexity increase, each per base model and tuning method it ran with. The
     privacy gains of a DP run that has not learnt (perplexity no lower than its base model's) are inconclusive."""
     private = {name for name, kind in DEFENSE_KINDS.items() if kind.private_training}
-    rows = {quantity: [r for r in _rows(comparisons, quantity) if defense_kind(r["defense"] or "") in private]
+    kind = settings.runs(metrics, comparisons).kind
+    rows = {quantity: [r for r in _rows(comparisons, quantity) if kind(r["defense"]) in private]
             for quantity in ("ter_reduction", "auc_drop", "ppl_increase")}
     if not any(rows.values()):
         return []  # no dp defense in this configuration: nothing to say, not "not testable" three times
@@ -583,7 +587,7 @@ def targeted_claims(comparisons: pl.DataFrame, settings: ClaimSettings) -> list[
     """RMFT (paper scope) vs none, and vs deduplication, on the targeted attacks, e-mail targets (the paper's PII
     type) where measured, at the last checkpoint the attacks scored: accuracies (yes/no per target) and the
     graded exposure of each true string; and the baseline's exposure against repetition."""
-    claims = []
+    claims, identity = [], settings.runs(comparisons)
     for rule, attack, quantity, versus, needs in (
             ("rmft_inference", INFERENCE, quantity_of(PII_INFERENCE_ACC, DROP), "none", "a run of none"),
             ("rmft_reconstruction", RECONSTRUCTION, quantity_of(PII_RECONSTRUCTION_ACC, DROP), "none",
@@ -591,8 +595,8 @@ def targeted_claims(comparisons: pl.DataFrame, settings: ClaimSettings) -> list[
             ("rmft_exposure", INFERENCE, quantity_of(PII_INFERENCE_EXPOSURE, DROP), "none", "a run of none"),
             ("rmft_vs_dedup_exposure", INFERENCE, quantity_of(PII_INFERENCE_EXPOSURE, DIFFERENCE), "dedup",
              "a deduplication run")):
-        rows = [r for r in _rows(comparisons, quantity) if is_paper_rmft(r["defense"])
-                and (r["versus"] == BASELINE if versus == "none" else is_paper_dedup(r["versus"] or ""))]
+        rows = [r for r in _rows(comparisons, quantity) if identity.is_paper(r["defense"], "rmft")
+                and (r["versus"] == BASELINE if versus == "none" else identity.is_paper(r["versus"], "dedup"))]
         scope = paper_scope(r["entity_type"] for r in rows)
         rows = [r for r in rows if r["entity_type"] == scope]
         if not rows:
@@ -620,8 +624,9 @@ def canary_claims(comparisons: pl.DataFrame, settings: ClaimSettings) -> list[Cl
     trend = sorted(_rows(comparisons, "canary_exposure_trend", defense=BASELINE),
                    key=lambda r: (r["base_model"], tuning_rank(r["tuning"])))
     # The paper-scope RMFT masks e-mail addresses only: its canaries of other types are no test of it.
+    identity = settings.runs(comparisons)
     drops = [r for r in _rows(comparisons, "canary_exposure_drop", versus=BASELINE, entity_type=PAPER_ENTITY_TYPE)
-             if is_paper_rmft(r["defense"])]
+             if identity.is_paper(r["defense"], "rmft")]
     if not trend and not drops:
         return []  # no canaries in this configuration (a real corpus): nothing to say
     claims = [judge("canary_repetition", r, settings, f"{r['base_model']}, {r['tuning']}, {BASELINE}, checkpoint "
@@ -648,8 +653,9 @@ def audit_claims(metrics: pl.DataFrame, comparisons: pl.DataFrame, settings: Cla
     values = {(r["base_model"], r["defense"], r["tuning"], r["metric"]): r["value"]
               for r in metrics.filter(pl.col("metric").is_in(list(AUDIT.values()))).iter_rows(named=True)}
     claims = []
+    identity = settings.runs(metrics, comparisons)
     drops = [r for r in _rows(comparisons, quantity_of(AUDIT["epsilon"], DROP), versus=BASELINE)
-             if is_paper_rmft(r["defense"])]
+             if identity.is_paper(r["defense"], "rmft")]
     for row in sorted(drops, key=lambda r: (r["base_model"], tuning_rank(r["tuning"]))):
         base_model, tuning = row["base_model"], row["tuning"]
         on = (f"{base_model}, {tuning}: {row['defense']} vs {BASELINE}, checkpoint {row['checkpoint']}, "
@@ -794,12 +800,12 @@ def finetuning_claims(metrics: pl.DataFrame, comparisons: pl.DataFrame, settings
                 ("parameter_vs_prompt", "auc_grows", "prompt_near_chance", "lora_mlp_vs_attention", "model_size")]
     learnt = learnt_runs(metrics, settings.finetuning_epoch)
     utility = method_utility(metrics, settings.finetuning_epoch)
-    claims = []
+    claims, family = [], settings.runs(metrics, comparisons).family
     for base_model in sorted({r["base_model"] for r in aucs}):
         first = len(claims)
         runs = sorted((r for r in aucs if r["base_model"] == base_model), key=lambda r: tuning_rank(r["tuning"]))
         on = f"{base_model}, {BASELINE}, {at}"
-        families = {f: [r["tuning"] for r in runs if tuning_family(r["tuning"]) == f] for f in ("parameter", "prompt")}
+        families = {f: [r["tuning"] for r in runs if family(r["tuning"]) == f] for f in ("parameter", "prompt")}
         stalled = [t for t in families["prompt"] if not learnt.get((base_model, BASELINE, t), True)]
         gap = _one(comparisons, "auc_family_gap", base_model=base_model)
         if not families["parameter"] or not families["prompt"]:

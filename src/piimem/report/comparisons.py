@@ -31,7 +31,7 @@ import math
 import os
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import polars as pl
@@ -66,11 +66,11 @@ from piimem.metric_names import (
     TER,
 )
 from piimem.metrics import (
-    class_group_draws,
     REPETITION_BUCKETS,
     TAU_GRID,
     SortedScores,
     aurcs,
+    class_group_draws,
     maxter_curves_of,
     maxter_point_arrays,
     reductions_vs_baseline,
@@ -81,11 +81,10 @@ from piimem.metrics import (
 from piimem.report import papers
 from piimem.report.select import (
     BASELINE,
+    Identity,
     defense_rank,
     extraction_entity_types,
-    head_to_head,
     learnt_runs,
-    tuning_family,
     tuning_rank,
 )
 from piimem.runs import ResultFile
@@ -210,6 +209,8 @@ class Settings:
     # base model -> parameters, for models whose size the report cannot know by name (the tiny GPT-2s)
     model_sizes: dict[str, int] = field(default_factory=dict)
     audit_confidence: float = default("audit.confidence")  # the audit's bounds, recomputed on resamples
+    # Who each run is (results/runs.parquet); None: read from the names in the metrics (`Identity.of_frames`).
+    identity: Identity | None = None
 
 
 # ------------------------------------------------------------------------------------------
@@ -506,7 +507,7 @@ def _extraction_experiment(group: pl.DataFrame, metrics: pl.DataFrame, perplexit
             cost_rows, areas[defense] = _cost_rows(run, baseline, ppl[0], ppl_base[0], settings, compared)
             rows += cost_rows
     rows += _rmft_vs_dedup_rows(runs, {d: r[TER] for d, r in reductions.items()}, areas, level,
-                                dict(keys, baseline_strings=baseline.strings, n=n))
+                                dict(keys, baseline_strings=baseline.strings, n=n), settings.identity)
     rows.append(_repetition_trend(baseline, chunks, level, keys, baseline.strings, n))
     return rows
 
@@ -557,11 +558,11 @@ def _cost_rows(run: _StringRun, baseline: _StringRun, ppl: Estimate, ppl_base: E
 
 
 def _rmft_vs_dedup_rows(runs: dict[str, _StringRun], reductions: dict[str, Estimate], areas: dict[str, Estimate],
-                        level: float, keys: dict) -> list[dict]:
+                        level: float, keys: dict, identity: Identity) -> list[dict]:
     """ter_reduction_difference and aurc_difference of every RMFT run vs every deduplication run."""
     rows = []
     for rmft in runs:
-        for dedup in head_to_head(rmft, runs):
+        for dedup in identity.head_to_head(rmft, runs):
             vs = dict(keys, defense=rmft, versus=dedup)
             rows.append(_row("ter_reduction_difference",
                              summary(combine(np.subtract, reductions[rmft], reductions[dedup]), level),
@@ -654,7 +655,7 @@ def _membership(scores: pl.DataFrame, metrics: pl.DataFrame, settings: Settings)
             rows.append(_row("loss_auc", summary(chosen[tuning], settings.level), base_model=base_model,
                              tuning=tuning, defense=BASELINE, epoch=run_epochs[index], n=n, groups=groups,
                              resampled=MIA_RESAMPLED))
-            if tuning_family(tuning) == "parameter" and len(run_epochs) >= 2:
+            if settings.identity.family(tuning) == "parameter" and len(run_epochs) >= 2:
                 rho = combine(lambda a: spearman_rows(np.asarray(run_epochs), a), estimate)
                 values = summary(rho, settings.level)
                 values["p_value"] = _trend_p(run_epochs, _nanmean(estimate.point, 0), values["value"])
@@ -664,8 +665,9 @@ def _membership(scores: pl.DataFrame, metrics: pl.DataFrame, settings: Settings)
         sample = group.unique("index")  # every run of the base model scores the same examples
         keys = dict(base_model=base_model, defense=BASELINE, resampled=MIA_RESAMPLED, n=sample.height,
                     groups=sample["group"].n_unique())
-        parameter = [t for t in chosen if tuning_family(t) == "parameter"]
-        prompt = [t for t in chosen if tuning_family(t) == "prompt" and learnt.get((base_model, BASELINE, t), True)]
+        family = settings.identity.family
+        parameter = [t for t in chosen if family(t) == "parameter"]
+        prompt = [t for t in chosen if family(t) == "prompt" and learnt.get((base_model, BASELINE, t), True)]
         if parameter and prompt:
             gap = combine(lambda *a: np.min(np.stack(a[:len(parameter)]), axis=0)
                           - np.max(np.stack(a[len(parameter):]), axis=0),
@@ -840,7 +842,7 @@ def _targeted_experiment(group: pl.DataFrame, metrics: pl.DataFrame, settings: S
                                  **dict(at, versus=BASELINE)))
     # RMFT against deduplication, both trained on the same split: positive when RMFT leaks less.
     for rmft in runs:
-        for dedup in head_to_head(rmft, runs):
+        for dedup in settings.identity.head_to_head(rmft, runs):
             epochs = _epochs(metrics, keys["base_model"], rmft, keys["tuning"])
             for i, checkpoint in enumerate(checkpoints):
                 difference = summary(combine(np.subtract, runs[dedup], runs[rmft]).at(i), settings.level)
@@ -1000,6 +1002,8 @@ def _audits(audit: pl.DataFrame, metrics: pl.DataFrame, settings: Settings) -> l
 
 def compare(metrics: pl.DataFrame, items: Items, settings: Settings = Settings()) -> pl.DataFrame:
     """The comparison table (COMPARISON_SCHEMA; module docstring) of a metrics table and its runs' items."""
+    if settings.identity is None:
+        settings = replace(settings, identity=Identity.of_frames(metrics))
     rows, perplexity = _perplexity(items.messages, metrics, settings)
     rows += _extraction(items.strings, metrics, perplexity, settings)
     rows += _membership(items.scores, metrics, settings)

@@ -12,15 +12,16 @@ epoch, then averaged over seeds. Undefined values (null: a rate over an empty se
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 import polars as pl
 
 from piimem.config import BUILT_IN_PROMPT_SETS
-from piimem.plan import at_paper_setting
 from piimem.defense import DEFENSE_KINDS, DEFENSES
 from piimem.metric_names import ALL, PPL, PPL_BASE, SER, TER
 from piimem.mia import ATTACKS, attack_of
+from piimem.plan import at_paper_setting
 from piimem.runs import parse_variant
 from piimem.tuning import LORA_VARIANTS, PARAMETER_BASED, PROMPT_BASED, TUNING_METHODS
 
@@ -67,38 +68,60 @@ def bucket_rank(bucket: str) -> int:
     return int(bucket.split("-")[0].rstrip("+"))
 
 
-def defense_kind(defense: str) -> str:
-    """The defense a variant name belongs to: "rmft_all_p0.5" -> "rmft" (piimem.plan.defense_variants)."""
-    return parse_variant(defense, DEFENSES)[0]
+def _family(method: str) -> str | None:
+    return "parameter" if method in PARAMETER_BASED else "prompt" if method in PROMPT_BASED else None
 
 
-def head_to_head(defense: str, defenses: Iterable[str]) -> list[str]:
-    """Those of `defenses` (variant names, in their order) that `defense` is compared with head to head: its
-    defense's `compared_with` (piimem.defense; an RMFT variant with every deduplication variant)."""
-    kind = DEFENSE_KINDS.get(defense_kind(defense))
-    wanted = kind.compared_with if kind is not None else ()
-    return [other for other in defenses if defense_kind(other) in wanted]
+@dataclass(frozen=True)
+class Identity:
+    """Who each run is, as results/runs.parquet says (`piimem.plan.Plan.identity`, written beside
+    metrics.parquet): each defense variant's kind and whether it runs at every setting the papers fix, each
+    tuning variant's method. The report asks this instead of reading kinds and settings out of run names.
+    `of_names` builds the same from names alone, for frames without a runs table (tests, older results)."""
 
+    defenses: Mapping[str, tuple[str, bool]]  # defense variant -> (its defense, at the papers' settings)
+    methods: Mapping[str, str]  # tuning variant -> the method it trains
 
-def is_paper_rmft(defense: str) -> bool:
-    """RMFT at every setting the paper fixes (e-mail scope, first occurrence kept, p = 1, masked once): plain
-    rmft, or a sweep's variant named with paper values only (rmft_email, rmft_p1); not rmft_all, rmft_p0.5,
-    rmft_keeplast or rmft_redraw. Only these stand beside the paper's figures and feed its claims; a variant's
-    name carries every option away from the paper's (piimem.plan.defense_variants, at_paper_setting)."""
-    return defense_kind(defense) == "rmft" and at_paper_setting(defense)
+    @classmethod
+    def of(cls, runs: pl.DataFrame) -> Identity:
+        defenses = runs.select("defense", "defense_kind", "at_paper_setting").unique()
+        return cls({d: (k, bool(p)) for d, k, p in defenses.iter_rows()},
+                   dict(runs.select("tuning", "method").unique().iter_rows()))
 
+    @classmethod
+    def of_names(cls, defenses: Iterable[str], tunings: Iterable[str] = ()) -> Identity:
+        return cls({d: (parse_variant(d, DEFENSES)[0], at_paper_setting(d)) for d in defenses if d is not None},
+                   {t: parse_variant(t, TUNING_METHODS)[0] for t in tunings if t is not None})
 
-def is_paper_dedup(defense: str) -> bool:
-    """Deduplication at the paper's settings (Lee et al.'s MinHash at Jaccard 0.8 and exact substrings of 100
-    bytes, as docs/corpus.md has them): the baseline the RMFT paper compares with, and the one its claims read."""
-    return defense_kind(defense) == "dedup" and at_paper_setting(defense)
+    @classmethod
+    def of_frames(cls, *frames: pl.DataFrame) -> Identity:
+        """`of_names` over every defense, versus and tuning name in `frames`."""
+        names = {column: {v for f in frames if column in f.columns for v in f[column].unique().to_list()}
+                 for column in ("defense", "versus", "tuning")}
+        return cls.of_names(names["defense"] | names["versus"], names["tuning"])
 
+    def kind(self, defense: str | None) -> str | None:
+        """The defense a variant belongs to ("rmft_all_p0.5" -> "rmft"); None for no defense or an unknown one."""
+        return self.defenses.get(defense, (None, False))[0]
 
-def tuning_family(tuning: str) -> str | None:
-    """"parameter" (full, head, lora*), "prompt" (prefix, prompt, ptuning) or None: Hou et al.'s two kinds
-    (piimem.tuning); a sweep's run (lora_lr0.002) is its method's."""
-    base, _ = parse_variant(tuning, TUNING_METHODS)
-    return "parameter" if base in PARAMETER_BASED else "prompt" if base in PROMPT_BASED else None
+    def is_paper(self, defense: str | None, kind: str) -> bool:
+        """Whether `defense` is a variant of `kind` at every setting the papers fix: RMFT with e-mail scope, the
+        first occurrence kept, p = 1, masked once (rmft, rmft_email, rmft_p1; not rmft_all, rmft_p0.5, ...);
+        deduplication at Lee et al.'s MinHash Jaccard 0.8 and 100-byte substrings. Only these stand beside the
+        paper's figures and feed its claims (docs/papers.md)."""
+        return self.defenses.get(defense, (None, False)) == (kind, True)
+
+    def head_to_head(self, defense: str, defenses: Iterable[str]) -> list[str]:
+        """Those of `defenses` (variant names, in their order) that `defense` is compared with head to head:
+        its defense's `compared_with` (piimem.defense; an RMFT variant with every deduplication variant)."""
+        kind = DEFENSE_KINDS.get(self.kind(defense))
+        wanted = kind.compared_with if kind is not None else ()
+        return [other for other in defenses if self.kind(other) in wanted]
+
+    def family(self, tuning: str) -> str | None:
+        """"parameter" (full, head, lora*), "prompt" (prefix, prompt, ptuning) or None: Hou et al.'s two kinds
+        (piimem.tuning) of the method a tuning name trains (a sweep's run, lora_lr0.002, is its method's)."""
+        return _family(self.methods.get(tuning, tuning))
 
 
 def original_view(metrics: pl.DataFrame) -> pl.DataFrame:

@@ -63,11 +63,11 @@ from piimem.report.select import (
     BASELINE,
     PAPER_ENTITY_TYPE,
     RUN_KEYS,
+    Identity,
     at_checkpoint,
     attack_rank,
     bucket_rank,
     defense_rank,
-    is_paper_rmft,
     mean,
     original_view,
     prompt_set_rank,
@@ -162,7 +162,8 @@ def _by_run(rows: pl.DataFrame, keys: Sequence[str]) -> dict[tuple, dict[str, li
 # Tables
 
 
-def rmft_table(metrics: pl.DataFrame, comparisons: pl.DataFrame, paper: bool = True) -> pl.DataFrame | None:
+def rmft_table(metrics: pl.DataFrame, comparisons: pl.DataFrame, paper: bool = True,
+               identity: Identity | None = None) -> pl.DataFrame | None:
     """The RMFT comparison (docs/outputs.md, `rmft`): one row per base model, tuning, prompt set, PII scope (entity
     type: e-mail addresses, the paper's, and all types when measured) and defense, every number over the
     checkpoints with its paired interval from the comparison table.
@@ -171,11 +172,13 @@ def rmft_table(metrics: pl.DataFrame, comparisons: pl.DataFrame, paper: bool = T
     checkpoints; TER and SER reduction and PPL increase vs none (%); the smallest per-checkpoint PPL increase;
     AURC (%) of the MaxTER curve vs none over the τ where it is defined, and that coverage. With `paper`, the
     RMFT paper's figures (GPT-2, Enron, e-mail addresses) beside the paper-scope RMFT rows of e-mail
-    addresses, labelled with their model and data. SER columns are left out when SER equals TER by
-    construction (`ser_equals_ter`; `rmft_notes` says so). None when there is no TER comparison.
+    addresses, labelled with their model and data (`identity`: who each run is, by default read from the
+    names). SER columns are left out when SER equals TER by construction (`ser_equals_ter`; `rmft_notes` says
+    so). None when there is no TER comparison.
     """
     if comparisons is None or comparisons.filter(pl.col("quantity") == TER).height == 0:
         return None
+    identity = identity or Identity.of_frames(metrics, comparisons)
     same = ser_equals_ter(metrics)
     quantity = {q: _lookup(comparisons, quantity=q) for q in
                 (TER, SER, "ter_reduction", "ser_reduction", "aurc", "min_ppl_increase")}
@@ -203,7 +206,7 @@ def rmft_table(metrics: pl.DataFrame, comparisons: pl.DataFrame, paper: bool = T
         row.update(comparison_cells(aurc, "AURC (%)"))
         row["AURC coverage (%)"] = None if aurc is None else aurc["coverage"]
         if paper:
-            shown = is_paper_rmft(defense) and entity_type == PAPER_ENTITY_TYPE
+            shown = identity.is_paper(defense, "rmft") and entity_type == PAPER_ENTITY_TYPE
             figures = (papers.RMFT_TER_REDUCTION, papers.RMFT_SER_REDUCTION, papers.RMFT_PPL_INCREASE)
             row.update({"TER reduction, paper (%)": figures[0].value if shown else None,
                         "SER reduction, paper (%)": figures[1].value if shown else None,
@@ -687,7 +690,7 @@ def build_tables(metrics: pl.DataFrame, comparisons: pl.DataFrame, folder: str |
                "finetuning": ("base model", "defense", "epoch", "seeds"),
                "tuning_sweep": ("base model", "defense", "seed", "epoch"),
                "audit": ("base model", "seed", "checkpoint", "canaries", "included", "δ")}
-    rmft = rmft_table(metrics, comparisons)
+    rmft = rmft_table(metrics, comparisons, identity=settings.identity)
     finetuning = finetuning_table(metrics, comparisons, epoch=finetuning_epoch, level=level)
     by_type = extraction_by_type(metrics, level=level)
     claims = claims_table(metrics, comparisons, settings)
