@@ -12,6 +12,7 @@ from piimem.corpus.splits import (
     message_segments,
     texts_inside_split,
     with_groups,
+    word_ngrams,
 )
 
 FRACTIONS = {"train": 0.6, "test": 0.3, "public": 0.1}
@@ -310,3 +311,59 @@ def test_the_audit_counts_test_messages_mostly_inside_a_training_message():
     assert texts_inside_split(messages, splits, words=5, level=0.4) == 3
     # counting only n-grams of at most 10 bodies, the template is no longer inside (12 bodies hold it)
     assert texts_inside_split(messages, splits, words=5, level=0.5, max_bodies=10) == 1
+
+
+def _inside_by_brute_force(messages: pl.DataFrame, splits: pl.DataFrame, words: int, level: float,
+                           max_bodies: int | None) -> int:
+    """The audit's definition, pair by pair: every test message against every training message."""
+    table = messages.join(splits, on="doc_id")
+    grams = {}
+    for split in ("train", "test"):
+        part = table.filter(pl.col("split") == split)
+        rows, keys = word_ngrams(part["body"].to_list(), words)
+        grams[split] = [set(keys[rows == r].tolist()) for r in range(part.height)]
+    distinct = None
+    if max_bodies is not None:
+        rows, keys = word_ngrams(messages.unique("body_hash", keep="first")["body"].to_list(), words)
+        held = {}
+        for key in keys.tolist():
+            held[key] = held.get(key, 0) + 1
+        distinct = {key for key, times in held.items() if times <= max_bodies}
+    count = 0
+    for ours in grams["test"]:
+        counted = ours if distinct is None else ours & distinct
+        if ours and any(len(counted & theirs) >= level * len(ours) for theirs in grams["train"]):
+            count += 1
+    return count
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_audits_prefix_filter_finds_what_every_pair_finds(seed, monkeypatch):
+    """`texts_inside_split` checks only the holders of each test message's rarest n-grams (a block at a time):
+    on corpora of templates (n-grams held by many messages), quotes and unrelated text it counts what comparing
+    every test message with every training message counts, also when a holder list spans several blocks."""
+    import piimem.corpus.splits
+
+    monkeypatch.setattr(piimem.corpus.splits, "_BLOCK", 4 if seed % 2 else 1_024)
+    rng = random.Random(seed)
+    templates = [_prose(rng, 25) for _ in range(3)]
+    bodies = []
+    for _ in range(300):
+        shape = rng.random()
+        if shape < 0.4:  # a template with a few words changed: its n-grams are held by many bodies
+            words = rng.choice(templates).split()
+            for _ in range(rng.randint(0, 4)):
+                words[rng.randrange(len(words))] = _prose(rng, 1)
+            bodies.append(" ".join(words))
+        elif shape < 0.7 and bodies:  # quotes part of an earlier body
+            quoted = rng.choice(bodies).split()
+            start = rng.randrange(len(quoted))
+            bodies.append(f"{_prose(rng, rng.randint(0, 12))} {' '.join(quoted[start:start + rng.randint(5, 30)])}")
+        else:
+            bodies.append(_prose(rng, rng.randint(3, 40)))
+    messages = _bodies(bodies)
+    splits = pl.DataFrame({"doc_id": range(len(bodies)), "split": [rng.choice(["train", "train", "test"])
+                                                                   for _ in bodies]})
+    for level, max_bodies in ((0.8, None), (0.5, None), (0.8, 10), (0.3, 3)):
+        found = texts_inside_split(messages, splits, words=5, level=level, max_bodies=max_bodies)
+        assert found == _inside_by_brute_force(messages, splits, 5, level, max_bodies), (level, max_bodies)

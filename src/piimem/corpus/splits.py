@@ -271,9 +271,9 @@ def texts_inside_split(messages: pl.DataFrame, splits: pl.DataFrame, *, words: i
     that many distinct bodies of `messages` count as inside (the linker's distinctive n-grams).
 
     Exact, and without pairing every message with every holder of a template's n-grams: a message of n
-    n-grams, u of them not counted, lies `level` inside a message T only if T misses at most
-    floor((1 - level) n) - u of its counted n-grams, so T holds one of any floor((1 - level) n) - u + 1 of
-    them (the prefix filter of set-similarity joins). `_inside_one` takes the rarest such n-grams (fewest
+    n-grams, c of them counted, lies `level` inside a message T only if T holds at least ceil(level n) of the
+    c, so T misses at most c - ceil(level n) of them and holds one of any c - ceil(level n) + 1 (the prefix
+    filter of set-similarity joins). `_inside_one` takes the rarest such n-grams (fewest
     holders in `a`) and checks their holders a block at a time, stopping at the first T that holds enough.
     """
     table = messages.select("doc_id", "body").join(splits.select("doc_id", "split"), on="doc_id")
@@ -327,7 +327,9 @@ def _inside_one(keys: np.ndarray, n_grams: int, level: float, theirs: _HolderInd
     """Whether one message of `theirs` holds at least level x n_grams of `keys` (a message's counted
     n-grams; it has n_grams in all)."""
     lo, hi = theirs.holders(keys)
-    probes = math.floor((1 - level) * n_grams) - (n_grams - len(keys)) + 1
+    # T holds at least ceil(level x n_grams) of `keys` (the comparison below, in the same floats), so misses at
+    # most len(keys) minus that: one of any that many plus one is T's.
+    probes = len(keys) - math.ceil(level * n_grams) + 1
     if probes <= 0:
         return False
     rarest = np.argsort(hi - lo, kind="stable")[:probes]
