@@ -18,7 +18,8 @@ Then the projection to the CMU corpus (`--project`, 517,401 messages): each stag
 size by its growth exponent (at least 1), scaled by the text per message (characters of distinct bodies per
 message: real Enron mail from `--real`, against the synthetic corpus's), PII detection's divided by the
 cores the SLURM profile gives it over the cores measured with; peak RSS extrapolated linearly from the two
-largest sizes, by the same text ratio. `--from-table FILE` projects from a table printed earlier.
+largest sizes, by the same text ratio. `--from-table FILE` projects from a table printed earlier; with
+`--only STAGE ... --keep DIR` it first times those stages again in the directories a run kept.
 
 Stages: synthetic_corpus, parse_corpus, split_corpus, detect_pii, corpus_stats, deduplicate, defense_text,
 export_smollm2 (setup, not a stage of the paper run: GPT-2 is in the cluster's cache), extraction_prompts,
@@ -82,7 +83,9 @@ def run(cmd: list[str], cwd: Path) -> tuple[float, float]:
     return seconds, rss
 
 
-def measure(n: int, cores: int, workdir: Path) -> dict[str, tuple[float, float]]:
+def measure(n: int, cores: int, workdir: Path, stages: tuple[str, ...] = STAGES) -> dict[str, tuple[float, float]]:
+    """{stage: (seconds, MiB)} of each of `stages` at n messages in `workdir`; a stage already built there
+    (`--only` on a kept directory) is run again."""
     (workdir / "config").mkdir(parents=True, exist_ok=True)
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     config.update(bench_config(n, cores))
@@ -90,10 +93,10 @@ def measure(n: int, cores: int, workdir: Path) -> dict[str, tuple[float, float]]
     snakemake = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir), "--cores",
                  str(cores)]
     times = {}
-    for stage in STAGES:
-        times[stage] = run([*snakemake, "--until", stage], workdir)
+    for stage in stages:
+        times[stage] = run([*snakemake, "--until", stage, "--forcerun", stage], workdir)
         print(f"  n={n:>7,}  {stage:<20} {times[stage][0]:8.1f} s  {times[stage][1]:8.0f} MiB", flush=True)
-    startup = run([*snakemake, "--until", STAGES[-1]], workdir)[0]  # nothing left to do: Snakemake alone
+    startup = run([*snakemake, "--until", stages[-1]], workdir)[0]  # nothing left to do: Snakemake alone
     times = {stage: (max(0.0, t - startup), rss) for stage, (t, rss) in times.items()}
     messages = workdir / "results/private/corpus/messages.parquet"
     size = messages.stat().st_size / 2**20
@@ -156,9 +159,16 @@ def main() -> None:
                         help="real mail whose text per message the projection scales by")
     parser.add_argument("--pii-cores", type=int, default=16, help="detect_pii's CPUs in profiles/slurm")
     parser.add_argument("--from-table", type=Path, help="project from this table (printed earlier) only")
+    parser.add_argument("--only", nargs="+", choices=STAGES, help="with --from-table and --keep: time these stages "
+                        "again in the kept directories and print the table with their new rows")
     args = parser.parse_args()
     if args.from_table:
         sizes, results = read_table(args.from_table.read_text())
+        if args.only:
+            print(f"machine: {os.cpu_count()} cores; stages run with --cores {args.cores}")
+            for n in sizes:
+                results[n].update(measure(n, args.cores, args.keep / f"n{n}", tuple(args.only)))
+            print_table(sizes, results)
     else:
         print(f"machine: {os.cpu_count()} cores; stages run with --cores {args.cores}")
         base = args.keep or Path(tempfile.mkdtemp(prefix="piimem-scale-"))

@@ -211,8 +211,10 @@ def sample_members(
         df = df.select("doc_id", "text", group.cast(pl.Int64).alias("group"), "copies").sort("doc_id")
         texts = df["text"].to_list()
         if tokenizer is not None:
-            lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=True, verbose=False)["input_ids"]] \
-                if texts else []
+            # A thousand texts at a time: the token lists of a whole corpus, as Python ints, are 10 times its size.
+            lengths = [len(ids) for start in range(0, len(texts), 1_000)
+                       for ids in tokenizer(texts[start:start + 1_000], add_special_tokens=True,
+                                            verbose=False)["input_ids"]]
             shortest = 2
         else:
             lengths = [len(t) for t in texts]

@@ -5,12 +5,12 @@ log = log_to_file(snakemake.log[0])
 import polars as pl
 
 from piimem.audit import with_canaries
-from piimem.corpus.splits import split_texts
+from piimem.corpus.splits import TEXT_COLUMNS, split_texts
 from piimem.defense import build_training_text
 from piimem.io import write_private_parquet, write_table
 
 inputs = snakemake.input
-train = split_texts(pl.read_parquet(inputs.messages), pl.read_parquet(inputs.splits), "train")
+train = split_texts(pl.read_parquet(inputs.messages, columns=TEXT_COLUMNS), pl.read_parquet(inputs.splits), "train")
 
 def read(name: str) -> pl.DataFrame | None:
     return pl.read_parquet(inputs[name]) if name in inputs.keys() else None

@@ -14,7 +14,8 @@ inputs, params = snakemake.input, snakemake.params
 # Lengths are matched in the tokens of the model that will be attacked.
 _, tokenizer = load_base_model(workflow_model_source(params.base_model, inputs.get("base_model")),
                                models_dir=Path("results/models"))
-messages, splits = pl.read_parquet(inputs.messages), pl.read_parquet(inputs.splits)
+messages = pl.read_parquet(inputs.messages, columns=["doc_id", "text", "body_hash"])
+splits = pl.read_parquet(inputs.splits)
 members = sample_members(
     split_candidates(messages, splits, "train"),
     split_candidates(messages, splits, "test"),

@@ -11,7 +11,7 @@ from piimem.corpus.splits import (
     corpus_summary,
     cross_split_links,
     link_messages,
-    texts_inside_split,
+    split_audit,
     with_groups,
 )
 from piimem.io import write_table
@@ -38,8 +38,8 @@ else:
     counts.update(test_with_train_text_if_split_by_body=cross_split_links(groups, by_body),
                   test_with_train_text=cross_split_links(groups, splits),
                   test_messages=splits.filter(pl.col("split") == "test").height,
-                  **{name: texts_inside_split(messages, splits, words=link.containment_words, level=link.containment,
-                                              max_bodies=max_bodies) for max_bodies, name in inside.items()})
+                  **dict(zip(inside.values(), split_audit(messages, splits, words=link.containment_words,
+                                                          level=link.containment, max_bodies=list(inside)))))
 write_table(splits, snakemake.output.splits)
 write_table(pl.DataFrame({"statistic": list(counts), "value": list(counts.values())}), snakemake.output.links)
 summary = corpus_summary(messages, splits, pl.read_csv(snakemake.input.quarantine, separator="\t"))

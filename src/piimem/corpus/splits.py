@@ -38,7 +38,7 @@ from __future__ import annotations
 import math
 import random
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -268,31 +268,48 @@ def texts_inside_split(messages: pl.DataFrame, splits: pl.DataFrame, *, words: i
     """How many messages of split `b` (test) have at least `level` of their body's word n-grams (`words`
     words) inside the body of one message of split `a` (train): the audit of the split, independent of the
     linker's parts. Every n-gram counts, templates' too, unless `max_bodies`: then only those held by at most
-    that many distinct bodies of `messages` count as inside (the linker's distinctive n-grams).
+    that many distinct bodies of `messages` count as inside (the linker's distinctive n-grams)."""
+    return split_audit(messages, splits, words=words, level=level, max_bodies=[max_bodies], a=a, b=b)[0]
+
+
+def split_audit(messages: pl.DataFrame, splits: pl.DataFrame, *, words: int, level: float,
+                max_bodies: Sequence[int | None], a: str = "train", b: str = "test") -> list[int]:
+    """`texts_inside_split` for each of `max_bodies`, from one pass over the distinct bodies' n-grams
+    (messages.parquet's folder copies and broadcasts share a body, and so share the answer).
 
     Exact, and without pairing every message with every holder of a template's n-grams: a message of n
     n-grams, c of them counted, lies `level` inside a message T only if T holds at least ceil(level n) of the
     c, so T misses at most c - ceil(level n) of them and holds one of any c - ceil(level n) + 1 (the prefix
-    filter of set-similarity joins). `_inside_one` takes the rarest such n-grams (fewest
-    holders in `a`) and checks their holders a block at a time, stopping at the first T that holds enough.
+    filter of set-similarity joins). `_inside_one` takes the rarest such n-grams (fewest holders in `a`) and
+    checks their holders a block at a time, stopping at the first T that holds enough.
     """
-    table = messages.select("doc_id", "body").join(splits.select("doc_id", "split"), on="doc_id")
-    ours, theirs = (table.filter(pl.col("split") == name) for name in (b, a))
-    rows, keys = word_ngrams(ours["body"].to_list(), words)
-    their_rows, their_keys = word_ngrams(theirs["body"].to_list(), words)
-    n_grams = np.bincount(rows, minlength=ours.height)
-    counted = np.isin(keys, their_keys)
-    if max_bodies is not None:
-        _, every_key = word_ngrams(messages.unique("body_hash", keep="first")["body"].to_list(), words)
-        held, times = np.unique(every_key, return_counts=True)
-        counted &= np.isin(keys, held[times <= max_bodies])
-    # Only messages whose n-grams lie at least `level` inside the whole split can lie that far inside one.
-    hits = np.bincount(rows[counted], minlength=ours.height)
-    candidates = np.flatnonzero((n_grams > 0) & (hits >= level * n_grams))
-    theirs_index = _HolderIndex(their_rows, their_keys, theirs.height)
-    starts = np.searchsorted(rows, np.arange(ours.height + 1))
-    return sum(_inside_one(keys[starts[r]:starts[r + 1]][counted[starts[r]:starts[r + 1]]], int(n_grams[r]), level,
-                           theirs_index) for r in candidates)
+    bodies = messages.select("body_hash", "body").unique("body_hash", keep="first").sort("body_hash")
+    body_rows, body_keys = word_ngrams(bodies["body"].to_list(), words)
+    of_body = messages.select("doc_id", "body_hash").join(splits.select("doc_id", "split"), on="doc_id").join(
+        bodies.with_row_index("body_row").select("body_hash", "body_row"), on="body_hash")
+
+    def entries(split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(row, key) of the split's distinct bodies, rows renumbered from 0, and each body's messages."""
+        held = of_body.filter(pl.col("split") == split).group_by("body_row").len().sort("body_row")
+        chosen = held["body_row"].to_numpy().astype(np.int64)
+        mask = np.isin(body_rows, chosen)
+        return np.searchsorted(chosen, body_rows[mask]), body_keys[mask], held["len"].to_numpy()
+
+    (rows, keys, copies), (their_rows, their_keys, their_copies) = entries(b), entries(a)
+    n_grams = np.bincount(rows, minlength=len(copies))
+    in_theirs = np.isin(keys, their_keys)
+    theirs_index = _HolderIndex(their_rows, their_keys, len(their_copies))
+    starts = np.searchsorted(rows, np.arange(len(copies) + 1))
+    held, times = np.unique(body_keys, return_counts=True) if any(m is not None for m in max_bodies) else (None, None)
+    counts = []
+    for most in max_bodies:
+        counted = in_theirs if most is None else in_theirs & np.isin(keys, held[times <= most])
+        # Only bodies whose n-grams lie at least `level` inside the whole split can lie that far inside one.
+        hits = np.bincount(rows[counted], minlength=len(copies))
+        candidates = np.flatnonzero((n_grams > 0) & (hits >= level * n_grams))
+        counts.append(int(sum(copies[r] for r in candidates if _inside_one(
+            keys[starts[r]:starts[r + 1]][counted[starts[r]:starts[r + 1]]], int(n_grams[r]), level, theirs_index))))
+    return counts
 
 
 @dataclass
@@ -452,10 +469,14 @@ def with_groups(splits: pl.DataFrame, groups: pl.DataFrame) -> pl.DataFrame:
     return table.cast(SPLITS_SCHEMA).sort("doc_id")
 
 
+# What `split_texts` reads of messages.parquet: its other columns (bodies, headers) would triple the memory.
+TEXT_COLUMNS = ["doc_id", "text"]
+
+
 def split_texts(messages: pl.DataFrame, splits: pl.DataFrame, split: str) -> pl.DataFrame:
     """(doc_id, text) of the messages assigned to `split`, in doc_id order."""
     ids = splits.filter(pl.col("split") == split).select("doc_id")
-    return messages.join(ids, on="doc_id", how="semi").select("doc_id", "text").sort("doc_id")
+    return messages.join(ids, on="doc_id", how="semi").select(TEXT_COLUMNS).sort("doc_id")
 
 
 def corpus_summary(messages: pl.DataFrame, splits: pl.DataFrame, quarantine: pl.DataFrame) -> pl.DataFrame:
