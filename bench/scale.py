@@ -16,8 +16,8 @@ pii.processes = --cores.
 
 Then the projection to the CMU corpus (`--project`, 517,401 messages): each stage's time from the largest
 size by its growth exponent (at least 1), scaled by the text per message (characters of distinct bodies per
-message: real Enron mail from `--real`, against the synthetic corpus's), PII detection's divided by the
-cores the SLURM profile gives it over the cores measured with; peak RSS extrapolated linearly from the two
+message: real Enron mail from `--real`, against the synthetic corpus's), PII detection's scaled by
+Amdahl's law from the cores measured with to the SLURM profile's (`--pii-serial`, its serial share); peak RSS extrapolated linearly from the two
 largest sizes, by the same text ratio. `--from-table FILE` projects from a table printed earlier; with
 `--only STAGE ... --keep DIR` it first times those stages again in the directories a run kept.
 
@@ -132,7 +132,7 @@ def read_table(text: str) -> tuple[list[int], dict[int, dict[str, tuple[float, f
 
 
 def projection(sizes: list[int], results: dict, target: int, real_text: float, cores: int,
-               pii_cores: int) -> list[tuple[str, float, float]]:
+               pii_cores: int, pii_serial: float) -> list[tuple[str, float, float]]:
     """(stage, hours, GiB) of each stage of the paper run's data half on `target` messages of real mail."""
     (a, b), rows = sizes[-2:], []
     ratio = real_text / results[b][TEXT][0]
@@ -142,8 +142,8 @@ def projection(sizes: list[int], results: dict, target: int, real_text: float, c
         (ta, ra), (tb, rb) = results[a][stage], results[b][stage]
         exponent = max(1.0, math.log(tb / ta) / math.log(b / a)) if ta > 1 and tb > 1 else 1.0
         seconds = tb * (target / b) ** exponent * ratio
-        if stage == "detect_pii":
-            seconds *= cores / pii_cores
+        if stage == "detect_pii":  # Amdahl's law: a serial share of the work gains nothing from more cores
+            seconds *= (pii_serial + (1 - pii_serial) / pii_cores) / (pii_serial + (1 - pii_serial) / cores)
         mib = rb + max(0.0, (rb - ra) / (b - a)) * (target - b) * ratio
         rows.append((stage, seconds / 3600, mib / 1024))
     return rows
@@ -158,6 +158,9 @@ def main() -> None:
     parser.add_argument("--real", type=Path, default=ROOT.parent / "shared" / "data" / "enron-mini",
                         help="real mail whose text per message the projection scales by")
     parser.add_argument("--pii-cores", type=int, default=16, help="detect_pii's CPUs in profiles/slurm")
+    parser.add_argument("--pii-serial", type=float, default=0.11,
+                        help="share of PII detection that does not run in parallel (docs/performance.md: 3,000 "
+                             "messages took 83 s on 1 process and 46 s on 2)")
     parser.add_argument("--from-table", type=Path, help="project from this table (printed earlier) only")
     parser.add_argument("--only", nargs="+", choices=STAGES, help="with --from-table and --keep: time these stages "
                         "again in the kept directories and print the table with their new rows")
@@ -167,7 +170,7 @@ def main() -> None:
         if args.only:
             print(f"machine: {os.cpu_count()} cores; stages run with --cores {args.cores}")
             for n in sizes:
-                results[n].update(measure(n, args.cores, args.keep / f"n{n}", tuple(args.only)))
+                results[n].update(measure(n, args.cores, args.keep / f"n{n}", tuple(s for s in STAGES if s in args.only)))
             print_table(sizes, results)
     else:
         print(f"machine: {os.cpu_count()} cores; stages run with --cores {args.cores}")
@@ -186,9 +189,10 @@ def main() -> None:
             return
         print(f"\nprojected to {args.project:,} messages of real mail ({real:.0f} distinct-body characters per "
               f"message, {args.real}; the synthetic corpus {results[sizes[-1]][TEXT][0]:.0f}), detect_pii on "
-              f"{args.pii_cores} cores against {args.cores} measured:")
+              f"{args.pii_cores} cores against {args.cores} measured (serial share {args.pii_serial:g}):")
         print("\n| stage | hours | GiB |\n|---|---:|---:|")
-        for stage, hours, gib in projection(sizes, results, args.project, real, args.cores, args.pii_cores):
+        for stage, hours, gib in projection(sizes, results, args.project, real, args.cores, args.pii_cores,
+                                            args.pii_serial):
             print(f"| {stage} | {hours:.2f} | {gib:.1f} |")
 
 

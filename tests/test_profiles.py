@@ -48,7 +48,7 @@ def test_paper_rmft_on_slurm_plans_four_runs_with_thirty_checkpoints_on_gpus(tmp
         assert (resources["gpu"], resources["slurm_partition"], resources["runtime"]) == (
             "1", "<gpu-partition>", "1440")
     detect = job_resources(out, "detect_pii")[0]
-    assert (detect["slurm_partition"], detect["mem_mb"]) == ("<partition>", "32000")
+    assert (detect["slurm_partition"], detect["mem_mb"]) == ("<partition>", "36000")
 
 
 def test_paper_finetuning_plans_every_method_for_fifteen_epochs(tmp_path, gpt2_in_hf_cache):

@@ -5,10 +5,11 @@ log = log_to_file(snakemake.log[0])
 import polars as pl
 
 from piimem.io import write_private_parquet, write_table
-from piimem.pii.detect import detect_spans, summarize_spans
+from piimem.pii.detect import DETECT_COLUMNS, detect_spans, summarize_spans
 
 pii = snakemake.params.pii
-messages = pl.read_parquet(snakemake.input.messages)
+path = snakemake.input.messages
+messages = pl.read_parquet(path, columns=[c for c in DETECT_COLUMNS if c in pl.read_parquet_schema(path)])
 spans = detect_spans(
     messages,
     entity_types=pii["entity_types"],

@@ -89,6 +89,8 @@ ADDRESS_HEADERS = frozenset(
 )
 # Columns of `messages` with Enron's display names of sender and recipients.
 NAME_COLUMNS = ("x_from", "x_to", "x_cc")
+# What `detect_spans` reads of messages.parquet; its other columns (the body again, headers) are not read in.
+DETECT_COLUMNS = ("doc_id", "text", "text_body_offset", *NAME_COLUMNS)
 
 _EMAIL = re.compile(
     r"[A-Za-z0-9_+\-](?:[A-Za-z0-9_.+\-]*[A-Za-z0-9_+\-])?@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+"
