@@ -314,8 +314,8 @@ def split_audit(messages: pl.DataFrame, splits: pl.DataFrame, *, words: int, lev
 
 @dataclass
 class _HolderIndex:
-    """The n-grams of split `a`'s messages two ways: each message's keys (sorted by message, as
-    `word_ngrams` returns them) and each key's messages (sorted by key)."""
+    """The n-grams of split `a`'s distinct bodies ("messages" here) two ways: each one's keys (sorted by row, as
+    `word_ngrams` returns them) and each key's holders (sorted by key)."""
 
     rows: np.ndarray
     keys: np.ndarray
