@@ -17,9 +17,10 @@ pii.processes = --cores.
 Then the projection to the CMU corpus (`--project`, 517,401 messages): each stage's time from the largest
 size by its growth exponent (at least 1), scaled by the text per message (characters of distinct bodies per
 message: real Enron mail from `--real`, against the synthetic corpus's), PII detection's scaled by
-Amdahl's law from the cores measured with to the SLURM profile's (`--pii-serial`, its serial share); peak RSS extrapolated linearly from the two
-largest sizes, by the same text ratio. `--from-table FILE` projects from a table printed earlier; with
-`--only STAGE ... --keep DIR` it first times those stages again in the directories a run kept.
+Amdahl's law from the cores measured with to the SLURM profile's (`--pii-serial`, its serial share); peak
+RSS extrapolated linearly from the two largest sizes, by the same text ratio. `--from-table FILE` projects
+from a table printed earlier; with `--only STAGE ... --keep DIR` it first times those stages again in the
+directories a run kept.
 
 Stages: synthetic_corpus, parse_corpus, split_corpus, detect_pii, corpus_stats, deduplicate, defense_text,
 export_smollm2 (setup, not a stage of the paper run: GPT-2 is in the cluster's cache), extraction_prompts,
@@ -131,6 +132,11 @@ def read_table(text: str) -> tuple[list[int], dict[int, dict[str, tuple[float, f
     return sizes, results
 
 
+def growth(ta: float, tb: float, a: int, b: int) -> float | None:
+    """The exponent of t ~ n^e between sizes a and b: log(tb / ta) / log(b / a); None under a second."""
+    return math.log(tb / ta) / math.log(b / a) if ta > 1 and tb > 1 else None
+
+
 def projection(sizes: list[int], results: dict, target: int, real_text: float, cores: int,
                pii_cores: int, pii_serial: float) -> list[tuple[str, float, float]]:
     """(stage, hours, GiB) of each stage of the paper run's data half on `target` messages of real mail."""
@@ -140,7 +146,7 @@ def projection(sizes: list[int], results: dict, target: int, real_text: float, c
         if stage == "synthetic_corpus" or stage in SETUP:
             continue  # the paper run parses CMU mail instead; the tokenizer is GPT-2's, in the cache
         (ta, ra), (tb, rb) = results[a][stage], results[b][stage]
-        exponent = max(1.0, math.log(tb / ta) / math.log(b / a)) if ta > 1 and tb > 1 else 1.0
+        exponent = max(1.0, growth(ta, tb, a, b) or 1.0)
         seconds = tb * (target / b) ** exponent * ratio
         if stage == "detect_pii":  # Amdahl's law: a serial share of the work gains nothing from more cores
             seconds *= (pii_serial + (1 - pii_serial) / pii_cores) / (pii_serial + (1 - pii_serial) / cores)
@@ -165,15 +171,18 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", choices=STAGES, help="with --from-table and --keep: time these stages "
                         "again in the kept directories and print the table with their new rows")
     args = parser.parse_args()
+    if args.only and not (args.from_table and args.keep):
+        parser.error("--only re-times stages of a table printed earlier: give --from-table and --keep too")
+    if args.only or not args.from_table:
+        print(f"machine: {os.cpu_count()} cores; stages run with --cores {args.cores}")
     if args.from_table:
         sizes, results = read_table(args.from_table.read_text())
         if args.only:
-            print(f"machine: {os.cpu_count()} cores; stages run with --cores {args.cores}")
+            again = tuple(stage for stage in STAGES if stage in args.only)  # in the DAG's order
             for n in sizes:
-                results[n].update(measure(n, args.cores, args.keep / f"n{n}", tuple(s for s in STAGES if s in args.only)))
+                results[n].update(measure(n, args.cores, args.keep / f"n{n}", again))
             print_table(sizes, results)
     else:
-        print(f"machine: {os.cpu_count()} cores; stages run with --cores {args.cores}")
         base = args.keep or Path(tempfile.mkdtemp(prefix="piimem-scale-"))
         results = {}
         for n in args.sizes:
@@ -203,8 +212,8 @@ def print_table(sizes: list[int], results: dict) -> None:
     for stage in [*STAGES, CORPUS, TEXT]:
         cells = [f"{results[n][stage][0]:.1f} | {results[n][stage][1]:.0f}" for n in sizes]
         for a, b in zip(sizes, sizes[1:]):
-            ta, tb = results[a][stage][0], results[b][stage][0]
-            cells.append(f"{math.log(tb / ta) / math.log(b / a):.2f}" if ta > 1 and tb > 1 and stage != TEXT else "–")
+            exponent = growth(results[a][stage][0], results[b][stage][0], a, b)
+            cells.append("–" if exponent is None or stage == TEXT else f"{exponent:.2f}")
         note = " (setup)" if stage in SETUP else ""
         print(f"| {stage}{note} | " + " | ".join(cells) + " |")
 

@@ -216,7 +216,7 @@ def drop_row(defense: str, value: float, low: float, high: float) -> pl.DataFram
 
 
 def test_the_dp_check_fires_on_a_constructed_violation():
-    from piimem.report.claims import FAILS, HOLDS, audit_claims, ClaimSettings
+    from piimem.report.claims import FAILS, HOLDS, ClaimSettings, audit_claims
 
     settings = ClaimSettings()
     violated = audit_claims(audit_metrics({"none": 2.0, "dp": 5.0}, {"dp": 3.0}), drop_row("dp", -3, -4, -2), settings)

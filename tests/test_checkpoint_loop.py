@@ -9,8 +9,8 @@ import os
 import polars as pl
 import pytest
 import torch
-
 from tiny_training import SMALL, epoch0_texts, tiny_model, training_docs
+
 from piimem.evaluate import evaluate_checkpoints, write_tables
 from piimem.models import train_tokenizer
 from piimem.runs import read_checkpoints, stamp

@@ -9,8 +9,8 @@ import yaml
 from masking_data import DOCS, build_spans, build_texts
 from snakemake.utils import validate
 
-from piimem.plan import defense_variants, variant_options
 from piimem.defense import build_training_text, nonmember_texts, trained_view
+from piimem.plan import defense_variants, variant_options
 
 ROOT = Path(__file__).resolve().parents[1]
 

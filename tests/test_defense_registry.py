@@ -15,7 +15,6 @@ from masking_data import DOCS, build_spans, build_texts
 from snakemake.utils import validate
 
 from piimem.config import ConfigError, check_config
-from piimem.plan import NamedOption, at_paper_setting, defense_variants, dp_options, training_texts, variant_options
 from piimem.defense import (
     DEFENSE_KINDS,
     DEFENSES,
@@ -26,6 +25,7 @@ from piimem.defense import (
     nonmember_texts,
 )
 from piimem.defense.base import epoch0, no_replacements, spans_of
+from piimem.plan import NamedOption, at_paper_setting, defense_variants, dp_options, training_texts, variant_options
 from piimem.schema import default
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,18 +10,17 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
+from made_up_text import made_up_docs
 from opacus.accountants import create_accountant
 from opacus.accountants.utils import get_noise_multiplier
-
-from made_up_text import made_up_docs
 from tiny_training import SMALL, tiny_model, training_docs
+
 from piimem.config import ConfigError, check_config
-from piimem.plan import defense_variants, dp_options, variant_options
 from piimem.models import train_tokenizer
+from piimem.plan import defense_variants, dp_options, variant_options
 from piimem.train import TrainConfig, plan_run, train
 from piimem.train.dp import DPConfig, PrivateStep, epsilon_spent, plan_dp, poisson_sample
 from piimem.tuning import apply_tuning, method_options
-
 
 
 @pytest.fixture(scope="module")
@@ -217,7 +216,6 @@ def test_dp_refuses_settings_it_cannot_account_for(tok, texts, tmp_path):
 def _validated(**config) -> dict:
     """A config as the schema fills it."""
     from snakemake.utils import validate
-
     from workflow_helpers import ROOT
 
     validate(config, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))

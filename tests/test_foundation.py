@@ -7,13 +7,12 @@ import polars as pl
 import pytest
 
 from piimem.config import STOPS, ConfigError, check_config, missing_inputs
-from piimem.plan import checkpoint_ids, corpus_name, defense_variants, result_kinds, result_stems, run_names
 from piimem.defense.rmft import rmft_entity_types
 from piimem.io import fingerprint, write_private_parquet, write_table
 from piimem.pii import normalize
+from piimem.plan import checkpoint_ids, corpus_name, defense_variants, result_kinds, result_stems, run_names
 from piimem.progress import Progress, track
 from piimem.runs import RunId
-
 
 # The targeted attacks' keys as the schema's defaults fill them (these configs skip validation).
 TARGETED = {"inference": {"enabled": True, "entity_types": None}, "reconstruction": {"enabled": True},

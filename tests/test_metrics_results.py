@@ -7,8 +7,7 @@ import math
 
 import pytest
 
-from piimem.metrics import (TAU_GRID, aurc, maxter_curve, pareto_front, percent_change, reduction_vs_baseline,
-                            tau_grid)
+from piimem.metrics import TAU_GRID, aurc, maxter_curve, pareto_front, percent_change, reduction_vs_baseline, tau_grid
 
 # Four checkpoints: c2 has TER_base 0 (drop undefined, skipped although its PPL cost is 0).
 TER_BASE = [4.0, 0.0, 2.0, 5.0]

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from workflow_helpers import hub_cache
 
-from piimem.plan import model_slug
 from piimem.models import (
     EXPORT_RECORD,
     SMOLLM2_PIP,
@@ -26,7 +26,7 @@ from piimem.models import (
     tiny_gpt2_parameters,
     train_tokenizer,
 )
-from workflow_helpers import hub_cache
+from piimem.plan import model_slug
 
 # Made-up text only: no real person's data in tests.
 SAMPLE = "Dear Alex Example, call 555-0199 or write to alex.example@example.org. Price: 12.50 EUR, naïve ✓\n"

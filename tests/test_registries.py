@@ -7,11 +7,11 @@ import pytest
 import yaml
 from workflow_helpers import ROOT
 
-from piimem.metric_names import TARGETED_ATTACKS
 from piimem.corpus.splits import SPLIT_BY, SPLITS
 from piimem.defense import DEFENSES
 from piimem.defense.rmft import RMFT_SCOPES
 from piimem.extraction.prompts import WINDOW_POSITIONS
+from piimem.metric_names import TARGETED_ATTACKS
 from piimem.mia import ATTACKS
 from piimem.pii.normalize import ENTITY_TYPES
 from piimem.report.sweeps import SELECT_BY

@@ -6,8 +6,8 @@ import json
 
 import pytest
 import torch
-
 from made_up_text import made_up_docs
+
 from piimem.models import init_tiny_gpt2, train_tokenizer
 from piimem.runs import ResultFile, RunId, checkpoint_models
 
@@ -68,8 +68,8 @@ def test_a_variant_name_parses_back_to_its_defense_or_method_and_parts():
 
 
 def test_every_defense_variant_name_parses_back_to_its_defense():
-    from piimem.plan import defense_variants
     from piimem.defense import DEFENSES
+    from piimem.plan import defense_variants
     from piimem.runs import parse_variant
 
     config = {"defenses": ["none", "rmft", "dedup", "dp"], "rmft": {"scope": ["email", "all"], "p": [0.5, 1.0]},
@@ -99,8 +99,8 @@ def test_every_defense_variant_name_parses_back_to_its_defense():
      ["dedup_t0.7_nosubstring", "dedup_t0.8_nosubstring"]),
 ])
 def test_a_defense_away_from_the_papers_setting_names_it_and_parses_back(options, names):
-    from piimem.plan import defense_variants
     from piimem.defense import DEFENSES
+    from piimem.plan import defense_variants
     from piimem.report.select import Identity
     from piimem.runs import parse_variant
 

@@ -10,9 +10,9 @@ from workflow_helpers import ROOT, planned_jobs, snakemake, write_config
 
 from piimem.aggregate import METRICS_SCHEMA
 from piimem.config import ConfigError, check_config
-from piimem.plan import run_names, swept, tuning_variants
 from piimem.corpus.pretraining import pii_of, training_strings, without_strings
 from piimem.corpus.splits import LinkConfig, assign_splits, link_messages
+from piimem.plan import run_names, swept, tuning_variants
 from piimem.report.claims import FAILS, HOLDS, INCONCLUSIVE, Claim, ClaimSettings, at_matched_utility, method_utility
 from piimem.report.sweeps import mark_selected, reported, selection, swept_value
 from piimem.report.tables import finetuning_table, tuning_sweep_table

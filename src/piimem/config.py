@@ -30,8 +30,6 @@ from piimem.plan import (
 )
 
 
-
-
 def unknown_keys(config: dict) -> list[str]:
     """One line per config key the schema does not know, each with the nearest key it does know:
     "config: unknown key 'defences' (did you mean 'defenses'?)", "... 'rmft.pp' (did you mean 'rmft.p'?)".

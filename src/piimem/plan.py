@@ -388,7 +388,6 @@ def checkpoint_ids(epochs: int, checkpoints_per_epoch: int) -> list[str]:
     return [f"c{k:0{width}d}" for k in range(1, total + 1)]
 
 
-
 @dataclass(frozen=True, eq=False)
 class Plan:
     """Everything a config plans, computed once (`Plan.of`): the defense variants with their kind and options,

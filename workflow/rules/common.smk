@@ -83,14 +83,6 @@ SPANS = "results/private/pii/spans.parquet"
 # training manifest: every rule of a run matches these wildcards.
 RUN = "{base}/{defense}-{tuning}-s{seed}"
 MANIFEST = f"results/private/runs/{RUN}/manifest.json"
-
-
-def run_checkpoints(kind, suffix, private=False, checkpoints=None):
-    """A run's file of result `kind` at each checkpoint (all of them by default), its wildcards left to the rule:
-    results/runs/{RUN}/{kind}/{checkpoint}{suffix}, under results/private/ when it holds PII."""
-    root = "results/private/runs" if private else "results/runs"
-    run = RUN.replace("{", "{{").replace("}", "}}")
-    return expand(f"{root}/{run}/{kind}/{{checkpoint}}{suffix}", checkpoint=checkpoints or CHECKPOINTS)
 GROUND_TRUTH = "resources/synthetic/ground_truth.parquet"
 # The audit canaries (piimem.audit) and their PII spans, read where each defense's training text is built.
 AUDIT_CANARIES = "results/private/audit/canaries.parquet"
@@ -132,6 +124,14 @@ TUNINGS = PLAN.tunings
 RUNS = list(PLAN.runs)
 TABLES, FIGURES = PLAN.tables, PLAN.figures
 TAUS = list(tau_grid(config["report"]["tau_max"], config["report"]["tau_step"]))
+
+
+def run_checkpoints(kind, suffix, private=False, checkpoints=None):
+    """A run's file of result `kind` at each checkpoint (all of them by default), its wildcards left to the rule:
+    results/runs/{RUN}/{kind}/{checkpoint}{suffix}, under results/private/ when it holds PII."""
+    root = "results/private/runs" if private else "results/runs"
+    run = RUN.replace("{", "{{").replace("}", "}}")
+    return expand(f"{root}/{run}/{kind}/{{checkpoint}}{suffix}", checkpoint=checkpoints or CHECKPOINTS)
 
 
 wildcard_constraints:
@@ -193,7 +193,7 @@ def audit_inputs(wildcards, spans=False):
 def model_threads(wildcards):
     """CPU threads of a job that runs a model. The tiny GPT-2's matrices are too small to keep two threads
     busy: two one-thread jobs side by side do 1.15-1.25x the work of one two-thread job (bench/threads.py)."""
-    return 1 if is_tiny_gpt2(BASE_MODELS[wildcards.base]) else 2
+    return 1 if is_tiny_gpt2(base_model_name(wildcards)) else 2
 
 
 def base_model_name(wildcards):
@@ -207,7 +207,7 @@ def base_model_inputs(wildcards):
     Built models are named by a file rather than a directory() output: Snakemake's marker file in
     directory outputs would be world-readable inside results/private.
     """
-    name = BASE_MODELS[wildcards.base]
+    name = base_model_name(wildcards)
     if is_tiny_gpt2(name):  # pre-trained on corpus mail: its vocabulary and weights hold corpus text
         return {"base_model": f"results/private/models/{name}/config.json"}
     if name == "smollm2-135m":
@@ -233,7 +233,7 @@ def pretrain_inputs(wildcards):
 
 def pretraining_pii_inputs(wildcards):
     """The PII of the outsiders' mail, where the tiny GPT-2 pre-trained on it (O_ft leaves it out)."""
-    if OUTSIDERS and is_tiny_gpt2(BASE_MODELS[wildcards.base]):
+    if OUTSIDERS and is_tiny_gpt2(base_model_name(wildcards)):
         return {"pretraining_pii": "results/private/corpus/outsiders.pii.parquet"}
     return {}
 

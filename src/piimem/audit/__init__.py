@@ -31,7 +31,6 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-
 # Audit canary messages carry doc ids from here up: above any corpus id (a corpus's ids count its messages),
 # so training knows them (`is_canary_doc`) without another column through every defense.
 DOC_ID_BASE = 1 << 40

@@ -9,7 +9,6 @@ from functools import lru_cache
 
 import numpy as np
 
-
 # Shares of the canaries guessed, half "included" (highest scores), half "held out" (lowest). The bound is the
 # largest over the grid, each tested at β / len(grid) (Bonferroni), so choosing the best share costs nothing
 # in confidence. Few guesses give a high bound when the top scores are all members; all guesses, when the

@@ -9,7 +9,6 @@ import polars as pl
 
 from piimem.audit import CANARY_SCHEMA, DOC_ID_BASE
 
-
 # What the canary message says around the address: a lead-in sentence, then the address. Several lead-ins, so
 # that the canaries share no 100-byte substring (exact-substring deduplication would cut it) and are no
 # near-duplicates of each other (tests/test_audit.py checks both with the dedup stage).

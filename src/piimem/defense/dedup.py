@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from piimem.plan import NamedOption
 from piimem.defense.base import Defense, Rewrite, epoch0, no_replacements
+from piimem.plan import NamedOption
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from piimem.config import ConfigError
-from piimem.plan import NamedOption, _value_label, defense_variants, run_names, tuning_variants
 from piimem.defense.base import Defense
+from piimem.plan import NamedOption, _value_label, defense_variants, run_names, tuning_variants
 from piimem.runs import RunId
 
 # Tuning methods DP-SGD cannot train: a parameter the layer shares across the batch has no per-example

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import polars as pl
 
 from piimem.config import ConfigError
-from piimem.plan import NamedOption, _as_list
 from piimem.defense.base import REPLACEMENT_SCHEMA, Defense, Rewrite, spans_of
 from piimem.masking import RmftConfig, apply_rmft
+from piimem.plan import NamedOption, _as_list
 
 # RMFT's scopes: the PII types each rewrites. None: the types listed in rmft.entity_types.
 RMFT_SCOPES: dict[str, tuple[str, ...] | None] = {"email": ("EMAIL_ADDRESS",), "all": None}
